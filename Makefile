@@ -1,0 +1,56 @@
+# The two commands are `make run` and `make test`; the rest serve them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LOCALES := ar ckb en
+PYBABEL := $(BIN)/pybabel
+
+.PHONY: run test lint typecheck pytest install locales locales-extract locales-update locales-compile clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, create or migrate the database, start the bot
+run: $(STAMP)
+	$(BIN)/icssi-bot db upgrade
+	$(BIN)/icssi-bot run
+
+## make test: lint, type-check and run every test
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Translations: extract the template, merge it into each catalog, compile (to check)
+locales: locales-extract locales-update locales-compile
+
+locales-extract: $(STAMP)
+	$(PYBABEL) extract -F locales/babel.cfg -k N_ -k ngettext:1,2 --no-location --sort-output \
+		--project=icssi-bot --copyright-holder="Iraqi Civil Society Solidarity Initiative" \
+		--msgid-bugs-address=none -o locales/messages.pot .
+
+locales-update: $(STAMP)
+	for lang in $(LOCALES); do \
+		$(PYBABEL) update -i locales/messages.pot -d locales -l $$lang --no-fuzzy-matching --ignore-obsolete; \
+	done
+
+locales-compile: $(STAMP)
+	$(PYBABEL) compile -d locales --statistics
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The channel-neutral core of the ICSSI bot, and its channel adapters."""

@@ -1,0 +1,133 @@
+"""The `icssi-bot` command: run, chat, serve, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.db import Database, upgrade
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(level: str) -> None:
+    """Log to standard error; message texts and phone numbers are never logged at INFO."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "httpcore", "aiosqlite", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="icssi-bot", description="Chat bot of the Iraqi Civil Society Solidarity Initiative"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "run", help="start every configured channel, or the console chat when none is configured"
+    )
+    chat = commands.add_parser("chat", help="talk with the bot in this terminal")
+    chat.add_argument("--user", default="me", help="who you are in the console (default: me)")
+    commands.add_parser("serve", help="run the web app (webhooks and /healthz)")
+    db = commands.add_parser("db", help="database tasks")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("upgrade", help="create the database or migrate it to this version")
+    revision = db_commands.add_parser(
+        "revision", help="write a new migration from the changes made to bot/models.py"
+    )
+    revision.add_argument("-m", "--message", required=True, help="what the migration changes")
+    return parser
+
+
+async def run_chat(settings: Settings, user: str) -> None:
+    """The console chat on the configured database."""
+    from bot.channels.console import ConsoleTransport, chat, stdio
+    from bot.engine import Engine
+    from bot.sender import Sender
+    from handlers import build_registry
+
+    stdin, stdout = stdio()
+    db = Database(settings.database_url)
+    try:
+        sender = Sender(db, [ConsoleTransport(stdout)])
+        engine = Engine(db, settings, build_registry(), sender)
+        await chat(engine, sender, user, stdin, stdout)
+    finally:
+        await db.close()
+
+
+async def run_serve(settings: Settings) -> None:
+    """The web app on uvicorn, until stopped."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    db = Database(settings.database_url)
+    try:
+        config = uvicorn.Config(
+            create_app(db), host=settings.host, port=settings.port, log_config=None
+        )
+        await uvicorn.Server(config).serve()
+    finally:
+        await db.close()
+
+
+def new_revision(message: str) -> str:
+    """Autogenerate a migration against a scratch database brought to the current head."""
+    import tempfile
+
+    from alembic import command
+
+    from bot.db import MIGRATIONS_DIR, alembic_config
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite+aiosqlite:///{scratch}/scratch.db"
+        upgrade(url)
+        existing = {p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")}
+        number = len([name for name in existing if name[:4].isdigit()]) + 1
+        command.revision(
+            alembic_config(url), message=message, autogenerate=True, rev_id=f"{number:04d}"
+        )
+    written = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    return next((name for name in written if name not in existing), "nothing")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `icssi-bot`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"icssi-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    chatting = args.command == "chat" or (args.command == "run" and not settings.channels)
+    # In the console chat, logs at INFO would interleave with the conversation.
+    setup_logging("WARNING" if chatting and settings.log_level == "INFO" else settings.log_level)
+    try:
+        if args.command == "db" and args.db_command == "revision":
+            print(f"icssi-bot: wrote {new_revision(args.message)}", file=sys.stderr)
+        elif args.command == "db":
+            upgrade(settings.database_url)
+            print("icssi-bot: the database is up to date", file=sys.stderr)
+        elif chatting:
+            asyncio.run(run_chat(settings, getattr(args, "user", "me")))
+        else:
+            asyncio.run(run_serve(settings))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"icssi-bot: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

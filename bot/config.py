@@ -1,0 +1,148 @@
+"""One Settings object from the environment and `.env`; a bad value is a clear error."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dotenv import dotenv_values
+
+from bot.i18n import LOCALES
+from bot.messages import Address
+
+T = TypeVar("T")
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'data' / 'icssi.db'}"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable and what it expects."""
+
+    def __init__(self, variable: str, expected: str, value: str | None = None) -> None:
+        shown = "" if value is None else f" (got {value!r})"
+        super().__init__(f"{variable}: expected {expected}{shown}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the bot, read once at start-up."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    default_locale: str = "ar"
+    timezone: str = "Asia/Baghdad"
+    coordinators: frozenset[Address] = field(default_factory=frozenset)
+    log_level: str = "INFO"
+    host: str = "0.0.0.0"
+    port: int = 8080
+
+    @property
+    def channels(self) -> list[str]:
+        """The platform channels that are configured (the console needs no setting)."""
+        return []
+
+    def is_coordinator(self, address: Address) -> bool:
+        """Whether an address belongs to a coordinator."""
+        return address in self.coordinators
+
+
+def _database_url(value: str) -> str:
+    """Accept the usual spellings and pick the async driver for each database."""
+    url = value.strip()
+    for prefix, driver in (
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(prefix):
+            url = driver + url[len(prefix) :]
+    if not url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
+        raise ValueError(value)
+    return url
+
+
+def _locale(value: str) -> str:
+    code = value.strip().lower()
+    if code not in LOCALES:
+        raise ValueError(value)
+    return code
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(value) from exc
+    return value.strip()
+
+
+def _addresses(value: str) -> frozenset[Address]:
+    return frozenset(Address.parse(part) for part in value.split(",") if part.strip())
+
+
+def _level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(value)
+    return level
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError(value)
+    return port
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError(value)
+    return value.strip()
+
+
+def read_environment(env_file: str | Path | None = ".env") -> dict[str, str]:
+    """The settings' sources merged: the `.env` file, then the environment, which wins."""
+    merged: dict[str, str] = {}
+    if env_file and Path(env_file).exists():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `env` (default: `.env` and the environment); raise ConfigError."""
+    source = read_environment() if env is None else env
+    values: dict[str, object] = {}
+
+    def take(name: str, attr: str, parse: Callable[[str], T], expected: str) -> None:
+        raw = source.get(name)
+        if raw is None or raw.strip() == "":
+            return  # unset or empty: the default stands
+        try:
+            values[attr] = parse(raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(name, expected, raw) from exc
+
+    take(
+        "DATABASE_URL",
+        "database_url",
+        _database_url,
+        "a database URL such as sqlite:///data/icssi.db or postgresql://user:pass@host/db",
+    )
+    take("DEFAULT_LOCALE", "default_locale", _locale, "one of " + ", ".join(LOCALES))
+    take("TIMEZONE", "timezone", _timezone, "an IANA time zone such as Asia/Baghdad")
+    take(
+        "COORDINATORS",
+        "coordinators",
+        _addresses,
+        "comma-separated addresses such as telegram:12345,whatsapp:+9647701234567",
+    )
+    take("LOG_LEVEL", "log_level", _level, "DEBUG, INFO, WARNING or ERROR")
+    take("HOST", "host", _text, "an interface address such as 0.0.0.0")
+    take("PORT", "port", _port, "a port number from 1 to 65535")
+    return Settings(**values)  # type: ignore[arg-type]

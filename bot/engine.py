@@ -1,0 +1,382 @@
+"""Engine.handle(inbound): the one place where conversation state changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from weakref import WeakValueDictionary
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from bot.db import Database
+from bot.flows import (
+    BACK,
+    CANCEL,
+    COMMANDS,
+    HELP,
+    LANGUAGE,
+    MENU,
+    NAV_PAYLOADS,
+    Ctx,
+    Registry,
+    Transition,
+    resolve_choice,
+    restore,
+    snapshot,
+)
+from bot.i18n import _, direct, use_locale
+from bot.messages import Button, Inbound, Outbound
+from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
+from bot.sender import PRIORITIES, Sender
+from bot.text import clean_input
+
+logger = logging.getLogger(__name__)
+
+
+class HandlerFailed(Exception):
+    """A step raised: the transaction is rolled back and the user gets an apology."""
+
+
+def default_hint() -> str:
+    """What the bot says to input the current step does not understand."""
+    return _("Sorry, I did not understand that. Please choose one of the options below.")
+
+
+def media_hint() -> str:
+    """What the bot says to a photo, file or location where it needs a choice or words."""
+    return _(
+        "Thank you, but I cannot use a photo, file or location here. "
+        "Please choose one of the options below."
+    )
+
+
+def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
+    """Add messages to the outbox, in this transaction."""
+    for message in messages:
+        session.add(
+            OutboxMessage(
+                channel=message.address.channel,
+                address=str(message.address),
+                contact_id=contact_id if contact_id is not None else None,
+                priority=PRIORITIES[message.priority],
+                body=message.to_json(),
+            )
+        )
+
+
+class Engine:
+    """Handles each inbound message in one transaction and queues the replies."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        registry: Registry,
+        sender: Sender | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.registry = registry
+        self.sender = sender
+        self.clock = clock
+        # One lock per address: two messages of one person are handled one after the other.
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+
+    async def handle(self, inbound: Inbound) -> list[Outbound]:
+        """Handle one inbound message; return the replies queued for it (none if a duplicate)."""
+        key = str(inbound.address)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            for attempt in range(3):
+                try:
+                    replies = await self._handle_once(inbound)
+                except HandlerFailed:
+                    replies = await self._apologize(inbound)
+                except IntegrityError:
+                    # Another process took this message id or created this contact first.
+                    if attempt == 2:
+                        raise
+                    continue
+                break
+        if self.sender is not None and replies:
+            self.sender.wake(inbound.address.channel, urgent=True)
+        return replies
+
+    async def _handle_once(self, inbound: Inbound) -> list[Outbound]:
+        async with self.db.transaction() as session:
+            if await self._seen(session, inbound):
+                logger.info("duplicate inbound %s skipped", inbound.message_id)
+                return []
+            contact = await self._contact(session, inbound)
+            conversation = await session.get(Conversation, contact.id, with_for_update=True)
+            ctx = Ctx(
+                inbound=inbound,
+                contact=contact,
+                session=session,
+                settings=self.settings,
+                now=self.clock(),
+                flow=conversation.flow if conversation else "",
+                step=conversation.step if conversation else "",
+                data=dict(conversation.data) if conversation else {},
+                history=list(conversation.history) if conversation else [],
+                offered=[(p, label) for p, label in conversation.offered] if conversation else [],
+            )
+            with use_locale(contact.locale or self.settings.default_locale):
+                try:
+                    await self.route(ctx)
+                except Exception as exc:
+                    logger.exception(
+                        "step %s/%s failed for a %s message",
+                        ctx.flow,
+                        ctx.step,
+                        inbound.address.channel,
+                    )
+                    raise HandlerFailed from exc
+            if conversation is None:
+                conversation = Conversation(contact_id=contact.id)
+                session.add(conversation)
+            conversation.flow = ctx.flow
+            conversation.step = ctx.step
+            conversation.data = ctx.data
+            conversation.history = ctx.history
+            conversation.offered = [list(pair) for pair in ctx.offered]
+            enqueue(session, ctx.replies, contact.id)
+            enqueue(session, ctx.extra, None)
+            return ctx.replies + ctx.extra
+
+    async def _apologize(self, inbound: Inbound) -> list[Outbound]:
+        """Record the message as handled and say sorry; the conversation stays where it was."""
+        async with self.db.transaction() as session:
+            if await self._seen(session, inbound):
+                return []
+            contact = await self._contact(session, inbound)
+            conversation = await session.get(Conversation, contact.id)
+            offered = conversation.offered if conversation else []
+            with use_locale(contact.locale or self.settings.default_locale):
+                reply = Outbound(
+                    address=inbound.address,
+                    text=direct(
+                        _("Sorry, something went wrong on our side. Please try again in a moment.")
+                    ),
+                    buttons=tuple((Button(label, payload),) for payload, label in offered),
+                )
+            enqueue(session, [reply], contact.id)
+            return [reply]
+
+    async def _seen(self, session: AsyncSession, inbound: Inbound) -> bool:
+        """Whether this platform message was handled before; if not, mark it handled."""
+        if inbound.kind == "resume":
+            return False
+        found = await session.scalar(
+            select(ProcessedInbound.id).where(
+                ProcessedInbound.channel == inbound.address.channel,
+                ProcessedInbound.message_id == inbound.message_id,
+            )
+        )
+        if found is not None:
+            return True
+        session.add(
+            ProcessedInbound(channel=inbound.address.channel, message_id=inbound.message_id)
+        )
+        await session.flush()
+        return False
+
+    async def _contact(self, session: AsyncSession, inbound: Inbound) -> Contact:
+        """Load the contact (locked for this transaction on PostgreSQL) or create it."""
+        now = self.clock()
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == str(inbound.address)).with_for_update()
+        )
+        if contact is None:
+            contact = Contact(
+                address=str(inbound.address),
+                channel=inbound.address.channel,
+                first_seen=now,
+                last_seen=now,
+            )
+            session.add(contact)
+            await session.flush()
+        if inbound.kind != "resume":
+            contact.last_seen = now
+            contact.last_inbound_at = now
+            # A person who writes to us can be reached again, whatever failed before.
+            contact.unreachable = False
+            contact.unreachable_reason = None
+        return contact
+
+    # Routing ---------------------------------------------------------------------------------
+
+    async def route(self, ctx: Ctx) -> None:
+        """Decide what the message means here and run the step: the conversation's rules."""
+        inbound = ctx.inbound
+        if not inbound.is_private:
+            ctx.say(
+                _(
+                    "Hello! To keep what you tell me private, I only talk in private chats. "
+                    "Please open a private chat with me."
+                )
+            )
+            return
+        if ctx.contact.locale is None and ctx.flow != "language":
+            # First contact: the language comes first; a deep link waits until it is chosen.
+            data: dict[str, Any] = {}
+            if inbound.command == "start" and inbound.args:
+                data["then"] = self.registry.deep_links.get(inbound.args[0])
+            await self.enter(ctx, "language", data)
+            return
+        if inbound.kind == "resume":
+            await self.ask(ctx)
+            return
+        if ctx.contact.locale is None:
+            await self.run_step(ctx)  # nothing else counts until a language is chosen
+            return
+        if inbound.command == "start":
+            target = self.registry.deep_links.get(inbound.args[0]) if inbound.args else None
+            await self.enter(ctx, target or "menu")
+            return
+        escape = self.escape(ctx)
+        if escape == MENU:
+            await self.enter(ctx, "menu")
+        elif escape == CANCEL:
+            if ctx.flow != "menu":
+                ctx.say(_("Cancelled. Nothing was saved."))
+            await self.enter(ctx, "menu")
+        elif escape == HELP:
+            ctx.say(help_text(), title=_("Help"))
+            await self.ask(ctx)
+        elif escape == LANGUAGE:
+            await self.enter(ctx, "language", {"resume": snapshot(ctx)})
+        elif escape == BACK:
+            await self.back(ctx)
+        elif inbound.command is not None:
+            ctx.say(_("I do not know that command. Here is where we are."))
+            await self.ask(ctx)
+        else:
+            await self.run_step(ctx)
+
+    def escape(self, ctx: Ctx) -> str | None:
+        """The global escape this message asks for: a command, a pressed button or a word."""
+        inbound = ctx.inbound
+        if inbound.command is not None:
+            return COMMANDS.get(inbound.command)
+        if inbound.payload is not None:
+            return inbound.payload if inbound.payload in NAV_PAYLOADS else None
+        if inbound.kind == "text":
+            word = clean_input(inbound.text, limit=200)
+            # An offered option (by number or label) wins over an escape word.
+            chosen = resolve_choice(word, ctx.offered)
+            if chosen is not None:
+                return chosen if chosen in NAV_PAYLOADS else None
+            return self.registry.nav_payload(word)
+        return None
+
+    async def run_step(self, ctx: Ctx) -> None:
+        """Give the message to the current step's answer and follow where it leads."""
+        step = self.registry.step(ctx.flow, ctx.step)
+        if step is None:
+            await self.enter(ctx, "menu")  # a state left by an older version of the bot
+            return
+        inbound = ctx.inbound
+        ctx.text = clean_input(inbound.text)
+        offered_payloads = {payload for payload, _label in ctx.offered}
+        if inbound.payload is not None:
+            if inbound.payload not in offered_payloads:
+                ctx.say(_("This menu has expired. Here is where we are now."))
+                await self.ask(ctx)
+                return
+            ctx.choice = inbound.payload
+        elif ctx.text:
+            ctx.choice = resolve_choice(ctx.text, ctx.offered)
+        shared = bool(inbound.media or inbound.location or inbound.phone)
+        understood = (
+            ctx.choice is not None
+            or (step.accepts_text and bool(ctx.text))
+            or (step.accepts_media and shared)
+        )
+        if step.answer is None or not understood:
+            ctx.say(media_hint() if shared and not ctx.text else default_hint())
+            await self.ask(ctx)
+            return
+        await self.follow(ctx, await step.answer(ctx))
+
+    async def follow(self, ctx: Ctx, transition: Transition) -> None:
+        """Carry out a step's decision."""
+        if transition.kind == "goto" and transition.target:
+            if transition.target != ctx.step:
+                ctx.history.append(ctx.step)
+            ctx.step = transition.target
+            await self.ask(ctx)
+        elif transition.kind == "retry":
+            ctx.say(transition.hint or default_hint())
+            await self.ask(ctx)
+        elif transition.kind == "flow" and transition.target:
+            await self.enter(ctx, transition.target, transition.data)
+        elif transition.kind == "menu":
+            await self.enter(ctx, "menu")
+        elif transition.kind == "restore" and transition.data:
+            saved = transition.data
+            ctx.flow, ctx.step = str(saved["flow"]), str(saved["step"])
+            ctx.data, ctx.history = dict(saved["data"]), list(saved["history"])
+            await self.ask(ctx)
+        # "stay": the answer said what was needed
+
+    async def enter(self, ctx: Ctx, flow: str, data: dict[str, Any] | None = None) -> None:
+        """Begin a flow at its first step and ask it."""
+        if flow not in self.registry.flows:
+            flow = "menu"
+        ctx.flow = flow
+        ctx.step = self.registry.flows[flow].first
+        ctx.data = data or {}
+        ctx.history = []
+        await self.ask(ctx)
+
+    async def back(self, ctx: Ctx) -> None:
+        """Return to the previous question of this flow, or to the menu from its first one."""
+        saved = ctx.data.get("resume")
+        step = self.registry.step(ctx.flow, ctx.step)
+        if step is not None and step.back is not None:
+            await self.follow(ctx, await step.back(ctx))
+        elif ctx.history:
+            ctx.step = ctx.history.pop()
+            await self.ask(ctx)
+        elif isinstance(saved, dict):
+            await self.follow(ctx, restore(saved))  # back out of a detour such as the language
+        else:
+            await self.enter(ctx, "menu")
+
+    async def ask(self, ctx: Ctx) -> None:
+        """Ask the current step's question and remember the options it offered."""
+        step = self.registry.step(ctx.flow, ctx.step)
+        if step is None:
+            ctx.flow, ctx.step, ctx.data, ctx.history = "menu", "main", {}, []
+            step = self.registry.flows["menu"].steps[self.registry.flows["menu"].first]
+        before = len(ctx.replies)
+        await step.ask(ctx)
+        offered: list[tuple[str, str]] = []
+        for message in ctx.replies[before:]:
+            if message.buttons:
+                offered = [(b.payload, b.label) for b in message.options()]
+        ctx.offered = offered
+
+
+def help_text() -> str:
+    """What the bot can do and the words that work everywhere, in the current locale."""
+    return _(
+        "I am the chat bot of the Iraqi Civil Society Solidarity Initiative.\n\n"
+        "Choose from the buttons, or type the number of an option.\n"
+        "These words work at any time:\n"
+        "• Menu: the main menu\n"
+        "• Back: the previous question\n"
+        "• Cancel: stop what you are doing\n"
+        "• Language: change the language\n"
+        "• Help: this message"
+    )

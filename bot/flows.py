@@ -1,0 +1,304 @@
+"""The small registry that handlers/ use to declare flows and steps, and the global escapes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from bot.i18n import LOCALES, N_, _, current_locale, direct, translate_in
+from bot.messages import Address, Button, Inbound, Outbound, Priority
+from bot.models import Contact
+from bot.text import match_key, parse_int
+
+# Payloads of the global escapes; they work from every step, pressed or typed.
+MENU, BACK, CANCEL, HELP, LANGUAGE = "nav:menu", "nav:back", "nav:cancel", "nav:help", "nav:lang"
+NAV_PAYLOADS = (MENU, BACK, CANCEL, HELP, LANGUAGE)
+
+# Button labels of the escapes (translated at use), also accepted when typed in any language.
+NAV_LABELS: dict[str, str] = {
+    MENU: N_("Menu"),
+    BACK: N_("Back"),
+    CANCEL: N_("Cancel"),
+    HELP: N_("Help"),
+    LANGUAGE: N_("Language"),
+}
+# Further words people type for the escapes, in all three languages at once: input vocabulary,
+# not text we show, so it is not in the catalogs.
+NAV_WORDS: dict[str, tuple[str, ...]] = {
+    MENU: (
+        "menu",
+        "main menu",
+        "home",
+        "start",
+        "القائمة",
+        "قائمة",
+        "القائمة الرئيسية",
+        "الرئيسية",
+        "مێنو",
+        "مینو",
+        "لیست",
+        "سەرەکی",
+    ),
+    BACK: (
+        "back",
+        "previous",
+        "رجوع",
+        "ارجع",
+        "عودة",
+        "رجوع للخلف",
+        "السابق",
+        "گەڕانەوە",
+        "گەرانەوە",
+        "دواوە",
+        "بگەڕێوە",
+    ),
+    CANCEL: (
+        "cancel",
+        "quit",
+        "exit",
+        "إلغاء",
+        "الغاء",
+        "إلغاء الأمر",
+        "خروج",
+        "هەڵوەشاندنەوە",
+        "هەلوەشاندنەوە",
+        "پاشگەزبوونەوە",
+        "لابردن",
+    ),
+    HELP: ("help", "?", "؟", "مساعدة", "المساعدة", "ساعدني", "یارمەتی", "يارمەتی", "هاوکاری"),
+    LANGUAGE: (
+        "language",
+        "lang",
+        "اللغة",
+        "لغة",
+        "تغيير اللغة",
+        "زمان",
+        "زمانەکە",
+        "گۆڕینی زمان",
+    ),
+}
+COMMANDS: dict[str, str] = {
+    "menu": MENU,
+    "cancel": CANCEL,
+    "help": HELP,
+    "language": LANGUAGE,
+    "back": BACK,
+}
+
+
+def _nav_index() -> dict[str, str]:
+    """Map every accepted spelling of an escape (labels in every locale, words) to its payload."""
+    index: dict[str, str] = {}
+    for payload, words in NAV_WORDS.items():
+        for word in words:
+            index[match_key(word)] = payload
+    for payload, label in NAV_LABELS.items():
+        for locale in LOCALES:
+            index[match_key(translate_in(locale, label))] = payload
+    index.pop("", None)
+    return index
+
+
+@dataclass
+class Transition:
+    """What a step's answer decides: where the conversation goes next."""
+
+    kind: Literal["goto", "retry", "flow", "menu", "stay", "restore"]
+    target: str | None = None
+    hint: str | None = None
+    data: dict[str, Any] | None = None
+
+
+def goto(step: str) -> Transition:
+    """Go on to `step` of this flow and ask its question."""
+    return Transition("goto", step)
+
+
+def retry(hint: str | None = None) -> Transition:
+    """Stay on this step: say `hint` (or the default hint) and ask again."""
+    return Transition("retry", hint=hint)
+
+
+def start(flow: str, data: dict[str, Any] | None = None) -> Transition:
+    """Begin another flow at its first step."""
+    return Transition("flow", flow, data=data)
+
+
+def to_menu() -> Transition:
+    """Leave this flow for the main menu."""
+    return Transition("menu")
+
+
+def restore(saved: dict[str, Any]) -> Transition:
+    """Return to a place saved with `snapshot` and ask its question again."""
+    return Transition("restore", data=saved)
+
+
+def stay() -> Transition:
+    """Stay on this step without asking again: the answer has said all that is needed."""
+    return Transition("stay")
+
+
+@dataclass
+class Ctx:
+    """Everything a step sees while one inbound message is handled, and what it says back."""
+
+    inbound: Inbound
+    contact: Contact
+    session: AsyncSession
+    settings: Settings
+    now: datetime
+    flow: str
+    step: str
+    data: dict[str, Any]
+    history: list[str]
+    offered: list[tuple[str, str]] = field(default_factory=list)
+    choice: str | None = None  # the payload the user chose, by button, number or label
+    text: str = ""  # the cleaned typed text
+    replies: list[Outbound] = field(default_factory=list)
+    extra: list[Outbound] = field(default_factory=list)  # messages to other people
+
+    @property
+    def address(self) -> Address:
+        """The address of the person we are talking to."""
+        return self.inbound.address
+
+    @property
+    def locale(self) -> str:
+        """The current locale."""
+        return current_locale()
+
+    @property
+    def is_coordinator(self) -> bool:
+        """Whether the person is a coordinator."""
+        return self.settings.is_coordinator(self.address)
+
+    def say(
+        self,
+        text: str,
+        *,
+        title: str | None = None,
+        buttons: Sequence[Sequence[Button]] = (),
+        request: Literal["location", "phone"] | None = None,
+        photo: str | None = None,
+        priority: Priority = "reply",
+    ) -> None:
+        """Queue a message to the user, in the current locale's direction."""
+        rows = tuple(tuple(row) for row in buttons if row)
+        self.replies.append(
+            Outbound(
+                address=self.address,
+                text=direct(text),
+                title=direct(title) if title else None,
+                buttons=rows,
+                request=request,
+                photo=photo,
+                priority=priority,
+            )
+        )
+
+    def ask(
+        self,
+        text: str,
+        options: Iterable[Button] = (),
+        *,
+        columns: int = 1,
+        nav: bool = True,
+        title: str | None = None,
+        request: Literal["location", "phone"] | None = None,
+    ) -> None:
+        """Ask a question with options (in rows of `columns`) and, with `nav`, Back and Menu."""
+        items = list(options)
+        rows = [items[i : i + columns] for i in range(0, len(items), columns)]
+        if nav:
+            rows.append(nav_buttons(BACK, MENU))
+        self.say(text, title=title, buttons=rows, request=request)
+
+
+def nav_buttons(*payloads: str) -> list[Button]:
+    """Buttons for global escapes, labelled in the current locale."""
+    return [Button(_(NAV_LABELS[p]), p) for p in payloads]
+
+
+AskFn = Callable[[Ctx], Awaitable[None]]
+AnswerFn = Callable[[Ctx], Awaitable[Transition]]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One question of a flow: `ask` says it; `answer` handles the reply.
+
+    With `accepts_text` False the answer is called only when the user picked one of the options;
+    anything else gets the default hint and the question again. `back`, when given, handles the
+    Back escape instead of the flow's history.
+    """
+
+    ask: AskFn
+    answer: AnswerFn | None = None
+    accepts_text: bool = False
+    accepts_media: bool = False
+    back: AnswerFn | None = None  # a step with pages of its own decides what "back" means
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A named conversation: steps by name, the first one first."""
+
+    name: str
+    steps: dict[str, Step]
+
+    @property
+    def first(self) -> str:
+        """The name of the first step."""
+        return next(iter(self.steps))
+
+
+class Registry:
+    """Every flow the bot knows, and the deep links that open them."""
+
+    def __init__(self, flows: Iterable[Flow], deep_links: dict[str, str] | None = None) -> None:
+        self.flows = {flow.name: flow for flow in flows}
+        self.deep_links = deep_links or {}
+        self._nav = _nav_index()
+        for required in ("menu", "language"):
+            if required not in self.flows:
+                raise ValueError(f"the registry needs a {required!r} flow")
+
+    def step(self, flow: str, step: str) -> Step | None:
+        """The step named, or None when it no longer exists (after an upgrade, say)."""
+        found = self.flows.get(flow)
+        return found.steps.get(step) if found else None
+
+    def nav_payload(self, text: str) -> str | None:
+        """The escape a typed word stands for, if any."""
+        return self._nav.get(match_key(text)) if text and len(text) <= 40 else None
+
+
+def resolve_choice(text: str, offered: Sequence[tuple[str, str]]) -> str | None:
+    """Which offered option a typed answer picks: its number (any digit script) or its label."""
+    number = parse_int(text)
+    if number is not None:
+        return offered[number - 1][0] if 1 <= number <= len(offered) else None
+    key = match_key(text)
+    if not key:
+        return None
+    for payload, label in offered:
+        if match_key(label) == key:
+            return payload
+    return None
+
+
+def snapshot(ctx: Ctx) -> dict[str, Any]:
+    """Where the conversation is, to come back to after a detour (the language switch)."""
+    return {
+        "flow": ctx.flow,
+        "step": ctx.step,
+        "data": copy.deepcopy(ctx.data),
+        "history": list(ctx.history),
+    }

@@ -1,0 +1,121 @@
+"""Channel-neutral messages: addresses, what comes in and what goes out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+CHANNELS = ("telegram", "whatsapp", "console")
+
+InboundKind = Literal[
+    "text", "button", "command", "location", "contact", "photo", "document", "resume", "other"
+]
+Priority = Literal["reply", "notice", "broadcast"]
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """Where a person is reached: a channel and the id the channel knows them by."""
+
+    channel: str
+    id: str
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse `telegram:123`, `whatsapp:+9647...` or `console:me`; else raise ValueError."""
+        channel, sep, ident = text.strip().partition(":")
+        channel = channel.strip().lower()
+        ident = ident.strip()
+        if not sep or channel not in CHANNELS or not ident:
+            raise ValueError(f"not an address: {text!r}")
+        return cls(channel, ident)
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Button:
+    """An option offered to the user: a visible label and the payload a flow matches."""
+
+    label: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class Location:
+    """A point shared by the user."""
+
+    latitude: float
+    longitude: float
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Media:
+    """A photo or document attached to a message, as the platform refers to it."""
+
+    kind: Literal["photo", "document"]
+    ref: str  # Telegram file_id or Twilio MediaUrl; the bytes stay on the platform
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a user, already decoded by its channel adapter."""
+
+    address: Address
+    message_id: str  # the platform's id (update_id, MessageSid): the key for de-duplication
+    kind: InboundKind = "text"
+    text: str = ""
+    payload: str | None = None  # the payload of a pressed button
+    command: str | None = None  # "start" for "/start report"
+    args: tuple[str, ...] = ()
+    location: Location | None = None
+    phone: str | None = None
+    media: tuple[Media, ...] = ()
+    language_hint: str | None = None  # e.g. Telegram's language_code; only a hint
+    is_private: bool = True
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One message to a user. Text is plain: adapters escape it for their markup."""
+
+    address: Address
+    text: str
+    title: str | None = None  # shown bold above the text
+    buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
+    request: Literal["location", "phone"] | None = None  # ask the platform's share button
+    photo: str | None = None
+    priority: Priority = "reply"
+
+    def options(self) -> list[Button]:
+        """The buttons in reading order: the order that numbered lists use."""
+        return [button for row in self.buttons for button in row]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, for the outbox."""
+        data = dataclasses.asdict(self)
+        data["address"] = str(self.address)
+        data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outbound:
+        """Rebuild an Outbound from `to_json`'s dict."""
+        return cls(
+            address=Address.parse(data["address"]),
+            text=data["text"],
+            title=data.get("title"),
+            buttons=tuple(
+                tuple(Button(label, payload) for label, payload in row)
+                for row in data.get("buttons", [])
+            ),
+            request=data.get("request"),
+            photo=data.get("photo"),
+            priority=data.get("priority", "reply"),
+        )

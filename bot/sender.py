@@ -1,0 +1,353 @@
+"""The one way out: per-channel outbox workers with rate limits, retries and a delivery ledger.
+
+Every message (reply, notice or broadcast) is a row of the `outbox` table before it is sent.
+One worker per channel reads the due rows, replies first, and sends them through the channel's
+Transport at the channel's pace; the outcome of each send is written back to its row. A crash
+leaves unsent rows pending, and they go out after the restart: only messages in flight at the
+crash can be sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import Database
+from bot.messages import Outbound, Priority
+from bot.models import Contact, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
+
+
+class RetryLater(Exception):
+    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again."""
+
+    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+        super().__init__(reason)
+        self.seconds = seconds
+
+
+class Unreachable(Exception):
+    """The person cannot be reached any more (blocked the bot, deactivated, opted out)."""
+
+
+class Rejected(Exception):
+    """The platform refused this message for good (bad request); other messages may go on."""
+
+
+class Transport(Protocol):
+    """A channel's way of delivering one Outbound, and the pace it allows."""
+
+    channel: str
+    rate: float  # messages per second across all chats
+    chat_rate: float  # messages per second to one chat, after a short burst
+    chat_burst: int
+
+    async def deliver(self, message: Outbound) -> str | None:
+        """Send one message; return the platform's message id; raise the errors above."""
+        ...
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: `burst` tokens, refilled at `rate` per second."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until a token is free (0 if one is free now)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        """Use a token."""
+        self.tokens -= 1
+
+
+class _Pacer:
+    """Spaces sends evenly at `rate` per second: bursts would trip the platforms' flood control."""
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        self.interval = 1.0 / rate
+        self.clock = clock
+        self.next_at = 0.0
+        self.paused_until = 0.0
+
+    async def wait(self) -> None:
+        """Sleep until the next send may start, and book it."""
+        now = self.clock()
+        start = max(now, self.next_at, self.paused_until)
+        # Never bank more than one interval of idle time: no burst after a quiet spell.
+        self.next_at = start + self.interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every send for `seconds` (the platform said so)."""
+        self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+
+class ChannelWorker:
+    """Sends one channel's outbox rows, at the channel's pace."""
+
+    def __init__(
+        self,
+        db: Database,
+        transport: Transport,
+        *,
+        max_in_flight: int = 16,
+        max_attempts: int = 8,
+        batch: int = 200,
+        backoff: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.transport = transport
+        self.channel = transport.channel
+        self.max_attempts = max_attempts
+        self.batch = batch
+        self.backoff = backoff  # seconds before the first retry; doubled each time
+        self.clock = clock
+        self.pacer = _Pacer(transport.rate, clock)
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.chats: dict[str, _Bucket] = {}
+        self.in_flight: dict[int, str] = {}  # outbox id -> address
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.urgent = asyncio.Event()
+        self.idle = asyncio.Condition()
+        self.requested = 0  # wake-ups asked for
+        self.served = 0  # wake-ups answered by a pass that found nothing left to do
+        self.stopping = False
+
+    def wake(self, *, urgent: bool = False) -> None:
+        """New rows are waiting; `urgent` (a reply) interrupts a broadcast batch."""
+        self.requested += 1
+        self.wakeup.set()
+        if urgent:
+            self.urgent.set()
+
+    async def run(self) -> None:
+        """Send until cancelled or stopped."""
+        while not self.stopping:
+            generation = self.requested
+            self.wakeup.clear()
+            self.urgent.clear()
+            try:
+                idle, delay = await self.pass_once()
+            except Exception:  # the database away for a moment must not end the sender
+                logger.exception("the %s sender could not read the outbox", self.channel)
+                idle, delay = False, 2.0
+            if idle:  # nothing due now: anyone waiting in flush() may go on
+                await self._report_idle(generation)
+            if delay is None:
+                delay = 5.0  # rows another process may have added; also a safety net
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event fires, and stop() would wait for ever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.wakeup.wait()
+
+    async def _report_idle(self, generation: int) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+        async with self.idle:
+            self.served = max(self.served, generation)
+            self.idle.notify_all()
+
+    async def flush(self) -> None:
+        """Wait until every row due now (and queued before this call) has been tried."""
+        self.wake()
+        target = self.requested
+        async with self.idle:
+            await self.idle.wait_for(lambda: self.served >= target)
+
+    async def pass_once(self) -> tuple[bool, float | None]:
+        """Start sending the due rows.
+
+        Returns whether nothing was due or in flight, and the seconds until more rows are due
+        (None when none are waiting at all).
+        """
+        now_utc = datetime.now(UTC)
+        async with self.db.transaction() as session:
+            query = (
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.channel == self.channel,
+                    OutboxMessage.status == "pending",
+                    (OutboxMessage.not_before.is_(None)) | (OutboxMessage.not_before <= now_utc),
+                )
+                .order_by(OutboxMessage.priority, OutboxMessage.id)
+                .limit(self.batch + len(self.in_flight))
+            )
+            rows = [row for row in await session.scalars(query) if row.id not in self.in_flight]
+        if not rows:
+            if self.in_flight:
+                return False, 0.05
+            return True, await self._next_due()
+        waiting: set[str] = set(self.in_flight.values())  # keep each chat's order
+        soonest: float | None = None
+        for row in rows:
+            if row.priority > 0 and self.urgent.is_set():
+                return False, 0.0  # a reply came in: fetch again so it goes first
+            if row.address in waiting:
+                continue
+            bucket = self._bucket(row.address)
+            pause = bucket.wait_time(self.clock())
+            if pause > 0:
+                waiting.add(row.address)
+                soonest = pause if soonest is None else min(soonest, pause)
+                continue
+            await self.slots.acquire()
+            await self.pacer.wait()
+            bucket.take()
+            waiting.add(row.address)
+            self.in_flight[row.id] = row.address
+            task = asyncio.create_task(self._send(row.id, row.address, row.attempts, row.body))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return False, 0.0 if soonest is None else soonest
+
+    async def _next_due(self) -> float | None:
+        """Seconds until the next postponed row is due, or None if there is none."""
+        async with self.db.transaction() as session:
+            due = await session.scalar(
+                select(OutboxMessage.not_before)
+                .where(OutboxMessage.channel == self.channel, OutboxMessage.status == "pending")
+                .order_by(OutboxMessage.not_before)
+                .limit(1)
+            )
+        if due is None:
+            return None
+        return max(0.05, (due - datetime.now(UTC)).total_seconds())
+
+    def _bucket(self, address: str) -> _Bucket:
+        bucket = self.chats.get(address)
+        if bucket is None:
+            burst = float(self.transport.chat_burst)
+            bucket = _Bucket(self.transport.chat_rate, burst, burst, self.clock())
+            self.chats[address] = bucket
+            if len(self.chats) > 10_000:  # forget chats idle long enough to have a full bucket
+                for key in list(self.chats)[:5_000]:
+                    del self.chats[key]
+        return bucket
+
+    async def _send(
+        self, row_id: int, address: str, attempts: int, body: dict[str, object]
+    ) -> None:
+        """Send one row and record what happened."""
+        values: dict[str, object] = {"attempts": attempts + 1}
+        unreachable: str | None = None
+        try:
+            message = Outbound.from_json(dict(body))
+            values["platform_message_id"] = await self.transport.deliver(message)
+            values.update(status="sent", sent_at=datetime.now(UTC), error=None)
+        except RetryLater as exc:
+            # Flood control is per bot, not per chat: hold the whole channel.
+            self.pacer.pause(exc.seconds)
+            values.update(
+                attempts=attempts,  # not the message's fault
+                not_before=datetime.now(UTC) + timedelta(seconds=exc.seconds),
+                error=f"retry after {exc.seconds}s",
+            )
+            logger.warning("%s asks to wait %.1f s", self.channel, exc.seconds)
+        except Unreachable as exc:
+            unreachable = str(exc)[:200] or "unreachable"
+            values.update(status="unreachable", error=unreachable)
+        except Rejected as exc:
+            values.update(status="failed", error=str(exc)[:1000])
+            logger.error("%s rejected outbox message %s: %s", self.channel, row_id, exc)
+        except Exception as exc:  # network and server errors: try again later
+            values["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            if attempts + 1 >= self.max_attempts:
+                values["status"] = "failed"
+                logger.error("giving up on outbox message %s after %s tries", row_id, attempts + 1)
+            else:
+                backoff = min(300.0, self.backoff * 2.0**attempts)
+                values["not_before"] = datetime.now(UTC) + timedelta(seconds=backoff)
+                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
+        finally:
+            self.slots.release()
+        try:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
+                )
+                if unreachable is not None:
+                    await self._mark_unreachable(session, address, unreachable)
+        except Exception:
+            logger.exception("could not record the outcome of outbox message %s", row_id)
+        finally:
+            self.in_flight.pop(row_id, None)
+            self.wakeup.set()
+
+    @staticmethod
+    async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:
+        """Mark the contact unreachable and stop its other pending messages."""
+        await session.execute(
+            update(Contact)
+            .where(Contact.address == address)
+            .values(unreachable=True, unreachable_reason=reason)
+        )
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.address == address, OutboxMessage.status == "pending")
+            .values(status="unreachable", error=reason)
+        )
+
+
+class Sender:
+    """All channel workers: start them, wake them, wait for them."""
+
+    def __init__(self, db: Database, transports: list[Transport], **options: Any) -> None:
+        self.db = db
+        self.workers = {t.channel: ChannelWorker(db, t, **options) for t in transports}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self, channel: str, *, urgent: bool = False) -> None:
+        """Tell a channel's worker that rows are waiting."""
+        worker = self.workers.get(channel)
+        if worker is not None:
+            worker.wake(urgent=urgent)
+
+    def start(self) -> None:
+        """Start every worker in the running loop."""
+        for worker in self.workers.values():
+            self._tasks.append(asyncio.create_task(worker.run(), name=f"send-{worker.channel}"))
+
+    async def flush(self, channel: str) -> None:
+        """Wait until the channel has sent everything due (its worker must be running)."""
+        await self.workers[channel].flush()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop the workers, give sends in flight `grace` seconds, then cancel them.
+
+        Rows not sent stay pending and go out after the next start.
+        """
+        for worker in self.workers.values():
+            worker.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for worker in self.workers.values():
+            if worker.tasks:
+                _done, late = await asyncio.wait(set(worker.tasks), timeout=grace)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+        self._tasks.clear()

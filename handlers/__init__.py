@@ -1,0 +1,27 @@
+"""The flows, written once for every channel; `build_registry` lists them all."""
+
+from __future__ import annotations
+
+from bot.flows import Registry
+from handlers import declaration, language, menu
+from handlers.soon import placeholder
+
+
+def build_registry() -> Registry:
+    """Every flow the bot runs, and the deep links (/start <name>) that open them."""
+    return Registry(
+        [
+            language.FLOW,  # first contact, and the Language escape
+            menu.FLOW,
+            declaration.FLOW,
+            placeholder("bulletin"),  # issue: the information bulletin
+            placeholder("report"),  # issue: displaced-family reports
+            placeholder("sign"),  # issue: signing the declaration
+        ],
+        deep_links={
+            "declaration": "declaration",
+            "bulletin": "bulletin",
+            "report": "report",
+            "sign": "sign",
+        },
+    )

@@ -1,0 +1,64 @@
+"""Small helpers for the tests: expected texts in a language, and state read from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot.db import Database
+from bot.i18n import LANGUAGE_NAMES, translate_in
+from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
+from tests.conftest import Person
+
+LANGS = ("ar", "ckb", "en")
+
+
+def t(locale: str, message: str) -> str:
+    """`message` as the bot says it in `locale`."""
+    return translate_in(locale, message)
+
+
+def menu_labels(locale: str) -> list[str]:
+    """The main menu's buttons in `locale`, in order."""
+    return [
+        t(locale, label)
+        for label in (
+            "About the Initiative",
+            "The declaration",
+            "Bulletin",
+            "Report a displaced family",
+            "Sign the declaration",
+            "Language",
+            "Help",
+        )
+    ]
+
+
+async def choose_language(person: Person, locale: str) -> None:
+    """First contact: /start, pick the language, land on the main menu."""
+    await person.send("/start")
+    await person.tap(LANGUAGE_NAMES[locale])
+    assert person.labels() == menu_labels(locale)
+
+
+async def state(db: Database, address: str) -> dict[str, Any]:
+    """The stored contact and conversation of an address."""
+    async with db.transaction() as session:
+        contact = await session.scalar(select(Contact).where(Contact.address == address))
+        assert contact is not None
+        conversation = await session.get(Conversation, contact.id)
+        assert conversation is not None
+        return {
+            "locale": contact.locale,
+            "flow": conversation.flow,
+            "step": conversation.step,
+            "data": conversation.data,
+            "history": conversation.history,
+        }
+
+
+async def count(db: Database, model: type[OutboxMessage] | type[ProcessedInbound]) -> int:
+    """How many rows a table holds."""
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)

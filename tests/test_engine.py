@@ -1,0 +1,220 @@
+"""The engine's promises: one transaction per message, no duplicates, order, restarts, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from bot.config import Settings
+from bot.db import Database
+from bot.engine import Engine
+from bot.flows import Ctx, Flow, Registry, Step, Transition, stay
+from bot.messages import Address, Inbound, Media
+from bot.models import OutboxMessage, ProcessedInbound
+from handlers import build_registry, declaration, language, menu
+from handlers.declaration import pages
+from tests.conftest import Person
+from tests.helpers import LANGS, choose_language, count, menu_labels, state, t
+
+ME = "console:tester"
+
+
+async def test_restart_in_the_middle_of_a_flow_continues(
+    person: Person, db: Database, settings: Settings
+) -> None:
+    await choose_language(person, "ckb")
+    await person.tap(t("ckb", "The declaration"))
+    await person.tap(t("ckb", "Next part"))
+    await db.close()
+
+    # A new process: a new database connection and a new engine on the same file.
+    db2 = Database(settings.database_url)
+    try:
+        again = Person(Engine(db2, settings, build_registry()), Address("console", "tester"))
+        await again.deliver(Inbound(again.address, "resume-1", kind="resume"))
+        assert pages("ckb")[1] in again.text()
+        await again.send("1")  # "Previous part", numbered as it was shown
+        assert pages("ckb")[0] in again.text()
+        assert (await state(db2, ME))["locale"] == "ckb"
+    finally:
+        await db2.close()
+
+
+async def test_a_message_delivered_twice_is_handled_once(person: Person, db: Database) -> None:
+    await choose_language(person, "en")
+    await person.tap("The declaration")
+    outbox_before = await count(db, OutboxMessage)
+    first = await person.send("1", message_id="tg-555")  # Next part
+    assert pages("en")[1] in person.text()
+    # Delivered again: if handled, "1" would now mean "Previous part".
+    second = await person.send("1", message_id="tg-555")
+    assert first
+    assert second == []
+    assert await count(db, OutboxMessage) == outbox_before + len(first)
+    assert (await state(db, ME))["data"] == {"page": 1}
+
+
+async def test_replies_are_in_the_outbox_when_handle_returns(person: Person, db: Database) -> None:
+    replies = await person.send("/start")
+    async with db.transaction() as session:
+        from sqlalchemy import select
+
+        rows = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+    assert [row.body["text"] for row in rows] == [r.text for r in replies]
+    assert {row.status for row in rows} == {"pending"}
+
+
+async def test_two_messages_of_one_person_at_once_are_handled_in_turn(
+    person: Person, db: Database
+) -> None:
+    await choose_language(person, "en")
+    await person.tap("The declaration")
+    # "Next" and "back" arrive together: back must see the page that next turned to.
+    results = await asyncio.gather(person.send("next part"), person.send("back"))
+    assert results[0]
+    assert results[1]
+    final = await state(db, ME)
+    assert final["flow"] == "declaration"
+    assert final["data"] == {"page": 0}  # next (to 1), then back (to 0), in that order
+    assert await count(db, ProcessedInbound) == 5
+
+
+async def test_many_people_at_once(engine: Engine, db: Database) -> None:
+    people = [Person(engine, Address("telegram", str(n))) for n in range(20)]
+    await asyncio.gather(*(p.send("/start") for p in people))
+    await asyncio.gather(*(p.tap("English") for p in people))
+    for p in people:
+        assert p.labels() == menu_labels("en")
+    assert await count(db, ProcessedInbound) == 40
+
+
+async def explode(ctx: Ctx) -> Transition:
+    """A step with a bug."""
+    raise RuntimeError("bug in a step")
+
+
+async def ask_boom(ctx: Ctx) -> None:
+    ctx.ask("Say anything", [])
+
+
+async def test_a_failing_step_apologizes_and_keeps_the_place(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    boom = Flow("boom", {"ask": Step(ask_boom, explode, accepts_text=True)})
+    registry = Registry(
+        [language.FLOW, menu.FLOW, declaration.FLOW, boom], deep_links={"boom": "boom"}
+    )
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await person.send("/start boom")
+    await person.tap("کوردی")
+    before = await state(db, ME)
+    assert before["flow"] == "boom"
+    with caplog.at_level(logging.ERROR):
+        await person.send("hello", message_id="m-1")
+    assert person.text().strip().lstrip("\u200f") == t(
+        "ckb", "Sorry, something went wrong on our side. Please try again in a moment."
+    )
+    assert "bug in a step" in caplog.text  # the traceback is logged
+    assert "hello" not in caplog.text  # the message text is not
+    assert await state(db, ME) == before
+    assert await person.send("hello", message_id="m-1") == []  # not retried forever
+
+
+async def test_stay_keeps_the_step(db: Database, settings: Settings) -> None:
+    async def ask(ctx: Ctx) -> None:
+        ctx.ask("Q", [])
+
+    async def answer(ctx: Ctx) -> Transition:
+        ctx.say("noted")
+        return stay()
+
+    quiet = Flow("quiet", {"q": Step(ask, answer, accepts_text=True)})
+    registry = Registry([language.FLOW, menu.FLOW, quiet], deep_links={"quiet": "quiet"})
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await person.send("/start quiet")
+    await person.tap("English")
+    await person.send("anything")
+    assert person.text().strip() == "noted"
+    assert (await state(db, ME))["step"] == "q"
+
+
+BAD_INPUTS = [
+    "",
+    " ",
+    "x" * 5000,
+    "🙂🙂🙂",
+    "\x00\x01\x1b[31m\x7f",
+    "\u202e\u200f\u2066\u061c",
+    "٩٩",
+    "۹۹",
+    "99",
+    "0",
+    "-1",
+    "<b>bold</b> *_[x](y)& %s {0}",
+    "'; DROP TABLE contacts; --",
+]
+
+
+async def walk_to(person: Person, place: str, locale: str) -> None:
+    """Bring a person to one of the steps of this release."""
+    if place == "language":
+        await person.send("/start")
+        return
+    await choose_language(person, locale)
+    if place == "declaration":
+        await person.tap(t(locale, "The declaration"))
+        await person.tap(t(locale, "Next part"))
+    elif place == "soon":
+        await person.tap(t(locale, "Bulletin"))
+
+
+# Before a language is chosen, the default locale (ar) speaks.
+PLACES = [("language", "ar")] + [
+    (place, locale) for place in ("menu", "declaration", "soon") for locale in LANGS
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS, ids=range(len(BAD_INPUTS)))
+@pytest.mark.parametrize(("place", "locale"), PLACES)
+async def test_bad_input_at_every_step(
+    person: Person, db: Database, place: str, locale: str, bad: str
+) -> None:
+    await walk_to(person, place, locale)
+    before = await state(db, ME)
+    options = person.labels()
+    await person.send(bad)
+    said = person.text()
+    assert said.strip()
+    assert person.labels() == options  # the same question again
+    if place != "language":
+        assert (
+            t(locale, "Sorry, I did not understand that.")[:8] in said
+            or t(
+                locale, "Sorry, I did not understand that. Please choose one of the options below."
+            )
+            in said
+        )
+    assert await state(db, ME) == before
+
+
+@pytest.mark.parametrize("locale", LANGS)
+async def test_a_photo_where_a_choice_is_expected(
+    person: Person, db: Database, locale: str
+) -> None:
+    await choose_language(person, locale)
+    before = await state(db, ME)
+    await person.deliver(
+        Inbound(person.address, "p-1", kind="photo", media=(Media("photo", "file-1"),))
+    )
+    assert (
+        t(
+            locale,
+            "Thank you, but I cannot use a photo, file or location here. "
+            "Please choose one of the options below.",
+        )
+        in person.text()
+    )
+    assert person.labels() == menu_labels(locale)
+    assert await state(db, ME) == before

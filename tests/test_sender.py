@@ -1,0 +1,205 @@
+"""The sender: replies first, the platform's pace, retries, unreachable people, restarts.
+
+The transport here is a fake of the platform (it records what would have been sent and fails
+on cue); the sender, the outbox and the database are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import select
+
+from bot.db import Database
+from bot.engine import enqueue
+from bot.messages import Address, Outbound, Priority
+from bot.models import Contact, OutboxMessage
+from bot.sender import Rejected, RetryLater, Sender, Unreachable
+
+
+class FakePlatform:
+    """Records deliveries; `fail` decides, per message, whether to raise instead."""
+
+    channel = "telegram"
+
+    def __init__(self, rate: float = 1000.0, chat_rate: float = 1000.0, chat_burst: int = 100):
+        self.rate = rate
+        self.chat_rate = chat_rate
+        self.chat_burst = chat_burst
+        self.sent: list[tuple[float, Outbound]] = []
+        self.calls = 0
+        self.fail: Callable[[Outbound, int], Exception | None] = lambda message, call: None
+
+    async def deliver(self, message: Outbound) -> str | None:
+        self.calls += 1
+        error = self.fail(message, self.calls)
+        if error is not None:
+            raise error
+        self.sent.append((time.monotonic(), message))
+        return f"m{len(self.sent)}"
+
+    def texts(self) -> list[str]:
+        return [message.text for _at, message in self.sent]
+
+
+async def queue(db: Database, *items: tuple[str, str, Priority]) -> None:
+    """Put messages in the outbox: (chat id, text, priority)."""
+    async with db.transaction() as session:
+        for chat, text, priority in items:
+            message = Outbound(Address("telegram", chat), text, priority=priority)
+            enqueue(session, [message], None)
+
+
+async def rows(db: Database) -> list[OutboxMessage]:
+    async with db.transaction() as session:
+        return list(
+            (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+        )
+
+
+async def run(db: Database, platform: FakePlatform, **options: float) -> Sender:
+    """Start a sender and wait until nothing is pending (retries included), 30 s at most."""
+    sender = Sender(db, [platform], **options)
+    sender.start()
+    for _ in range(600):
+        await sender.flush("telegram")
+        if all(row.status != "pending" for row in await rows(db)):
+            break
+        await asyncio.sleep(0.05)
+    return sender
+
+
+async def test_replies_go_before_broadcasts(db: Database) -> None:
+    await queue(db, *[(str(n), f"bulletin {n}", "broadcast") for n in range(5)])
+    await queue(db, ("99", "reply", "reply"), ("98", "notice", "notice"))
+    platform = FakePlatform()
+    sender = await run(db, platform)
+    await sender.stop()
+    assert platform.texts()[:2] == ["reply", "notice"]
+    assert sorted(platform.texts()[2:]) == [f"bulletin {n}" for n in range(5)]
+    assert {row.status for row in await rows(db)} == {"sent"}
+    assert all(row.platform_message_id for row in await rows(db))
+
+
+async def test_one_chat_keeps_its_order(db: Database) -> None:
+    await queue(db, *[("7", f"part {n}", "reply") for n in range(12)])
+    platform = FakePlatform(chat_rate=200.0, chat_burst=3)
+    sender = await run(db, platform)
+    await sender.stop()
+    assert platform.texts() == [f"part {n}" for n in range(12)]
+
+
+async def test_the_overall_pace_is_kept(db: Database) -> None:
+    await queue(db, *[(str(n), "hello", "broadcast") for n in range(21)])
+    platform = FakePlatform(rate=50.0)
+    sender = await run(db, platform)
+    await sender.stop()
+    times = [at for at, _message in platform.sent]
+    assert len(times) == 21
+    # Evenly spaced at 50/s: 20 intervals take at least 0.4 s (less would trip flood control).
+    assert times[-1] - times[0] >= 0.38
+
+
+async def test_retry_after_holds_the_channel_and_sends_once(db: Database) -> None:
+    await queue(db, ("1", "first", "reply"), ("2", "second", "reply"))
+    platform = FakePlatform()
+    platform.fail = lambda message, call: RetryLater(0.5) if call == 1 else None
+    sender = await run(db, platform)
+    await sender.stop()
+    assert sorted(platform.texts()) == ["first", "second"]
+    stored = await rows(db)
+    assert {row.status for row in stored} == {"sent"}
+    assert all(row.attempts == 1 for row in stored)  # waiting is not the message's fault
+
+
+async def test_a_blocked_user_is_marked_and_skipped(db: Database) -> None:
+    async with db.transaction() as session:
+        session.add(Contact(address="telegram:5", channel="telegram", locale="ar"))
+    await queue(db, ("5", "one", "reply"), ("5", "two", "reply"), ("6", "other", "reply"))
+    platform = FakePlatform()
+    platform.fail = lambda message, call: (
+        Unreachable("Forbidden: bot was blocked by the user")
+        if message.address.id == "5"
+        else None
+    )
+    sender = await run(db, platform)
+    await sender.stop()
+    assert platform.texts() == ["other"]
+    stored = await rows(db)
+    assert [row.status for row in stored] == ["unreachable", "unreachable", "sent"]
+    assert "blocked" in (stored[0].error or "")
+    async with db.transaction() as session:
+        contact = await session.scalar(select(Contact).where(Contact.address == "telegram:5"))
+        assert contact is not None
+        assert contact.unreachable
+        assert "blocked" in (contact.unreachable_reason or "")
+
+
+async def test_network_errors_are_retried_with_backoff(db: Database) -> None:
+    await queue(db, ("1", "hello", "reply"))
+    platform = FakePlatform()
+    platform.fail = lambda message, call: ConnectionError("reset") if call <= 2 else None
+    sender = await run(db, platform, backoff=0.1)
+    await sender.stop()
+    assert platform.texts() == ["hello"]
+    [row] = await rows(db)
+    assert (row.status, row.attempts) == ("sent", 3)
+
+
+async def test_giving_up_is_recorded(db: Database) -> None:
+    await queue(db, ("1", "hello", "reply"))
+    platform = FakePlatform()
+    platform.fail = lambda message, call: ConnectionError("down")
+    sender = await run(db, platform, backoff=0.01, max_attempts=3)
+    await sender.stop()
+    [row] = await rows(db)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert "down" in (row.error or "")
+    assert platform.calls == 3
+
+
+async def test_a_rejected_message_fails_alone(db: Database) -> None:
+    await queue(db, ("1", "bad", "reply"), ("2", "good", "reply"))
+    platform = FakePlatform()
+    platform.fail = lambda message, call: (
+        Rejected("Bad Request") if message.text == "bad" else None
+    )
+    sender = await run(db, platform)
+    await sender.stop()
+    assert platform.texts() == ["good"]
+    assert [row.status for row in await rows(db)] == ["failed", "sent"]
+
+
+@pytest.mark.parametrize("sent_before_crash", [0, 3])
+async def test_after_a_crash_only_the_unsent_go(db: Database, sent_before_crash: int) -> None:
+    await queue(db, *[(str(n), f"m{n}", "broadcast") for n in range(6)])
+    first = HangingPlatform(after=sent_before_crash)
+    sender = Sender(db, [first])
+    sender.start()
+    await asyncio.wait_for(first.stuck.wait(), timeout=30)
+    await sender.stop(grace=0.1)  # the process dies with a send in flight
+
+    second = FakePlatform()
+    sender = await run(db, second)
+    await sender.stop()
+    assert len(first.texts()) == sent_before_crash
+    assert sorted(first.texts() + second.texts()) == [f"m{n}" for n in range(6)]
+    assert {row.status for row in await rows(db)} == {"sent"}
+
+
+class HangingPlatform(FakePlatform):
+    """Delivers `after` messages, then hangs like a dead connection."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+        self.stuck = asyncio.Event()
+
+    async def deliver(self, message: Outbound) -> str | None:
+        if len(self.sent) >= self.after:
+            self.stuck.set()
+            await asyncio.sleep(3600)
+        return await super().deliver(message)
