@@ -226,3 +226,15 @@ async def test_a_group_gets_only_an_invitation(engine: Engine, db: Database) -> 
         )
         in replies[0].text
     )
+
+
+@pytest.mark.parametrize(
+    ("typed", "locale"), [("عربي", "ar"), ("كوردي", "ckb"), ("Sorani", "ckb"), ("english", "en")]
+)
+async def test_the_language_can_be_typed_by_name(
+    person: Person, db: Database, typed: str, locale: str
+) -> None:
+    await person.send("/start")
+    await person.send(typed)
+    assert (await state(db, "console:tester"))["locale"] == locale
+    assert person.labels() == menu_labels(locale)
