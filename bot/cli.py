@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database, upgrade
 
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat = commands.add_parser("chat", help="talk with the bot in this terminal")
     chat.add_argument("--user", default="me", help="who you are in the console (default: me)")
-    commands.add_parser("serve", help="run the web app (webhooks and /healthz)")
+    commands.add_parser(
+        "serve", help="run the web app (webhooks and /healthz) with every configured channel"
+    )
     db = commands.add_parser("db", help="database tasks")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="create the database or migrate it to this version")
@@ -60,22 +63,6 @@ async def run_chat(settings: Settings, user: str) -> None:
         sender = Sender(db, [ConsoleTransport(stdout)])
         engine = Engine(db, settings, build_registry(), sender)
         await chat(engine, sender, user, stdin, stdout)
-    finally:
-        await db.close()
-
-
-async def run_serve(settings: Settings) -> None:
-    """The web app on uvicorn, until stopped."""
-    import uvicorn
-
-    from bot.web import create_app
-
-    db = Database(settings.database_url)
-    try:
-        config = uvicorn.Config(
-            create_app(db), host=settings.host, port=settings.port, log_config=None
-        )
-        await uvicorn.Server(config).serve()
     finally:
         await db.close()
 
@@ -119,8 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("icssi-bot: the database is up to date", file=sys.stderr)
         elif chatting:
             asyncio.run(run_chat(settings, getattr(args, "user", "me")))
+        elif args.command == "serve" or settings.public_url:
+            asyncio.run(runtime.serve(settings))
         else:
-            asyncio.run(run_serve(settings))
+            asyncio.run(runtime.poll(settings))
     except KeyboardInterrupt:
         return 130
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,18 @@ class Settings:
     log_level: str = "INFO"
     host: str = "0.0.0.0"
     port: int = 8080
+    public_url: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_api_base_url: str | None = None
+    telegram_file_base_url: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_rate: float = 30.0
+    telegram_chat_rate: float = 1.0
 
     @property
     def channels(self) -> list[str]:
         """The platform channels that are configured (the console needs no setting)."""
-        return []
+        return ["telegram"] if self.telegram_bot_token else []
 
     def is_coordinator(self, address: Address) -> bool:
         """Whether an address belongs to a coordinator."""
@@ -99,6 +107,34 @@ def _port(value: str) -> int:
     return port
 
 
+def _url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+        raise ValueError(value)
+    return url
+
+
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not 0 < rate <= 10_000:
+        raise ValueError(value)
+    return rate
+
+
+def _token(value: str) -> str:
+    token = value.strip()
+    if not re.fullmatch(r"[0-9]{3,15}:[A-Za-z0-9_-]{10,100}", token):
+        raise ValueError("not a bot token")
+    return token
+
+
+def _secret(value: str) -> str:
+    secret = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,256}", secret):
+        raise ValueError("not a webhook secret")
+    return secret
+
+
 def _text(value: str) -> str:
     if not value.strip():
         raise ValueError(value)
@@ -119,14 +155,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = read_environment() if env is None else env
     values: dict[str, object] = {}
 
-    def take(name: str, attr: str, parse: Callable[[str], T], expected: str) -> None:
+    def take(
+        name: str, attr: str, parse: Callable[[str], T], expected: str, secret: bool = False
+    ) -> None:
         raw = source.get(name)
         if raw is None or raw.strip() == "":
             return  # unset or empty: the default stands
         try:
             values[attr] = parse(raw)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(name, expected, raw) from exc
+            raise ConfigError(name, expected, None if secret else raw) from None if secret else exc
 
     take(
         "DATABASE_URL",
@@ -145,4 +183,44 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     take("LOG_LEVEL", "log_level", _level, "DEBUG, INFO, WARNING or ERROR")
     take("HOST", "host", _text, "an interface address such as 0.0.0.0")
     take("PORT", "port", _port, "a port number from 1 to 65535")
+    take(
+        "PUBLIC_URL",
+        "public_url",
+        _url,
+        "the bot's public https URL, e.g. https://bot.example.org",
+    )
+    take(
+        "TELEGRAM_BOT_TOKEN",
+        "telegram_bot_token",
+        _token,
+        "the token @BotFather gave, such as 123456789:AAF...",
+        secret=True,
+    )
+    take(
+        "TELEGRAM_API_BASE_URL",
+        "telegram_api_base_url",
+        _url,
+        "the Bot API address ending in /bot, e.g. http://127.0.0.1:8081/bot",
+    )
+    take(
+        "TELEGRAM_FILE_BASE_URL",
+        "telegram_file_base_url",
+        _url,
+        "the Bot API file address ending in /file/bot",
+    )
+    take(
+        "TELEGRAM_WEBHOOK_SECRET",
+        "telegram_webhook_secret",
+        _secret,
+        "16 to 256 characters of A-Z, a-z, 0-9, _ and -",
+        secret=True,
+    )
+    take("TELEGRAM_RATE", "telegram_rate", _rate, "messages per second, above 0")
+    take("TELEGRAM_CHAT_RATE", "telegram_chat_rate", _rate, "messages per second, above 0")
+    webhook = values.get("telegram_bot_token") and values.get("public_url")
+    if webhook and not values.get("telegram_webhook_secret"):
+        raise ConfigError(
+            "TELEGRAM_WEBHOOK_SECRET",
+            "a secret of 16 to 256 characters (A-Z, a-z, 0-9, _ and -) when PUBLIC_URL is set",
+        )
     return Settings(**values)  # type: ignore[arg-type]

@@ -185,7 +185,6 @@ class Ctx:
         *,
         title: str | None = None,
         buttons: Sequence[Sequence[Button]] = (),
-        request: Literal["location", "phone"] | None = None,
         photo: str | None = None,
         priority: Priority = "reply",
     ) -> None:
@@ -197,7 +196,6 @@ class Ctx:
                 text=direct(text),
                 title=direct(title) if title else None,
                 buttons=rows,
-                request=request,
                 photo=photo,
                 priority=priority,
             )
@@ -211,14 +209,13 @@ class Ctx:
         columns: int = 1,
         nav: bool = True,
         title: str | None = None,
-        request: Literal["location", "phone"] | None = None,
     ) -> None:
         """Ask a question with options (in rows of `columns`) and, with `nav`, Back and Menu."""
         items = list(options)
         rows = [items[i : i + columns] for i in range(0, len(items), columns)]
         if nav:
             rows.append(nav_buttons(BACK, MENU))
-        self.say(text, title=title, buttons=rows, request=request)
+        self.say(text, title=title, buttons=rows)
 
 
 def nav_buttons(*payloads: str) -> list[Button]:

@@ -14,6 +14,12 @@ InboundKind = Literal[
 ]
 Priority = Literal["reply", "notice", "broadcast"]
 
+# Payloads of buttons that ask the platform to share the user's location or phone number
+# (Telegram's request_location / request_contact keyboard buttons). Where a channel has no such
+# button they are ordinary options, and the flow takes a typed answer instead.
+SHARE_LOCATION = "share:location"
+SHARE_PHONE = "share:phone"
+
 
 @dataclass(frozen=True, order=True)
 class Address:
@@ -89,13 +95,16 @@ class Outbound:
     text: str
     title: str | None = None  # shown bold above the text
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
-    request: Literal["location", "phone"] | None = None  # ask the platform's share button
     photo: str | None = None
     priority: Priority = "reply"
 
     def options(self) -> list[Button]:
         """The buttons in reading order: the order that numbered lists use."""
         return [button for row in self.buttons for button in row]
+
+    def asks_to_share(self) -> bool:
+        """Whether a button asks for the user's location or phone number."""
+        return any(b.payload in (SHARE_LOCATION, SHARE_PHONE) for b in self.options())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, for the outbox."""
@@ -115,7 +124,6 @@ class Outbound:
                 tuple(Button(label, payload) for label, payload in row)
                 for row in data.get("buttons", [])
             ),
-            request=data.get("request"),
             photo=data.get("photo"),
             priority=data.get("priority", "reply"),
         )

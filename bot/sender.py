@@ -51,8 +51,10 @@ class Transport(Protocol):
 
     channel: str
     rate: float  # messages per second across all chats
-    chat_rate: float  # messages per second to one chat, after a short burst
-    chat_burst: int
+
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        """Messages per second to one chat, and the burst it tolerates before that pace."""
+        ...
 
     async def deliver(self, message: Outbound) -> str | None:
         """Send one message; return the platform's message id; raise the errors above."""
@@ -239,8 +241,8 @@ class ChannelWorker:
     def _bucket(self, address: str) -> _Bucket:
         bucket = self.chats.get(address)
         if bucket is None:
-            burst = float(self.transport.chat_burst)
-            bucket = _Bucket(self.transport.chat_rate, burst, burst, self.clock())
+            rate, burst = self.transport.chat_limit(address)
+            bucket = _Bucket(rate, float(burst), float(burst), self.clock())
             self.chats[address] = bucket
             if len(self.chats) > 10_000:  # forget chats idle long enough to have a full bucket
                 for key in list(self.chats)[:5_000]:

@@ -33,6 +33,9 @@ class FakePlatform:
         self.calls = 0
         self.fail: Callable[[Outbound, int], Exception | None] = lambda message, call: None
 
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        return self.chat_rate, self.chat_burst
+
     async def deliver(self, message: Outbound) -> str | None:
         self.calls += 1
         error = self.fail(message, self.calls)

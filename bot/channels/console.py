@@ -29,11 +29,13 @@ class ConsoleTransport:
 
     channel = "console"
     rate = 1000.0
-    chat_rate = 1000.0
-    chat_burst = 1000
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        """A terminal takes whatever comes."""
+        return 1000.0, 1000
 
     async def deliver(self, message: Outbound) -> str | None:
         """Print one message, with a blank line after it."""

@@ -1,0 +1,337 @@
+"""Telegram through python-telegram-bot: updates become Inbounds, Outbounds become Bot API calls.
+
+A thin adapter: no flow logic here. Polling when PUBLIC_URL is not set; otherwise the web app's
+/telegram route receives the webhook (see bot/web.py) and this module registers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import os
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from telegram import (
+    BotCommand,
+    BotCommandScopeDefault,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    LinkPreviewOptions,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bot.config import Settings
+from bot.engine import Engine
+from bot.i18n import LOCALES, N_, translate_in
+from bot.messages import (
+    SHARE_LOCATION,
+    SHARE_PHONE,
+    Address,
+    Inbound,
+    Location,
+    Media,
+    Outbound,
+)
+from bot.sender import Rejected, RetryLater, Unreachable
+from bot.text import parse_command
+
+logger = logging.getLogger(__name__)
+
+# python-telegram-bot v22 gives time periods as timedelta only when asked (and warns otherwise);
+# later versions always will.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+# Telegram: about 1 message a second to one chat (TELEGRAM_CHAT_RATE; short bursts tolerated),
+# 20 a minute to a group.
+CHAT_BURST = 3
+GROUP_CHAT_LIMIT = (20 / 60, 2)
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+# The command menu. Telegram gives a menu per two-letter language (ar, en); Sorani (ckb) has
+# none, so the default menu carries all three languages.
+COMMANDS: list[tuple[str, str]] = [
+    ("start", N_("Start, or start again")),
+    ("menu", N_("The main menu")),
+    ("language", N_("Change the language")),
+    ("help", N_("Help")),
+    ("cancel", N_("Cancel what you are doing")),
+]
+
+
+def to_inbound(update: Update) -> Inbound | None:
+    """Turn an update into an Inbound; None for updates the bot does not act on."""
+    chat = update.effective_chat
+    user = update.effective_user
+    if chat is None or user is None or user.is_bot:
+        return None
+    common: dict[str, Any] = {
+        "address": Address("telegram", str(chat.id)),
+        "message_id": f"u{update.update_id}",  # unique per bot, the same on a redelivery
+        "language_hint": user.language_code,
+        "is_private": chat.type == ChatType.PRIVATE,
+    }
+    query = update.callback_query
+    if query is not None:
+        return Inbound(kind="button", payload=query.data or "", **common)
+    message = update.message
+    if message is None:
+        return None  # edits, channel posts, reactions: nothing to answer
+    if message.text is not None:
+        command = parse_command(message.text)
+        if command is not None:
+            name, args = command
+            return Inbound(kind="command", text=message.text, command=name, args=args, **common)
+        return Inbound(kind="text", text=message.text, **common)
+    if message.location is not None:
+        point = message.location
+        return Inbound(
+            kind="location", location=Location(point.latitude, point.longitude), **common
+        )
+    if message.contact is not None:
+        # Only the person's own number, as the share button sends it; not someone else's card.
+        own = message.contact.user_id == user.id
+        phone = message.contact.phone_number if own else None
+        return Inbound(kind="contact", phone=phone, **common)
+    if message.photo:
+        largest = message.photo[-1]
+        return Inbound(
+            kind="photo",
+            text=message.caption or "",
+            media=(Media("photo", largest.file_id, "image/jpeg"),),
+            **common,
+        )
+    attachment = message.document or message.voice or message.audio or message.video
+    if attachment is not None:
+        return Inbound(
+            kind="document",
+            text=message.caption or "",
+            media=(Media("document", attachment.file_id, attachment.mime_type),),
+            **common,
+        )
+    return Inbound(kind="other", **common)  # stickers and the like get the hint
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Cut a text into parts of at most `limit` characters, at paragraph or line ends."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit))
+        if cut <= 0:
+            cut = text.rfind(" ", 0, limit)
+        if cut <= 0:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    parts.append(text)
+    return [part for part in parts if part]
+
+
+def keyboard(message: Outbound) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    """Inline buttons; or a reply keyboard when a button asks to share location or phone."""
+    if not message.buttons:
+        return None
+    if message.asks_to_share():
+        rows = [
+            [
+                KeyboardButton(
+                    b.label,
+                    request_location=b.payload == SHARE_LOCATION,
+                    request_contact=b.payload == SHARE_PHONE,
+                )
+                for b in row
+            ]
+            for row in message.buttons
+        ]
+        return ReplyKeyboardMarkup(rows, resize_keyboard=True, one_time_keyboard=True)
+    return InlineKeyboardMarkup(
+        [
+            [InlineKeyboardButton(b.label, callback_data=b.payload) for b in row]
+            for row in message.buttons
+        ]
+    )
+
+
+def html_text(message: Outbound, body: str, with_title: bool) -> str:
+    """The message as Telegram HTML: everything escaped, only our title made bold."""
+    escaped = html.escape(body, quote=False)
+    if with_title and message.title:
+        return f"<b>{html.escape(message.title, quote=False)}</b>\n{escaped}"
+    return escaped
+
+
+def seconds(error: RetryAfter) -> float:
+    """RetryAfter's wait in seconds, whichever type this version of the library gives."""
+    value: int | float | timedelta = error.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramTransport:
+    """Sends Outbounds with the Bot API; turns its errors into the sender's."""
+
+    channel = "telegram"
+
+    def __init__(
+        self, app: Application[Any, Any, Any, Any, Any, Any], rate: float, chat_rate: float
+    ) -> None:
+        self.app = app
+        self.rate = rate
+        self.chat_rate = chat_rate
+
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        """One message a second to a person; twenty a minute to a group (negative ids)."""
+        chat = address.partition(":")[2]
+        return GROUP_CHAT_LIMIT if chat.startswith("-") else (self.chat_rate, CHAT_BURST)
+
+    async def deliver(self, message: Outbound) -> str | None:
+        """Send one Outbound; a long text goes in several messages, buttons on the last."""
+        chat_id = int(message.address.id)
+        markup = keyboard(message)
+        bot = self.app.bot
+        try:
+            if message.photo:
+                caption_fits = len(message.text) + len(message.title or "") < CAPTION_LIMIT - 10
+                sent: Message = await bot.send_photo(
+                    chat_id,
+                    message.photo,
+                    caption=html_text(message, message.text, True) if caption_fits else None,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup if caption_fits else None,
+                )
+                if caption_fits:
+                    return str(sent.message_id)
+            parts = split_text(message.text, TEXT_LIMIT - len(message.title or "") - 10)
+            for number, part in enumerate(parts):
+                last = number == len(parts) - 1
+                sent = await bot.send_message(
+                    chat_id,
+                    html_text(message, part, number == 0),
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=markup if last else None,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            return str(sent.message_id)
+        except RetryAfter as exc:
+            raise RetryLater(seconds(exc), "Telegram flood control") from exc
+        except Forbidden as exc:
+            raise Unreachable(exc.message) from exc
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                raise Unreachable(exc.message) from exc
+            raise Rejected(exc.message) from exc
+
+
+class TelegramChannel:
+    """The Telegram channel: the python-telegram-bot Application, its updates and its transport."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        assert settings.telegram_bot_token, "the channel needs TELEGRAM_BOT_TOKEN"
+        self.settings = settings
+        self.engine = engine
+        self.webhook = settings.public_url is not None
+        builder = ApplicationBuilder().token(settings.telegram_bot_token)
+        if settings.telegram_api_base_url:
+            builder = builder.base_url(settings.telegram_api_base_url)
+        if settings.telegram_file_base_url:
+            builder = builder.base_file_url(settings.telegram_file_base_url)
+        if self.webhook:
+            builder = builder.updater(None)  # the web app receives the updates
+        # Updates of different people run side by side; the engine keeps each person's in order.
+        self.app = builder.concurrent_updates(64).build()
+        self.app.add_handler(TypeHandler(Update, self._on_update))
+        self.app.add_error_handler(self._on_error)
+        self.transport = TelegramTransport(
+            self.app, settings.telegram_rate, settings.telegram_chat_rate
+        )
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Telegram posts updates in webhook mode."""
+        return f"{self.settings.public_url}/telegram"
+
+    async def start(self) -> None:
+        """Connect, publish the command menus, and start receiving (webhook or polling)."""
+        await self.app.initialize()
+        await self.publish_commands()
+        if self.webhook:
+            await self.app.bot.set_webhook(
+                self.webhook_url,
+                secret_token=self.settings.telegram_webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        else:
+            await self.app.bot.delete_webhook()
+            assert self.app.updater is not None
+            await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.app.start()
+        logger.info(
+            "telegram: @%s %s", self.app.bot.username, "webhook" if self.webhook else "polling"
+        )
+
+    async def stop(self) -> None:
+        """Stop receiving, finish the updates in hand, and disconnect."""
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def publish_commands(self) -> None:
+        """setMyCommands for ar and en, and a three-language default menu."""
+        bot = self.app.bot
+        for locale in ("ar", "en"):
+            commands = [BotCommand(name, translate_in(locale, text)) for name, text in COMMANDS]
+            await bot.set_my_commands(commands, language_code=locale)
+        default = [
+            BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
+            for name, text in COMMANDS
+        ]
+        await bot.set_my_commands(default, scope=BotCommandScopeDefault())
+
+    async def handle_update(self, update: Update) -> None:
+        """Hand one update to the engine; raises when the database is away (the caller retries)."""
+        query = update.callback_query
+        if query is not None:
+            await self._quietly(query.answer())  # stop the button's spinner at once
+        inbound = to_inbound(update)
+        if inbound is None:
+            return
+        await self.engine.handle(inbound)
+        if query is not None and isinstance(query.message, Message) and query.message.reply_markup:
+            # The pressed keyboard goes: an old button cannot repeat an action.
+            await self._quietly(query.message.edit_reply_markup(reply_markup=None))
+
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Polling: handle an update, waiting out a database that is briefly away."""
+        for attempt in range(6):
+            try:
+                await self.handle_update(update)
+                return
+            except DBAPIError:
+                if attempt == 5:
+                    raise
+                logger.warning("database unavailable; update %s waits", update.update_id)
+                await asyncio.sleep(2**attempt)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log what python-telegram-bot caught (never the message text)."""
+        logger.error("telegram update failed", exc_info=context.error)
+
+    @staticmethod
+    async def _quietly(call: Awaitable[Any]) -> None:
+        """Make a courtesy call (answer a button, drop a keyboard) whose failure is harmless."""
+        try:
+            await call
+        except TelegramError as exc:
+            logger.info("telegram courtesy call failed: %s", exc)

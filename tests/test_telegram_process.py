@@ -1,0 +1,118 @@
+"""The real `icssi-bot` process with Telegram configured: polling, and webhook behind `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fake_telegram import FakeTelegram
+
+SECRET = "process-test-secret-0123456789"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+def environment(tmp_path: Path, fake: FakeTelegram, **more: str) -> dict[str, str]:
+    """The bot's environment: a fresh database and the fake as Telegram."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "PUBLIC_URL"))}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        TELEGRAM_BOT_TOKEN=fake.token,
+        TELEGRAM_API_BASE_URL=fake.base_url,
+        TELEGRAM_FILE_BASE_URL=fake.base_file_url,
+        TELEGRAM_CHAT_RATE="50",
+        **more,
+    )
+    return env
+
+
+async def start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Migrate the database, then start `icssi-bot` with `args`."""
+    upgrade = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "db", "upgrade", env=env
+    )
+    assert await upgrade.wait() == 0
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def stop(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM, then wait for a clean exit; return what it wrote to stderr."""
+    process.send_signal(signal.SIGTERM)
+    _out, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, err.decode()
+    return err.decode()
+
+
+async def test_run_polls_telegram_and_stops_cleanly(tmp_path: Path, fake: FakeTelegram) -> None:
+    process = await start(["run"], environment(tmp_path, fake))
+    try:
+        fake.push_update(fake.text_update(77, "/start", language_code="ar"))
+        [picker] = await fake.wait_for_sent(1, chat_id=77, timeout=30)
+        assert "العربية" in str(picker["reply_markup"])
+        assert {"ar", "en", ""} <= set(fake.commands)
+    finally:
+        err = await stop(process)
+    assert "Traceback" not in err
+
+
+async def test_serve_takes_the_webhook(tmp_path: Path, fake: FakeTelegram) -> None:
+    port = free_port()
+    env = environment(
+        tmp_path,
+        fake,
+        PUBLIC_URL="https://bot.example.org",
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+    process = await start(["serve"], env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(150):  # until it listens
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert fake.webhook is not None
+            assert fake.webhook["url"] == "https://bot.example.org/telegram"
+            update = fake.text_update(78, "/start")
+            refused = await client.post("/telegram", json=update)
+            assert refused.status_code == 403
+            accepted = await client.post(
+                "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+            )
+            assert accepted.status_code == 200
+            [picker] = await fake.wait_for_sent(1, chat_id=78, timeout=30)
+            assert "English" in str(picker["reply_markup"])
+    finally:
+        err = await stop(process)
+    assert "Traceback" not in err
