@@ -12,12 +12,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
+from bot.crypto import parse_keys
 from bot.i18n import LOCALES
 from bot.messages import Address
+from bot.text import ascii_digits
 
 T = TypeVar("T")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Humanitarian sectors a family can name as needs (../shared/reference/humanitarian.md).
+NEEDS = (
+    "food",
+    "water",
+    "shelter",
+    "health",
+    "wash",
+    "legal",
+    "protection",
+    "education",
+    "cash",
+    "psychosocial",
+)
 DEFAULT_DATABASE_URL = f"sqlite+aiosqlite:///{PROJECT_DIR / 'data' / 'icssi.db'}"
 
 
@@ -48,6 +63,10 @@ class Settings:
     telegram_webhook_secret: str | None = None
     telegram_rate: float = 30.0
     telegram_chat_rate: float = 1.0
+    data_encryption_keys: tuple[str, ...] = ()
+    report_retention_days: int = 365
+    reports_per_day: int = 3
+    report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
 
     @property
     def channels(self) -> list[str]:
@@ -135,6 +154,27 @@ def _secret(value: str) -> str:
     return secret
 
 
+def _days(value: str) -> int:
+    days = int(ascii_digits(value.strip()))
+    if not 1 <= days <= 36500:
+        raise ValueError(value)
+    return days
+
+
+def _count(value: str) -> int:
+    count = int(ascii_digits(value.strip()))
+    if not 1 <= count <= 1000:
+        raise ValueError(value)
+    return count
+
+
+def _needs(value: str) -> frozenset[str]:
+    needs = frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    if not needs <= set(NEEDS):
+        raise ValueError(value)
+    return needs
+
+
 def _text(value: str) -> str:
     if not value.strip():
         raise ValueError(value)
@@ -217,6 +257,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("TELEGRAM_RATE", "telegram_rate", _rate, "messages per second, above 0")
     take("TELEGRAM_CHAT_RATE", "telegram_chat_rate", _rate, "messages per second, above 0")
+    take(
+        "DATA_ENCRYPTION_KEY",
+        "data_encryption_keys",
+        parse_keys,
+        "one or more Fernet keys, newest first, comma-separated (see README: icssi-bot keygen)",
+        secret=True,
+    )
+    take("REPORT_RETENTION_DAYS", "report_retention_days", _days, "a number of days, 1 or more")
+    take("REPORTS_PER_DAY", "reports_per_day", _count, "a number from 1 to 1000")
+    take(
+        "REPORT_ALERT_NEEDS",
+        "report_alert_needs",
+        _needs,
+        "comma-separated needs among " + ", ".join(NEEDS),
+    )
     webhook = values.get("telegram_bot_token") and values.get("public_url")
     if webhook and not values.get("telegram_webhook_secret"):
         raise ConfigError(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakValueDictionary
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,6 +142,8 @@ class Engine:
                         inbound.address.channel,
                     )
                     raise HandlerFailed from exc
+            if ctx.forget:
+                return await self._forget(session, contact, ctx.replies)
             if conversation is None:
                 conversation = Conversation(contact_id=contact.id)
                 session.add(conversation)
@@ -152,6 +155,20 @@ class Engine:
             enqueue(session, ctx.replies, contact.id)
             enqueue(session, ctx.extra, None)
             return ctx.replies + ctx.extra
+
+    async def _forget(
+        self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
+    ) -> list[Outbound]:
+        """Delete a contact, its conversation and the messages to it; send only the goodbye."""
+        await session.execute(
+            delete(OutboxMessage).where(OutboxMessage.address == contact.address)
+        )
+        await session.delete(contact)  # the conversation goes with it (ON DELETE CASCADE)
+        await session.flush()
+        # Only the confirmation, without buttons: the menu would recreate what was deleted.
+        farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
+        enqueue(session, farewell, None)
+        return farewell
 
     async def _apologize(self, inbound: Inbound) -> list[Outbound]:
         """Record the message as handled and say sorry; the conversation stays where it was."""
@@ -241,7 +258,7 @@ class Engine:
             return
         if inbound.command == "start":
             target = self.registry.deep_links.get(inbound.args[0]) if inbound.args else None
-            await self.enter(ctx, target or "menu")
+            await self.enter(ctx, target if target and self.allowed(ctx, target) else "menu")
             return
         escape = self.escape(ctx)
         if escape == MENU:
@@ -258,10 +275,37 @@ class Engine:
         elif escape == BACK:
             await self.back(ctx)
         elif inbound.command is not None:
-            ctx.say(_("I do not know that command. Here is where we are."))
-            await self.ask(ctx)
+            target = self.registry.commands.get(inbound.command)
+            if target is not None and self.allowed(ctx, target):
+                await self.enter(ctx, target, {"args": list(inbound.args)})
+            else:
+                ctx.say(_("I do not know that command. Here is where we are."))
+                await self.ask(ctx)
         else:
             await self.run_step(ctx)
+
+    async def run_action(self, ctx: Ctx, payload: str) -> bool:
+        """Run a standing button (allowed or not, it is handled); False if it is not one."""
+        found = self.registry.action(payload)
+        if found is None:
+            return False
+        action, rest = found
+        if action.coordinators_only and not ctx.is_coordinator:
+            ctx.say(_("This menu has expired. Here is where we are now."))
+            await self.ask(ctx)
+        else:
+            await self.follow(ctx, await action.run(ctx, rest))
+        return True
+
+    def numbered(self, ctx: Ctx) -> bool:
+        """Whether a typed number picks an option here (not where numbers are the answer)."""
+        step = self.registry.step(ctx.flow, ctx.step)
+        return step is None or not step.numbers_are_answers
+
+    def allowed(self, ctx: Ctx, flow: str) -> bool:
+        """Whether this person may open `flow`."""
+        found = self.registry.flows.get(flow)
+        return found is not None and (not found.coordinators_only or ctx.is_coordinator)
 
     def escape(self, ctx: Ctx) -> str | None:
         """The global escape this message asks for: a command, a pressed button or a word."""
@@ -273,7 +317,7 @@ class Engine:
         if inbound.kind == "text":
             word = clean_input(inbound.text, limit=200)
             # An offered option (by number or label) wins over an escape word.
-            chosen = resolve_choice(word, ctx.offered)
+            chosen = resolve_choice(word, ctx.offered, by_number=self.numbered(ctx))
             if chosen is not None:
                 return chosen if chosen in NAV_PAYLOADS else None
             return self.registry.nav_payload(word)
@@ -289,13 +333,17 @@ class Engine:
         ctx.text = clean_input(inbound.text)
         offered_payloads = {payload for payload, _label in ctx.offered}
         if inbound.payload is not None:
+            if await self.run_action(ctx, inbound.payload):
+                return
             if inbound.payload not in offered_payloads:
                 ctx.say(_("This menu has expired. Here is where we are now."))
                 await self.ask(ctx)
                 return
             ctx.choice = inbound.payload
         elif ctx.text:
-            ctx.choice = resolve_choice(ctx.text, ctx.offered)
+            ctx.choice = resolve_choice(ctx.text, ctx.offered, by_number=self.numbered(ctx))
+            if ctx.choice is not None and await self.run_action(ctx, ctx.choice):
+                return
         shared = bool(inbound.media or inbound.location or inbound.phone)
         understood = (
             ctx.choice is not None
@@ -331,7 +379,7 @@ class Engine:
 
     async def enter(self, ctx: Ctx, flow: str, data: dict[str, Any] | None = None) -> None:
         """Begin a flow at its first step and ask it."""
-        if flow not in self.registry.flows:
+        if not self.allowed(ctx, flow):
             flow = "menu"
         ctx.flow = flow
         ctx.step = self.registry.flows[flow].first

@@ -163,6 +163,7 @@ class Ctx:
     text: str = ""  # the cleaned typed text
     replies: list[Outbound] = field(default_factory=list)
     extra: list[Outbound] = field(default_factory=list)  # messages to other people
+    forget: bool = False  # set by "Delete my data": the contact goes once the message is handled
 
     @property
     def address(self) -> Address:
@@ -241,14 +242,21 @@ class Step:
     accepts_text: bool = False
     accepts_media: bool = False
     back: AnswerFn | None = None  # a step with pages of its own decides what "back" means
+    # A typed number is the answer itself (a household size, a phone), not an option's number.
+    numbers_are_answers: bool = False
 
 
 @dataclass(frozen=True)
 class Flow:
-    """A named conversation: steps by name, the first one first."""
+    """A named conversation: steps by name, the first one first.
+
+    A `coordinators_only` flow is invisible to everyone else: its command and its buttons get
+    the answer that any unknown input gets.
+    """
 
     name: str
     steps: dict[str, Step]
+    coordinators_only: bool = False
 
     @property
     def first(self) -> str:
@@ -256,12 +264,33 @@ class Flow:
         return next(iter(self.steps))
 
 
-class Registry:
-    """Every flow the bot knows, and the deep links that open them."""
+# A button that works whenever it is pressed, not only as an answer to the current question
+# (a coordinator's "Open" on a notification): its payload starts with a registered prefix.
+ActionFn = Callable[[Ctx, str], Awaitable[Transition]]
 
-    def __init__(self, flows: Iterable[Flow], deep_links: dict[str, str] | None = None) -> None:
+
+@dataclass(frozen=True)
+class Action:
+    """What a standing button does: `run(ctx, rest_of_payload)`."""
+
+    run: ActionFn
+    coordinators_only: bool = True
+
+
+class Registry:
+    """Every flow, with the deep links, commands and standing buttons that open them."""
+
+    def __init__(
+        self,
+        flows: Iterable[Flow],
+        deep_links: dict[str, str] | None = None,
+        commands: dict[str, str] | None = None,
+        actions: dict[str, Action] | None = None,
+    ) -> None:
         self.flows = {flow.name: flow for flow in flows}
         self.deep_links = deep_links or {}
+        self.commands = commands or {}  # "/reports" -> the flow it opens, with its arguments
+        self.actions = actions or {}  # payload prefix -> Action
         self._nav = _nav_index()
         for required in ("menu", "language"):
             if required not in self.flows:
@@ -272,15 +301,24 @@ class Registry:
         found = self.flows.get(flow)
         return found.steps.get(step) if found else None
 
+    def action(self, payload: str) -> tuple[Action, str] | None:
+        """The standing button a payload belongs to, and the rest of the payload."""
+        for prefix, action in self.actions.items():
+            if payload.startswith(prefix):
+                return action, payload[len(prefix) :]
+        return None
+
     def nav_payload(self, text: str) -> str | None:
         """The escape a typed word stands for, if any."""
         return self._nav.get(match_key(text)) if text and len(text) <= 40 else None
 
 
-def resolve_choice(text: str, offered: Sequence[tuple[str, str]]) -> str | None:
+def resolve_choice(
+    text: str, offered: Sequence[tuple[str, str]], *, by_number: bool = True
+) -> str | None:
     """Which offered option a typed answer picks: its number (any digit script) or its label."""
     number = parse_int(text)
-    if number is not None:
+    if number is not None and by_number:
         return offered[number - 1][0] if 1 <= number <= len(offered) else None
     key = match_key(text)
     if not key:

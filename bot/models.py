@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.crypto import Encrypted
+
 
 def utcnow() -> datetime:
     """The current time in UTC, the only zone the database holds."""
@@ -137,3 +139,63 @@ class OutboxMessage(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+class Report(Base):
+    """A displaced family's report: where they are, who they are, what they need.
+
+    Personal fields (free text, exact point, phone, photo) are Encrypted; they are blanked when
+    the reporter asks to be forgotten or when the retention period ends, and the anonymous
+    counts stay for statistics.
+    """
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(12), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    locale: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    governorate: Mapped[str] = mapped_column(String(12), index=True)
+    district: Mapped[str | None] = mapped_column(String(12))
+    place: Mapped[str | None] = mapped_column(Encrypted)
+    # The area only (2 decimals, about 1 km), unless the family agreed to share the exact point.
+    latitude: Mapped[float | None]
+    longitude: Mapped[float | None]
+    exact_point: Mapped[str | None] = mapped_column(Encrypted)
+    origin: Mapped[str | None] = mapped_column(String(12))
+    displaced: Mapped[str | None] = mapped_column(String(20))  # YYYY-MM or a rough period
+    people: Mapped[int] = mapped_column(Integer)
+    children: Mapped[int] = mapped_column(Integer, default=0)
+    elderly: Mapped[int] = mapped_column(Integer, default=0)
+    disabled: Mapped[int] = mapped_column(Integer, default=0)
+    pregnant: Mapped[int] = mapped_column(Integer, default=0)
+    female_headed: Mapped[bool] = mapped_column(Boolean, default=False)
+    shelter: Mapped[str] = mapped_column(String(20))
+    needs: Mapped[list[Any]] = mapped_column(default=list)
+    urgent: Mapped[str] = mapped_column(String(20))
+    notes: Mapped[str | None] = mapped_column(Encrypted)
+    photo: Mapped[str | None] = mapped_column(Encrypted)
+    contact_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone: Mapped[str | None] = mapped_column(Encrypted)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="SET NULL"))
+    anonymized_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who looked at or changed what, and when: every coordinator access to personal data."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # an address, or "cli:<user>"
+    action: Mapped[str] = mapped_column(String(40))
+    report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reports.id", ondelete="SET NULL"), index=True
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -64,6 +64,8 @@ def match_key(text: str) -> str:
     key = fold(text).translate(_KURDISH_FORMS)
     key = key.replace("\u06d5", "ه").replace("\u06be", "ه")  # ە and ھ as typed on Arabic layouts
     key = key.replace("ی", "ي").replace("ک", "ك")
+    # Sorani typed on an Arabic keyboard: ێ ۆ ڕ ڵ come as ي و ر ل.
+    key = key.translate(str.maketrans("ێۆڕڵ", "يورل"))
     key = re.sub(r"[^\w\s]", "", key)  # punctuation and emoji do not change a word
     return _SPACE.sub(" ", key).strip()
 

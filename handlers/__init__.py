@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.flows import Registry
-from handlers import declaration, language, menu
+from handlers import coordinator, declaration, language, menu, privacy, report
 from handlers.soon import placeholder
 
 
@@ -15,13 +15,26 @@ def build_registry() -> Registry:
             menu.FLOW,
             declaration.FLOW,
             placeholder("bulletin"),  # issue: the information bulletin
-            placeholder("report"),  # issue: displaced-family reports
+            report.FLOW,
+            report.MINE,
+            privacy.MYDATA,
+            privacy.FORGET,
+            coordinator.REPORTS,  # coordinators only, like everything in coordinator.py
+            coordinator.DETAIL,
             placeholder("sign"),  # issue: signing the declaration
         ],
         deep_links={
             "declaration": "declaration",
             "bulletin": "bulletin",
             "report": "report",
+            "myreports": "myreports",
             "sign": "sign",
         },
+        commands={
+            "mydata": "mydata",
+            "forget": "forget",
+            "reports": "reports",
+            "report": "report_detail",
+        },
+        actions=coordinator.ACTIONS,
     )

@@ -67,6 +67,7 @@ class Person:
         self.address = address
         self.hint = hint
         self.replies: list[Outbound] = []
+        self.sent: list[Outbound] = []
 
     async def send(self, text: str, *, message_id: str | None = None) -> list[Outbound]:
         """Type a line (a command when it starts with '/')."""
@@ -96,8 +97,9 @@ class Person:
 
     async def deliver(self, inbound: Inbound) -> list[Outbound]:
         """Hand an Inbound to the engine and keep the replies."""
-        self.replies = await self.engine.handle(inbound)
-        return self.replies
+        self.sent = await self.engine.handle(inbound)  # to anyone (coordinators too)
+        self.replies = [m for m in self.sent if m.address == self.address]
+        return self.sent
 
     def text(self) -> str:
         """Everything the last replies said, titles included."""

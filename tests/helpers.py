@@ -29,6 +29,8 @@ def menu_labels(locale: str) -> list[str]:
             "Bulletin",
             "Report a displaced family",
             "Sign the declaration",
+            "My reports",
+            "My data",
             "Language",
             "Help",
         )

@@ -1,0 +1,337 @@
+"""Coordinators' tools for reports: the list with filters, one report, status changes.
+
+Only addresses in COORDINATORS see any of this; to anyone else these commands and buttons are
+unknown input. Every view and change of a report is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from bot import gazetteer
+from bot.config import NEEDS
+from bot.flows import (
+    MENU,
+    Action,
+    Ctx,
+    Flow,
+    Step,
+    Transition,
+    goto,
+    nav_buttons,
+    retry,
+    start,
+)
+from bot.i18n import _, current_locale, format_datetime, format_number, isolate
+from bot.messages import Address, Button
+from bot.models import AuditEntry, Contact, Report
+from handlers.report import NEED_LABELS, SHELTER_LABELS, STATUS_LABELS, describe, place_name
+from handlers.report import status_notice as reporter_notice
+
+PAGE = 8
+
+
+def audit(ctx: Ctx, action: str, report: Report | None = None, **detail: Any) -> None:
+    """Write who did what, now, in this transaction."""
+    ctx.session.add(
+        AuditEntry(
+            at=ctx.now,
+            actor=str(ctx.address),
+            action=action,
+            report_id=report.id if report else None,
+            detail=detail,
+        )
+    )
+
+
+def parse_filters(args: list[str]) -> dict[str, str]:
+    """Filters typed after /reports: a governorate (code or name), a status, a need."""
+    filters: dict[str, str] = {}
+    for arg in args:
+        word = arg.strip()
+        found = gazetteer.place(word) or gazetteer.find(word, gazetteer.GOVERNORATES)
+        if found is not None and found.parent is None:
+            filters["gov"] = found.pcode
+        elif word.lower() in STATUS_LABELS:
+            filters["status"] = word.lower()
+        elif word.lower() in NEEDS:
+            filters["need"] = word.lower()
+    return filters
+
+
+def filtered(filters: dict[str, str]) -> Select[Report]:
+    """The reports matching the filters, newest first."""
+    query = select(Report)
+    if "gov" in filters:
+        query = query.where(Report.governorate == filters["gov"])
+    if "status" in filters:
+        query = query.where(Report.status == filters["status"])
+    return query.order_by(Report.id.desc())
+
+
+async def ask_list(ctx: Ctx) -> None:
+    """A page of reports with the filters in force."""
+    if "filters" not in ctx.data:
+        ctx.data["filters"] = parse_filters([str(a) for a in ctx.data.get("args", [])])
+    filters: dict[str, str] = ctx.data["filters"]
+    page = int(ctx.data.get("page", 0))
+    query = filtered(filters)
+    need = filters.get("need")
+    # JSON containment differs between SQLite and PostgreSQL: filter needs in Python, on a
+    # bounded window of the newest reports.
+    rows = (await ctx.session.scalars(query.limit(2000))).all()
+    if need:
+        rows = [r for r in rows if need in (r.needs or [])]
+    total = len(rows)
+    shown = rows[page * PAGE : (page + 1) * PAGE]
+    audit(ctx, "list", filters=filters, page=page)
+    lines = [
+        filter_line(filters),
+        _("%(count)s reports") % {"count": isolate(format_number(total))},
+    ]
+    buttons = [
+        Button(
+            f"{r.reference} · {place_name(r.governorate)} · {r.people} · "
+            f"{_(STATUS_LABELS.get(r.status, 'Received'))}",
+            f"rep:open:{r.reference}",
+        )
+        for r in shown
+    ]
+    pager = []
+    if page > 0:
+        pager.append(Button(_("Previous page"), "list:prev"))
+    if (page + 1) * PAGE < total:
+        pager.append(Button(_("Next page"), "list:next"))
+    ctx.say(
+        "\n".join(lines),
+        title=_("Reports"),
+        buttons=[
+            *[[b] for b in buttons],
+            pager,
+            [Button(_("Governorate"), "list:fgov"), Button(_("Status"), "list:fstatus")],
+            [Button(_("Need"), "list:fneed"), Button(_("Clear filters"), "list:clear")],
+            nav_buttons(MENU),
+        ],
+    )
+
+
+def filter_line(filters: dict[str, str]) -> str:
+    """The filters in force, in words."""
+    parts = []
+    if "gov" in filters:
+        parts.append(place_name(filters["gov"]))
+    if "status" in filters:
+        parts.append(_(STATUS_LABELS[filters["status"]]))
+    if "need" in filters:
+        parts.append(_(NEED_LABELS[filters["need"]]))
+    if not parts:
+        return _("All reports, newest first.")
+    return _("Filters: %(filters)s") % {"filters": " · ".join(parts)}
+
+
+async def on_list(ctx: Ctx) -> Transition:
+    """Turn the page, or change the filters."""
+    choice = ctx.choice or ""
+    page = int(ctx.data.get("page", 0))
+    if choice == "list:next":
+        ctx.data["page"] = page + 1
+    elif choice == "list:prev":
+        ctx.data["page"] = max(0, page - 1)
+    elif choice == "list:clear":
+        ctx.data["filters"], ctx.data["page"] = {}, 0
+    elif choice.startswith("list:f"):
+        return goto(choice.removeprefix("list:f"))
+    return goto("list")
+
+
+async def ask_gov(ctx: Ctx) -> None:
+    """Pick a governorate to filter by."""
+    ctx.ask(
+        _("Which governorate?"),
+        [Button(p.name(current_locale()), f"f:{p.pcode}") for p in gazetteer.GOVERNORATES],
+        columns=2,
+    )
+
+
+async def ask_status(ctx: Ctx) -> None:
+    """Pick a status to filter by."""
+    ctx.ask(
+        _("Which status?"),
+        [Button(_(label), f"f:{code}") for code, label in STATUS_LABELS.items()],
+    )
+
+
+async def ask_need(ctx: Ctx) -> None:
+    """Pick a need to filter by."""
+    ctx.ask(
+        _("Which need?"),
+        [Button(_(label), f"f:{code}") for code, label in NEED_LABELS.items()],
+        columns=2,
+    )
+
+
+def set_filter(key: str) -> Step:
+    """A step that stores one filter and returns to the list."""
+
+    async def answer(ctx: Ctx) -> Transition:
+        value = (ctx.choice or "").removeprefix("f:")
+        ctx.data.setdefault("filters", {})[key] = value
+        ctx.data["page"] = 0
+        return goto("list")
+
+    asks = {"gov": ask_gov, "status": ask_status, "need": ask_need}
+    return Step(asks[key], answer)
+
+
+async def find_report(ctx: Ctx, reference: str) -> Report | None:
+    """A report by its reference, typed loosely (r-7k3m9, R 7K3M9)."""
+    code = reference.strip().upper().replace(" ", "-")
+    if not code.startswith("R-"):
+        code = "R-" + code.removeprefix("R")
+    return await ctx.session.scalar(select(Report).where(Report.reference == code))
+
+
+async def ask_show(ctx: Ctx) -> None:
+    """One report in full, for a coordinator, with the status buttons."""
+    reference = str(ctx.data.get("ref") or (ctx.data.get("args") or [""])[0])
+    report = await find_report(ctx, reference) if reference else None
+    if report is None:
+        ctx.say(
+            _("No report has the reference %(reference)s.") % {"reference": isolate(reference)},
+            buttons=[[Button(_("Reports"), "show:list")], nav_buttons(MENU)],
+        )
+        return
+    ctx.data["ref"] = report.reference
+    audit(ctx, "view", report)
+    ctx.say(
+        report_text(ctx, report),
+        title=_("Report %(reference)s") % {"reference": isolate(report.reference)},
+        buttons=[
+            *[
+                [Button(_(label), f"st:{code}")]
+                for code, label in STATUS_LABELS.items()
+                if code not in ("new", report.status)
+            ],
+            [Button(_("Reports"), "show:list")],
+            nav_buttons(MENU),
+        ],
+    )
+
+
+def report_text(ctx: Ctx, report: Report) -> str:
+    """Every field of a report, personal ones included (this is the coordinators' view)."""
+    data: dict[str, Any] = {
+        "gov": report.governorate,
+        "district": report.district,
+        "origin": report.origin,
+        "when": report.displaced or "unknown",
+        "shelter": report.shelter,
+        "needs": report.needs,
+        "urgent": report.urgent,
+    }
+    lines = [
+        _("Status: %(status)s") % {"status": _(STATUS_LABELS.get(report.status, "Received"))},
+        _("Received: %(when)s")
+        % {"when": isolate(format_datetime(report.created_at, ctx.settings.timezone))},
+        f"{place_name(report.governorate)} · {place_name(report.district)}",
+        _("Place: %(place)s") % {"place": report.place or "-"},
+    ]
+    if report.latitude is not None:
+        point = report.exact_point or f"{report.latitude:.2f},{report.longitude:.2f}"
+        lines.append(_("Location: %(point)s") % {"point": isolate(point)})
+    lines += [
+        _("Displaced from: %(place)s") % {"place": describe(data, "origin")},
+        _("When: %(when)s") % {"when": describe(data, "when")},
+        _(
+            "People: %(people)s; children under 5: %(children)s; over 60: %(elderly)s; "
+            "with disabilities: %(disabled)s; pregnant or breastfeeding: %(pregnant)s"
+        )
+        % {
+            key: isolate(format_number(getattr(report, key)))
+            for key in ("people", "children", "elderly", "disabled", "pregnant")
+        },
+        _("Headed by a woman: %(answer)s")
+        % {"answer": _("Yes") if report.female_headed else _("No")},
+        _("Shelter: %(shelter)s") % {"shelter": _(SHELTER_LABELS.get(report.shelter, "Other"))},
+        _("Needs: %(needs)s") % {"needs": describe(data, "needs")},
+        _("Most urgent: %(need)s") % {"need": describe(data, "urgent")},
+        _("Anything else: %(notes)s") % {"notes": report.notes or "-"},
+    ]
+    if report.photo:
+        lines.append(_("A photo was sent with the report."))
+    if report.contact_ok and report.phone:
+        lines.append(_("Phone: %(phone)s") % {"phone": isolate(report.phone)})
+    else:
+        lines.append(_("The family did not ask to be contacted."))
+    if report.duplicate_of is not None:
+        lines.append(_("Probably a duplicate of an earlier report."))
+    if report.anonymized_at is not None:
+        lines.append(_("The personal details of this report were deleted."))
+    return "\n".join(lines)
+
+
+async def on_show(ctx: Ctx) -> Transition:
+    """A status button: ask for a note first. Or back to the list."""
+    if ctx.choice == "show:list":
+        return start("reports", {"filters": {}})
+    status = (ctx.choice or "").removeprefix("st:")
+    if status not in STATUS_LABELS or "ref" not in ctx.data:
+        return retry()
+    ctx.data["status"] = status
+    return goto("note")
+
+
+async def ask_note(ctx: Ctx) -> None:
+    """A note for the record with the status change."""
+    ctx.ask(
+        _("Add a short note for the record (what was done, by whom), or press Skip."),
+        [Button(_("Skip"), "note:skip")],
+    )
+
+
+async def on_note(ctx: Ctx) -> Transition:
+    """Change the status, audit it, and tell the reporter in their language."""
+    note = "" if ctx.choice == "note:skip" else ctx.text.strip()[:1000]
+    report = await find_report(ctx, str(ctx.data.get("ref", "")))
+    status = str(ctx.data.get("status", ""))
+    if report is None or status not in STATUS_LABELS:
+        return start("reports", {"filters": {}})
+    before = report.status
+    report.status = status
+    report.updated_at = ctx.now
+    audit(ctx, "status", report, before=before, after=status, note=note)
+    contact = await ctx.session.get(Contact, report.contact_id) if report.contact_id else None
+    if contact is not None and before != status:
+        locale = contact.locale or report.locale
+        ctx.extra.append(reporter_notice(report, Address.parse(contact.address), locale))
+    ctx.say(
+        _("Done: %(reference)s is now \u201c%(status)s\u201d.")
+        % {"reference": isolate(report.reference), "status": _(STATUS_LABELS[status])}
+    )
+    ctx.data.pop("status", None)
+    return goto("show")
+
+
+async def open_report(ctx: Ctx, reference: str) -> Transition:
+    """The standing "Open the report" button of a notification or of the list."""
+    return start("report_detail", {"ref": reference})
+
+
+REPORTS = Flow(
+    "reports",
+    {
+        "list": Step(ask_list, on_list),
+        "gov": set_filter("gov"),
+        "status": set_filter("status"),
+        "need": set_filter("need"),
+    },
+    coordinators_only=True,
+)
+DETAIL = Flow(
+    "report_detail",
+    {"show": Step(ask_show, on_show), "note": Step(ask_note, on_note, accepts_text=True)},
+    coordinators_only=True,
+)
+ACTIONS = {"rep:open:": Action(open_report)}

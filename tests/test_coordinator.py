@@ -1,0 +1,145 @@
+"""Coordinators triage reports: the list, one report, status changes, the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from bot.db import Database
+from bot.engine import Engine
+from bot.messages import Address
+from bot.models import AuditEntry
+from tests.conftest import Person
+from tests.helpers import choose_language, menu_labels, t
+from tests.test_report import by_buttons_to_summary_with_needs, reports
+
+
+@pytest.fixture
+async def coordinator(engine: Engine) -> Person:
+    """The Telegram coordinator of the test settings, who reads Arabic."""
+    person = Person(engine, Address("telegram", "1000"))
+    await choose_language(person, "ar")
+    return person
+
+
+async def family_report(
+    engine: Engine, locale: str = "ckb", needs: str = "need:protection"
+) -> Person:
+    """A family on WhatsApp sends a report in `locale`."""
+    family = Person(engine, Address("whatsapp", "+9647501112233"))
+    await choose_language(family, locale)
+    await family.tap(t(locale, "Report a displaced family"))
+    await family.tap(t(locale, "I agree"))
+    for payload in ("gov:IQG09", "dist:unknown", "place:skip", "orig:IQG15", "when:gt1y"):
+        await family.press(payload)
+    for payload in ("n:3", "n:0", "n:0", "n:0", "n:0", "no", "shelter:camp", needs):
+        await family.press(payload)
+    await family.press("need:done")
+    await family.send("We have no doctor here")
+    await family.press("yes")
+    await family.send("0750 111 2233")
+    await family.tap(t(locale, "Send the report"))
+    return family
+
+
+async def audit_rows(db: Database) -> list[AuditEntry]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all())
+
+
+async def test_open_verify_and_the_family_is_told_in_its_language(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    family = await family_report(engine, "ckb")
+    alerts = [m for m in family.sent if m.address == coordinator.address]
+    assert len(alerts) == 1
+    [report] = await reports(db)
+    open_button = alerts[0].options()[0]
+    assert open_button.label == t("ar", "Open the report")
+
+    await coordinator.press(open_button.payload)
+    shown = coordinator.text()
+    assert report.reference in shown
+    assert "We have no doctor here" in shown  # coordinators see the personal fields
+    assert "+9647501112233" in shown
+    await coordinator.tap(t("ar", "Verified"))
+    await coordinator.send("اتصلنا بالعائلة")
+    to_family = [m for m in coordinator.sent if m.address == family.address]
+    assert len(to_family) == 1
+    assert t("ckb", "The status of your report %(reference)s is now: %(status)s").split("%")[0][
+        :8
+    ] in (to_family[0].text)
+    assert t("ckb", "Verified") in to_family[0].text
+    assert report.reference in to_family[0].text
+    [stored] = await reports(db)
+    assert stored.status == "verified"
+    rows = await audit_rows(db)
+    assert [r.action for r in rows] == ["view", "status", "view"]
+    assert rows[1].actor == "telegram:1000"
+    assert rows[1].detail == {"before": "new", "after": "verified", "note": "اتصلنا بالعائلة"}
+    assert rows[1].report_id == stored.id
+
+
+async def test_the_family_sees_the_new_status(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    family = await family_report(engine, "en", needs="need:food")
+    [report] = await reports(db)
+    await coordinator.send(f"/report {report.reference.lower()}")
+    await coordinator.tap(t("ar", "Referred to a relief organization"))
+    await coordinator.tap(t("ar", "Skip"))
+    await family.tap("My reports")
+    assert "Referred to a relief organization" in family.text()
+
+
+async def test_the_list_with_filters_and_pages(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    for n in range(10):
+        family = Person(engine, Address("console", f"family{n}"))
+        await choose_language(family, "en")
+        await by_buttons_to_summary_with_needs(family, ["need:food"])
+        await family.tap("Send the report")
+    await coordinator.send("/reports")
+    assert "10" in coordinator.text()
+    first_page = [b for b in coordinator.options() if b.payload.startswith("rep:open:")]
+    assert len(first_page) == 8
+    await coordinator.tap(t("ar", "Next page"))
+    assert len([b for b in coordinator.options() if b.payload.startswith("rep:open:")]) == 2
+    await coordinator.send("/reports IQG01")
+    assert [b for b in coordinator.options() if b.payload.startswith("rep:open:")] == []
+    await coordinator.send("/reports دهوك new food")
+    assert len([b for b in coordinator.options() if b.payload.startswith("rep:open:")]) == 8
+    await coordinator.tap(t("ar", "Need"))
+    await coordinator.press("f:water")
+    assert [b for b in coordinator.options() if b.payload.startswith("rep:open:")] == []
+    assert {r.action for r in await audit_rows(db)} == {"list"}
+
+
+@pytest.mark.parametrize("command", ["/reports", "/report R-ABCDE", "/reports IQG09"])
+async def test_others_are_refused_like_any_unknown_input(
+    engine: Engine, db: Database, command: str
+) -> None:
+    stranger = Person(engine, Address("telegram", "555"))
+    await choose_language(stranger, "en")
+    await stranger.send(command)
+    assert "I do not know that command" in stranger.text()
+    assert stranger.labels() == menu_labels("en")
+    assert await audit_rows(db) == []
+
+
+async def test_others_cannot_press_a_coordinators_button(engine: Engine, db: Database) -> None:
+    await family_report(engine, "en")
+    [report] = await reports(db)
+    stranger = Person(engine, Address("telegram", "555"))
+    await choose_language(stranger, "en")
+    await stranger.press(f"rep:open:{report.reference}")
+    assert "This menu has expired" in stranger.text()
+    assert report.reference not in stranger.text()
+    assert await audit_rows(db) == []
+
+
+async def test_an_unknown_reference(coordinator: Person) -> None:
+    await coordinator.send("/report R-ZZZZZ")
+    assert "R-ZZZZZ" in coordinator.text()
+    assert t("ar", "Reports") in coordinator.labels()
