@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import runtime
+from bot import crypto, runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database, upgrade
 
@@ -47,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
         "revision", help="write a new migration from the changes made to bot/models.py"
     )
     revision.add_argument("-m", "--message", required=True, help="what the migration changes")
+    db_commands.add_parser(
+        "purge", help="apply the retention rules now (the running bot does it every 6 hours)"
+    )
+    db_commands.add_parser(
+        "rotate-keys", help="re-encrypt personal fields with the first DATA_ENCRYPTION_KEY"
+    )
+    commands.add_parser("keygen", help="print a new key for DATA_ENCRYPTION_KEY")
+    export = commands.add_parser("export", help="export data for relief coordination")
+    export_what = export.add_subparsers(dest="what", required=True)
+    reports = export_what.add_parser("reports", help="displaced-family reports")
+    reports.add_argument("--format", required=True, choices=["csv", "hxl", "geojson", "json"])
+    reports.add_argument("--since", help="only reports from this day on (YYYY-MM-DD)")
+    reports.add_argument("--governorate", help="only this governorate (P-code, e.g. IQG09)")
+    reports.add_argument(
+        "--private",
+        action="store_true",
+        help="include personal fields (place name, exact point, notes, phone); audited",
+    )
+    reports.add_argument("-o", "--output", help="write to this file (default: standard output)")
     return parser
 
 
@@ -63,6 +82,63 @@ async def run_chat(settings: Settings, user: str) -> None:
         sender = Sender(db, [ConsoleTransport(stdout)])
         engine = Engine(db, settings, build_registry(), sender)
         await chat(engine, sender, user, stdin, stdout)
+    finally:
+        await db.close()
+
+
+async def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    """`icssi-bot export reports ...`; 2 on a bad option value."""
+    import getpass
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from bot import exports, gazetteer
+
+    since = None
+    if args.since:
+        try:
+            day = datetime.strptime(args.since, "%Y-%m-%d")
+        except ValueError:
+            print("icssi-bot: --since: expected a day as YYYY-MM-DD", file=sys.stderr)
+            return 2
+        since = day.replace(tzinfo=ZoneInfo(settings.timezone))
+    governorate = (args.governorate or "").strip().upper() or None
+    if governorate and (gazetteer.place(governorate) is None or len(governorate) != 5):
+        print("icssi-bot: --governorate: expected a P-code from IQG01 to IQG18", file=sys.stderr)
+        return 2
+    query = exports.Query(since=since, governorate=governorate, private=args.private)
+    db = Database(settings.database_url)
+    try:
+        actor = f"cli:{getpass.getuser()}"
+        if args.output:
+            # A blocking file is fine here: this command does nothing else meanwhile.
+            with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+                count = await exports.export(db, query, args.format, out, actor)
+        else:
+            count = await exports.export(db, query, args.format, sys.stdout, actor)
+    finally:
+        await db.close()
+    print(f"icssi-bot: exported {count} reports", file=sys.stderr)
+    return 0
+
+
+async def maintain(settings: Settings, task: str) -> None:
+    """`db purge` and `db rotate-keys`."""
+    from datetime import UTC, datetime
+
+    from bot import retention
+
+    db = Database(settings.database_url)
+    try:
+        if task == "purge":
+            counts = await retention.purge(db, settings, datetime.now(UTC))
+            print(f"icssi-bot: {counts}", file=sys.stderr)
+        else:
+            if not crypto.enabled():
+                print("icssi-bot: DATA_ENCRYPTION_KEY is not set", file=sys.stderr)
+                return
+            changed = await retention.rotate_keys(db)
+            print(f"icssi-bot: re-encrypted {changed} reports", file=sys.stderr)
     finally:
         await db.close()
 
@@ -95,11 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"icssi-bot: configuration error: {exc}", file=sys.stderr)
         return 2
+    crypto.configure(settings.data_encryption_keys or None)
     chatting = args.command == "chat" or (args.command == "run" and not settings.channels)
     # In the console chat, logs at INFO would interleave with the conversation.
     setup_logging("WARNING" if chatting and settings.log_level == "INFO" else settings.log_level)
     try:
-        if args.command == "db" and args.db_command == "revision":
+        if args.command == "keygen":
+            print(crypto.new_key())
+        elif args.command == "export":
+            return asyncio.run(run_export(settings, args))
+        elif args.command == "db" and args.db_command in ("purge", "rotate-keys"):
+            asyncio.run(maintain(settings, args.db_command))
+        elif args.command == "db" and args.db_command == "revision":
             print(f"icssi-bot: wrote {new_revision(args.message)}", file=sys.stderr)
         elif args.command == "db":
             upgrade(settings.database_url)

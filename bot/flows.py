@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.i18n import LOCALES, N_, _, current_locale, direct, translate_in
 from bot.messages import Address, Button, Inbound, Outbound, Priority
 from bot.models import Contact
-from bot.text import match_key, parse_int
+from bot.text import ascii_digits, match_key, parse_int, strip_bidi
 
 # Payloads of the global escapes; they work from every step, pressed or typed.
 MENU, BACK, CANCEL, HELP, LANGUAGE = "nav:menu", "nav:back", "nav:cancel", "nav:help", "nav:lang"
@@ -320,6 +320,10 @@ def resolve_choice(
     number = parse_int(text)
     if number is not None and by_number:
         return offered[number - 1][0] if 1 <= number <= len(offered) else None
+    if any(ch.isdigit() for ch in text):
+        # Digits mean a number: "-1" or "1.5" must not pass for the option "1".
+        exact = ascii_digits(strip_bidi(text)).strip()
+        return next((p for p, label in offered if ascii_digits(label) == exact), None)
     key = match_key(text)
     if not key:
         return None

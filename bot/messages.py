@@ -96,6 +96,9 @@ class Outbound:
     title: str | None = None  # shown bold above the text
     buttons: tuple[tuple[Button, ...], ...] = ()  # rows of buttons
     photo: str | None = None
+    # A file to attach, by its path on this server (an export); the transport deletes it once
+    # it has reached the platform.
+    document: str | None = None
     priority: Priority = "reply"
 
     def options(self) -> list[Button]:
@@ -125,5 +128,6 @@ class Outbound:
                 for row in data.get("buttons", [])
             ),
             photo=data.get("photo"),
+            document=data.get("document"),
             priority=data.get("priority", "reply"),
         )

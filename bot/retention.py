@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -66,3 +67,28 @@ async def purge(db: Database, settings: Settings, now: datetime) -> dict[str, in
     }
     logger.info("retention: %s", counts)
     return counts
+
+
+async def rotate_keys(db: Database) -> int:
+    """Re-encrypt every report's personal fields with the newest key; return how many."""
+    from sqlalchemy import Table, Text, select, type_coerce
+
+    from bot import crypto
+
+    names = ("place", "exact_point", "notes", "photo", "phone")
+    table = cast(Table, Report.__table__)
+    changed = 0
+    async with db.transaction() as session:
+        # Read and write the stored text as it is (type_coerce to Text skips Encrypted's own
+        # encrypting and decrypting), rotating each token to the newest key.
+        raw = [type_coerce(table.c[name], Text) for name in names]
+        for row in (await session.execute(select(table.c.id, *raw))).all():
+            values = {
+                name: type_coerce(crypto.rotate(value), Text)
+                for name, value in zip(names, row[1:], strict=True)
+                if value is not None
+            }
+            if values:
+                await session.execute(table.update().where(table.c.id == row[0]).values(values))
+                changed += 1
+    return changed

@@ -9,8 +9,10 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bot import crypto, retention
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
@@ -46,12 +48,15 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
     sender = Sender(db, transports)
     engine.sender = sender
     bot = Bot(settings, db, engine, sender, telegram)
+    crypto.configure(settings.data_encryption_keys or None)
+    purger = asyncio.create_task(keep_purging(db, settings), name="retention")
     try:
         sender.start()
         if telegram is not None:
             await telegram.start()
         yield bot
     finally:
+        purger.cancel()
         if telegram is not None:
             await telegram.stop()  # finishes the updates in hand
         with contextlib.suppress(TimeoutError):  # the last replies out, if it is quick
@@ -59,6 +64,16 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
                 await asyncio.gather(*(sender.flush(channel) for channel in sender.workers))
         await sender.stop()
         await db.close()
+
+
+async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600) -> None:
+    """Apply the retention rules at start and every `every` seconds."""
+    while True:
+        try:
+            await retention.purge(db, settings, datetime.now(UTC))
+        except Exception:  # a database away for a moment: try again next time
+            logger.exception("retention failed")
+        await asyncio.sleep(every)
 
 
 async def serve(settings: Settings) -> None:

@@ -21,6 +21,7 @@ def build_registry() -> Registry:
             privacy.FORGET,
             coordinator.REPORTS,  # coordinators only, like everything in coordinator.py
             coordinator.DETAIL,
+            coordinator.EXPORT,
             placeholder("sign"),  # issue: signing the declaration
         ],
         deep_links={
@@ -35,6 +36,7 @@ def build_registry() -> Registry:
             "forget": "forget",
             "reports": "reports",
             "report": "report_detail",
+            "export": "export",
         },
         actions=coordinator.ACTIONS,
     )

@@ -6,12 +6,13 @@ unknown input. Every view and change of a report is written to the audit log.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import Select, select
 
-from bot import gazetteer
-from bot.config import NEEDS
+from bot import exports, gazetteer
+from bot.config import NEEDS, PROJECT_DIR
 from bot.flows import (
     MENU,
     Action,
@@ -23,9 +24,10 @@ from bot.flows import (
     nav_buttons,
     retry,
     start,
+    to_menu,
 )
-from bot.i18n import _, current_locale, format_datetime, format_number, isolate
-from bot.messages import Address, Button
+from bot.i18n import _, current_locale, direct, format_datetime, format_number, isolate, ngettext
+from bot.messages import Address, Button, Outbound
 from bot.models import AuditEntry, Contact, Report
 from handlers.report import NEED_LABELS, SHELTER_LABELS, STATUS_LABELS, describe, place_name
 from handlers.report import status_notice as reporter_notice
@@ -335,3 +337,54 @@ DETAIL = Flow(
     coordinators_only=True,
 )
 ACTIONS = {"rep:open:": Action(open_report)}
+
+
+EXPORT_DIR = PROJECT_DIR / "data" / "exports"
+EXTENSIONS = {"csv": "csv", "hxl": "csv", "geojson": "geojson", "json": "json"}
+
+
+async def ask_export(ctx: Ctx) -> None:
+    """Which format."""
+    ctx.ask(
+        _(
+            "Export the reports as a file. Personal details (place names, exact points, notes, "
+            "phone numbers) are left out; operators can add them on the server. Which format?"
+        ),
+        [
+            Button("CSV", "x:csv"),
+            Button("HXL", "x:hxl"),
+            Button("GeoJSON", "x:geojson"),
+            Button("JSON", "x:json"),
+        ],
+        columns=2,
+        title=_("Export"),
+    )
+
+
+async def on_export(ctx: Ctx) -> Transition:
+    """Write the file and send it; audited."""
+    fmt = (ctx.choice or "").removeprefix("x:")
+    if fmt not in EXTENSIONS:
+        return retry()
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = ctx.now.strftime("%Y%m%d-%H%M")
+    path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}.{fmt}.{EXTENSIONS[fmt]}"
+    query = exports.Query(private=False)
+    # A blocking file is fine: it is local and written in one go by this one message.
+    with path.open("w", encoding="utf-8", newline="") as out:
+        count = await exports.write(ctx.session, query, fmt, out)
+    ctx.session.add(exports.audit_entry(str(ctx.address), query, fmt, count))
+    ctx.replies.append(
+        Outbound(
+            address=ctx.address,
+            text=direct(
+                ngettext("%(count)s report", "%(count)s reports", count)
+                % {"count": isolate(format_number(count))}
+            ),
+            document=str(path),
+        )
+    )
+    return to_menu()
+
+
+EXPORT = Flow("export", {"format": Step(ask_export, on_export)}, coordinators_only=True)

@@ -213,18 +213,26 @@ def governorate_buttons(prefix: str) -> list[Button]:
 
 async def ask_consent(ctx: Ctx) -> None:
     """Say what is collected, why, who sees it, for how long; ask for agreement."""
+    days = ctx.settings.report_retention_days
     ctx.ask(
         _(
             "Before we start, please read this.\n\n"
             "We will ask where your family is staying now, how many you are, and what you "
             "need. The Initiative's coordinators will see your answers, and may share them "
             "with the relief organizations they ask to help you. We do not ask for names.\n\n"
-            "A phone number is asked only if you want a coordinator to call you.\n"
-            "Your personal details are kept for %(days)s days at most, and you can delete "
-            "them at any time with /forget.\n\n"
-            "Do you agree?"
+            "A phone number is asked only if you want a coordinator to call you."
         )
-        % {"days": isolate(format_number(ctx.settings.report_retention_days))},
+        + "\n"
+        + ngettext(
+            "Your personal details are kept for %(days)s day at most, and you can delete them "
+            "at any time with /forget.",
+            "Your personal details are kept for %(days)s days at most, and you can delete them "
+            "at any time with /forget.",
+            days,
+        )
+        % {"days": isolate(format_number(days))}
+        + "\n\n"
+        + _("Do you agree?"),
         [Button(_("I agree"), "r:agree"), Button(_("No, thank you"), "r:decline")],
         title=_("Report a displaced family"),
     )
@@ -671,8 +679,13 @@ def summary_lines(data: dict[str, Any]) -> str:
             continue
         lines.append(f"• {_(label)}: {describe(data, step)}")
         if step == "place" and data.get("lat") is not None:
-            lines.append(f"• {_('Location')}: {describe(data, 'precision')}")
+            lines.append(f"• {location_label()}: {describe(data, 'precision')}")
     return "\n".join(lines)
+
+
+def location_label() -> str:
+    """The summary's label for a shared location."""
+    return _("Location")
 
 
 async def ask_summary(ctx: Ctx) -> None:

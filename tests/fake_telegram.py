@@ -82,7 +82,7 @@ GET_ME: dict[str, Any] = {
     "has_main_web_app": False,
 }
 
-SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendLocation"})
+SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendLocation"})
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup"})
 FLOOD_METHODS = SEND_METHODS | EDIT_METHODS
 
@@ -528,6 +528,12 @@ def _wire(stored: dict[str, Any]) -> dict[str, Any]:
             message["caption"] = stored["plain"]
             if stored["entities"]:
                 message["caption_entities"] = copy.deepcopy(stored["entities"])
+    elif "document" in stored:
+        message["document"] = {k: v for k, v in stored["document"].items() if v is not None}
+        if stored.get("caption") is not None:
+            message["caption"] = stored["plain"]
+            if stored["entities"]:
+                message["caption_entities"] = copy.deepcopy(stored["entities"])
     elif "location" in stored:
         message["location"] = dict(stored["location"])
     else:
@@ -591,6 +597,7 @@ class FakeTelegram:
                 "getUpdates": self._get_updates,
                 "sendMessage": self._send_message,
                 "sendPhoto": self._send_photo,
+                "sendDocument": self._send_document,
                 "sendLocation": self._send_location,
                 "sendChatAction": self._send_chat_action,
                 "editMessageText": self._edit_message_text,
@@ -902,6 +909,43 @@ class FakeTelegram:
         content = {
             "photo": sizes,
             "photo_input": sent_as,
+            "caption": caption if isinstance(caption, str) and caption else None,
+            "plain": parsed.plain,
+            "entities": parsed.entities,
+            "formatted": parsed.formatted,
+            "parse_mode": params.get("parse_mode"),
+        }
+        return self._new_message(chat_id, params, content)
+
+    async def _send_document(self, params: dict[str, Any]) -> Any:
+        """sendDocument: store and return a document Message; an upload keeps its bytes."""
+        chat_id = self._chat_id(params)
+        self._check_blocked(chat_id)
+        document = params.get("document")
+        if document in (None, ""):
+            raise _bad_request("there is no document in the request")
+        caption = params.get("caption")
+        parsed = ParsedText("", [], [])
+        if isinstance(caption, str) and caption:
+            parsed = format_text(
+                caption,
+                params.get("parse_mode"),
+                params.get("caption_entities"),
+                limit=MAX_CAPTION,
+            )
+        _validate_markup(params.get("reply_markup"))
+        number = self._next_file
+        self._next_file += 1
+        upload = document if isinstance(document, dict) else {}
+        content = {
+            "document": {
+                "file_id": f"document-{number}",
+                "file_unique_id": f"d{number}",
+                "file_name": upload.get("filename") or params.get("filename"),
+                "mime_type": upload.get("mime_type"),
+                "file_size": upload.get("size"),
+            },
+            "document_bytes": upload.get("data"),
             "caption": caption if isinstance(caption, str) and caption else None,
             "plain": parsed.plain,
             "entities": parsed.entities,

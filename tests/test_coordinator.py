@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -143,3 +145,24 @@ async def test_an_unknown_reference(coordinator: Person) -> None:
     await coordinator.send("/report R-ZZZZZ")
     assert "R-ZZZZZ" in coordinator.text()
     assert t("ar", "Reports") in coordinator.labels()
+
+
+async def test_an_export_from_the_chat(engine: Engine, db: Database, coordinator: Person) -> None:
+    await family_report(engine, "en")
+    await coordinator.send("/export")
+    await coordinator.press("x:hxl")
+    [file] = [m for m in coordinator.replies if m.document]
+    path = Path(file.document or "")
+    lines = path.read_text("utf-8").splitlines()
+    assert lines[1].startswith("#meta+id,#date+reported")
+    assert len(lines) == 3
+    assert "7501112233" not in path.read_text("utf-8")  # personal fields stay in the bot
+    assert [r.action for r in await audit_rows(db)][-1] == "export"
+    path.unlink()
+
+
+async def test_others_cannot_export(engine: Engine, db: Database) -> None:
+    stranger = Person(engine, Address("telegram", "555"))
+    await choose_language(stranger, "en")
+    await stranger.send("/export")
+    assert "I do not know that command" in stranger.text()

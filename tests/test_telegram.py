@@ -10,6 +10,7 @@ import dataclasses
 import re
 import unicodedata
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -180,8 +181,9 @@ async def test_a_deep_link_opens_its_flow_after_the_language(
 ) -> None:
     user = TelegramUser(fake)
     await user.say("/start report")
-    [_thanks, soon] = await user.press("English", expect=2)
-    assert "coming soon" in soon["plain"]
+    [_thanks, consent] = await user.press("English", expect=2)
+    assert "Before we start, please read this." in consent["plain"]
+    assert labels(consent)[:2] == ["I agree", "No, thank you"]
 
 
 async def test_an_expired_button(polling: Bot, fake: FakeTelegram) -> None:
@@ -456,3 +458,20 @@ async def test_webhook_rejects_garbage(webhook: tuple[Bot, httpx.AsyncClient]) -
 async def test_webhook_health(webhook: tuple[Bot, httpx.AsyncClient]) -> None:
     _bot, client = webhook
     assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_a_file_is_sent_and_then_deleted(
+    fake: FakeTelegram, settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    export = tmp_path / "reports.csv"
+    export.write_text("reference,people\nR-AAAAA,4\n", encoding="utf-8")
+    async with running(telegram_settings(settings, fake)) as bot:
+        assert bot.telegram is not None
+        await bot.telegram.transport.deliver(
+            Outbound(Address("telegram", str(USER)), "1 report", document=str(export))
+        )
+    [message] = fake.sent(USER)
+    assert message["document"]["file_name"] == "reports.csv"
+    assert message["document_bytes"] == b"reference,people\nR-AAAAA,4\n"
+    assert message["plain"] == "1 report"
+    assert not export.exists()

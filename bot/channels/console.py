@@ -19,6 +19,8 @@ def render(message: Outbound) -> str:
     if message.title:
         lines.append(f"== {message.title} ==")
     lines.append(message.text)
+    if message.document:
+        lines.append(f"[file: {message.document}]")
     for number, button in enumerate(message.options(), start=1):
         lines.append(f"  {number}. {button.label}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Awaitable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -200,6 +201,8 @@ class TelegramTransport:
         markup = keyboard(message)
         bot = self.app.bot
         try:
+            if message.document:
+                return await self._send_document(chat_id, message, markup)
             if message.photo:
                 caption_fits = len(message.text) + len(message.title or "") < CAPTION_LIMIT - 10
                 sent: Message = await bot.send_photo(
@@ -230,6 +233,24 @@ class TelegramTransport:
             if "chat not found" in exc.message.lower():
                 raise Unreachable(exc.message) from exc
             raise Rejected(exc.message) from exc
+
+    async def _send_document(self, chat_id: int, message: Outbound, markup: Any) -> str | None:
+        """Send a file from this server with the text as its caption, then delete the file."""
+        path = Path(message.document or "")
+        try:
+            content = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise Rejected("the file to send is gone") from exc
+        sent = await self.app.bot.send_document(
+            chat_id,
+            content,
+            filename=path.name,
+            caption=html_text(message, message.text[: CAPTION_LIMIT - 100], True),
+            parse_mode=ParseMode.HTML,
+            reply_markup=markup,
+        )
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return str(sent.message_id)
 
 
 class TelegramChannel:

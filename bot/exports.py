@@ -1,0 +1,204 @@
+"""Exports of reports for relief coordination: CSV, HXL, GeoJSON and JSON, streamed.
+
+Rows are read from the database in batches and written as they come: 100,000 reports never sit
+in memory at once. Personal fields (place name, exact point, notes, phone) are only in a
+`private` export, and every export is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TextIO
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import gazetteer
+from bot.db import Database
+from bot.models import AuditEntry, Report
+
+FORMATS = ("csv", "hxl", "geojson", "json")
+BATCH = 500
+
+# Column, HXL hashtag (blank where HXL has none), and whether the column is personal.
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("reference", "#meta+id", False),
+    ("reported", "#date+reported", False),
+    ("status", "#status", False),
+    ("governorate", "#adm1+name", False),
+    ("governorate_pcode", "#adm1+code", False),
+    ("district", "#adm2+name", False),
+    ("district_pcode", "#adm2+code", False),
+    ("place", "#loc+name", True),
+    ("latitude", "#geo+lat", False),
+    ("longitude", "#geo+lon", False),
+    ("location_precision", "#geo+precision", False),
+    ("origin_pcode", "#adm1+code+origin", False),
+    ("displaced", "#date+displaced", False),
+    ("households", "#affected+hh", False),
+    ("people", "#affected+ind", False),
+    ("children_under_5", "#affected+children", False),
+    ("elderly_over_60", "#affected+elderly", False),
+    ("disabled", "#affected+disabled", False),
+    ("pregnant_or_breastfeeding", "#affected+f+pregnant", False),
+    ("female_headed", "#affected+hh+f", False),
+    ("shelter", "#shelter+type", False),
+    ("needs", "#sector", False),
+    ("most_urgent", "#sector+urgent", False),
+    ("notes", "#description", True),
+    ("phone", "#contact+phone", True),
+    ("duplicate_of_row", "#meta+duplicate", False),
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which reports to export."""
+
+    since: datetime | None = None
+    governorate: str | None = None
+    private: bool = False
+
+
+def neutralize(value: Any) -> Any:
+    """Make a text cell safe from spreadsheet formula injection (a leading ')."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def record(report: Report, private: bool) -> dict[str, Any]:
+    """One report as an export row; personal fields only when `private`."""
+    gov = gazetteer.place(report.governorate)
+    district = gazetteer.place(report.district) if report.district else None
+    latitude, longitude, precision = location(report, private)
+    row: dict[str, Any] = {
+        "reference": report.reference,
+        "reported": report.created_at.isoformat(timespec="seconds"),
+        "status": report.status,
+        "governorate": gov.name_en if gov else "",
+        "governorate_pcode": report.governorate,
+        "district": district.name_en if district else "",
+        "district_pcode": report.district or "",
+        "place": report.place or "",
+        "latitude": latitude,
+        "longitude": longitude,
+        "location_precision": precision,
+        "origin_pcode": report.origin or "",
+        "displaced": report.displaced or "",
+        "households": 1,
+        "people": report.people,
+        "children_under_5": report.children,
+        "elderly_over_60": report.elderly,
+        "disabled": report.disabled,
+        "pregnant_or_breastfeeding": report.pregnant,
+        "female_headed": report.female_headed,
+        "shelter": report.shelter,
+        "needs": " ".join(report.needs or []),
+        "most_urgent": report.urgent,
+        "notes": report.notes or "",
+        "phone": report.phone or "",
+        "duplicate_of_row": report.duplicate_of or "",
+    }
+    if not private:
+        for name, _tag, personal in COLUMNS:
+            if personal:
+                row.pop(name)
+    return row
+
+
+def location(report: Report, private: bool) -> tuple[float | None, float | None, str]:
+    """The best point we may give: exact (private only), the area, or a centroid."""
+    if private and report.exact_point:
+        lat, _sep, lon = report.exact_point.partition(",")
+        return float(lat), float(lon), "exact"
+    if report.latitude is not None and report.longitude is not None:
+        return report.latitude, report.longitude, "area"
+    for pcode, precision in ((report.district, "district"), (report.governorate, "governorate")):
+        found = gazetteer.place(pcode) if pcode else None
+        if found is not None:
+            return found.lat, found.lon, precision
+    return None, None, "none"
+
+
+def columns(private: bool) -> list[tuple[str, str]]:
+    """The columns of an export, with their HXL hashtags."""
+    return [(name, tag) for name, tag, personal in COLUMNS if private or not personal]
+
+
+async def reports(session: AsyncSession, query: Query) -> AsyncIterator[Report]:
+    """The matching reports, oldest first, read in batches."""
+    statement = select(Report).order_by(Report.id)
+    if query.since is not None:
+        statement = statement.where(Report.created_at >= query.since)
+    if query.governorate:
+        statement = statement.where(Report.governorate == query.governorate)
+    stream = await session.stream_scalars(statement.execution_options(yield_per=BATCH))
+    async for report in stream:
+        yield report
+        session.expunge(report)  # let rows already written go
+
+
+async def export(db: Database, query: Query, fmt: str, out: TextIO, actor: str = "cli") -> int:
+    """Write the export to `out` in a transaction of its own; return the count. Audited."""
+    async with db.transaction() as session:
+        count = await write(session, query, fmt, out)
+        session.add(audit_entry(actor, query, fmt, count))
+    return count
+
+
+def audit_entry(actor: str, query: Query, fmt: str, count: int) -> AuditEntry:
+    """The audit log's record of an export."""
+    return AuditEntry(
+        actor=actor,
+        action="export",
+        detail={
+            "format": fmt,
+            "count": count,
+            "private": query.private,
+            "since": query.since.isoformat() if query.since else None,
+            "governorate": query.governorate,
+        },
+    )
+
+
+async def write(session: AsyncSession, query: Query, fmt: str, out: TextIO) -> int:
+    """Write the export of the matching reports to `out`; return how many it holds."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    db_reports = reports(session, query)
+    count = 0
+    cols = columns(query.private)
+    names = [name for name, _tag in cols]
+    if fmt in ("csv", "hxl"):
+        writer = csv.writer(out)
+        writer.writerow(names)
+        if fmt == "hxl":
+            writer.writerow([tag for _name, tag in cols])
+        async for report in db_reports:
+            row = record(report, query.private)
+            writer.writerow([neutralize(row[name]) for name in names])
+            count += 1
+    elif fmt == "json":
+        out.write("[")
+        async for report in db_reports:
+            item = json.dumps(record(report, query.private), ensure_ascii=False)
+            out.write(("," if count else "") + "\n" + item)
+            count += 1
+        out.write("\n]\n")
+    else:
+        out.write('{"type": "FeatureCollection", "features": [')
+        async for report in db_reports:
+            row = record(report, query.private)
+            lat, lon = row.pop("latitude"), row.pop("longitude")
+            geometry = None if lat is None else {"type": "Point", "coordinates": [lon, lat]}
+            feature = {"type": "Feature", "geometry": geometry, "properties": row}
+            out.write(("," if count else "") + "\n" + json.dumps(feature, ensure_ascii=False))
+            count += 1
+        out.write("\n]}\n")
+    return count
