@@ -426,5 +426,6 @@ def help_text() -> str:
         "• Back: the previous question\n"
         "• Cancel: stop what you are doing\n"
         "• Language: change the language\n"
-        "• Help: this message"
+        "• Help: this message\n\n"
+        "/mydata shows everything we hold about you; /forget deletes it."
     )
