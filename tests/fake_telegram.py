@@ -546,6 +546,17 @@ def _wire(stored: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+def _caption(params: dict[str, Any]) -> tuple[str | None, ParsedText]:
+    """A media message's caption (None if none) and its parsed form."""
+    caption = params.get("caption")
+    if not (isinstance(caption, str) and caption):
+        return None, ParsedText("", [], [])
+    parsed = format_text(
+        caption, params.get("parse_mode"), params.get("caption_entities"), limit=MAX_CAPTION
+    )
+    return caption, parsed
+
+
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
@@ -885,15 +896,7 @@ class FakeTelegram:
         photo = params.get("photo")
         if photo in (None, ""):
             raise _bad_request("there is no photo in the request")
-        caption = params.get("caption")
-        parsed = ParsedText("", [], [])
-        if isinstance(caption, str) and caption:
-            parsed = format_text(
-                caption,
-                params.get("parse_mode"),
-                params.get("caption_entities"),
-                limit=MAX_CAPTION,
-            )
+        caption, parsed = _caption(params)
         _validate_markup(params.get("reply_markup"))
         number = self._next_file
         self._next_file += 1
@@ -909,7 +912,7 @@ class FakeTelegram:
         content = {
             "photo": sizes,
             "photo_input": sent_as,
-            "caption": caption if isinstance(caption, str) and caption else None,
+            "caption": caption,
             "plain": parsed.plain,
             "entities": parsed.entities,
             "formatted": parsed.formatted,
@@ -924,15 +927,7 @@ class FakeTelegram:
         document = params.get("document")
         if document in (None, ""):
             raise _bad_request("there is no document in the request")
-        caption = params.get("caption")
-        parsed = ParsedText("", [], [])
-        if isinstance(caption, str) and caption:
-            parsed = format_text(
-                caption,
-                params.get("parse_mode"),
-                params.get("caption_entities"),
-                limit=MAX_CAPTION,
-            )
+        caption, parsed = _caption(params)
         _validate_markup(params.get("reply_markup"))
         number = self._next_file
         self._next_file += 1
@@ -946,7 +941,7 @@ class FakeTelegram:
                 "file_size": upload.get("size"),
             },
             "document_bytes": upload.get("data"),
-            "caption": caption if isinstance(caption, str) and caption else None,
+            "caption": caption,
             "plain": parsed.plain,
             "entities": parsed.entities,
             "formatted": parsed.formatted,
