@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="include personal fields (place name, exact point, notes, phone); audited",
     )
     reports.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    signatures = export_what.add_parser(
+        "signatures", help="the organizations that signed the declaration"
+    )
+    signatures.add_argument("--format", required=True, choices=["csv", "json"])
+    signatures.add_argument(
+        "--private",
+        action="store_true",
+        help="every signature with every field (representatives, contacts), for operators",
+    )
+    signatures.add_argument("-o", "--output", help="write to this file (default: standard output)")
     return parser
 
 
@@ -87,13 +97,30 @@ async def run_chat(settings: Settings, user: str) -> None:
 
 
 async def run_export(settings: Settings, args: argparse.Namespace) -> int:
-    """`icssi-bot export reports ...`; 2 on a bad option value."""
+    """`icssi-bot export reports|signatures ...`; 2 on a bad option value."""
     import getpass
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
     from bot import exports, gazetteer
 
+    actor = f"cli:{getpass.getuser()}"
+    if args.what == "signatures":
+        db = Database(settings.database_url)
+        try:
+            if args.output:
+                with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+                    count = await exports.export_signatures(
+                        db, args.format, out, private=args.private, actor=actor
+                    )
+            else:
+                count = await exports.export_signatures(
+                    db, args.format, sys.stdout, private=args.private, actor=actor
+                )
+        finally:
+            await db.close()
+        print(f"icssi-bot: exported {count} signatures", file=sys.stderr)
+        return 0
     since = None
     if args.since:
         try:
@@ -109,7 +136,6 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     query = exports.Query(since=since, governorate=governorate, private=args.private)
     db = Database(settings.database_url)
     try:
-        actor = f"cli:{getpass.getuser()}"
         if args.output:
             # A blocking file is fine here: this command does nothing else meanwhile.
             with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230

@@ -407,6 +407,10 @@ class Engine:
         if step is None:
             ctx.flow, ctx.step, ctx.data, ctx.history = "menu", "main", {}, []
             step = self.registry.flows["menu"].steps[self.registry.flows["menu"].first]
+        if step.redirect is not None:
+            target = await step.redirect(ctx)
+            if target is not None and (other := self.registry.step(ctx.flow, target)):
+                ctx.step, step = target, other
         before = len(ctx.replies)
         await step.ask(ctx)
         offered: list[tuple[str, str]] = []

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import gazetteer
 from bot.db import Database
-from bot.models import AuditEntry, Report
+from bot.models import AuditEntry, Report, Signature
 
 FORMATS = ("csv", "hxl", "geojson", "json")
 BATCH = 500
@@ -201,4 +201,112 @@ async def write(session: AsyncSession, query: Query, fmt: str, out: TextIO) -> i
             out.write(("," if count else "") + "\n" + json.dumps(feature, ensure_ascii=False))
             count += 1
         out.write("\n]}\n")
+    return count
+
+
+PUBLIC_SIGNATURE_FIELDS = (
+    "organization_ar",
+    "organization_en",
+    "type",
+    "governorate_pcode",
+    "governorate",
+    "city",
+    "verified_on",
+    "declaration_version",
+)
+PRIVATE_SIGNATURE_FIELDS = (
+    "receipt",
+    "status",
+    "signed_at",
+    "language",
+    "text_sha256",
+    "representative",
+    "role",
+    "phone",
+    "email",
+    "similar_to_receipt",
+    "same_organization",
+    "reason",
+    "withdrawn_at",
+)
+
+
+def signature_record(
+    signature: Signature, receipts: dict[int, str], private: bool
+) -> dict[str, Any]:
+    """One signature as an export row: the public fields, and with `private` the rest."""
+    gov = gazetteer.place(signature.governorate)
+    row: dict[str, Any] = {
+        "organization_ar": signature.name_ar or "",
+        "organization_en": signature.name_en or "",
+        "type": signature.org_type,
+        "governorate_pcode": signature.governorate,
+        "governorate": gov.name_en if gov else "",
+        "city": signature.city,
+        "verified_on": signature.decided_at.date().isoformat()
+        if signature.decided_at and signature.status == "verified"
+        else "",
+        "declaration_version": signature.version,
+    }
+    if private:
+        row.update(
+            receipt=signature.receipt,
+            status=signature.status,
+            signed_at=signature.created_at.isoformat(timespec="seconds"),
+            language=signature.locale,
+            text_sha256=signature.text_sha256,
+            representative=signature.representative,
+            role=signature.role,
+            phone=signature.phone or "",
+            email=signature.email or "",
+            similar_to_receipt=receipts.get(signature.similar_to or 0, ""),
+            same_organization=signature.same_organization,
+            reason=signature.reason or "",
+            withdrawn_at=signature.withdrawn_at.isoformat(timespec="seconds")
+            if signature.withdrawn_at
+            else "",
+        )
+    return row
+
+
+async def export_signatures(
+    db: Database, fmt: str, out: TextIO, *, private: bool = False, actor: str = "cli"
+) -> int:
+    """The signatories for the Initiative's website (verified, public fields) or, with
+    `private`, every signature with every field for operators. Audited."""
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"unknown format {fmt!r}")
+    names = list(PUBLIC_SIGNATURE_FIELDS) + (list(PRIVATE_SIGNATURE_FIELDS) if private else [])
+    count = 0
+    async with db.transaction() as session:
+        statement = select(Signature).order_by(Signature.id)
+        if not private:
+            statement = statement.where(Signature.status == "verified")
+        receipts = {
+            row.id: row.receipt
+            for row in await session.execute(select(Signature.id, Signature.receipt))
+        }
+        rows = await session.stream_scalars(statement.execution_options(yield_per=BATCH))
+        writer = csv.writer(out) if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(names)
+        else:
+            out.write("[")
+        async for signature in rows:
+            row = signature_record(signature, receipts, private)
+            if writer is not None:
+                writer.writerow([neutralize(row[name]) for name in names])
+            else:
+                item = json.dumps(row, ensure_ascii=False)
+                out.write(("," if count else "") + "\n" + item)
+            count += 1
+        if writer is None:
+            out.write("\n]\n")
+        session.add(
+            AuditEntry(
+                actor=actor,
+                action="export:signatures",
+                detail={"format": fmt, "count": count, "private": private},
+            )
+        )
     return count

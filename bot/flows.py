@@ -244,6 +244,8 @@ class Step:
     back: AnswerFn | None = None  # a step with pages of its own decides what "back" means
     # A typed number is the answer itself (a household size, a phone), not an option's number.
     numbers_are_answers: bool = False
+    # Before asking: the name of another step to ask instead (this one needs no answer now).
+    redirect: Callable[[Ctx], Awaitable[str | None]] | None = None
 
 
 @dataclass(frozen=True)

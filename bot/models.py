@@ -84,6 +84,8 @@ class Contact(Base):
     last_inbound_at: Mapped[datetime | None]
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
     unreachable_reason: Mapped[str | None] = mapped_column(String(200))
+    # The version of the declaration this person has read to the end, if any.
+    declaration_read: Mapped[str | None] = mapped_column(String(40))
 
 
 class Conversation(Base):
@@ -199,3 +201,42 @@ class AuditEntry(Base):
         ForeignKey("reports.id", ondelete="SET NULL"), index=True
     )
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Signature(Base):
+    """An organization's signature of the declaration, by its representative.
+
+    The representative's name and contacts are Encrypted and never shown publicly; the public
+    list holds the organization's name, type and governorate, once verified.
+    """
+
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt: Mapped[str] = mapped_column(String(16), unique=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    )
+    locale: Mapped[str] = mapped_column(String(10))
+    version: Mapped[str] = mapped_column(String(40))  # the declaration's version signed
+    text_sha256: Mapped[str] = mapped_column(String(64))  # of the text read, in `locale`
+    name_ar: Mapped[str | None] = mapped_column(String(200))
+    name_en: Mapped[str | None] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), index=True)  # normalized, for duplicates
+    org_type: Mapped[str] = mapped_column(String(30))
+    governorate: Mapped[str] = mapped_column(String(12))
+    city: Mapped[str] = mapped_column(String(100))
+    representative: Mapped[str] = mapped_column(Encrypted)
+    role: Mapped[str] = mapped_column(Encrypted)
+    phone: Mapped[str | None] = mapped_column(Encrypted)
+    email: Mapped[str | None] = mapped_column(Encrypted)
+    # pending -> verified or rejected; any -> withdrawn
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
+    similar_to: Mapped[int | None] = mapped_column(
+        ForeignKey("signatures.id", ondelete="SET NULL")
+    )
+    same_organization: Mapped[bool | None]  # the representative's answer about `similar_to`
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]

@@ -88,3 +88,18 @@ def parse_command(text: str) -> tuple[str, tuple[str, ...]] | None:
     if not re.fullmatch(r"[a-z0-9_]{1,32}", name, re.ASCII):
         return None
     return name, tuple(args)
+
+
+SORANI_LETTERS = frozenset("ێۆڕڵەڤھ")
+
+
+def organization_key(name: str) -> str:
+    """An organization's name normalized for finding duplicates.
+
+    Hamza and alef forms, ta marbuta, alef maqsura, tashkeel, tatweel, bidi marks, digits, Latin
+    case, punctuation and spacing are folded; a name with Sorani letters keeps ی and ە.
+    """
+    sorani = any(ch in SORANI_LETTERS for ch in name)
+    key = fold(name, sorani=sorani)
+    key = re.sub(r"[^\w\s]", " ", key)  # "Al-Amal" and "Al Amal", quotes and dots
+    return _SPACE.sub(" ", key).strip()

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bot.flows import Registry
-from handlers import coordinator, declaration, language, menu, privacy, report
+from handlers import (
+    coordinator,
+    declaration,
+    language,
+    menu,
+    privacy,
+    report,
+    sign,
+    signatures,
+)
 from handlers.soon import placeholder
 
 
@@ -22,7 +31,10 @@ def build_registry() -> Registry:
             coordinator.REPORTS,  # coordinators only, like everything in coordinator.py
             coordinator.DETAIL,
             coordinator.EXPORT,
-            placeholder("sign"),  # issue: signing the declaration
+            sign.FLOW,
+            sign.SIGNED,
+            signatures.PENDING,  # coordinators only
+            signatures.DETAIL,
         ],
         deep_links={
             "declaration": "declaration",
@@ -30,6 +42,7 @@ def build_registry() -> Registry:
             "report": "report",
             "myreports": "myreports",
             "sign": "sign",
+            "signed": "signed",
         },
         commands={
             "mydata": "mydata",
@@ -37,6 +50,7 @@ def build_registry() -> Registry:
             "reports": "reports",
             "report": "report_detail",
             "export": "export",
+            "signatures": "signatures",
         },
-        actions=coordinator.ACTIONS,
+        actions={**coordinator.ACTIONS, **signatures.ACTIONS},
     )

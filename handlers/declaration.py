@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from bot import declaration
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, start, to_menu
 from bot.i18n import _, isolate, long_text
 from bot.messages import Button
@@ -53,6 +54,7 @@ async def ask_read(ctx: Ctx) -> None:
         options.append(Button(_("Previous part"), "decl:prev"))
     if page == len(parts) - 1:
         options.append(Button(_("Sign the declaration"), "decl:sign"))
+        ctx.contact.declaration_read = declaration.VERSION  # read to the end
     counter = _("Part %(number)s of %(total)s") % {
         "number": isolate(str(page + 1)),
         "total": isolate(str(len(parts))),

@@ -17,6 +17,7 @@ async def ask_main(ctx: Ctx) -> None:
             Button(_("Bulletin"), "menu:bulletin"),
             Button(_("Report a displaced family"), "menu:report"),
             Button(_("Sign the declaration"), "menu:sign"),
+            Button(_("Who has signed?"), "menu:signed"),
             Button(_("My reports"), "menu:myreports"),
             Button(_("My data"), "menu:mydata"),
             *nav_buttons(LANGUAGE, HELP),

@@ -29,6 +29,7 @@ def menu_labels(locale: str) -> list[str]:
             "Bulletin",
             "Report a displaced family",
             "Sign the declaration",
+            "Who has signed?",
             "My reports",
             "My data",
             "Language",
