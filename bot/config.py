@@ -67,6 +67,8 @@ class Settings:
     report_retention_days: int = 365
     reports_per_day: int = 3
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
+    bulletin_grace_minutes: int = 60
+    telegram_channel_id: str | None = None
 
     @property
     def channels(self) -> list[str]:
@@ -175,6 +177,13 @@ def _needs(value: str) -> frozenset[str]:
     return needs
 
 
+def _channel(value: str) -> str:
+    channel = value.strip()
+    if not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{4,31}|-100[0-9]{5,15}", channel):
+        raise ValueError(value)
+    return channel
+
+
 def _text(value: str) -> str:
     if not value.strip():
         raise ValueError(value)
@@ -271,6 +280,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "report_alert_needs",
         _needs,
         "comma-separated needs among " + ", ".join(NEEDS),
+    )
+    take(
+        "BULLETIN_GRACE_MINUTES",
+        "bulletin_grace_minutes",
+        _days,
+        "minutes, 1 or more: how late a scheduled bulletin may still go out",
+    )
+    take(
+        "TELEGRAM_CHANNEL_ID",
+        "telegram_channel_id",
+        _channel,
+        "a channel's @username or numeric id (-100...)",
     )
     webhook = values.get("telegram_bot_token") and values.get("public_url")
     if webhook and not values.get("telegram_webhook_secret"):

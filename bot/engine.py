@@ -260,6 +260,10 @@ class Engine:
             target = self.registry.deep_links.get(inbound.args[0]) if inbound.args else None
             await self.enter(ctx, target if target and self.allowed(ctx, target) else "menu")
             return
+        keyword = self.registry.keyword(inbound.text) if inbound.kind == "text" else None
+        if keyword is not None:
+            await self.follow(ctx, await keyword.run(ctx, ""))
+            return
         escape = self.escape(ctx)
         if escape == MENU:
             await self.enter(ctx, "menu")

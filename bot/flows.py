@@ -288,8 +288,11 @@ class Registry:
         deep_links: dict[str, str] | None = None,
         commands: dict[str, str] | None = None,
         actions: dict[str, Action] | None = None,
+        keywords: dict[str, Action] | None = None,
     ) -> None:
         self.flows = {flow.name: flow for flow in flows}
+        # Words that act in any state when they are the whole message ("stop").
+        self.keywords = {match_key(word): action for word, action in (keywords or {}).items()}
         self.deep_links = deep_links or {}
         self.commands = commands or {}  # "/reports" -> the flow it opens, with its arguments
         self.actions = actions or {}  # payload prefix -> Action
@@ -302,6 +305,10 @@ class Registry:
         """The step named, or None when it no longer exists (after an upgrade, say)."""
         found = self.flows.get(flow)
         return found.steps.get(step) if found else None
+
+    def keyword(self, text: str) -> Action | None:
+        """The action a whole-message keyword stands for, if any."""
+        return self.keywords.get(match_key(text)) if text and len(text) <= 40 else None
 
     def action(self, payload: str) -> tuple[Action, str] | None:
         """The standing button a payload belongs to, and the rest of the payload."""

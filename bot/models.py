@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -86,6 +87,10 @@ class Contact(Base):
     unreachable_reason: Mapped[str | None] = mapped_column(String(200))
     # The version of the declaration this person has read to the end, if any.
     declaration_read: Mapped[str | None] = mapped_column(String(40))
+    subscribed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), index=True
+    )
+    subscribed_at: Mapped[datetime | None]
 
 
 class Conversation(Base):
@@ -120,10 +125,17 @@ class ProcessedInbound(Base):
 
 
 class OutboxMessage(Base):
-    """A message waiting to leave, or already sent: the sender's delivery ledger."""
+    """A message waiting to leave, or already sent: the sender's delivery ledger.
+
+    A bulletin's delivery is a row with `bulletin_id`: one per (bulletin, recipient), made
+    before the message is sent, so that a broadcast cut short resumes without sending twice.
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "channel", "status", "priority", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "channel", "status", "priority", "id"),
+        UniqueConstraint("bulletin_id", "contact_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(20))
@@ -141,6 +153,11 @@ class OutboxMessage(Base):
     platform_message_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    bulletin_id: Mapped[int | None] = mapped_column(
+        ForeignKey("bulletins.id", ondelete="CASCADE"), index=True
+    )
+    locale: Mapped[str | None] = mapped_column(String(10))  # of a bulletin's delivery
+    delivered_at: Mapped[datetime | None]  # where the channel reports delivery
 
 
 class Report(Base):
@@ -240,3 +257,31 @@ class Signature(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
+
+
+class Bulletin(Base):
+    """An issue of the information bulletin: a title and text per language, sent or scheduled.
+
+    A recurring bulletin is a template (status "recurring"); each time it fires, a copy with
+    `parent_id` is sent.
+    """
+
+    __tablename__ = "bulletins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str | None] = mapped_column(String(12), unique=True)  # once published
+    # {"ar": {"title": ..., "text": ...}, ...}: at least one language
+    texts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hashes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # SHA-256 per language
+    image: Mapped[str | None] = mapped_column(String(300))
+    # draft, scheduled, recurring, sending, sent, cancelled, missed, stopped
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scheduled_at: Mapped[datetime | None] = mapped_column(index=True)
+    recurrence: Mapped[str | None] = mapped_column(String(10))  # daily or weekly
+    weekday: Mapped[int | None] = mapped_column(Integer)  # 0 Monday .. 6 Sunday
+    time_of_day: Mapped[str | None] = mapped_column(String(5))  # HH:MM in TIMEZONE
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id", ondelete="SET NULL"))
+    published_at: Mapped[datetime | None] = mapped_column(index=True)
+    finished_at: Mapped[datetime | None]

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot import crypto, retention
+from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
+from bot.scheduler import BulletinScheduler
 from bot.sender import Sender, Transport
 from handlers import build_registry
 
@@ -34,6 +36,7 @@ class Bot:
     engine: Engine
     sender: Sender
     telegram: TelegramChannel | None = None
+    scheduler: BulletinScheduler | None = None
 
 
 @asynccontextmanager
@@ -45,18 +48,21 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
     engine = Engine(db, settings, build_registry())
     telegram = TelegramChannel(settings, engine) if settings.telegram_bot_token else None
     transports: list[Transport] = [telegram.transport] if telegram else []
-    sender = Sender(db, transports)
+    sender = Sender(db, transports, render=Renderer(db, settings.timezone))
     engine.sender = sender
-    bot = Bot(settings, db, engine, sender, telegram)
+    scheduler = BulletinScheduler(db, settings, sender)
+    bot = Bot(settings, db, engine, sender, telegram, scheduler)
     crypto.configure(settings.data_encryption_keys or None)
     purger = asyncio.create_task(keep_purging(db, settings), name="retention")
     try:
         sender.start()
+        await scheduler.start()
         if telegram is not None:
             await telegram.start()
         yield bot
     finally:
         purger.cancel()
+        await scheduler.stop()
         if telegram is not None:
             await telegram.stop()  # finishes the updates in hand
         with contextlib.suppress(TimeoutError):  # the last replies out, if it is quick

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -44,6 +44,18 @@ class Unreachable(Exception):
 
 class Rejected(Exception):
     """The platform refused this message for good (bad request); other messages may go on."""
+
+
+class _Skip(Exception):
+    """This row is not to be sent after all."""
+
+
+Render = Callable[[dict[str, Any], str], Awaitable["Outbound | None"]]
+
+
+async def plain_render(body: dict[str, Any], address: str) -> Outbound | None:
+    """An outbox body that is a whole Outbound already."""
+    return Outbound.from_json(body)
 
 
 class Transport(Protocol):
@@ -116,6 +128,7 @@ class ChannelWorker:
         max_attempts: int = 8,
         batch: int = 200,
         backoff: float = 2.0,
+        render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -124,6 +137,7 @@ class ChannelWorker:
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
+        self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -256,9 +270,14 @@ class ChannelWorker:
         values: dict[str, object] = {"attempts": attempts + 1}
         unreachable: str | None = None
         try:
-            message = Outbound.from_json(dict(body))
+            message = await self.render(dict(body), address)
+            if message is None:  # a bulletin stopped by a coordinator
+                values.update(status="cancelled", error="stopped")
+                raise _Skip
             values["platform_message_id"] = await self.transport.deliver(message)
             values.update(status="sent", sent_at=datetime.now(UTC), error=None)
+        except _Skip:
+            pass
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from bot.flows import Registry
 from handlers import (
+    bulletin,
+    bulletin_admin,
     coordinator,
     declaration,
     language,
@@ -13,7 +15,6 @@ from handlers import (
     sign,
     signatures,
 )
-from handlers.soon import placeholder
 
 
 def build_registry() -> Registry:
@@ -23,7 +24,8 @@ def build_registry() -> Registry:
             language.FLOW,  # first contact, and the Language escape
             menu.FLOW,
             declaration.FLOW,
-            placeholder("bulletin"),  # issue: the information bulletin
+            bulletin.FLOW,
+            bulletin_admin.FLOW,  # coordinators only
             report.FLOW,
             report.MINE,
             privacy.MYDATA,
@@ -51,6 +53,8 @@ def build_registry() -> Registry:
             "report": "report_detail",
             "export": "export",
             "signatures": "signatures",
+            "bulletin": "bulletin_admin",
         },
         actions={**coordinator.ACTIONS, **signatures.ACTIONS},
+        keywords=bulletin.KEYWORDS,
     )

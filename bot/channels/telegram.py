@@ -197,7 +197,8 @@ class TelegramTransport:
 
     async def deliver(self, message: Outbound) -> str | None:
         """Send one Outbound; a long text goes in several messages, buttons on the last."""
-        chat_id = int(message.address.id)
+        chat = message.address.id
+        chat_id: int | str = int(chat) if chat.lstrip("-").isdigit() else chat  # @channel
         markup = keyboard(message)
         bot = self.app.bot
         try:
@@ -234,7 +235,9 @@ class TelegramTransport:
                 raise Unreachable(exc.message) from exc
             raise Rejected(exc.message) from exc
 
-    async def _send_document(self, chat_id: int, message: Outbound, markup: Any) -> str | None:
+    async def _send_document(
+        self, chat_id: int | str, message: Outbound, markup: Any
+    ) -> str | None:
         """Send a file from this server with the text as its caption, then delete the file."""
         path = Path(message.document or "")
         try:

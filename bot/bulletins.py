@@ -1,0 +1,251 @@
+"""The information bulletin's core: publishing, queueing deliveries, rendering, checking texts.
+
+A broadcast queues one outbox row per (bulletin, subscriber), in batches read from the
+database, never all at once; the unique (bulletin_id, contact_id) makes queueing again after a
+crash harmless. The sender renders each row in its recipient's language when it sends it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db import Database
+from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
+from bot.messages import Address, Outbound
+from bot.models import Bulletin, Contact, OutboxMessage
+from bot.text import fold, strip_bidi
+
+logger = logging.getLogger(__name__)
+
+BATCH = 1000
+FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
+BROADCAST = 2  # the outbox priority of a broadcast
+CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def language_for(bulletin: Bulletin, locale: str) -> str:
+    """The language a subscriber gets: their own, else Arabic, else English, else any."""
+    for candidate in (locale, *FALLBACK, *LOCALES):
+        if candidate in bulletin.texts:
+            return candidate
+    raise ValueError("a bulletin without text")
+
+
+def plain(bulletin_text: dict[str, str]) -> str:
+    """The text whose SHA-256 is published: the title, a blank line, the text."""
+    return f"{bulletin_text['title'].strip()}\n\n{bulletin_text['text'].strip()}"
+
+
+def sha256(text: str) -> str:
+    """The SHA-256 of a text, hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def normalized(text: str) -> str:
+    """A text reduced for the "Is this genuine?" comparison.
+
+    Whitespace, bidi marks and Arabic letter forms (hamza, ta marbuta, alef maqsura, tashkeel,
+    tatweel, digits) do not count; forwarding and copying change them.
+    """
+    return fold(strip_bidi(text))
+
+
+async def publish(session: AsyncSession, bulletin: Bulletin, now: datetime) -> None:
+    """Give a bulletin its public id and hashes, and mark it sending."""
+    while bulletin.public_id is None:
+        code = "B-" + "".join(secrets.choice(CODE_ALPHABET) for _i in range(6))
+        if await session.scalar(select(Bulletin.id).where(Bulletin.public_id == code)) is None:
+            bulletin.public_id = code
+    bulletin.hashes = {loc: sha256(plain(t)) for loc, t in bulletin.texts.items()}
+    bulletin.status = "sending"
+    bulletin.published_at = now
+
+
+async def queue_deliveries(
+    db: Database, bulletin_id: int, now: datetime, also: Sequence[Address] = ()
+) -> int:
+    """Create the missing delivery rows for a bulletin's subscribers, in batches; mark it sent.
+
+    Safe to run again (after a crash): subscribers who have a row are skipped. `also` are
+    addresses that get it too, in the default language (a Telegram channel).
+    """
+    queued = 0
+    last = 0
+    if also:
+        async with db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id)
+            if bulletin is None or bulletin.status != "sending":
+                return 0
+            for address in also:
+                done = await session.scalar(
+                    select(OutboxMessage.id).where(
+                        OutboxMessage.bulletin_id == bulletin_id,
+                        OutboxMessage.address == str(address),
+                    )
+                )
+                if done is None:
+                    locale = language_for(bulletin, "ar")
+                    session.add(
+                        OutboxMessage(
+                            channel=address.channel,
+                            address=str(address),
+                            priority=BROADCAST,
+                            body={"bulletin": bulletin_id, "locale": locale},
+                            bulletin_id=bulletin_id,
+                            locale=locale,
+                        )
+                    )
+    while True:
+        async with db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id)
+            if bulletin is None or bulletin.status != "sending":
+                return queued
+            already = select(OutboxMessage.contact_id).where(
+                OutboxMessage.bulletin_id == bulletin_id,
+                OutboxMessage.contact_id == Contact.id,
+            )
+            rows = (
+                await session.execute(
+                    select(Contact.id, Contact.address, Contact.channel, Contact.locale)
+                    .where(
+                        Contact.id > last,
+                        Contact.subscribed.is_(True),
+                        Contact.unreachable.is_(False),
+                        ~already.exists(),
+                    )
+                    .order_by(Contact.id)
+                    .limit(BATCH)
+                )
+            ).all()
+            for row in rows:
+                locale = language_for(bulletin, row.locale or "ar")
+                session.add(
+                    OutboxMessage(
+                        channel=row.channel,
+                        address=row.address,
+                        contact_id=row.id,
+                        priority=BROADCAST,
+                        body={"bulletin": bulletin_id, "locale": row.locale or locale},
+                        bulletin_id=bulletin_id,
+                        locale=locale,
+                    )
+                )
+            queued += len(rows)
+            if len(rows) < BATCH:
+                bulletin.status = "sent"
+                bulletin.finished_at = now
+                return queued
+            last = rows[-1].id
+
+
+def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> Outbound:
+    """A bulletin as one subscriber sees it, in their language (or the fallback, said so)."""
+    shown = language_for(bulletin, locale)
+    text = bulletin.texts[shown]
+    with use_locale(locale):
+        footer = _("Bulletin %(id)s · %(date)s") % {
+            "id": isolate(bulletin.public_id or "-"),
+            "date": isolate(
+                format_datetime(bulletin.published_at or bulletin.created_at, timezone)
+            ),
+        }
+        note = ""
+        if shown != locale:
+            note = _(
+                "This bulletin is not available in your language; here it is in %(language)s."
+            ) % {"language": {"ar": _("Arabic"), "en": _("English"), "ckb": _("Kurdish")}[shown]}
+    with use_locale(shown):
+        body = direct(text["text"].strip())
+        title = direct(text["title"].strip())
+    parts = [body, "", direct(footer, locale)]
+    if note:
+        parts = [direct(note, locale), "", *parts]
+    return Outbound(
+        address=address,
+        text="\n".join(parts),
+        title=title,
+        photo=bulletin.image,
+        priority="broadcast",
+    )
+
+
+class Renderer:
+    """Turns an outbox row's body into the Outbound to send (bulletins rendered at send time)."""
+
+    def __init__(self, db: Database, timezone: str) -> None:
+        self.db = db
+        self.timezone = timezone
+        self._cache: dict[int, Bulletin] = {}
+
+    async def __call__(self, body: dict[str, Any], address: str) -> Outbound | None:
+        """The Outbound; None when the bulletin was stopped (the row is then cancelled)."""
+        if "bulletin" not in body:
+            return Outbound.from_json(body)
+        bulletin_id = int(body["bulletin"])
+        bulletin = self._cache.get(bulletin_id)
+        if bulletin is None:
+            async with self.db.transaction() as session:
+                bulletin = await session.get(Bulletin, bulletin_id)
+            if bulletin is None:
+                return None
+            self._cache[bulletin_id] = bulletin
+        if bulletin.status == "stopped":
+            return None
+        return render(
+            bulletin, Address.parse(address), str(body.get("locale", "ar")), self.timezone
+        )
+
+    def forget(self, bulletin_id: int) -> None:
+        """Drop a cached bulletin (it was stopped or edited)."""
+        self._cache.pop(bulletin_id, None)
+
+
+async def stop(session: AsyncSession, bulletin: Bulletin) -> int:
+    """Stop a broadcast in progress: its unsent deliveries are cancelled."""
+    bulletin.status = "stopped"
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.bulletin_id == bulletin.id, OutboxMessage.status == "pending")
+        .values(status="cancelled", error="stopped by a coordinator")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def figures(session: AsyncSession, bulletin_id: int) -> list[tuple[str, str, str, int]]:
+    """(channel, language, status, count) of a bulletin's deliveries."""
+    rows = await session.execute(
+        select(
+            OutboxMessage.channel,
+            OutboxMessage.locale,
+            OutboxMessage.status,
+            func.count(OutboxMessage.id),
+        )
+        .where(OutboxMessage.bulletin_id == bulletin_id)
+        .group_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
+        .order_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
+    )
+    return [(r[0], r[1] or "-", r[2], int(r[3])) for r in rows]
+
+
+async def find_genuine(session: AsyncSession, text: str) -> Bulletin | None:
+    """The published bulletin whose text (in any language) matches `text`, normalized."""
+    wanted = normalized(text)
+    if len(wanted) < 10:
+        return None
+    published = await session.stream_scalars(
+        select(Bulletin).where(Bulletin.public_id.is_not(None)).order_by(Bulletin.id.desc())
+    )
+    async for bulletin in published:
+        for item in bulletin.texts.values():
+            candidates = (plain(item), item["text"], f"{item['title']}\n{item['text']}")
+            if any(normalized(c) == wanted for c in candidates):
+                return bulletin
+    return None

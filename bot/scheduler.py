@@ -1,0 +1,193 @@
+"""Scheduled and recurring bulletins with APScheduler; the bulletins table is the one truth.
+
+Jobs are rebuilt from the table at start and kept in step with it every few seconds, so a
+schedule made in the chat, on the server or by another process is picked up, and a restart
+loses none. A bulletin whose time passed while the bot was down is sent on start-up when it is
+within BULLETIN_GRACE_MINUTES, and otherwise marked missed, and its author told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import bulletins
+from bot.config import Settings
+from bot.db import Database
+from bot.engine import enqueue
+from bot.i18n import _, direct, isolate, use_locale
+from bot.messages import Address, Outbound
+from bot.models import Bulletin, Contact
+from bot.sender import Sender
+
+logger = logging.getLogger(__name__)
+
+
+class BulletinScheduler:
+    """Fires scheduled and recurring bulletins, and queues the deliveries of those sending."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        sender: Sender | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        every: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.sender = sender
+        self.clock = clock
+        self.every = every
+        self.scheduler = AsyncIOScheduler(timezone=ZoneInfo(settings.timezone))
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start APScheduler and the loop that keeps it in step with the table."""
+        self.scheduler.start()
+        await self.sync()
+        self._task = asyncio.create_task(self._loop(), name="bulletin-scheduler")
+
+    async def stop(self) -> None:
+        """Stop firing (a broadcast being queued resumes at the next start)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.scheduler.shutdown(wait=False)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.sync()
+            except Exception:  # the database away for a moment: next round
+                logger.exception("bulletin scheduler could not sync")
+
+    async def sync(self) -> None:
+        """Bring the jobs in line with the table; queue what is sending; handle missed times."""
+        async with self._lock:
+            now = self.clock()
+            grace = timedelta(minutes=self.settings.bulletin_grace_minutes)
+            wanted: set[str] = set()
+            async with self.db.transaction() as session:
+                rows = (
+                    await session.scalars(
+                        select(Bulletin).where(
+                            Bulletin.status.in_(("scheduled", "recurring", "sending"))
+                        )
+                    )
+                ).all()
+                sending = [b.id for b in rows if b.status == "sending"]
+                for bulletin in rows:
+                    job = f"bulletin-{bulletin.id}"
+                    if bulletin.status == "scheduled" and bulletin.scheduled_at is not None:
+                        if bulletin.scheduled_at <= now - grace:
+                            bulletin.status = "missed"
+                            await self._tell_author(session, bulletin)
+                        elif bulletin.scheduled_at <= now:
+                            await bulletins.publish(session, bulletin, now)
+                            sending.append(bulletin.id)
+                        else:
+                            wanted.add(job)
+                            self._ensure(job, DateTrigger(bulletin.scheduled_at), bulletin.id)
+                    elif bulletin.status == "recurring" and bulletin.time_of_day:
+                        hour, minute = (int(p) for p in bulletin.time_of_day.split(":"))
+                        trigger = CronTrigger(
+                            hour=hour,
+                            minute=minute,
+                            day_of_week=str(bulletin.weekday)
+                            if bulletin.recurrence == "weekly"
+                            else None,
+                            timezone=ZoneInfo(self.settings.timezone),
+                        )
+                        wanted.add(job)
+                        self._ensure(job, trigger, bulletin.id)
+            for job in self.scheduler.get_jobs():
+                if job.id not in wanted:
+                    job.remove()
+            for bulletin_id in sending:
+                await self.queue(bulletin_id)
+
+    def _ensure(self, job_id: str, trigger: DateTrigger | CronTrigger, bulletin_id: int) -> None:
+        """Add the job, or replace it when its trigger changed."""
+        existing = self.scheduler.get_job(job_id)
+        if existing is not None and str(existing.trigger) == str(trigger):
+            return
+        self.scheduler.add_job(
+            self.fire,
+            trigger,
+            args=[bulletin_id],
+            id=job_id,
+            replace_existing=True,
+            misfire_grace_time=self.settings.bulletin_grace_minutes * 60,
+            coalesce=True,
+        )
+
+    async def fire(self, bulletin_id: int) -> None:
+        """The time has come: publish (a recurring one as a new copy) and queue its deliveries."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id)
+            if bulletin is None:
+                return
+            if bulletin.status == "recurring":
+                copy = Bulletin(
+                    texts=dict(bulletin.texts),
+                    image=bulletin.image,
+                    created_by=bulletin.created_by,
+                    parent_id=bulletin.id,
+                    created_at=now,
+                )
+                session.add(copy)
+                await session.flush()
+                await bulletins.publish(session, copy, now)
+                target = copy.id
+            elif bulletin.status == "scheduled":
+                await bulletins.publish(session, bulletin, now)
+                target = bulletin.id
+            else:
+                return
+        await self.queue(target)
+
+    async def queue(self, bulletin_id: int) -> None:
+        """Queue a bulletin's deliveries and wake the sender."""
+        extra = []
+        if self.settings.telegram_channel_id:
+            extra.append(Address("telegram", self.settings.telegram_channel_id))
+        count = await bulletins.queue_deliveries(self.db, bulletin_id, self.clock(), extra)
+        logger.info("bulletin %s: %s deliveries queued", bulletin_id, count)
+        if self.sender is not None:
+            for channel in self.sender.workers:
+                self.sender.wake(channel)
+
+    async def _tell_author(self, session: AsyncSession, bulletin: Bulletin) -> None:
+        """Tell the coordinator who scheduled a bulletin that its time passed unsent."""
+        locale = await session.scalar(
+            select(Contact.locale).where(Contact.address == bulletin.created_by)
+        )
+        try:
+            address = Address.parse(bulletin.created_by)
+        except ValueError:
+            return  # scheduled from the server's command line
+        with use_locale(locale or self.settings.default_locale):
+            text = _(
+                "The bulletin scheduled for %(when)s was not sent: the bot was not running at "
+                "that time. Send it again from /bulletin if it is still current."
+            ) % {
+                "when": isolate(
+                    bulletin.scheduled_at.isoformat() if bulletin.scheduled_at else "-"
+                )
+            }
+            enqueue(session, [Outbound(address, direct(text), priority="notice")], None)

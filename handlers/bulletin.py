@@ -1,0 +1,190 @@
+"""The bulletin for citizens: subscribe, unsubscribe, the latest, the archive, a check."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, func, select
+
+from bot import bulletins
+from bot.flows import MENU, Action, Ctx, Flow, Step, Transition, goto, nav_buttons, retry
+from bot.i18n import _, format_datetime, format_number, isolate
+from bot.messages import Button
+from bot.models import Bulletin
+
+PAGE = 5
+# Unsubscribe words that work in any state, as the whole message, in the three languages.
+STOP_WORDS = (
+    "stop",
+    "unsubscribe",
+    "إيقاف",
+    "ايقاف",
+    "توقف",
+    "إلغاء الاشتراك",
+    "وەستان",
+    "وەستاندن",
+)
+
+
+def published() -> ColumnElement[bool]:
+    """Bulletins that went out (not templates, drafts or scheduled ones)."""
+    return Bulletin.public_id.is_not(None)
+
+
+async def ask_home(ctx: Ctx) -> None:
+    """Whether the person is subscribed, and what they can do."""
+    subscribed = ctx.contact.subscribed
+    toggle = (
+        Button(_("Unsubscribe"), "bul:off") if subscribed else Button(_("Subscribe"), "bul:on")
+    )
+    ctx.say(
+        _("You receive the bulletin here, in your language.")
+        if subscribed
+        else _(
+            "The Initiative's information bulletin tells what is happening, without "
+            "falsification. Subscribe to receive it here, in your language."
+        ),
+        title=_("Bulletin"),
+        buttons=[
+            [toggle],
+            [Button(_("Latest bulletin"), "bul:latest")],
+            [Button(_("Archive"), "bul:archive")],
+            [Button(_("Is this genuine?"), "bul:check")],
+            nav_buttons(MENU),
+        ],
+    )
+
+
+async def on_home(ctx: Ctx) -> Transition:
+    """Act on the choice."""
+    if ctx.choice == "bul:on":
+        ctx.contact.subscribed = True
+        ctx.contact.subscribed_at = ctx.now
+        ctx.say(_("You are subscribed. Send \u201cstop\u201d at any time to unsubscribe."))
+        return goto("home")
+    if ctx.choice == "bul:off":
+        return await unsubscribe(ctx, "")
+    if ctx.choice == "bul:latest":
+        latest = await ctx.session.scalar(
+            select(Bulletin).where(published()).order_by(Bulletin.published_at.desc()).limit(1)
+        )
+        if latest is None:
+            ctx.say(_("No bulletin has been published yet."))
+        else:
+            show(ctx, latest)
+        return goto("home")
+    if ctx.choice == "bul:archive":
+        ctx.data["page"] = 0
+        return goto("archive")
+    return goto("check")
+
+
+def when(bulletin: Bulletin) -> datetime:
+    """When a bulletin went out."""
+    return bulletin.published_at or bulletin.created_at
+
+
+def show(ctx: Ctx, bulletin: Bulletin) -> None:
+    """Send one bulletin as a subscriber gets it."""
+    ctx.replies.append(bulletins.render(bulletin, ctx.address, ctx.locale, ctx.settings.timezone))
+
+
+async def unsubscribe(ctx: Ctx, _rest: str) -> Transition:
+    """Stop the bulletin for this person (the keyword "stop" in any state, or the button)."""
+    ctx.contact.subscribed = False
+    return retry(_("You are unsubscribed. You will not receive the bulletin any more."))
+
+
+async def ask_archive(ctx: Ctx) -> None:
+    """A page of past bulletins, with the SHA-256 of each language's text."""
+    page = int(ctx.data.get("page", 0))
+    total = int(await ctx.session.scalar(select(func.count(Bulletin.id)).where(published())) or 0)
+    rows = (
+        await ctx.session.scalars(
+            select(Bulletin)
+            .where(published())
+            .order_by(Bulletin.published_at.desc())
+            .offset(page * PAGE)
+            .limit(PAGE)
+        )
+    ).all()
+    lines = [_("%(count)s bulletins published.") % {"count": isolate(format_number(total))}]
+    buttons = []
+    for bulletin in rows:
+        shown = bulletins.language_for(bulletin, ctx.locale)
+        lines.append("")
+        lines.append(
+            f"{isolate(bulletin.public_id or '-')} · "
+            f"{isolate(format_datetime(when(bulletin), ctx.settings.timezone))}"
+        )
+        lines.append(bulletin.texts[shown]["title"])
+        for locale, digest in sorted(bulletin.hashes.items()):
+            lines.append(f"SHA-256 ({locale}): {isolate(digest)}")
+        buttons.append(
+            Button(_("Read %(id)s") % {"id": bulletin.public_id}, f"arch:{bulletin.id}")
+        )
+    pager = []
+    if page > 0:
+        pager.append(Button(_("Previous page"), "arch:prev"))
+    if (page + 1) * PAGE < total:
+        pager.append(Button(_("Next page"), "arch:next"))
+    ctx.ask("\n".join(lines), [*buttons, *pager], title=_("Archive"))
+
+
+async def on_archive(ctx: Ctx) -> Transition:
+    """Read one, or turn the page."""
+    choice = ctx.choice or ""
+    page = int(ctx.data.get("page", 0))
+    if choice == "arch:next":
+        ctx.data["page"] = page + 1
+    elif choice == "arch:prev":
+        ctx.data["page"] = max(0, page - 1)
+    else:
+        bulletin = await ctx.session.get(Bulletin, int(choice.removeprefix("arch:") or 0))
+        if bulletin is not None and bulletin.public_id:
+            show(ctx, bulletin)
+    return goto("archive")
+
+
+async def ask_check(ctx: Ctx) -> None:
+    """Ask for the text to check."""
+    ctx.ask(
+        _(
+            "Paste or forward the text you received, and I will tell you whether it is a "
+            "bulletin the Initiative published."
+        )
+    )
+
+
+async def on_check(ctx: Ctx) -> Transition:
+    """Compare with every published bulletin, after normalizing."""
+    found = await bulletins.find_genuine(ctx.session, ctx.text)
+    if found is None:
+        ctx.say(
+            _(
+                "This text does not match any bulletin the Initiative published. It may have "
+                "been changed, or it is not from us."
+            )
+        )
+    else:
+        ctx.say(
+            _("Yes: this text matches bulletin %(id)s, published on %(date)s.")
+            % {
+                "id": isolate(found.public_id or "-"),
+                "date": isolate(
+                    format_datetime(found.published_at or found.created_at, ctx.settings.timezone)
+                ),
+            }
+        )
+    return goto("home")
+
+
+FLOW = Flow(
+    "bulletin",
+    {
+        "home": Step(ask_home, on_home),
+        "archive": Step(ask_archive, on_archive),
+        "check": Step(ask_check, on_check, accepts_text=True),
+    },
+)
+KEYWORDS = {word: Action(unsubscribe, coordinators_only=False) for word in STOP_WORDS}

@@ -1,0 +1,395 @@
+"""Coordinators write the bulletin once per language and send it now, later, or every day or week.
+
+Only addresses in COORDINATORS see any of this (/bulletin). Sending is done by bot/scheduler.py
+and bot/sender.py; this flow only writes rows of the bulletins table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from bot import bulletins
+from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
+from bot.i18n import LANGUAGE_NAMES, LOCALES, _, format_datetime, format_number, isolate
+from bot.messages import Button
+from bot.models import Bulletin
+from bot.when import parse_time, parse_when
+
+TITLE_LIMIT = 200
+TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+STATUS = {
+    "draft": "Draft",
+    "scheduled": "Scheduled",
+    "recurring": "Recurring",
+    "sending": "Sending",
+    "sent": "Sent",
+    "cancelled": "Cancelled",
+    "missed": "Missed",
+    "stopped": "Stopped",
+}
+
+
+def texts(ctx: Ctx) -> dict[str, Any]:
+    """The texts written so far: {locale: {"title", "text"}}."""
+    written: dict[str, Any] = ctx.data.setdefault("texts", {})
+    return written
+
+
+async def ask_home(ctx: Ctx) -> None:
+    """What to do."""
+    ctx.ask(
+        _("The bulletin: write a new one, or see the scheduled and sent ones."),
+        [
+            Button(_("New bulletin"), "adm:new"),
+            Button(_("Scheduled"), "adm:scheduled"),
+            Button(_("Sent"), "adm:sent"),
+        ],
+        title=_("Bulletin"),
+        nav=False,
+    )
+
+
+async def on_home(ctx: Ctx) -> Transition:
+    """Start writing, or list."""
+    if ctx.choice == "adm:new":
+        ctx.data.clear()
+        return goto("lang")
+    ctx.data["list"] = "scheduled" if ctx.choice == "adm:scheduled" else "sent"
+    return goto("list")
+
+
+async def ask_lang(ctx: Ctx) -> None:
+    """Which language to write next (at least one; all three is best)."""
+    written = texts(ctx)
+    buttons = [
+        Button(("✅ " if loc in written else "") + LANGUAGE_NAMES[loc], f"lang:{loc}")
+        for loc in LOCALES
+    ]
+    if written:
+        buttons.append(Button(_("Done writing"), "lang:done"))
+    ctx.ask(
+        _("In which language will you write? Each language has its own title and text."), buttons
+    )
+
+
+async def on_lang(ctx: Ctx) -> Transition:
+    """Write one language, or go on."""
+    if ctx.choice == "lang:done":
+        return goto("image")
+    ctx.data["writing"] = (ctx.choice or "lang:ar").removeprefix("lang:")
+    return goto("title")
+
+
+async def ask_title(ctx: Ctx) -> None:
+    """The title in the language being written."""
+    ctx.ask(_("The title, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]})
+
+
+async def on_title(ctx: Ctx) -> Transition:
+    """Keep the title."""
+    title = ctx.text.strip()
+    if len(title) > TITLE_LIMIT:
+        return retry(
+            _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
+            % {"limit": isolate(format_number(TITLE_LIMIT)), "given": isolate(str(len(title)))}
+        )
+    ctx.data["title"] = title
+    return goto("text")
+
+
+async def ask_text(ctx: Ctx) -> None:
+    """The text in the language being written."""
+    ctx.ask(_("The text, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]})
+
+
+async def on_text(ctx: Ctx) -> Transition:
+    """Keep the text, and ask for another language."""
+    text = ctx.text.strip()
+    if len(text) > TEXT_LIMIT:
+        return retry(
+            _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
+            % {"limit": isolate(format_number(TEXT_LIMIT)), "given": isolate(str(len(text)))}
+        )
+    texts(ctx)[ctx.data["writing"]] = {"title": ctx.data.pop("title", ""), "text": text}
+    return goto("lang")
+
+
+async def ask_image(ctx: Ctx) -> None:
+    """An optional photo."""
+    ctx.ask(_("Send a photo for the bulletin, or press Skip."), [Button(_("Skip"), "img:skip")])
+
+
+async def on_image(ctx: Ctx) -> Transition:
+    """Keep the photo's reference."""
+    photos = [m for m in ctx.inbound.media if m.kind == "photo"]
+    if ctx.choice != "img:skip" and not photos:
+        return retry(_("Please send a photo, or press Skip."))
+    ctx.data["image"] = photos[0].ref if photos else None
+    return goto("preview")
+
+
+def draft(ctx: Ctx) -> Bulletin:
+    """The bulletin as written so far (not saved)."""
+    return Bulletin(
+        texts=dict(texts(ctx)),
+        image=ctx.data.get("image"),
+        created_by=str(ctx.address),
+        created_at=ctx.now,
+        published_at=ctx.now,
+        public_id="B-PREVIEW",
+    )
+
+
+async def ask_preview(ctx: Ctx) -> None:
+    """The bulletin exactly as subscribers will see it, in each language; then what to do."""
+    bulletin = draft(ctx)
+    for locale in LOCALES:
+        ctx.say(_("Preview for %(language)s readers:") % {"language": LANGUAGE_NAMES[locale]})
+        ctx.replies.append(bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone))
+    ctx.ask(
+        _("Send it now, or choose when."),
+        [
+            Button(_("Send now"), "go:now"),
+            Button(_("Schedule"), "go:later"),
+            Button(_("Every day"), "go:daily"),
+            Button(_("Every week"), "go:weekly"),
+            Button(_("Cancel"), "go:cancel"),
+        ],
+    )
+
+
+async def on_preview(ctx: Ctx) -> Transition:
+    """Send now, or ask when."""
+    if ctx.choice == "go:cancel":
+        ctx.data.clear()
+        ctx.say(_("The bulletin was discarded."))
+        return to_menu()
+    if ctx.choice == "go:now":
+        bulletin = draft(ctx)
+        bulletin.public_id = None
+        ctx.session.add(bulletin)
+        await bulletins.publish(ctx.session, bulletin, ctx.now)
+        ctx.say(
+            _("Sending has started: bulletin %(id)s. See its figures under /bulletin, Sent.")
+            % {"id": isolate(bulletin.public_id or "-")}
+        )
+        ctx.data.clear()
+        return to_menu()
+    ctx.data["recurrence"] = {"go:daily": "daily", "go:weekly": "weekly"}.get(ctx.choice or "")
+    return goto("time" if ctx.data["recurrence"] else "when")
+
+
+async def ask_when(ctx: Ctx) -> None:
+    """The date and time, in the coordinators' time zone."""
+    ctx.ask(
+        _(
+            "When? Type a date and time in %(zone)s time, for example 2026-12-01 09:00, or "
+            "\u201ctomorrow 9:00\u201d."
+        )
+        % {"zone": isolate(ctx.settings.timezone)}
+    )
+
+
+async def on_when(ctx: Ctx) -> Transition:
+    """Schedule at that time (a new bulletin, or a new time for one already scheduled)."""
+    moment = parse_when(ctx.text, ctx.now, ctx.settings.timezone)
+    if moment is None:
+        return retry(
+            _("I could not read a future date and time. Please type it like 2026-12-01 09:00.")
+        )
+    existing = ctx.data.get("bulletin")
+    if existing:
+        bulletin = await ctx.session.get(Bulletin, int(existing))
+        if bulletin is None or bulletin.status != "scheduled":
+            return to_menu()
+    else:
+        bulletin = draft(ctx)
+        bulletin.public_id = None
+        ctx.session.add(bulletin)
+    bulletin.status = "scheduled"
+    bulletin.scheduled_at = moment
+    bulletin.published_at = None
+    ctx.say(
+        _("Scheduled for %(when)s.")
+        % {"when": isolate(format_datetime(moment, ctx.settings.timezone))}
+    )
+    ctx.data.clear()
+    return to_menu()
+
+
+async def ask_time(ctx: Ctx) -> None:
+    """The time of day of a recurring bulletin."""
+    ctx.ask(_("At what time? Type it like 09:00."))
+
+
+async def on_time(ctx: Ctx) -> Transition:
+    """Keep the time; a weekly one also needs its day."""
+    moment = parse_time(ctx.text)
+    if moment is None:
+        return retry(_("Please type a time like 09:00."))
+    ctx.data["time"] = moment.strftime("%H:%M")
+    if ctx.data.get("recurrence") == "weekly":
+        return goto("weekday")
+    return await make_recurring(ctx, None)
+
+
+async def ask_weekday(ctx: Ctx) -> None:
+    """The day of a weekly bulletin."""
+    ctx.ask(
+        _("On which day?"),
+        [Button(_(day), f"day:{n}") for n, day in enumerate(WEEKDAYS)],
+        columns=2,
+    )
+
+
+async def on_weekday(ctx: Ctx) -> Transition:
+    """Keep the day and save."""
+    return await make_recurring(ctx, int((ctx.choice or "day:0").removeprefix("day:")))
+
+
+async def make_recurring(ctx: Ctx, weekday: int | None) -> Transition:
+    """Save a recurring bulletin (a template; each time it fires, a copy goes out)."""
+    bulletin = draft(ctx)
+    bulletin.public_id = None
+    bulletin.published_at = None
+    bulletin.status = "recurring"
+    bulletin.recurrence = str(ctx.data["recurrence"])
+    bulletin.time_of_day = str(ctx.data["time"])
+    bulletin.weekday = weekday
+    ctx.session.add(bulletin)
+    ctx.say(_("Saved. It will go out at %(time)s.") % {"time": isolate(bulletin.time_of_day)})
+    ctx.data.clear()
+    return to_menu()
+
+
+async def ask_list(ctx: Ctx) -> None:
+    """The scheduled (and recurring) bulletins, or the latest sent ones."""
+    scheduled = ctx.data.get("list") == "scheduled"
+    statuses = (
+        ("scheduled", "recurring") if scheduled else ("sending", "sent", "stopped", "missed")
+    )
+    rows = (
+        await ctx.session.scalars(
+            select(Bulletin)
+            .where(Bulletin.status.in_(statuses))
+            .order_by(Bulletin.id.desc())
+            .limit(10)
+        )
+    ).all()
+    buttons = [
+        Button(f"{b.public_id or '#' + str(b.id)} · {title_of(b)[:40]}", f"item:{b.id}")
+        for b in rows
+    ]
+    ctx.ask(
+        _("Scheduled bulletins:")
+        if scheduled
+        else _("Bulletins sent lately:")
+        if rows
+        else _("None."),
+        buttons,
+    )
+
+
+def title_of(bulletin: Bulletin) -> str:
+    """A bulletin's title in the first language it has."""
+    first = next(iter(bulletin.texts.values()), {"title": "-"})
+    return str(first.get("title", "-"))
+
+
+async def on_list(ctx: Ctx) -> Transition:
+    """Open one."""
+    ctx.data["bulletin"] = int((ctx.choice or "item:0").removeprefix("item:"))
+    return goto("item")
+
+
+async def ask_item(ctx: Ctx) -> None:
+    """One bulletin: status, times, languages, figures; and what can be done with it."""
+    bulletin = await ctx.session.get(Bulletin, int(ctx.data.get("bulletin", 0)))
+    if bulletin is None:
+        ctx.say(_("This bulletin no longer exists."), buttons=[nav_buttons(MENU)])
+        return
+    zone = ctx.settings.timezone
+    lines = [
+        _("Status: %(status)s") % {"status": _(STATUS[bulletin.status])},
+        _("Title: %(title)s") % {"title": title_of(bulletin)},
+        _("Languages: %(languages)s")
+        % {"languages": ", ".join(LANGUAGE_NAMES[loc] for loc in bulletin.texts)},
+    ]
+    if bulletin.scheduled_at and bulletin.status == "scheduled":
+        lines.append(
+            _("Scheduled for %(when)s.")
+            % {"when": isolate(format_datetime(bulletin.scheduled_at, zone))}
+        )
+    if bulletin.recurrence:
+        lines.append(
+            _("Every day at %(time)s") % {"time": isolate(bulletin.time_of_day or "-")}
+            if bulletin.recurrence == "daily"
+            else _("Every %(day)s at %(time)s")
+            % {
+                "day": _(WEEKDAYS[bulletin.weekday or 0]),
+                "time": isolate(bulletin.time_of_day or "-"),
+            }
+        )
+    if bulletin.public_id:
+        lines.append(
+            _("Published as %(id)s on %(when)s.")
+            % {
+                "id": isolate(bulletin.public_id),
+                "when": isolate(
+                    format_datetime(bulletin.published_at or bulletin.created_at, zone)
+                ),
+            }
+        )
+        lines.append(_("Deliveries (channel, language, status: count):"))
+        for channel, locale, status, count in await bulletins.figures(ctx.session, bulletin.id):
+            lines.append(f"• {channel} · {locale} · {status}: {isolate(format_number(count))}")
+    buttons = []
+    if bulletin.status == "scheduled":
+        buttons += [Button(_("Change the time"), "it:time"), Button(_("Cancel it"), "it:cancel")]
+    if bulletin.status == "recurring":
+        buttons.append(Button(_("Cancel it"), "it:cancel"))
+    if bulletin.status in ("sending", "sent"):
+        buttons.append(Button(_("Stop sending"), "it:stop"))
+    buttons.append(Button(_("Refresh"), "it:refresh"))
+    ctx.ask("\n".join(lines), buttons, title=bulletin.public_id or _("Bulletin"))
+
+
+async def on_item(ctx: Ctx) -> Transition:
+    """Cancel, reschedule, stop, or refresh the figures."""
+    bulletin = await ctx.session.get(Bulletin, int(ctx.data.get("bulletin", 0)))
+    if bulletin is None:
+        return to_menu()
+    if ctx.choice == "it:cancel" and bulletin.status in ("scheduled", "recurring"):
+        bulletin.status = "cancelled"
+        ctx.say(_("Cancelled."))
+    elif ctx.choice == "it:time" and bulletin.status == "scheduled":
+        return goto("when")
+    elif ctx.choice == "it:stop" and bulletin.status in ("sending", "sent"):
+        stopped = await bulletins.stop(ctx.session, bulletin)
+        ctx.say(
+            _("Stopped. %(count)s messages not yet sent were cancelled.")
+            % {"count": isolate(format_number(stopped))}
+        )
+    return goto("item")
+
+
+FLOW = Flow(
+    "bulletin_admin",
+    {
+        "home": Step(ask_home, on_home),
+        "lang": Step(ask_lang, on_lang),
+        "title": Step(ask_title, on_title, accepts_text=True),
+        "text": Step(ask_text, on_text, accepts_text=True, numbers_are_answers=True),
+        "image": Step(ask_image, on_image, accepts_media=True),
+        "preview": Step(ask_preview, on_preview),
+        "when": Step(ask_when, on_when, accepts_text=True, numbers_are_answers=True),
+        "time": Step(ask_time, on_time, accepts_text=True, numbers_are_answers=True),
+        "weekday": Step(ask_weekday, on_weekday),
+        "list": Step(ask_list, on_list),
+        "item": Step(ask_item, on_item),
+    },
+    coordinators_only=True,
+)
