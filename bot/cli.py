@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import crypto, runtime
+from bot import bulletin_cli, crypto, runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database, upgrade
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-keys", help="re-encrypt personal fields with the first DATA_ENCRYPTION_KEY"
     )
     commands.add_parser("keygen", help="print a new key for DATA_ENCRYPTION_KEY")
+    bulletin_cli.add_parser(commands)
     export = commands.add_parser("export", help="export data for relief coordination")
     export_what = export.add_subparsers(dest="what", required=True)
     reports = export_what.add_parser("reports", help="displaced-family reports")
@@ -204,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "keygen":
             print(crypto.new_key())
+        elif args.command == "bulletin":
+            return asyncio.run(bulletin_cli.run(settings, args))
         elif args.command == "export":
             return asyncio.run(run_export(settings, args))
         elif args.command == "db" and args.db_command in ("purge", "rotate-keys"):

@@ -69,6 +69,8 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
             async with asyncio.timeout(5):
                 await asyncio.gather(*(sender.flush(channel) for channel in sender.workers))
         await sender.stop()
+        if telegram is not None:
+            await telegram.close()
         await db.close()
 
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,20 +95,33 @@ class _Bucket:
 
 
 class _Pacer:
-    """Spaces sends evenly at `rate` per second: bursts would trip the platforms' flood control."""
+    """Spaces sends evenly at `rate` per second: bursts would trip the platforms' flood control.
+
+    Two rules: an even interval between sends, and never more than `rate` sends in any second
+    (a send delayed here by a busy moment must not be followed by a catch-up burst).
+    """
+
+    # A hair under the limit: network jitter can bring two sends closer together at the
+    # platform's end than they left here, and one message too many in a second costs a pause.
+    MARGIN = 0.975
 
     def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.interval = 1.0 / rate
+        self.interval = 1.0 / (rate * self.MARGIN)
+        self.per_second = max(1, int(rate * self.MARGIN))
         self.clock = clock
         self.next_at = 0.0
         self.paused_until = 0.0
+        self.recent: deque[float] = deque(maxlen=self.per_second)
 
     async def wait(self) -> None:
         """Sleep until the next send may start, and book it."""
         now = self.clock()
         start = max(now, self.next_at, self.paused_until)
-        # Never bank more than one interval of idle time: no burst after a quiet spell.
+        if len(self.recent) == self.per_second:
+            start = max(start, self.recent[0] + 1.0)
+        # Never bank idle time: no burst after a quiet spell.
         self.next_at = start + self.interval
+        self.recent.append(start)
         if start > now:
             await asyncio.sleep(start - now)
 
@@ -124,7 +138,7 @@ class ChannelWorker:
         db: Database,
         transport: Transport,
         *,
-        max_in_flight: int = 16,
+        max_in_flight: int = 6,
         max_attempts: int = 8,
         batch: int = 200,
         backoff: float = 2.0,
@@ -143,6 +157,7 @@ class ChannelWorker:
         self.slots = asyncio.Semaphore(max_in_flight)
         self.chats: dict[str, _Bucket] = {}
         self.in_flight: dict[int, str] = {}  # outbox id -> address
+        self.done: list[tuple[int, str, dict[str, object], str | None]] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         self.urgent = asyncio.Event()
@@ -182,6 +197,7 @@ class ChannelWorker:
     async def _report_idle(self, generation: int) -> None:
         if self.tasks:
             await asyncio.wait(set(self.tasks))
+        await self.record()
         async with self.idle:
             self.served = max(self.served, generation)
             self.idle.notify_all()
@@ -199,6 +215,7 @@ class ChannelWorker:
         Returns whether nothing was due or in flight, and the seconds until more rows are due
         (None when none are waiting at all).
         """
+        await self.record()
         now_utc = datetime.now(UTC)
         async with self.db.transaction() as session:
             query = (
@@ -214,7 +231,7 @@ class ChannelWorker:
             rows = [row for row in await session.scalars(query) if row.id not in self.in_flight]
         if not rows:
             if self.in_flight:
-                return False, 0.05
+                return False, 0.02
             return True, await self._next_due()
         waiting: set[str] = set(self.in_flight.values())  # keep each chat's order
         soonest: float | None = None
@@ -304,18 +321,29 @@ class ChannelWorker:
                 logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
         finally:
             self.slots.release()
+        # Outcomes are written in batches (one transaction for many sends); the row stays "in
+        # flight" until its outcome is written, so that it is never fetched and sent again.
+        self.done.append((row_id, address, values, unreachable))
+        self.wakeup.set()
+
+    async def record(self) -> None:
+        """Write the outcomes of finished sends, all in one transaction."""
+        if not self.done:
+            return
+        batch, self.done = self.done, []
         try:
             async with self.db.transaction() as session:
-                await session.execute(
-                    update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
-                )
-                if unreachable is not None:
-                    await self._mark_unreachable(session, address, unreachable)
+                for row_id, address, values, unreachable in batch:
+                    await session.execute(
+                        update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
+                    )
+                    if unreachable is not None:
+                        await self._mark_unreachable(session, address, unreachable)
         except Exception:
-            logger.exception("could not record the outcome of outbox message %s", row_id)
-        finally:
+            self.done = batch + self.done  # try again at the next pass
+            raise
+        for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
-            self.wakeup.set()
 
     @staticmethod
     async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:
@@ -371,4 +399,6 @@ class Sender:
                 for task in late:
                     task.cancel()
                 await asyncio.gather(*late, return_exceptions=True)
+            with contextlib.suppress(Exception):  # a database away: the rows stay pending
+                await worker.record()
         self._tasks.clear()

@@ -12,23 +12,31 @@ from sqlalchemy import select
 
 from bot import bulletins
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
-from bot.i18n import LANGUAGE_NAMES, LOCALES, _, format_datetime, format_number, isolate
+from bot.i18n import LANGUAGE_NAMES, LOCALES, N_, _, format_datetime, format_number, isolate
 from bot.messages import Button
 from bot.models import Bulletin
 from bot.when import parse_time, parse_when
 
 TITLE_LIMIT = 200
 TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS = (
+    N_("Monday"),
+    N_("Tuesday"),
+    N_("Wednesday"),
+    N_("Thursday"),
+    N_("Friday"),
+    N_("Saturday"),
+    N_("Sunday"),
+)
 STATUS = {
-    "draft": "Draft",
-    "scheduled": "Scheduled",
-    "recurring": "Recurring",
-    "sending": "Sending",
-    "sent": "Sent",
-    "cancelled": "Cancelled",
-    "missed": "Missed",
-    "stopped": "Stopped",
+    "draft": N_("Draft"),
+    "scheduled": N_("Scheduled"),
+    "recurring": N_("Recurring"),
+    "sending": N_("Sending"),
+    "sent": N_("Sent"),
+    "cancelled": N_("Cancelled"),
+    "missed": N_("Missed"),
+    "stopped": N_("Stopped"),
 }
 
 
@@ -283,14 +291,13 @@ async def ask_list(ctx: Ctx) -> None:
         Button(f"{b.public_id or '#' + str(b.id)} · {title_of(b)[:40]}", f"item:{b.id}")
         for b in rows
     ]
-    ctx.ask(
-        _("Scheduled bulletins:")
-        if scheduled
-        else _("Bulletins sent lately:")
-        if rows
-        else _("None."),
-        buttons,
-    )
+    if not rows:
+        heading = _("None.")
+    elif scheduled:
+        heading = _("Scheduled bulletins:")
+    else:
+        heading = _("Bulletins sent lately:")
+    ctx.ask(heading, buttons)
 
 
 def title_of(bulletin: Bulletin) -> str:

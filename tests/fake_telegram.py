@@ -630,6 +630,7 @@ class FakeTelegram:
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
+                Route("/_fake/stats", self._stats, methods=["GET"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
         )
@@ -653,12 +654,21 @@ class FakeTelegram:
         """The file base URL for ApplicationBuilder().base_file_url(...)."""
         return f"http://127.0.0.1:{self.port}/file/bot"
 
+    async def _stats(self, _request: Request) -> JSONResponse:
+        """Counts for a benchmark that runs the fake in another process (not Telegram's API)."""
+        sent = sum(1 for call in self.calls if call.method in SEND_METHODS)
+        return JSONResponse(
+            {"sent": len(self.sent()), "send_calls": sent, "flood_hits": self.flood_hits}
+        )
+
     async def start(self) -> None:
         """Serve the fake on 127.0.0.1 on a free port, returning once it accepts requests."""
         if self._server is not None:
             raise RuntimeError("FakeTelegram is already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # No Nagle delay: a response written in two parts would wait for a delayed ACK (40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", 0))
         self._port = int(sock.getsockname()[1])
         config = uvicorn.Config(
@@ -1431,3 +1441,18 @@ class FakeTelegram:
                 await asyncio.wait_for(self._sent_event.wait(), remaining)
             except TimeoutError:
                 continue
+
+
+async def _serve_forever(flood_limit: int | None) -> None:
+    """Run the fake until killed, printing its base URL (for benchmarks in another process)."""
+    fake = FakeTelegram(flood_limit=flood_limit)
+    await fake.start()
+    print(f"{fake.base_url} {fake.token}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    import sys
+
+    limit = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "none" else None
+    asyncio.run(_serve_forever(limit))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -359,3 +363,66 @@ async def test_others_cannot_write_bulletins(engine: Engine) -> None:
     await choose_language(stranger, "en")
     await stranger.send("/bulletin")
     assert "I do not know that command" in stranger.text()
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `icssi-bot` with `args`."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url.replace("+aiosqlite", "")}
+    assert cli(["db", "upgrade"], env).returncode == 0
+    text = tmp_path / "ar.txt"
+    text.write_text(AR["text"], encoding="utf-8")
+    made = cli(
+        [
+            "bulletin",
+            "create",
+            "--title-ar",
+            AR["title"],
+            "--text-ar",
+            str(text),
+            "--at",
+            "2099-01-01 09:00",
+        ],
+        env,
+    )
+    assert made.returncode == 0, made.stderr
+    bulletin_id = made.stdout.split("\t")[0]
+    assert made.stdout.strip().endswith("scheduled")
+    listed = cli(["bulletin", "list"], env)
+    assert f"{bulletin_id}\t-\tscheduled" in listed.stdout
+    assert cli(["bulletin", "cancel", bulletin_id], env).returncode == 0
+    assert "\tcancelled\t" in cli(["bulletin", "list"], env).stdout
+    now = cli(
+        ["bulletin", "create", "--title-en", EN["title"], "--text-en", str(text), "--now"], env
+    )
+    assert now.stdout.strip().endswith("sending")
+    weekly = cli(
+        [
+            "bulletin",
+            "create",
+            "--title-en",
+            "W",
+            "--text-en",
+            str(text),
+            "--weekly",
+            "friday",
+            "9:00",
+        ],
+        env,
+    )
+    assert weekly.stdout.strip().endswith("recurring")
+    bad = cli(
+        ["bulletin", "create", "--title-en", "X", "--text-en", str(text), "--at", "yesterday"], env
+    )
+    assert bad.returncode == 2
+    assert "--at: expected a future date" in bad.stderr
+    assert cli(["bulletin", "stats", "999"], env).returncode == 2

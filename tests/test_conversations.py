@@ -186,18 +186,6 @@ async def test_deep_link_for_a_known_person(person: Person, db: Database) -> Non
     assert pages("en")[0] in person.text()
 
 
-@pytest.mark.parametrize("item", ["Bulletin"])
-@pytest.mark.parametrize("locale", LANGS)
-async def test_parts_still_to_come_say_so(person: Person, locale: str, item: str) -> None:
-    await choose_language(person, locale)
-    await person.tap(t(locale, item))
-    assert t(locale, "This part of the bot is coming soon. Thank you for your patience.") in (
-        person.text()
-    )
-    await person.tap(t(locale, "Menu"))
-    assert person.labels() == menu_labels(locale)
-
-
 async def test_an_expired_button_says_so_and_shows_where_we_are(person: Person) -> None:
     await choose_language(person, "en")
     await person.tap("The declaration")

@@ -166,7 +166,7 @@ async def walk_to(person: Person, place: str, locale: str) -> None:
     if place == "declaration":
         await person.tap(t(locale, "The declaration"))
         await person.tap(t(locale, "Next part"))
-    elif place == "soon":
+    elif place == "bulletin":
         await person.tap(t(locale, "Bulletin"))
     elif place.startswith("report"):
         await person.tap(t(locale, "Report a displaced family"))
@@ -184,7 +184,7 @@ REPORT_PATHS = {
 }
 PLACES = [
     ("language", "ar"),
-    *[(place, locale) for place in ("menu", "declaration", "soon") for locale in LANGS],
+    *[(place, locale) for place in ("menu", "declaration", "bulletin") for locale in LANGS],
     *[(place, "ar") for place in ("report-consent", "report-gov", "report-needs")],
 ]
 

@@ -272,7 +272,9 @@ class TelegramChannel:
         if self.webhook:
             builder = builder.updater(None)  # the web app receives the updates
         # Updates of different people run side by side; the engine keeps each person's in order.
-        self.app = builder.concurrent_updates(64).build()
+        # The pool need not exceed the sender's sends in flight (16) and the replies of those
+        # updates: httpcore scans every pooled connection for each request.
+        self.app = builder.concurrent_updates(64).connection_pool_size(32).build()
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
         self.transport = TelegramTransport(
@@ -304,11 +306,14 @@ class TelegramChannel:
         )
 
     async def stop(self) -> None:
-        """Stop receiving, finish the updates in hand, and disconnect."""
+        """Stop receiving and finish the updates in hand (sending still works)."""
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
             await self.app.stop()
+
+    async def close(self) -> None:
+        """Disconnect from the Bot API, once nothing is being sent any more."""
         await self.app.shutdown()
 
     async def publish_commands(self) -> None:
