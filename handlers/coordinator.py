@@ -26,10 +26,17 @@ from bot.flows import (
     start,
     to_menu,
 )
-from bot.i18n import _, current_locale, direct, format_datetime, format_number, isolate, ngettext
+from bot.i18n import _, direct, format_datetime, format_number, isolate, ngettext
 from bot.messages import Address, Button, Outbound
 from bot.models import AuditEntry, Contact, Report
-from handlers.report import NEED_LABELS, SHELTER_LABELS, STATUS_LABELS, describe, place_name
+from handlers.report import (
+    NEED_LABELS,
+    SHELTER_LABELS,
+    STATUS_LABELS,
+    describe,
+    governorate_buttons,
+    place_name,
+)
 from handlers.report import status_notice as reporter_notice
 
 PAGE = 8
@@ -152,7 +159,7 @@ async def ask_gov(ctx: Ctx) -> None:
     """Pick a governorate to filter by."""
     ctx.ask(
         _("Which governorate?"),
-        [Button(p.name(current_locale()), f"f:{p.pcode}") for p in gazetteer.GOVERNORATES],
+        governorate_buttons("f"),
         columns=2,
     )
 

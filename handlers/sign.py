@@ -27,7 +27,7 @@ from bot.i18n import (
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
 from bot.models import Contact, Signature
 from bot.text import organization_key
-from handlers.report import too_long, valid_phone
+from handlers.report import governorate_buttons, pick_place, too_long, valid_phone
 
 NAME_LIMIT = 200
 CITY_LIMIT = 100
@@ -263,19 +263,14 @@ async def ask_gov(ctx: Ctx) -> None:
     """Where the organization is based."""
     ctx.ask(
         _("In which governorate is the organization based?"),
-        [Button(p.name(current_locale()), f"gov:{p.pcode}") for p in gazetteer.GOVERNORATES],
+        governorate_buttons("gov"),
         columns=2,
     )
 
 
 async def on_gov(ctx: Ctx) -> Transition:
     """Store the governorate's P-code."""
-    pcode = None
-    if ctx.choice and ctx.choice.startswith("gov:"):
-        pcode = ctx.choice[4:]
-    elif ctx.text:
-        found = gazetteer.find(ctx.text, gazetteer.GOVERNORATES)
-        pcode = found.pcode if found else None
+    pcode = pick_place(ctx, "gov", gazetteer.GOVERNORATES)
     if pcode is None:
         return retry(_("Please choose the governorate from the list, or type its name."))
     ctx.data["gov"] = pcode
