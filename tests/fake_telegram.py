@@ -899,17 +899,24 @@ class FakeTelegram:
         }
         return self._new_message(chat_id, params, content)
 
-    async def _send_photo(self, params: dict[str, Any]) -> Any:
-        """sendPhoto: store and return a photo Message (file id, URL or upload)."""
+    def _media(
+        self, params: dict[str, Any], key: str
+    ) -> tuple[int, Any, str | None, ParsedText, int]:
+        """What sendPhoto and sendDocument share: chat, the file, caption, a new file number."""
         chat_id = self._chat_id(params)
         self._check_blocked(chat_id)
-        photo = params.get("photo")
-        if photo in (None, ""):
-            raise _bad_request("there is no photo in the request")
+        media = params.get(key)
+        if media in (None, ""):
+            raise _bad_request(f"there is no {key} in the request")
         caption, parsed = _caption(params)
         _validate_markup(params.get("reply_markup"))
         number = self._next_file
         self._next_file += 1
+        return chat_id, media, caption, parsed, number
+
+    async def _send_photo(self, params: dict[str, Any]) -> Any:
+        """sendPhoto: store and return a photo Message (file id, URL or upload)."""
+        chat_id, photo, caption, parsed, number = self._media(params, "photo")
         sizes = [
             {
                 "file_id": f"photo-{number}",
@@ -932,15 +939,7 @@ class FakeTelegram:
 
     async def _send_document(self, params: dict[str, Any]) -> Any:
         """sendDocument: store and return a document Message; an upload keeps its bytes."""
-        chat_id = self._chat_id(params)
-        self._check_blocked(chat_id)
-        document = params.get("document")
-        if document in (None, ""):
-            raise _bad_request("there is no document in the request")
-        caption, parsed = _caption(params)
-        _validate_markup(params.get("reply_markup"))
-        number = self._next_file
-        self._next_file += 1
+        chat_id, document, caption, parsed, number = self._media(params, "document")
         upload = document if isinstance(document, dict) else {}
         content = {
             "document": {
