@@ -218,8 +218,15 @@ class ChannelWorker:
         await self.record()
         now_utc = datetime.now(UTC)
         async with self.db.transaction() as session:
+            # Plain columns, not ORM objects: this runs for every batch of a broadcast.
             query = (
-                select(OutboxMessage)
+                select(
+                    OutboxMessage.id,
+                    OutboxMessage.address,
+                    OutboxMessage.priority,
+                    OutboxMessage.attempts,
+                    OutboxMessage.body,
+                )
                 .where(
                     OutboxMessage.channel == self.channel,
                     OutboxMessage.status == "pending",
@@ -228,7 +235,7 @@ class ChannelWorker:
                 .order_by(OutboxMessage.priority, OutboxMessage.id)
                 .limit(self.batch + len(self.in_flight))
             )
-            rows = [row for row in await session.scalars(query) if row.id not in self.in_flight]
+            rows = [row for row in await session.execute(query) if row.id not in self.in_flight]
         if not rows:
             if self.in_flight:
                 return False, 0.02
