@@ -203,10 +203,6 @@ class Renderer:
             bulletin, Address.parse(address), str(body.get("locale", "ar")), self.timezone
         )
 
-    def forget(self, bulletin_id: int) -> None:
-        """Drop a cached bulletin (it was stopped or edited)."""
-        self._cache.pop(bulletin_id, None)
-
 
 async def stop(session: AsyncSession, bulletin: Bulletin) -> int:
     """Stop a broadcast in progress: its unsent deliveries are cancelled."""

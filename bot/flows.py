@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
@@ -174,6 +175,16 @@ class Ctx:
     def locale(self) -> str:
         """The current locale."""
         return current_locale()
+
+    async def coordinators(self) -> list[tuple[Address, str]]:
+        """Every coordinator with the language they chose (the default if they have not)."""
+        found = []
+        for address in sorted(self.settings.coordinators):
+            locale = await self.session.scalar(
+                select(Contact.locale).where(Contact.address == str(address))
+            )
+            found.append((address, locale or self.settings.default_locale))
+        return found
 
     @property
     def is_coordinator(self) -> bool:

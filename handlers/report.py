@@ -28,7 +28,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Button, Outbound
-from bot.models import Contact, Report
+from bot.models import Report
 from bot.text import ascii_digits, parse_int
 
 PLACE_LIMIT = 200
@@ -844,11 +844,8 @@ async def probable_duplicate(ctx: Ctx, report: Report) -> int | None:
 
 async def notify_coordinators(ctx: Ctx, report: Report) -> None:
     """Tell every coordinator, each in their language, with a button to open the report."""
-    for address in sorted(ctx.settings.coordinators):
-        locale = await ctx.session.scalar(
-            select(Contact.locale).where(Contact.address == str(address))
-        )
-        with use_locale(locale or ctx.settings.default_locale):
+    for address, locale in await ctx.coordinators():
+        with use_locale(locale):
             ctx.extra.append(coordinator_alert(address, report))
 
 

@@ -25,7 +25,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
-from bot.models import Contact, Signature
+from bot.models import Signature
 from bot.text import organization_key
 from handlers.report import governorate_buttons, pick_place, too_long, valid_phone
 
@@ -489,11 +489,8 @@ async def store(ctx: Ctx) -> Signature:
 
 async def tell_coordinators(ctx: Ctx, signature: Signature, event: str) -> None:
     """A new or withdrawn signature's notice for every coordinator, each in their language."""
-    for address in sorted(ctx.settings.coordinators):
-        locale = await ctx.session.scalar(
-            select(Contact.locale).where(Contact.address == str(address))
-        )
-        with use_locale(locale or ctx.settings.default_locale):
+    for address, locale in await ctx.coordinators():
+        with use_locale(locale):
             if event == "new":
                 text = _("New signature of the declaration: %(organization)s") % {
                     "organization": public_name(signature)
