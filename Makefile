@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 LOCALES := ar ckb en
 PYBABEL := $(BIN)/pybabel
 
-.PHONY: run test lint typecheck pytest install locales locales-extract locales-update locales-compile clean
+.PHONY: run test test-postgres lint typecheck pytest install locales locales-extract locales-update locales-compile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make test-postgres: the whole test suite on a throwaway PostgreSQL server (installed if missing)
+test-postgres: $(STAMP)
+	.ci/postgres.sh run $(BIN)/python -m pytest
 
 ## Translations: extract the template, merge it into each catalog, compile (to check)
 locales: locales-extract locales-update locales-compile

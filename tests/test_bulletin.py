@@ -19,7 +19,7 @@ from bot.engine import Engine
 from bot.messages import Address
 from bot.models import Bulletin, Contact, OutboxMessage
 from bot.scheduler import BulletinScheduler
-from tests.conftest import Person
+from tests.conftest import Person, user_url
 from tests.helpers import LANGS, choose_language, t
 
 COORDINATOR = Address("telegram", "1000")
@@ -377,7 +377,7 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 
 def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": db_url.replace("+aiosqlite", "")}
+    env = {**os.environ, "DATABASE_URL": user_url(db_url)}
     assert cli(["db", "upgrade"], env).returncode == 0
     text = tmp_path / "ar.txt"
     text.write_text(AR["text"], encoding="utf-8")

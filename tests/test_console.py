@@ -5,19 +5,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from handlers.declaration import pages
+from tests.conftest import user_url
 from tests.helpers import t
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The environment of a fresh installation with its own database."""
+def env(db_url: str) -> dict[str, str]:
+    """The environment of a fresh installation with its own (not yet migrated) database."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "TWILIO"))}
-    environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'console.db'}"
+    environment["DATABASE_URL"] = user_url(db_url)
     environment["PYTHONIOENCODING"] = "utf-8"
     return environment
 

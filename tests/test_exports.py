@@ -19,7 +19,7 @@ from bot.engine import Engine
 from bot.messages import Address
 from bot.models import AuditEntry
 from bot.retention import rotate_keys
-from tests.conftest import Person
+from tests.conftest import Person, user_url
 from tests.coordinator_helpers import send_full_report
 from tests.helpers import choose_language
 
@@ -128,7 +128,7 @@ async def test_key_rotation_re_encrypts(db: Database, engine: Engine) -> None:
 
 
 def test_the_export_command(tmp_path: Path, db_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": db_url.replace("+aiosqlite", "")}
+    env = {**os.environ, "DATABASE_URL": user_url(db_url)}
     subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True)
     target = tmp_path / "reports.geojson"
     result = subprocess.run(

@@ -20,7 +20,7 @@ from bot.engine import Engine
 from bot.messages import Address
 from bot.models import AuditEntry, Signature
 from bot.text import organization_key
-from tests.conftest import Person
+from tests.conftest import Person, user_url
 from tests.helpers import LANGS, choose_language, menu_labels, t
 
 COORDINATOR = Address("telegram", "1000")

@@ -8,11 +8,11 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import user_url
 from tests.fake_telegram import FakeTelegram
 
 SECRET = "process-test-secret-0123456789"
@@ -31,11 +31,11 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
-def environment(tmp_path: Path, fake: FakeTelegram, **more: str) -> dict[str, str]:
+def environment(db_url: str, fake: FakeTelegram, **more: str) -> dict[str, str]:
     """The bot's environment: a fresh database and the fake as Telegram."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM", "PUBLIC_URL"))}
     env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        DATABASE_URL=user_url(db_url),
         TELEGRAM_BOT_TOKEN=fake.token,
         TELEGRAM_API_BASE_URL=fake.base_url,
         TELEGRAM_FILE_BASE_URL=fake.base_file_url,
@@ -71,8 +71,8 @@ async def stop(process: asyncio.subprocess.Process) -> str:
     return err.decode()
 
 
-async def test_run_polls_telegram_and_stops_cleanly(tmp_path: Path, fake: FakeTelegram) -> None:
-    process = await start(["run"], environment(tmp_path, fake))
+async def test_run_polls_telegram_and_stops_cleanly(db_url: str, fake: FakeTelegram) -> None:
+    process = await start(["run"], environment(db_url, fake))
     try:
         fake.push_update(fake.text_update(77, "/start", language_code="ar"))
         [picker] = await fake.wait_for_sent(1, chat_id=77, timeout=30)
@@ -83,10 +83,10 @@ async def test_run_polls_telegram_and_stops_cleanly(tmp_path: Path, fake: FakeTe
     assert "Traceback" not in err
 
 
-async def test_serve_takes_the_webhook(tmp_path: Path, fake: FakeTelegram) -> None:
+async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     port = free_port()
     env = environment(
-        tmp_path,
+        db_url,
         fake,
         PUBLIC_URL="https://bot.example.org",
         TELEGRAM_WEBHOOK_SECRET=SECRET,
