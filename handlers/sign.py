@@ -30,6 +30,9 @@ from bot.text import organization_key
 from handlers.report import governorate_buttons, pick_place, too_long, valid_phone
 
 NAME_LIMIT = 200
+# The duplicate key's column: folding can lengthen a name (NFKC makes ﻻ two letters), and
+# PostgreSQL refuses a value longer than its column.
+KEY_LIMIT = 200
 CITY_LIMIT = 100
 PERSON_LIMIT = 120
 SIMILARITY = 90  # rapidfuzz score from which two names are probably the same organization
@@ -469,7 +472,7 @@ async def store(ctx: Ctx) -> Signature:
         text_sha256=declaration.sha256(ctx.locale),
         name_ar=data.get("name_ar"),
         name_en=data.get("name_en"),
-        name_key=key,
+        name_key=key[:KEY_LIMIT],
         org_type=str(data.get("type", "other")),
         governorate=str(data["gov"]),
         city=str(data["city"]),

@@ -336,7 +336,7 @@ async def test_others_are_refused(engine: Engine, db: Database, command: str) ->
 
 
 def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": db_url.replace("+aiosqlite", "")}
+    env = {**os.environ, "DATABASE_URL": user_url(db_url)}
     subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True)
     target = tmp_path / "signatories.csv"
     result = subprocess.run(
@@ -358,3 +358,14 @@ def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert target.read_text("utf-8").splitlines() == [",".join(exports.PUBLIC_SIGNATURE_FIELDS)]
+
+
+async def test_the_longest_name_is_stored_even_in_ligatures(person: Person, db: Database) -> None:
+    # "ﻻ" (one presentation-form letter) folds to two for the duplicate key: a name at the
+    # limit must still fit its column (PostgreSQL refuses what is longer; SQLite keeps it).
+    name = "ﻻ" * 200
+    await choose_language(person, "ar")
+    await sign(person, "ar", name=name, other=None)
+    [signature] = await signatures(db)
+    assert name in (signature.name_ar, signature.name_en)
+    assert signature.receipt in person.text()
