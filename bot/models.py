@@ -158,6 +158,10 @@ class OutboxMessage(Base):
     )
     locale: Mapped[str | None] = mapped_column(String(10))  # of a bulletin's delivery
     delivered_at: Mapped[datetime | None]  # where the channel reports delivery
+    # On PostgreSQL, several processes may send: the one that fetched a row holds it until
+    # `claimed_until` (renewed while it lives), so that no other sends it too. SQLite: unused.
+    claimed_by: Mapped[str | None] = mapped_column(String(32))
+    claimed_until: Mapped[datetime | None]
 
 
 class Report(Base):

@@ -4,7 +4,8 @@ Every message (reply, notice or broadcast) is a row of the `outbox` table before
 One worker per channel reads the due rows, replies first, and sends them through the channel's
 Transport at the channel's pace; the outcome of each send is written back to its row. A crash
 leaves unsent rows pending, and they go out after the restart: only messages in flight at the
-crash can be sent twice.
+crash can be sent twice. On PostgreSQL several processes may send from one outbox: each claims
+the rows it fetches, for a while (ChannelWorker._claim), and no row is sent by two.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Row, Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
@@ -29,6 +31,10 @@ from bot.models import Contact, OutboxMessage
 logger = logging.getLogger(__name__)
 
 PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
+
+# Seconds a process holds the outbox rows it fetched (PostgreSQL), renewed at each pass: long
+# enough for any send to finish, short enough for another process to take over after a crash.
+CLAIM_LEASE = 120.0
 
 
 class RetryLater(Exception):
@@ -144,10 +150,16 @@ class ChannelWorker:
         backoff: float = 2.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claim_lease: float = CLAIM_LEASE,
     ) -> None:
         self.db = db
         self.transport = transport
         self.channel = transport.channel
+        # Several processes may send from one PostgreSQL outbox: each claims what it fetches.
+        # SQLite serves one process, and claims nothing.
+        self.claims = not db.is_sqlite
+        self.claimant = uuid.uuid4().hex
+        self.claim_lease = claim_lease
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
@@ -235,7 +247,11 @@ class ChannelWorker:
                 .order_by(OutboxMessage.priority, OutboxMessage.id)
                 .limit(self.batch + len(self.in_flight))
             )
-            rows = [row for row in await session.execute(query) if row.id not in self.in_flight]
+            if self.claims:
+                found = await self._claim(session, query, now_utc)
+            else:
+                found = list(await session.execute(query))
+            rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
             if self.in_flight:
                 return False, 0.02
@@ -263,15 +279,64 @@ class ChannelWorker:
             task.add_done_callback(self.tasks.discard)
         return False, 0.0 if soonest is None else soonest
 
+    def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
+        """Rows no other process holds: never claimed, claimed by us, or the claim lapsed."""
+        return or_(
+            OutboxMessage.claimed_until.is_(None),
+            OutboxMessage.claimed_until < now_utc,
+            OutboxMessage.claimed_by == self.claimant,
+        )
+
+    async def _claim(
+        self, session: AsyncSession, due: Select[Any], now_utc: datetime
+    ) -> list[Row[Any]]:
+        """Claim the rows of `due` that no other process holds, and return them (PostgreSQL).
+
+        FOR UPDATE SKIP LOCKED passes over the rows another process is claiming at this
+        moment, and `claimed_until` over those it claimed before. A claim is renewed at each
+        pass while its process lives; when the process dies, it lapses and its rows are taken
+        over.
+        """
+        ids = (
+            due.with_only_columns(OutboxMessage.id)
+            .where(self._unclaimed(now_utc))
+            .with_for_update(skip_locked=True)
+        )
+        claimed = await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(ids.scalar_subquery()))
+            .values(
+                claimed_by=self.claimant,
+                claimed_until=now_utc + timedelta(seconds=self.claim_lease),
+            )
+            .returning(*due.selected_columns)
+            .execution_options(synchronize_session=False)
+        )
+        return sorted(claimed, key=lambda row: (row.priority, row.id))  # RETURNING has no order
+
+    async def release(self) -> None:
+        """Give up the claims on rows not sent, for another process to send them at once."""
+        if not self.claims:
+            return
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.claimed_by == self.claimant)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
     async def _next_due(self) -> float | None:
         """Seconds until the next postponed row is due, or None if there is none."""
         async with self.db.transaction() as session:
-            due = await session.scalar(
+            query = (
                 select(OutboxMessage.not_before)
                 .where(OutboxMessage.channel == self.channel, OutboxMessage.status == "pending")
                 .order_by(OutboxMessage.not_before)
                 .limit(1)
             )
+            if self.claims:  # rows another process holds are its to send
+                query = query.where(self._unclaimed(datetime.now(UTC)))
+            due = await session.scalar(query)
         if due is None:
             return None
         return max(0.05, (due - datetime.now(UTC)).total_seconds())
@@ -339,10 +404,16 @@ class ChannelWorker:
             return
         batch, self.done = self.done, []
         try:
+            # With claims, writing the outcome also ends the claim.
+            claim: dict[str, object] = (
+                {"claimed_by": None, "claimed_until": None} if self.claims else {}
+            )
             async with self.db.transaction() as session:
                 for row_id, address, values, unreachable in batch:
                     await session.execute(
-                        update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
+                        update(OutboxMessage)
+                        .where(OutboxMessage.id == row_id)
+                        .values(**values, **claim)
                     )
                     if unreachable is not None:
                         await self._mark_unreachable(session, address, unreachable)
@@ -408,4 +479,5 @@ class Sender:
                 await asyncio.gather(*late, return_exceptions=True)
             with contextlib.suppress(Exception):  # a database away: the rows stay pending
                 await worker.record()
+                await worker.release()
         self._tasks.clear()
