@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,6 +48,10 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class DatabaseInUse(OSError):
+    """Another bot process runs on this SQLite database (SQLite serves one process)."""
+
+
 class Database:
     """One database: an engine and a session factory."""
 
@@ -53,12 +59,35 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self.path: Path | None = None  # the SQLite file
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.path = Path(parsed.database)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.engine = create_async_engine(url, echo=echo, pool_pre_ping=not self.is_sqlite)
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._alone: int | None = None  # the descriptor of the lock file held by hold_alone
+
+    def hold_alone(self) -> None:
+        """On SQLite, make sure that no other bot process runs on this file, until close().
+
+        The sender and the scheduler of two processes would send the same messages: SQLite
+        serves one process (PostgreSQL serves several). Raise DatabaseInUse if one runs.
+        """
+        if self.path is None or self._alone is not None:
+            return
+        lock = self.path.with_name(self.path.name + ".lock")
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise DatabaseInUse(
+                f"another icssi-bot process is running on {self.path}; SQLite serves one "
+                "process: stop that one, or use PostgreSQL (DATABASE_URL) to run several"
+            ) from None
+        self._alone = descriptor
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -77,8 +106,11 @@ class Database:
         return True
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and let another process hold the SQLite file)."""
         await self.engine.dispose()
+        if self._alone is not None:
+            os.close(self._alone)  # frees the lock
+            self._alone = None
 
 
 def alembic_config(url: str) -> Any:

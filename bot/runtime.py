@@ -45,6 +45,7 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
     from bot.channels.telegram import TelegramChannel
 
     db = Database(settings.database_url)
+    db.hold_alone()  # on SQLite, refuse to run beside another process
     engine = Engine(db, settings, build_registry())
     telegram = TelegramChannel(settings, engine) if settings.telegram_bot_token else None
     transports: list[Transport] = [telegram.transport] if telegram else []

@@ -4,12 +4,16 @@ Jobs are rebuilt from the table at start and kept in step with it every few seco
 schedule made in the chat, on the server or by another process is picked up, and a restart
 loses none. A bulletin whose time passed while the bot was down is sent on start-up when it is
 within BULLETIN_GRACE_MINUTES, and otherwise marked missed, and its author told.
+
+Exactly one process schedules: on PostgreSQL, the one holding an advisory lock; the others wait,
+and one of them takes over when that process dies. SQLite serves one process (bot.db).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,8 +22,8 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import bulletins
 from bot.config import Settings
@@ -31,6 +35,11 @@ from bot.models import Bulletin, Contact
 from bot.sender import Sender
 
 logger = logging.getLogger(__name__)
+
+# The PostgreSQL advisory lock of the process that schedules (advisory locks are per database).
+SCHEDULER_LOCK = int.from_bytes(
+    hashlib.sha256(b"icssi-bot bulletin scheduler").digest()[:8], "big", signed=True
+)
 
 
 class BulletinScheduler:
@@ -52,11 +61,19 @@ class BulletinScheduler:
         self.scheduler = AsyncIOScheduler(timezone=ZoneInfo(settings.timezone))
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # The connection holding SCHEDULER_LOCK while this process schedules (PostgreSQL).
+        self._holder: AsyncConnection | None = None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process is the one that schedules (on SQLite, always)."""
+        return self.db.is_sqlite or self._holder is not None
 
     async def start(self) -> None:
         """Start APScheduler and the loop that keeps it in step with the table."""
         self.scheduler.start()
-        await self.sync()
+        if await self._lead():
+            await self.sync()
         self._task = asyncio.create_task(self._loop(), name="bulletin-scheduler")
 
     async def stop(self) -> None:
@@ -66,14 +83,63 @@ class BulletinScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.scheduler.shutdown(wait=False)
+        await self._step_down()
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.every)
             try:
-                await self.sync()
+                if await self._lead():
+                    await self.sync()
             except Exception:  # the database away for a moment: next round
                 logger.exception("bulletin scheduler could not sync")
+
+    async def _lead(self) -> bool:
+        """Whether this process schedules: on PostgreSQL, whether it holds or now takes the lock.
+
+        The lock belongs to a database session: it is freed when its process dies or loses its
+        connection, and the next process to try takes it.
+        """
+        if self.db.is_sqlite:
+            return True
+        if self._holder is not None:
+            try:
+                async with asyncio.timeout(10):
+                    await self._holder.execute(text("SELECT 1"))
+                return True
+            except Exception:  # the session is gone, and the lock with it
+                logger.warning("the bulletin scheduler lost its lock; another process may lead")
+                await self._step_down()
+        connection = await self.db.engine.connect()
+        try:
+            # Autocommit: a session idle in a transaction for days could be ended by the server.
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            taken = await connection.scalar(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SCHEDULER_LOCK}
+            )
+        except BaseException:
+            await connection.invalidate()
+            await connection.close()
+            raise
+        if not taken:
+            await connection.close()
+            return False
+        self._holder = connection
+        logger.info("this process runs the bulletin scheduler")
+        return True
+
+    async def _step_down(self) -> None:
+        """Drop the jobs and free the lock: the session ends with its connection."""
+        if self._holder is None:
+            return
+        holder, self._holder = self._holder, None
+        if self.scheduler.running:
+            self.scheduler.remove_all_jobs()
+        # Closed, not returned to the pool: a pooled session would keep the lock.
+        with contextlib.suppress(Exception):
+            await holder.invalidate()
+        with contextlib.suppress(Exception):
+            await holder.close()
 
     async def sync(self) -> None:
         """Bring the jobs in line with the table; queue what is sending; handle missed times."""
@@ -137,6 +203,8 @@ class BulletinScheduler:
 
     async def fire(self, bulletin_id: int) -> None:
         """The time has come: publish (a recurring one as a new copy) and queue its deliveries."""
+        if not await self._lead():  # the lock lost since the last round: another process leads
+            return
         now = self.clock()
         async with self.db.transaction() as session:
             bulletin = await session.get(Bulletin, bulletin_id)

@@ -1,22 +1,26 @@
-"""Several bot processes on one database: each message sent once.
+"""Several bot processes on one database: each message sent once, one scheduler.
 
 On PostgreSQL two web processes may run at once: their senders claim the outbox rows they
-fetch. Each process here is a Database of its own (its own connections) with its own sender.
-SQLite serves one process.
+fetch, and one scheduler runs, the one holding an advisory lock. Each process here is a
+Database of its own (its own connections) with its own sender or scheduler. SQLite serves one
+process, and refuses a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, DatabaseInUse
 from bot.messages import Outbound
-from bot.models import OutboxMessage
+from bot.models import Bulletin, OutboxMessage
+from bot.runtime import running
+from bot.scheduler import BulletinScheduler
 from bot.sender import ChannelWorker, Sender
 from tests.conftest import ON_POSTGRES
 from tests.test_sender import FakePlatform, HangingPlatform, queue, rows
@@ -126,6 +130,130 @@ async def test_a_process_that_stops_gives_its_messages_back_at_once(
     finally:
         await sender.stop()
     assert sorted(hung.texts() + second.texts()) == [f"m{n}" for n in range(6)]
+
+
+async def schedule_later(db: Database) -> int:
+    """A bulletin scheduled for tomorrow; its id."""
+    async with db.transaction() as session:
+        bulletin = Bulletin(
+            texts={"en": {"title": "Water", "text": "Water is back in Hay al-Amel."}},
+            status="scheduled",
+            scheduled_at=datetime.now(UTC) + timedelta(days=1),
+            created_by="cli:test",
+        )
+        session.add(bulletin)
+        await session.flush()
+        return bulletin.id
+
+
+def jobs(scheduler: BulletinScheduler) -> list[str]:
+    """The ids of a scheduler's APScheduler jobs."""
+    return [job.id for job in scheduler.scheduler.get_jobs()]
+
+
+@postgres_only
+async def test_one_scheduler_runs_and_another_takes_over_when_its_process_dies(
+    db: Database, settings: Settings
+) -> None:
+    bulletin_id = await schedule_later(db)
+    first_db, second_db = Database(settings.database_url), Database(settings.database_url)
+    # The first looks at its lock once an hour: once dead, it does nothing more.
+    first = BulletinScheduler(first_db, settings, every=3600)
+    second = BulletinScheduler(second_db, settings, every=0.1)
+    try:
+        await first.start()
+        await second.start()
+        assert (first.leading, second.leading) == (True, False)
+        assert jobs(first) == [f"bulletin-{bulletin_id}"]
+        assert jobs(second) == []
+        await asyncio.sleep(0.3)  # a few rounds: the second waits
+        assert (first.leading, second.leading) == (True, False)
+
+        # The first process dies: the server ends its session, and the lock with it.
+        async with db.engine.connect() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database())"
+                )
+            )
+        await until(lambda: second.leading)
+        await until(lambda: jobs(second) == [f"bulletin-{bulletin_id}"])
+
+        # Had the first lived on without its lock, its jobs would not fire any more.
+        await first.fire(bulletin_id)
+        assert not first.leading
+        assert jobs(first) == []
+        async with db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id)
+            assert bulletin is not None
+            assert (bulletin.status, bulletin.public_id) == ("scheduled", None)
+    finally:
+        await second.stop()
+        await first.stop()
+        await first_db.close()
+        await second_db.close()
+
+
+@postgres_only
+async def test_a_scheduler_that_stops_hands_over(db: Database, settings: Settings) -> None:
+    bulletin_id = await schedule_later(db)
+    other = Database(settings.database_url)
+    first = BulletinScheduler(db, settings, every=0.1)
+    second = BulletinScheduler(other, settings, every=0.1)
+    try:
+        await first.start()
+        await second.start()
+        assert (first.leading, second.leading) == (True, False)
+        await first.stop()
+        await until(lambda: second.leading)
+        await until(lambda: jobs(second) == [f"bulletin-{bulletin_id}"])
+    finally:
+        await second.stop()
+        await other.close()
+
+
+@postgres_only
+async def test_two_processes_publish_a_due_bulletin_once(db: Database, settings: Settings) -> None:
+    async with db.transaction() as session:
+        session.add(
+            Bulletin(
+                texts={"en": {"title": "Water", "text": "Water is back in Hay al-Amel."}},
+                status="scheduled",
+                scheduled_at=datetime.now(UTC) - timedelta(minutes=1),  # due: sent at start
+                created_by="cli:test",
+            )
+        )
+    other = Database(settings.database_url)
+    schedulers = [
+        BulletinScheduler(db, settings, every=0.1),
+        BulletinScheduler(other, settings, every=0.1),
+    ]
+    try:
+        await asyncio.gather(*(scheduler.start() for scheduler in schedulers))
+        assert sorted(s.leading for s in schedulers) == [False, True]
+        await asyncio.sleep(0.5)
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop()
+        await other.close()
+    async with db.transaction() as session:
+        [bulletin] = (await session.scalars(select(Bulletin))).all()
+        assert bulletin.status == "sent"
+        assert bulletin.public_id is not None
+
+
+@sqlite_only
+async def test_a_second_bot_on_one_sqlite_file_is_refused(
+    db: Database, settings: Settings
+) -> None:
+    async with running(settings):
+        with pytest.raises(DatabaseInUse, match="SQLite serves one process"):
+            async with running(settings):
+                pass
+    async with running(settings):  # once the first has stopped, another may run
+        pass
 
 
 @sqlite_only

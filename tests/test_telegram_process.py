@@ -1,4 +1,5 @@
-"""The real `icssi-bot` process with Telegram configured: polling, and webhook behind `serve`."""
+"""The real `icssi-bot` process with Telegram configured: polling, and webhook behind `serve`;
+two of them on one database."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import user_url
+from bot.db import Database, upgrade_async
+from bot.models import Contact
+from tests.conftest import ON_POSTGRES, user_url
 from tests.fake_telegram import FakeTelegram
 
 SECRET = "process-test-secret-0123456789"
@@ -45,12 +49,15 @@ def environment(db_url: str, fake: FakeTelegram, **more: str) -> dict[str, str]:
     return env
 
 
-async def start(args: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+async def start(
+    args: list[str], env: dict[str, str], *, migrate: bool = True
+) -> asyncio.subprocess.Process:
     """Migrate the database, then start `icssi-bot` with `args`."""
-    upgrade = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "db", "upgrade", env=env
-    )
-    assert await upgrade.wait() == 0
+    if migrate:
+        upgrade = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "db", "upgrade", env=env
+        )
+        assert await upgrade.wait() == 0
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -116,3 +123,68 @@ async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     finally:
         err = await stop(process)
     assert "Traceback" not in err
+
+
+async def healthy(port: int) -> None:
+    """Wait until `icssi-bot serve` on `port` answers /healthz."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing answers on port {port}")
+
+
+def web_environment(db_url: str, fake: FakeTelegram, port: int) -> dict[str, str]:
+    """A web process's environment, on `port`."""
+    return environment(
+        db_url,
+        fake,
+        PUBLIC_URL="https://bot.example.org",
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="SQLite serves one process; several need PostgreSQL")
+async def test_two_web_processes_send_a_bulletin_once(
+    db_url: str, fake: FakeTelegram, tmp_path: Path
+) -> None:
+    chats = list(range(501, 531))
+    await upgrade_async(db_url)
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:  # the subscribers
+            session.add_all(
+                Contact(address=f"telegram:{chat}", channel="telegram", subscribed=True)
+                for chat in chats
+            )
+    finally:
+        await db.close()
+    ports = [free_port(), free_port()]
+    processes = list(
+        await asyncio.gather(
+            *(start(["serve"], web_environment(db_url, fake, p), migrate=False) for p in ports)
+        )
+    )
+    try:
+        await asyncio.gather(*(healthy(port) for port in ports))
+        text = tmp_path / "en.txt"
+        text.write_text("Water is back in Hay al-Amel.", encoding="utf-8")
+        created = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "bot.cli", "bulletin", "create", "--title-en", "Water"),
+            *("--text-en", str(text), "--now"),
+            env=web_environment(db_url, fake, ports[0]),
+        )
+        assert await created.wait() == 0
+        await fake.wait_for_sent(len(chats), timeout=60)
+        await asyncio.sleep(1)  # time enough for a second copy, if there were one
+        assert [len(fake.sent(chat)) for chat in chats] == [1] * len(chats)
+    finally:
+        errors = [await stop(process) for process in processes]
+    assert not any("Traceback" in err for err in errors)
