@@ -72,7 +72,8 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 print(f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M}Z\t{title}")
             return 0
         if args.action in ("cancel", "stop", "stats"):
-            bulletin = await session.get(Bulletin, args.id)
+            # Locked: the scheduler publishing it at this moment goes first, or waits.
+            bulletin = await session.get(Bulletin, args.id, with_for_update=True)
             if bulletin is None:
                 return fail(f"no bulletin {args.id}")
             if args.action == "stats":

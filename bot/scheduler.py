@@ -148,11 +148,13 @@ class BulletinScheduler:
             grace = timedelta(minutes=self.settings.bulletin_grace_minutes)
             wanted: set[str] = set()
             async with self.db.transaction() as session:
+                # Locked: a coordinator cancelling or moving one at this moment waits, or
+                # goes first and is seen (SQLite's BEGIN IMMEDIATE does the same for it).
                 rows = (
                     await session.scalars(
-                        select(Bulletin).where(
-                            Bulletin.status.in_(("scheduled", "recurring", "sending"))
-                        )
+                        select(Bulletin)
+                        .where(Bulletin.status.in_(("scheduled", "recurring", "sending")))
+                        .with_for_update()
                     )
                 ).all()
                 sending = [b.id for b in rows if b.status == "sending"]
@@ -207,7 +209,7 @@ class BulletinScheduler:
             return
         now = self.clock()
         async with self.db.transaction() as session:
-            bulletin = await session.get(Bulletin, bulletin_id)
+            bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
             if bulletin is None:
                 return
             if bulletin.status == "recurring":

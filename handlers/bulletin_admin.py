@@ -210,7 +210,8 @@ async def on_when(ctx: Ctx) -> Transition:
         )
     existing = ctx.data.get("bulletin")
     if existing:
-        bulletin = await ctx.session.get(Bulletin, int(existing))
+        # Locked: the scheduler publishing it at this moment goes first, or waits.
+        bulletin = await ctx.session.get(Bulletin, int(existing), with_for_update=True)
         if bulletin is None or bulletin.status != "scheduled":
             return to_menu()
     else:
@@ -366,7 +367,10 @@ async def ask_item(ctx: Ctx) -> None:
 
 async def on_item(ctx: Ctx) -> Transition:
     """Cancel, reschedule, stop, or refresh the figures."""
-    bulletin = await ctx.session.get(Bulletin, int(ctx.data.get("bulletin", 0)))
+    # Locked: the scheduler publishing it at this moment goes first, or waits.
+    bulletin = await ctx.session.get(
+        Bulletin, int(ctx.data.get("bulletin", 0)), with_for_update=True
+    )
     if bulletin is None:
         return to_menu()
     if ctx.choice == "it:cancel" and bulletin.status in ("scheduled", "recurring"):

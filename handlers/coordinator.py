@@ -307,6 +307,8 @@ async def on_note(ctx: Ctx) -> Transition:
     status = str(ctx.data.get("status", ""))
     if report is None or status not in STATUS_LABELS:
         return start("reports", {"filters": {}})
+    # Locked: two coordinators changing it at once are recorded one after the other.
+    await ctx.session.refresh(report, with_for_update=True)
     before = report.status
     report.status = status
     report.updated_at = ctx.now

@@ -546,6 +546,10 @@ async def ask_withdraw(ctx: Ctx) -> None:
 async def on_withdraw(ctx: Ctx) -> Transition:
     """Withdraw and tell the coordinators, or keep."""
     signature = await active_signature(ctx)
+    if signature is not None:  # a coordinator deciding at this moment: wait, and see it after
+        await ctx.session.refresh(signature, with_for_update=True)
+        if signature.status not in ("pending", "verified"):
+            signature = None
     if ctx.choice != "wd:yes" or signature is None:
         ctx.say(_("Your signature stands."))
         return to_menu()

@@ -139,7 +139,8 @@ async def on_reason(ctx: Ctx) -> Transition:
 
 async def decide(ctx: Ctx, status: str, reason: str | None) -> Transition:
     """Record the decision, audit it, and tell the representative in their language."""
-    signature = await ctx.session.get(Signature, int(ctx.data.get("id", 0)))
+    # Locked: another coordinator deciding at this moment waits, then finds it decided.
+    signature = await ctx.session.get(Signature, int(ctx.data.get("id", 0)), with_for_update=True)
     if signature is None or signature.status != "pending":
         ctx.say(_("This signature was already decided."))
         return goto("show")

@@ -248,7 +248,7 @@ async def test_a_recurring_bulletin_sends_a_copy_each_time(
     assert job.next_run_time.weekday() == 4
     await scheduler.fire(template.id)
     await scheduler.fire(template.id)
-    scheduler.scheduler.shutdown(wait=False)
+    await scheduler.stop()  # frees its lock (PostgreSQL)
     async with db.transaction() as session:
         copies = (
             await session.scalars(select(Bulletin).where(Bulletin.parent_id == template.id))

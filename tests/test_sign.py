@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -18,7 +19,7 @@ from bot import declaration, exports
 from bot.db import Database
 from bot.engine import Engine
 from bot.messages import Address
-from bot.models import AuditEntry, Signature
+from bot.models import AuditEntry, OutboxMessage, Signature
 from bot.text import organization_key
 from tests.conftest import Person, user_url
 from tests.helpers import LANGS, choose_language, menu_labels, t
@@ -369,3 +370,33 @@ async def test_the_longest_name_is_stored_even_in_ligatures(person: Person, db: 
     [signature] = await signatures(db)
     assert name in (signature.name_ar, signature.name_en)
     assert signature.receipt in person.text()
+
+
+async def test_two_coordinators_deciding_at_once_decide_once(
+    engine: Engine, person: Person, db: Database
+) -> None:
+    await choose_language(person, "en")
+    await sign(person, "en")
+    [signature] = await signatures(db)
+    first = Person(engine, COORDINATOR)
+    second = Person(engine, Address("whatsapp", "+9647700000001"))
+    for coordinator in (first, second):
+        await choose_language(coordinator, "en")
+        await coordinator.press(f"sig:open:{signature.id}")
+    await first.tap("Reject")
+    await asyncio.gather(second.tap("Verify"), first.send("Not registered"))
+
+    texts = [first.text(), second.text()]
+    assert sum("This signature was already decided." in text for text in texts) == 1
+    assert sum("Done:" in text for text in texts) == 1
+    [decided] = await signatures(db)
+    async with db.transaction() as session:
+        audits = (await session.scalars(select(AuditEntry))).all()
+        notices = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.address == str(person.address))
+            )
+        ).all()
+    assert [a.action for a in audits] == [f"signature:{decided.status}"]
+    outcome = [row for row in notices if signature.receipt in row.body["text"]]
+    assert len(outcome) == 2  # the receipt when signing, and one decision
