@@ -45,6 +45,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         actions.add_parser(name, help=text).add_argument("id", type=int)
 
 
+# The length of Bulletin.image.
+IMAGE_LIMIT = 300
+
+
 def fail(message: str) -> int:
     """Print a one-line error; the exit code 2."""
     print(f"icssi-bot: {message}", file=sys.stderr)
@@ -106,6 +110,8 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 texts[locale] = {"title": title.strip(), "text": text}
         if not texts:
             return fail("a bulletin needs a title and text in at least one language")
+        if args.image and len(args.image) > IMAGE_LIMIT:  # PostgreSQL refuses a longer one
+            return fail(f"--image: at most {IMAGE_LIMIT} characters")
         bulletin = Bulletin(
             texts=texts,
             image=args.image,

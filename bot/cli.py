@@ -26,6 +26,13 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def console_user(value: str) -> str:
+    """A console user's name; it becomes the address console:NAME, which has a length limit."""
+    if not 0 < len(value) <= 50:
+        raise argparse.ArgumentTypeError("expected a name of 1 to 50 characters")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -36,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="start every configured channel, or the console chat when none is configured"
     )
     chat = commands.add_parser("chat", help="talk with the bot in this terminal")
-    chat.add_argument("--user", default="me", help="who you are in the console (default: me)")
+    chat.add_argument(
+        "--user", default="me", type=console_user, help="who you are in the console (default: me)"
+    )
     commands.add_parser(
         "serve", help="run the web app (webhooks and /healthz) with every configured channel"
     )

@@ -425,4 +425,21 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     )
     assert bad.returncode == 2
     assert "--at: expected a future date" in bad.stderr
+    image = "https://example.org/" + "x" * 300
+    huge = cli(
+        [
+            "bulletin",
+            "create",
+            "--title-en",
+            "X",
+            "--text-en",
+            str(text),
+            "--image",
+            image,
+            "--now",
+        ],
+        env,
+    )
+    assert huge.returncode == 2
+    assert "--image: at most 300 characters" in huge.stderr
     assert cli(["bulletin", "stats", "999"], env).returncode == 2

@@ -63,6 +63,18 @@ def test_end_of_input_at_once_exits_cleanly(env: dict[str, str]) -> None:
     assert "English" in out
 
 
+def test_a_user_name_too_long_for_an_address_is_refused(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "chat", "--user", "x" * 51],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--user: expected a name of 1 to 50 characters" in result.stderr
+
+
 def test_make_run_without_token_is_the_console(env: dict[str, str]) -> None:
     icssi_bot(["db", "upgrade"], env)
     out = icssi_bot(["run"], env, "3\n/menu\n")
