@@ -11,6 +11,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
+from sqlalchemy.engine import make_url
 
 from bot.crypto import parse_keys
 from bot.i18n import LOCALES
@@ -92,6 +93,12 @@ def _database_url(value: str) -> str:
             url = driver + url[len(prefix) :]
     if not url.startswith(("sqlite+aiosqlite:///", "postgresql+asyncpg://")):
         raise ValueError(value)
+    parsed = make_url(url)
+    if "sslmode" in parsed.query:
+        # Hosting platforms write libpq's sslmode=require; asyncpg calls it ssl=require.
+        query = {k: v for k, v in parsed.query.items() if k != "sslmode"}
+        query.setdefault("ssl", parsed.query["sslmode"])
+        url = parsed.set(query=query).render_as_string(hide_password=False)
     return url
 
 

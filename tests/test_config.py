@@ -52,6 +52,18 @@ def test_sqlite_urls_get_the_async_driver() -> None:
     )
 
 
+def test_postgresql_urls_get_the_async_driver_and_its_ssl_spelling() -> None:
+    def url(value: str) -> str:
+        return load_settings({"DATABASE_URL": value}).database_url
+
+    assert url("postgres://u:p%40ss@db.example.org:5432/icssi") == (
+        "postgresql+asyncpg://u:p%40ss@db.example.org:5432/icssi"
+    )
+    assert url("postgresql://u:pw@db.example.org/icssi?sslmode=require") == (
+        "postgresql+asyncpg://u:pw@db.example.org/icssi?ssl=require"
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
