@@ -39,12 +39,13 @@ install_postgres() {
         apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
 
-# Run a command as the cluster's owner: ourselves, or an unprivileged user when we are root.
+# Run a command as the cluster's owner (ourselves, or an unprivileged user when we are root),
+# from /, a folder that user may enter.
 as_owner() {
     if [[ $(id -u) -eq 0 ]]; then
-        runuser -u "$OWNER" -- "$@"
+        (cd / && runuser -u "$OWNER" -- "$@")
     else
-        "$@"
+        (cd / && "$@")
     fi
 }
 
@@ -72,7 +73,8 @@ start() {
     fi
     OWNER=$(owner)
     local dir
-    dir=$(mktemp -d "${TMPDIR:-/tmp}/icssi-pg.XXXXXX")
+    # /tmp: a folder the owner can reach, and a short path (a socket path has a length limit).
+    dir=$(mktemp -d /tmp/icssi-pg.XXXXXX)
     chmod 755 "$dir"
     [[ $(id -u) -ne 0 ]] || chown "$OWNER" "$dir"
     as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
