@@ -174,6 +174,7 @@ def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> 
         title=title,
         photo=bulletin.image,
         priority="broadcast",
+        locale=locale,
     )
 
 

@@ -23,6 +23,7 @@ from handlers import build_registry
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
 
 logger = logging.getLogger(__name__)
 
@@ -37,24 +38,31 @@ class Bot:
     sender: Sender
     telegram: TelegramChannel | None = None
     scheduler: BulletinScheduler | None = None
+    whatsapp: WhatsAppChannel | None = None
 
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[Bot]:
     """Start every configured channel and the sender; stop them all on the way out."""
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
 
     db = Database(settings.database_url)
     engine = Engine(db, settings, build_registry())
     telegram = TelegramChannel(settings, engine) if settings.telegram_bot_token else None
+    whatsapp = WhatsAppChannel(settings, engine) if "whatsapp" in settings.channels else None
     transports: list[Transport] = [telegram.transport] if telegram else []
+    if whatsapp is not None:
+        transports.append(whatsapp.transport)
     sender = Sender(db, transports, render=Renderer(db, settings.timezone))
     engine.sender = sender
     scheduler = BulletinScheduler(db, settings, sender)
-    bot = Bot(settings, db, engine, sender, telegram, scheduler)
+    bot = Bot(settings, db, engine, sender, telegram, scheduler, whatsapp)
     crypto.configure(settings.data_encryption_keys or None)
     purger = asyncio.create_task(keep_purging(db, settings), name="retention")
     try:
+        if whatsapp is not None:
+            await whatsapp.transport.start()
         sender.start()
         await scheduler.start()
         if telegram is not None:
@@ -71,6 +79,8 @@ async def running(settings: Settings) -> AsyncIterator[Bot]:
         await sender.stop()
         if telegram is not None:
             await telegram.close()
+        if whatsapp is not None:
+            await whatsapp.transport.close()
         await db.close()
 
 
@@ -91,7 +101,7 @@ async def serve(settings: Settings) -> None:
     from bot.web import create_app
 
     async with running(settings) as bot:
-        app = create_app(bot.db, bot.telegram)
+        app = create_app(bot.db, bot.telegram, bot.whatsapp)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
         )

@@ -47,6 +47,17 @@ class Rejected(Exception):
     """The platform refused this message for good (bad request); other messages may go on."""
 
 
+class Held(Exception):
+    """The message must wait until the person writes (WhatsApp's 24-hour window).
+
+    `message_id` is set when something stood in for it meanwhile (an approved template).
+    """
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.message_id = message_id
+
+
 class _Skip(Exception):
     """This row is not to be sent after all."""
 
@@ -302,6 +313,11 @@ class ChannelWorker:
             values.update(status="sent", sent_at=datetime.now(UTC), error=None)
         except _Skip:
             pass
+        except Held as exc:
+            # The engine sets the row pending again when the person next writes.
+            values.update(status="held", error=str(exc)[:200], not_before=None)
+            if exc.message_id is not None:
+                values.update(platform_message_id=exc.message_id, sent_at=datetime.now(UTC))
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)

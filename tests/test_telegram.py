@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import select
 from telegram import Update
 
-from bot.channels.telegram import TelegramTransport, split_text, to_inbound
+from bot.channels.telegram import TelegramTransport, to_inbound
+from bot.text import split_text
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import LANGUAGE_NAMES
