@@ -54,6 +54,7 @@ class Settings:
     timezone: str = "Asia/Baghdad"
     coordinators: frozenset[Address] = field(default_factory=frozenset)
     log_level: str = "INFO"
+    log_format: str = "text"
     host: str = "0.0.0.0"
     port: int = 8080
     public_url: str | None = None
@@ -133,6 +134,13 @@ def _level(value: str) -> str:
     return level
 
 
+def _log_format(value: str) -> str:
+    form = value.strip().lower()
+    if form not in ("text", "json"):
+        raise ValueError(value)
+    return form
+
+
 def _port(value: str) -> int:
     port = int(value)
     if not 0 < port < 65536:
@@ -205,7 +213,7 @@ def _account_sid(value: str) -> str:
 
 def _auth_token(value: str) -> str:
     token = value.strip()
-    if not re.fullmatch(r"[A-Za-z0-9]{16,128}", token):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
         raise ValueError("not an auth token")
     return token
 
@@ -277,6 +285,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "comma-separated addresses such as telegram:12345,whatsapp:+9647701234567",
     )
     take("LOG_LEVEL", "log_level", _level, "DEBUG, INFO, WARNING or ERROR")
+    take("LOG_FORMAT", "log_format", _log_format, "text or json")
     take("HOST", "host", _text, "an interface address such as 0.0.0.0")
     take("PORT", "port", _port, "a port number from 1 to 65535")
     take(

@@ -320,8 +320,10 @@ class StatusRecorder:
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         wait: float = 0.5,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
+        self.wake = wake
         self.settings = settings
         self.clock = clock
         self.wait = wait  # between looks for a row whose send is not recorded yet
@@ -356,7 +358,10 @@ class StatusRecorder:
                 row.delivered_at = row.delivered_at or now
                 return status
             row.error = f"{status} ({code or 'no code'})"
-            if code == OPTED_OUT:
+            if row.status == "held":  # the template that stood in failed: nothing else to try
+                row.status = "failed"
+                outcome = "failed"
+            elif code == OPTED_OUT:
                 row.status = "unreachable"
                 outcome = "opted out"
             elif code == OUTSIDE_WINDOW:
@@ -388,6 +393,8 @@ class StatusRecorder:
                 outcome = "failed"
         if code == OPTED_OUT:
             await unsubscribe(self.db, row.address)
+        if self.wake is not None and code == OUTSIDE_WINDOW:
+            self.wake()  # the bulletin goes again, as its template
         return outcome
 
     async def _tell_coordinators(self, session: Any, now: datetime) -> None:
@@ -416,7 +423,12 @@ class WhatsAppChannel:
         self.engine = engine
         self.validator = RequestValidator(settings.twilio_auth_token)
         self.transport = WhatsAppTransport(settings, engine.db)
-        self.record_status = StatusRecorder(engine.db, settings)
+        self.record_status = StatusRecorder(engine.db, settings, wake=self.wake_sender)
+
+    def wake_sender(self) -> None:
+        """Tell the sender that WhatsApp rows are due (when it runs in this process)."""
+        if self.engine.sender is not None:
+            self.engine.sender.wake("whatsapp")
 
     def public_url(self, path: str, query: str, headers: Mapping[str, str], scheme: str) -> str:
         """The URL Twilio called: PUBLIC_URL and the path, or the proxy's when trusted."""
