@@ -26,8 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat = commands.add_parser("chat", help="talk with the bot in this terminal")
     chat.add_argument("--user", default="me", help="who you are in the console (default: me)")
-    commands.add_parser(
+    serve = commands.add_parser(
         "serve", help="run the web app (webhooks and /healthz) with every configured channel"
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "web"],
+        default="all",
+        help="all: receive and send in this process (default); web: receive only, and leave "
+        "sending and the schedule to `icssi-bot worker` processes (PostgreSQL only)",
+    )
+    commands.add_parser(
+        "worker",
+        help="send the outbox and run the bulletin schedule, beside `icssi-bot serve --role web`",
     )
     db = commands.add_parser("db", help="database tasks")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -210,8 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.info("the database is up to date")
         elif chatting:
             asyncio.run(run_chat(settings, getattr(args, "user", "me")))
+        elif args.command == "worker":
+            asyncio.run(runtime.poll(settings, "worker"))
         elif args.command == "serve" or settings.public_url:
-            asyncio.run(runtime.serve(settings))
+            asyncio.run(runtime.serve(settings, getattr(args, "role", "all")))
         else:
             asyncio.run(runtime.poll(settings))
     except KeyboardInterrupt:

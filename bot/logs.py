@@ -11,13 +11,15 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 NOISY = ("httpx", "httpcore", "aiosqlite", "alembic", "twilio", "aiohttp.access")
 
 _ADDRESS = re.compile(r"\b(telegram|whatsapp|console):[^\s,;'\")\]]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
-# Seven digits or more, with the separators people write: phone numbers and chat ids.
-_NUMBER = re.compile(r"(?<![\w.])\+?\d(?:[\d \-]{5,}\d)(?![\w.])")
+# Phone numbers as people write them (+964 770 123 4567, 0770 123 4567, 07701234567) and chat
+# ids: an international number, a local one in groups, or seven digits in a row. Not dates.
+_NUMBER = re.compile(r"\+\d[\d \-]{5,}\d|\b0\d{2,3}[ -]\d{3}[ -]\d{3,4}\b|\b\d{7,}\b")
 
 
 def redact(text: str) -> str:
@@ -28,10 +30,18 @@ def redact(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """One line of text per record, masked."""
+    """One line of text per record, its message and exception masked."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        saved = record.msg, record.args
+        record.msg, record.args = redact(record.getMessage()), None
+        try:
+            return super().format(record)
+        finally:
+            record.msg, record.args = saved
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
 
 
 class JsonFormatter(logging.Formatter):

@@ -155,8 +155,10 @@ class ChannelWorker:
         backoff: float = 2.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
+        poll_every: float = 5.0,
     ) -> None:
         self.db = db
+        self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
         self.max_attempts = max_attempts
@@ -197,8 +199,8 @@ class ChannelWorker:
                 idle, delay = False, 2.0
             if idle:  # nothing due now: anyone waiting in flush() may go on
                 await self._report_idle(generation)
-            if delay is None:
-                delay = 5.0  # rows another process may have added; also a safety net
+            if delay is None or delay > self.poll_every:
+                delay = self.poll_every  # rows another process may have added; a safety net
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # arrives as the event fires, and stop() would wait for ever.
             with contextlib.suppress(TimeoutError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from bot import logs
         ("write to zainab@amal.example.org", "write to ***@***"),
         ("outbox message 42 sent after 3 tries", "outbox message 42 sent after 3 tries"),
         ("retry in 2.5 s", "retry in 2.5 s"),
+        ("scheduled for 2026-12-01 09:00", "scheduled for 2026-12-01 09:00"),
+        ("local 0770 123 4567 and 0770-123-4567", "local *** and ***"),
         ("bulletin B-7KQ2MX: 1000 deliveries queued", "bulletin B-7KQ2MX: 1000 deliveries queued"),
     ],
 )
@@ -47,6 +50,18 @@ def test_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert second["message"] == "step failed"
     assert "ValueError: bad number ***" in second["exception"]
     assert "9647701234567" not in json.dumps([first, second])
+
+
+def test_text_lines_keep_their_time(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("INFO", "text")
+    try:
+        logging.getLogger("bot.test").info("sent to %s", "telegram:123456789")
+    finally:
+        logging.getLogger().handlers.clear()
+    line = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO bot.test: sent to telegram:\*\*\*", line
+    )
 
 
 def test_the_real_command_logs_json(tmp_path: Path) -> None:

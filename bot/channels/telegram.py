@@ -290,6 +290,10 @@ class TelegramChannel:
             "telegram: @%s %s", self.app.bot.username, "webhook" if self.webhook else "polling"
         )
 
+    async def connect(self) -> None:
+        """Connect for sending only (a worker process: another process receives)."""
+        await self.app.initialize()
+
     async def stop(self) -> None:
         """Stop receiving and finish the updates in hand (sending still works)."""
         if self.app.updater is not None and self.app.updater.running:
