@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.prism import Prism, RecordingHttpClient, prism  # noqa: F401 - the fixture
+from bot.channels.whatsapp import WhatsAppTransport
+from bot.config import Settings
+from bot.db import Database
+from bot.messages import Address, Button, Outbound
+from bot.models import Contact
+from bot.sender import Held
+from tests.prism import Prism, RecordingHttpClient, prism, violations  # noqa: F401 - fixture
 
 USER = "whatsapp:+9647701234567"
 SENDER = "whatsapp:+14155238886"
@@ -76,3 +84,73 @@ async def test_a_malformed_content_sid_is_reported_as_a_violation(twilio: Twilio
         await twilio.client.messages.create_async(to=USER, from_=SENDER, content_sid="HX1")
     found = twilio.http.last_violations()
     assert any(v.startswith("body.ContentSid:") for v in found), found
+
+
+# The bot's own transport, as the sender uses it -----------------------------------------------
+
+
+@pytest.fixture
+async def transport(
+    prism: Prism,  # noqa: F811 - the fixture
+    settings: Settings,
+    db: Database,
+) -> AsyncIterator[tuple[WhatsAppTransport, RecordingHttpClient]]:
+    http = RecordingHttpClient()
+    configured = dataclasses.replace(
+        settings,
+        public_url="https://bot.example.org",
+        twilio_account_sid=prism.account_sid,
+        twilio_auth_token=prism.auth_token,
+        twilio_whatsapp_from=SENDER,
+        twilio_api_base_url=prism.base_url,
+        twilio_template_bulletin_ar=TEMPLATE,
+    )
+    sender = WhatsAppTransport(configured, db, http_client=lambda: http)
+    await sender.start()
+    yield sender, http
+    await sender.close()
+
+
+async def wrote_just_now(db: Database, address: str) -> None:
+    """The person wrote a moment ago: the 24-hour window is open."""
+    async with db.transaction() as session:
+        session.add(
+            Contact(address=address, channel="whatsapp", last_inbound_at=datetime.now(UTC))
+        )
+
+
+async def test_the_bots_own_messages_keep_to_the_contract(
+    transport: tuple[WhatsAppTransport, RecordingHttpClient], db: Database
+) -> None:
+    whatsapp, http = transport
+    person = Address("whatsapp", USER.removeprefix("whatsapp:"))
+    await wrote_just_now(db, str(person))
+    question = Outbound(
+        person,
+        "\u200fكم شخصاً في العائلة؟ " * 120,  # longer than 1,600: sent in parts
+        title="\u200fطلب مساعدة",
+        buttons=((Button("رجوع", "nav:back"), Button("القائمة", "nav:menu")),),
+        locale="ar",
+    )
+    assert await whatsapp.deliver(question)
+    with_photo = Outbound(person, "A photo", photo="https://bot.example.org/media/1.jpg")
+    assert await whatsapp.deliver(with_photo)
+    assert len(http.responses) >= 3
+    for response in http.responses:
+        assert response.status_code == 201
+        assert violations(response.status_code, dict(response.headers or {}), response.text) == []
+
+
+async def test_a_bulletins_template_keeps_to_the_contract(
+    transport: tuple[WhatsAppTransport, RecordingHttpClient],
+) -> None:
+    whatsapp, http = transport
+    never_wrote = Address("whatsapp", "+9647709999999")
+    bulletin = Outbound(
+        never_wrote, "النص", title="توزيع البطانيات", priority="broadcast", locale="ckb"
+    )
+    with pytest.raises(Held) as held:
+        await whatsapp.deliver(bulletin)
+    assert held.value.message_id is not None  # the template went; the text waits
+    assert http.responses[-1].status_code == 201
+    assert http.last_violations() == []

@@ -153,8 +153,10 @@ class WhatsAppTransport:
         settings: Settings,
         db: Database,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        http_client: Callable[[], AsyncTwilioHttpClient] | None = None,
     ) -> None:
         assert settings.twilio_account_sid, "the channel needs TWILIO_ACCOUNT_SID"
+        self.http_client = http_client or (lambda: AsyncTwilioHttpClient(timeout=20))
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -169,7 +171,7 @@ class WhatsAppTransport:
 
     async def start(self) -> None:
         """Open the HTTP session (inside the running loop, as aiohttp wants)."""
-        http = AsyncTwilioHttpClient(timeout=20)
+        http = self.http_client()
         client = Client(
             self.settings.twilio_account_sid, self.settings.twilio_auth_token, http_client=http
         )
