@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from bot.i18n import current_locale
+
 CHANNELS = ("telegram", "whatsapp", "console")
 
 InboundKind = Literal[
@@ -105,7 +107,8 @@ class Outbound:
     # it has reached the platform.
     document: str | None = None
     priority: Priority = "reply"
-    locale: str | None = None  # the recipient's language, for what a channel adds itself
+    # The language it is written in (the current one when made), for what a channel adds itself.
+    locale: str | None = field(default_factory=current_locale)
     # Whether a typed number picks an option (False where numbers are the answer, such as the
     # size of a family): channels that list options then show them without numbers.
     numbered: bool = True

@@ -480,3 +480,18 @@ async def test_twilio_429_and_500_are_retried(fake: FakeTwilio, bot: Bot, db: Da
     [sent] = fake.sent(f"whatsapp:{number}")
     assert "Blankets are given out" in (sent.body or "")
     assert (await delivery(db, number)).status == "sent"
+
+
+async def test_an_export_on_whatsapp_says_where_to_take_the_file(
+    fake: FakeTwilio, bot: Bot
+) -> None:
+    from handlers.coordinator import EXPORT_DIR
+
+    before = set(EXPORT_DIR.glob("*")) if EXPORT_DIR.exists() else set()
+    coordinator = WhatsAppUser(fake, bot, COORDINATOR)
+    await start_in(coordinator, "en")
+    await coordinator.say("/export")
+    answer = await coordinator.pick("CSV")
+    assert "0 reports" in answer
+    assert "Files cannot be sent on WhatsApp" in answer
+    assert set(EXPORT_DIR.glob("*")) <= before  # the file made for it is gone

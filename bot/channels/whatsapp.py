@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -227,6 +228,8 @@ class WhatsAppTransport:
         for part in parts:
             sid = await self._create(message.address, body=part)
             first_id = first_id or sid
+        if message.document:  # an export made for this message: it must not stay on disk
+            await asyncio.to_thread(Path(message.document).unlink, missing_ok=True)
         return first_id
 
     def _without_file(self, message: Outbound, text: str) -> str:
