@@ -9,6 +9,7 @@ and bot/sender.py; this flow only writes rows of the bulletins table.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
@@ -259,7 +260,9 @@ async def ask_preview(ctx: Ctx) -> None:
             bulletin.published_at = stored.scheduled_at  # the date its readers will see
     for locale in LOCALES:
         ctx.say(_("Preview for %(language)s readers:") % {"language": LANGUAGE_NAMES[locale]})
-        ctx.replies.append(bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone))
+        shown = bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone)
+        # A reply, not a broadcast: the previews must come before the question that follows.
+        ctx.replies.append(dataclasses.replace(shown, priority="reply"))
     if edited:
         ctx.ask(
             _("Save these changes? The bulletin keeps its schedule."),
