@@ -64,6 +64,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         actions.add_parser(name, help=text).add_argument("id", type=int)
 
 
+def what_is_wrong(locale: str, item: dict[str, str]) -> str | None:
+    """What is wrong with one language's title and text (empty, or too long), if anything."""
+    for name, limit in (("title", TITLE_LIMIT), ("text", TEXT_LIMIT)):
+        if not item[name]:
+            return f"the {locale} {name} is empty"
+        if len(item[name]) > limit:
+            return f"the {locale} {name} has {len(item[name])} characters; at most {limit}"
+    return None
+
+
 def fail(message: str) -> int:
     """Print a one-line error; the exit code 2."""
     print(f"icssi-bot: {message}", file=sys.stderr)
@@ -124,15 +134,17 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 except OSError as exc:
                     return fail(f"--text-{locale}: {exc}")
                 texts[locale] = {"title": title.strip(), "text": text}
+                if problem := what_is_wrong(locale, texts[locale]):
+                    return fail(problem)
         if not texts:
             return fail("a bulletin needs a title and text in at least one language")
+        # Added to the session only once everything is checked: a mistake stores nothing.
         bulletin = Bulletin(
             texts=texts,
             image=args.image,
             created_by=f"cli:{getpass.getuser()}",
             created_at=now,
         )
-        session.add(bulletin)
         if args.now:
             await bulletins.publish(session, bulletin, now)
         elif args.at:
@@ -149,6 +161,7 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             bulletin.recurrence = "daily" if day is None else "weekly"
             bulletin.weekday = None if day is None else DAYS.index(day.lower())
             bulletin.time_of_day = at.strftime("%H:%M")
+        session.add(bulletin)
         await session.flush()
         print(f"{bulletin.id}\t{bulletin.public_id or '-'}\t{bulletin.status}")
     return 0
@@ -203,14 +216,8 @@ async def edit(session: AsyncSession, args: argparse.Namespace, now: datetime) -
                 f"bulletin {args.id} has no {args.lang} text yet: give both --title and "
                 "--text (or --text-file)"
             )
-        for name, value, limit in (
-            ("title", item["title"], TITLE_LIMIT),
-            ("text", item["text"], TEXT_LIMIT),
-        ):
-            if not value:
-                return fail(f"the {args.lang} {name} is empty")
-            if len(value) > limit:
-                return fail(f"the {args.lang} {name} has {len(value)} characters; at most {limit}")
+        if problem := what_is_wrong(args.lang, item):
+            return fail(problem)
         texts[args.lang] = item
     image = None if args.no_image else args.image or bulletin.image
     entry = bulletins.edit(bulletin, texts, image, f"cli:{getpass.getuser()}", now)
