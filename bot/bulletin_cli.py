@@ -107,8 +107,13 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             if bulletin is None:
                 return fail(f"no bulletin {args.id}")
             if args.action == "stats":
-                for channel, locale, status, count in await bulletins.figures(session, args.id):
-                    print(f"{channel}\t{locale}\t{status}\t{count}")
+                columns = ("recipients", "sent", "delivered", "waiting", "held", "failed")
+                print("\t".join(("channel", "language", *columns, "unreachable", "stopped")))
+                for item in await bulletins.figures(session, args.id):
+                    counts = [getattr(item, name) for name in (*columns, "unreachable", "stopped")]
+                    print("\t".join([item.channel, item.locale, *map(str, counts)]))
+                    for reason, count in sorted(item.reasons.items()):
+                        print(f"\t\t{reason}: {count}")
                 return 0
             if args.action == "cancel":
                 if bulletin.status not in ("scheduled", "recurring"):

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -262,20 +263,60 @@ async def stop(session: AsyncSession, bulletin: Bulletin) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def figures(session: AsyncSession, bulletin_id: int) -> list[tuple[str, str, str, int]]:
-    """(channel, language, status, count) of a bulletin's deliveries."""
+@dataclass
+class Figures:
+    """A bulletin's deliveries on one channel in one language."""
+
+    channel: str
+    locale: str
+    recipients: int = 0
+    sent: int = 0
+    delivered: int = 0  # where the channel reports it (WhatsApp)
+    waiting: int = 0  # not sent yet
+    held: int = 0  # waiting for the person to write (WhatsApp's 24-hour window)
+    failed: int = 0
+    unreachable: int = 0  # blocked the bot, opted out, not on the platform
+    stopped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # why they failed or were unreachable
+
+
+async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
+    """A bulletin's deliveries per channel and language: sent, delivered, failed and why."""
     rows = await session.execute(
         select(
             OutboxMessage.channel,
             OutboxMessage.locale,
             OutboxMessage.status,
+            OutboxMessage.error,
             func.count(OutboxMessage.id),
+            func.count(OutboxMessage.delivered_at),
         )
         .where(OutboxMessage.bulletin_id == bulletin_id)
-        .group_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
-        .order_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
+        .group_by(
+            OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status, OutboxMessage.error
+        )
     )
-    return [(r[0], r[1] or "-", r[2], int(r[3])) for r in rows]
+    found: dict[tuple[str, str], Figures] = {}
+    for channel, locale, status, error, count, delivered in rows:
+        item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
+        item.recipients += count
+        if status == "sent":
+            item.sent += count
+            item.delivered += delivered
+        elif status == "pending":
+            item.waiting += count
+        elif status == "held":
+            item.held += count
+        elif status == "cancelled":
+            item.stopped += count
+        else:  # failed, unreachable
+            if status == "unreachable":
+                item.unreachable += count
+            else:
+                item.failed += count
+            reason = (error or status)[:80]
+            item.reasons[reason] = item.reasons.get(reason, 0) + count
+    return [found[key] for key in sorted(found)]
 
 
 async def find_genuine(session: AsyncSession, text: str) -> Bulletin | None:

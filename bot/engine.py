@@ -232,7 +232,7 @@ class Engine:
             await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.address == contact.address, OutboxMessage.status == "held")
-                .values(status="pending", not_before=None)
+                .values(status="pending", not_before=None, delivered_at=None)
             )
         return contact
 
@@ -291,6 +291,10 @@ class Engine:
             else:
                 ctx.say(_("I do not know that command. Here is where we are."))
                 await self.ask(ctx)
+        elif ctx.flow and not self.allowed(ctx, ctx.flow):
+            # No longer a coordinator (removed from COORDINATORS mid-flow): out of their tools.
+            ctx.say(_("This is only for the Initiative's coordinators. Nothing was changed."))
+            await self.enter(ctx, "menu")
         else:
             await self.run_step(ctx)
 

@@ -496,6 +496,40 @@ async def on_list(ctx: Ctx) -> Transition:
     return goto("item")
 
 
+CHANNEL_NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "console": "Console"}
+
+
+def describe_figures(item: bulletins.Figures) -> list[str]:
+    """One channel and language's deliveries, in the current locale."""
+
+    def n(count: int) -> str:
+        return isolate(format_number(count))
+
+    language = LANGUAGE_NAMES.get(item.locale, item.locale)
+    lines = [f"• {CHANNEL_NAMES.get(item.channel, item.channel)} · {language}"]
+    lines.append(
+        _("Recipients %(recipients)s · sent %(sent)s · not yet sent %(waiting)s")
+        % {"recipients": n(item.recipients), "sent": n(item.sent), "waiting": n(item.waiting)}
+    )
+    if item.channel == "whatsapp":  # the only channel that reports delivery
+        lines.append(_("Delivered: %(delivered)s") % {"delivered": n(item.delivered)})
+    if item.held:
+        lines.append(
+            _("Waiting until they write to us (WhatsApp's 24-hour window): %(held)s")
+            % {"held": n(item.held)}
+        )
+    if item.failed or item.unreachable:
+        lines.append(
+            _("Failed %(failed)s · unreachable or opted out %(unreachable)s")
+            % {"failed": n(item.failed), "unreachable": n(item.unreachable)}
+        )
+        reasons = sorted(item.reasons.items(), key=lambda pair: -pair[1])[:5]
+        lines += [f"   {isolate(reason)}: {n(count)}" for reason, count in reasons]
+    if item.stopped:
+        lines.append(_("Stopped before sending: %(stopped)s") % {"stopped": n(item.stopped)})
+    return lines
+
+
 async def ask_item(ctx: Ctx) -> None:
     """One bulletin: status, times, languages, figures; and what can be done with it."""
     bulletin = await ctx.session.get(Bulletin, int(ctx.data.get("bulletin", 0)))
@@ -521,9 +555,8 @@ async def ask_item(ctx: Ctx) -> None:
                 ),
             }
         )
-        lines.append(_("Deliveries (channel, language, status: count):"))
-        for channel, locale, status, count in await bulletins.figures(ctx.session, bulletin.id):
-            lines.append(f"• {channel} · {locale} · {status}: {isolate(format_number(count))}")
+        for item in await bulletins.figures(ctx.session, bulletin.id):
+            lines += ["", *describe_figures(item)]
     buttons = []
     if bulletin.status in EDITABLE:
         buttons.append(Button(_("Edit the text or photo"), "it:edit"))

@@ -272,9 +272,11 @@ async def test_cancel_and_stop(
     await coordinator.send("/bulletin")
     await coordinator.tap("Sent")
     await coordinator.press(coordinator.options()[0].payload)
-    assert "pending: 3" in coordinator.text()
+    assert "Recipients 3 · sent 0 · not yet sent 3" in coordinator.text()
     await coordinator.tap("Stop sending")
     assert "3 messages not yet sent were cancelled" in coordinator.text()
+    await coordinator.tap("Refresh")
+    assert "Stopped before sending: 3" in coordinator.text()
     async with db.transaction() as session:
         statuses = set(
             (
@@ -701,7 +703,7 @@ async def test_only_coordinators_can_edit(
         COORDINATOR,
     )
     await demoted.press("go:save")
-    assert "Nothing was saved" in demoted.text()
+    assert "only for the Initiative's coordinators. Nothing was changed." in demoted.text()
     async with db.transaction() as session:
         unchanged = await session.get(Bulletin, scheduled.id)
     assert unchanged is not None

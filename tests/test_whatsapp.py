@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from bot import bulletins
 from bot.config import Settings
 from bot.db import Database
+from bot.i18n import use_locale
 from bot.messages import Address
 from bot.models import Bulletin, Contact, OutboxMessage, Report, Signature
 from bot.runtime import Bot, running
@@ -495,3 +496,29 @@ async def test_an_export_on_whatsapp_says_where_to_take_the_file(
     assert "0 reports" in answer
     assert "Files cannot be sent on WhatsApp" in answer
     assert set(EXPORT_DIR.glob("*")) <= before  # the file made for it is gone
+
+
+async def test_the_figures_count_delivered_held_and_why_others_failed(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    from handlers.bulletin_admin import describe_figures
+
+    await subscriber(db, "+9647706660001", "ar", timedelta(hours=2))  # delivered
+    await subscriber(db, "+9647706660002", "ar", timedelta(days=2))  # the template; text held
+    await subscriber(db, "+9647706660003", "ar", timedelta(hours=2))  # opted out
+    fake.reject("whatsapp:+9647706660003", 21610)
+    bulletin_id = await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    await fake.wait_for_callbacks()
+    async with db.transaction() as session:
+        [item] = await bulletins.figures(session, bulletin_id)
+    assert (item.channel, item.locale, item.recipients) == ("whatsapp", "ar", 3)
+    assert (item.sent, item.delivered, item.held, item.unreachable) == (1, 1, 1, 1)
+    assert item.reasons == {"opted out (21610)": 1}
+    with use_locale("en"):
+        shown = "\n".join(describe_figures(item))
+    assert "Recipients 3 · sent 1 · not yet sent 0" in shown
+    assert "Delivered: 1" in shown
+    assert "(WhatsApp's 24-hour window): 1" in shown
+    assert "opted out (21610): 1" in shown
