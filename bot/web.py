@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
@@ -96,29 +97,29 @@ def whatsapp_routes(channel: WhatsAppChannel) -> list[Route]:
             return None
         return {key: values[-1] for key, values in form.items()}
 
-    async def twilio_whatsapp(request: Request) -> Response:
-        """One WhatsApp message: 403 unsigned; an empty TwiML answer (replies go by the API)."""
-        form = await signed_form(request)
-        if form is None:
-            return Response(status_code=403)
-        try:
-            await channel.handle(form)
-        except DBAPIError:
-            logger.warning("database unavailable; WhatsApp message refused")
-            return Response(status_code=503)
-        return Response(TWIML_EMPTY, media_type="text/xml")
+    def twilio_route(
+        handle: Callable[[dict[str, str]], Awaitable[object]], done: Callable[[], Response]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A Twilio webhook: 403 unsigned, 503 when the database is away, else `done()`."""
 
-    async def twilio_status(request: Request) -> Response:
-        """The status of a message we sent: recorded on its delivery row."""
-        form = await signed_form(request)
-        if form is None:
-            return Response(status_code=403)
-        try:
-            await channel.record_status(form)
-        except DBAPIError:
-            logger.warning("database unavailable; status callback refused")
-            return Response(status_code=503)
-        return Response(status_code=204)
+        async def endpoint(request: Request) -> Response:
+            form = await signed_form(request)
+            if form is None:
+                return Response(status_code=403)
+            try:
+                await handle(form)
+            except DBAPIError:
+                logger.warning("database unavailable; %s refused", request.url.path)
+                return Response(status_code=503)  # Twilio may post it again (see README)
+            return done()
+
+        return endpoint
+
+    # A message gets an empty TwiML answer (replies go by the REST API); a status, 204.
+    twilio_whatsapp = twilio_route(
+        channel.handle, lambda: Response(TWIML_EMPTY, media_type="text/xml")
+    )
+    twilio_status = twilio_route(channel.record_status, lambda: Response(status_code=204))
 
     return [
         Route("/twilio/whatsapp", twilio_whatsapp, methods=["POST"]),
