@@ -154,7 +154,8 @@ class ChannelWorker:
         self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
-        self.slots = asyncio.Semaphore(max_in_flight)
+        self.slots = asyncio.Semaphore(max_in_flight)  # rows sent or sending, not yet recorded
+        self.recording = asyncio.Lock()
         self.chats: dict[str, _Bucket] = {}
         self.in_flight: dict[int, str] = {}  # outbox id -> address
         self.done: list[tuple[int, str, dict[str, object], str | None]] = []
@@ -326,31 +327,43 @@ class ChannelWorker:
                 backoff = min(300.0, self.backoff * 2.0**attempts)
                 values["not_before"] = datetime.now(UTC) + timedelta(seconds=backoff)
                 logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
-        finally:
-            self.slots.release()
-        # Outcomes are written in batches (one transaction for many sends); the row stays "in
-        # flight" until its outcome is written, so that it is never fetched and sent again.
+        # The row stays "in flight", holding its slot, until its outcome is written: never
+        # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
+        # messages. Outcomes that finish while one is being written go in the next write.
         self.done.append((row_id, address, values, unreachable))
+        while True:
+            try:
+                await self.record()
+                break
+            except Exception as exc:  # the database away: the outcome and the slot wait
+                logger.warning("the outcome of outbox message %s waits: %s", row_id, exc)
+                await asyncio.sleep(1.0)
         self.wakeup.set()
 
     async def record(self) -> None:
-        """Write the outcomes of finished sends, all in one transaction."""
+        """Write the outcomes of finished sends, all in one transaction; free their slots."""
         if not self.done:
             return
-        batch, self.done = self.done, []
-        try:
-            async with self.db.transaction() as session:
-                for row_id, address, values, unreachable in batch:
-                    await session.execute(
-                        update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
-                    )
-                    if unreachable is not None:
-                        await self._mark_unreachable(session, address, unreachable)
-        except Exception:
-            self.done = batch + self.done  # try again at the next pass
-            raise
+        async with self.recording:  # one write at a time
+            if not self.done:
+                return
+            batch, self.done = self.done, []
+            try:
+                async with self.db.transaction() as session:
+                    for row_id, address, values, unreachable in batch:
+                        await session.execute(
+                            update(OutboxMessage)
+                            .where(OutboxMessage.id == row_id)
+                            .values(**values)
+                        )
+                        if unreachable is not None:
+                            await self._mark_unreachable(session, address, unreachable)
+            except Exception:
+                self.done = batch + self.done  # try again later
+                raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
+            self.slots.release()
 
     @staticmethod
     async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:
