@@ -139,18 +139,23 @@ class ChannelWorker:
         transport: Transport,
         *,
         max_in_flight: int = 6,
-        max_attempts: int = 8,
+        max_attempts: int = 24,
         batch: int = 200,
         backoff: float = 2.0,
+        max_backoff: float = 30.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.transport = transport
         self.channel = transport.channel
+        # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
+        # seconds: a message goes out at most 30 s after the platform is back, however long it
+        # was away; 24 tries keep trying for 10 minutes before the message is given up.
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
+        self.max_backoff = max_backoff  # ... up to this
         self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
@@ -277,6 +282,12 @@ class ChannelWorker:
             return None
         return max(0.05, (due - datetime.now(UTC)).total_seconds())
 
+    def retry_delay(self, failures: int) -> float | None:
+        """Seconds before the next try of a message that failed `failures` times; None: give up."""
+        if failures >= self.max_attempts:
+            return None
+        return min(self.max_backoff, self.backoff * 2.0 ** min(failures - 1, 32))
+
     def _bucket(self, address: str) -> _Bucket:
         bucket = self.chats.get(address)
         if bucket is None:
@@ -320,13 +331,13 @@ class ChannelWorker:
             logger.error("%s rejected outbox message %s: %s", self.channel, row_id, exc)
         except Exception as exc:  # network and server errors: try again later
             values["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-            if attempts + 1 >= self.max_attempts:
+            delay = self.retry_delay(attempts + 1)
+            if delay is None:
                 values["status"] = "failed"
                 logger.error("giving up on outbox message %s after %s tries", row_id, attempts + 1)
             else:
-                backoff = min(300.0, self.backoff * 2.0**attempts)
-                values["not_before"] = datetime.now(UTC) + timedelta(seconds=backoff)
-                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
+                values["not_before"] = datetime.now(UTC) + timedelta(seconds=delay)
+                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, delay)
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. Outcomes that finish while one is being written go in the next write.
