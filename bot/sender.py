@@ -47,6 +47,17 @@ class Rejected(Exception):
     """The platform refused this message for good (bad request); other messages may go on."""
 
 
+class Held(Exception):
+    """The message must wait until the person writes (WhatsApp's 24-hour window).
+
+    `message_id` is set when something stood in for it meanwhile (an approved template).
+    """
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.message_id = message_id
+
+
 class _Skip(Exception):
     """This row is not to be sent after all."""
 
@@ -145,8 +156,10 @@ class ChannelWorker:
         max_backoff: float = 30.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
+        poll_every: float = 5.0,
     ) -> None:
         self.db = db
+        self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
         # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
@@ -192,8 +205,8 @@ class ChannelWorker:
                 idle, delay = False, 2.0
             if idle:  # nothing due now: anyone waiting in flush() may go on
                 await self._report_idle(generation)
-            if delay is None:
-                delay = 5.0  # rows another process may have added; also a safety net
+            if delay is None or delay > self.poll_every:
+                delay = self.poll_every  # rows another process may have added; a safety net
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # arrives as the event fires, and stop() would wait for ever.
             with contextlib.suppress(TimeoutError):
@@ -314,6 +327,11 @@ class ChannelWorker:
             values.update(status="sent", sent_at=datetime.now(UTC), error=None)
         except _Skip:
             pass
+        except Held as exc:
+            # The engine sets the row pending again when the person next writes.
+            values.update(status="held", error=str(exc)[:200], not_before=None)
+            if exc.message_id is not None:
+                values.update(platform_message_id=exc.message_id, sent_at=datetime.now(UTC))
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from bot.db import Database
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ ANSWER_WITHIN = 5.0
 
 
 def create_app(
-    db: Database, telegram: TelegramChannel | None = None, answer_within: float = ANSWER_WITHIN
+    db: Database,
+    telegram: TelegramChannel | None = None,
+    whatsapp: WhatsAppChannel | None = None,
+    answer_within: float = ANSWER_WITHIN,
 ) -> Starlette:
     """The Starlette app, with the webhook of every channel that receives by webhook."""
     late: set[asyncio.Task[Any]] = set()  # work that outlived its request's answer
@@ -103,4 +108,65 @@ def create_app(
 
         routes.append(Route("/telegram", telegram_webhook, methods=["POST"]))
 
+    if whatsapp is not None:
+        routes += whatsapp_routes(whatsapp)
+
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+class Form(dict[str, list[str]]):
+    """A form's fields, each with every value sent (Twilio's validator signs them all)."""
+
+    def getall(self, key: str) -> list[str]:
+        """Every value of a field (the name twilio's RequestValidator looks for)."""
+        return self[key]
+
+
+def whatsapp_routes(channel: WhatsAppChannel) -> list[Route]:
+    """Twilio's two webhooks: messages, and the status of the messages we sent."""
+    from bot.channels.whatsapp import TWIML_EMPTY
+
+    async def signed_form(request: Request) -> dict[str, str] | None:
+        """The request's form, if Twilio signed it; else None."""
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
+        )
+        form = Form()
+        for key, value in pairs:
+            form.setdefault(key, []).append(value)
+        url = channel.public_url(
+            request.url.path, request.url.query, request.headers, request.url.scheme
+        )
+        if not channel.signed(url, form, request.headers.get("X-Twilio-Signature")):
+            logger.warning("a request to %s without a valid Twilio signature", request.url.path)
+            return None
+        return {key: values[-1] for key, values in form.items()}
+
+    async def twilio_whatsapp(request: Request) -> Response:
+        """One WhatsApp message: 403 unsigned; an empty TwiML answer (replies go by the API)."""
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        try:
+            await channel.handle(form)
+        except DBAPIError:
+            logger.warning("database unavailable; WhatsApp message refused")
+            return Response(status_code=503)
+        return Response(TWIML_EMPTY, media_type="text/xml")
+
+    async def twilio_status(request: Request) -> Response:
+        """The status of a message we sent: recorded on its delivery row."""
+        form = await signed_form(request)
+        if form is None:
+            return Response(status_code=403)
+        try:
+            await channel.record_status(form)
+        except DBAPIError:
+            logger.warning("database unavailable; status callback refused")
+            return Response(status_code=503)
+        return Response(status_code=204)
+
+    return [
+        Route("/twilio/whatsapp", twilio_whatsapp, methods=["POST"]),
+        Route("/twilio/status", twilio_status, methods=["POST"]),
+    ]
