@@ -150,9 +150,10 @@ class ChannelWorker:
         transport: Transport,
         *,
         max_in_flight: int = 6,
-        max_attempts: int = 8,
+        max_attempts: int = 24,
         batch: int = 200,
         backoff: float = 2.0,
+        max_backoff: float = 30.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_every: float = 5.0,
@@ -161,13 +162,18 @@ class ChannelWorker:
         self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
+        # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
+        # seconds: a message goes out at most 30 s after the platform is back, however long it
+        # was away; 24 tries keep trying for 10 minutes before the message is given up.
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
+        self.max_backoff = max_backoff  # ... up to this
         self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
-        self.slots = asyncio.Semaphore(max_in_flight)
+        self.slots = asyncio.Semaphore(max_in_flight)  # rows sent or sending, not yet recorded
+        self.recording = asyncio.Lock()
         self.chats: dict[str, _Bucket] = {}
         self.in_flight: dict[int, str] = {}  # outbox id -> address
         self.done: list[tuple[int, str, dict[str, object], str | None]] = []
@@ -289,6 +295,12 @@ class ChannelWorker:
             return None
         return max(0.05, (due - datetime.now(UTC)).total_seconds())
 
+    def retry_delay(self, failures: int) -> float | None:
+        """Seconds before the next try of a message that failed `failures` times; None: give up."""
+        if failures >= self.max_attempts:
+            return None
+        return min(self.max_backoff, self.backoff * 2.0 ** min(failures - 1, 32))
+
     def _bucket(self, address: str) -> _Bucket:
         bucket = self.chats.get(address)
         if bucket is None:
@@ -337,38 +349,50 @@ class ChannelWorker:
             logger.error("%s rejected outbox message %s: %s", self.channel, row_id, exc)
         except Exception as exc:  # network and server errors: try again later
             values["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-            if attempts + 1 >= self.max_attempts:
+            delay = self.retry_delay(attempts + 1)
+            if delay is None:
                 values["status"] = "failed"
                 logger.error("giving up on outbox message %s after %s tries", row_id, attempts + 1)
             else:
-                backoff = min(300.0, self.backoff * 2.0**attempts)
-                values["not_before"] = datetime.now(UTC) + timedelta(seconds=backoff)
-                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
-        finally:
-            self.slots.release()
-        # Outcomes are written in batches (one transaction for many sends); the row stays "in
-        # flight" until its outcome is written, so that it is never fetched and sent again.
+                values["not_before"] = datetime.now(UTC) + timedelta(seconds=delay)
+                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, delay)
+        # The row stays "in flight", holding its slot, until its outcome is written: never
+        # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
+        # messages. Outcomes that finish while one is being written go in the next write.
         self.done.append((row_id, address, values, unreachable))
+        while True:
+            try:
+                await self.record()
+                break
+            except Exception as exc:  # the database away: the outcome and the slot wait
+                logger.warning("the outcome of outbox message %s waits: %s", row_id, exc)
+                await asyncio.sleep(1.0)
         self.wakeup.set()
 
     async def record(self) -> None:
-        """Write the outcomes of finished sends, all in one transaction."""
+        """Write the outcomes of finished sends, all in one transaction; free their slots."""
         if not self.done:
             return
-        batch, self.done = self.done, []
-        try:
-            async with self.db.transaction() as session:
-                for row_id, address, values, unreachable in batch:
-                    await session.execute(
-                        update(OutboxMessage).where(OutboxMessage.id == row_id).values(**values)
-                    )
-                    if unreachable is not None:
-                        await self._mark_unreachable(session, address, unreachable)
-        except Exception:
-            self.done = batch + self.done  # try again at the next pass
-            raise
+        async with self.recording:  # one write at a time
+            if not self.done:
+                return
+            batch, self.done = self.done, []
+            try:
+                async with self.db.transaction() as session:
+                    for row_id, address, values, unreachable in batch:
+                        await session.execute(
+                            update(OutboxMessage)
+                            .where(OutboxMessage.id == row_id)
+                            .values(**values)
+                        )
+                        if unreachable is not None:
+                            await self._mark_unreachable(session, address, unreachable)
+            except Exception:
+                self.done = batch + self.done  # try again later
+                raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
+            self.slots.release()
 
     @staticmethod
     async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:
