@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONTRACT := tests/contract
+CONTRACT_STAMP := $(CONTRACT)/node_modules/.installed
 LOCALES := ar ckb en
 PYBABEL := $(BIN)/pybabel
 
-.PHONY: run test test-postgres lint typecheck pytest install locales locales-extract locales-update locales-compile clean
+.PHONY: run test test-postgres lint typecheck pytest install contract-tools locales locales-extract locales-update locales-compile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +19,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Node tools of the contract tests (Stoplight Prism), as pinned in tests/contract/package-lock.json
+contract-tools:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(CONTRACT_STAMP); \
+	else \
+		echo "npm not found: the Prism contract tests will be skipped (they fail when ICSSI_CI is set)"; \
+	fi
+
+$(CONTRACT_STAMP): $(CONTRACT)/package.json $(CONTRACT)/package-lock.json
+	cd $(CONTRACT) && npm ci --no-audit --no-fund
+	touch $(CONTRACT_STAMP)
 
 ## make run: install, create or migrate the database, start the bot
 run: $(STAMP)
@@ -33,11 +47,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) contract-tools
 	$(BIN)/python -m pytest
 
 ## make test-postgres: the whole test suite on a throwaway PostgreSQL server (installed if missing)
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) contract-tools
 	.ci/postgres.sh run $(BIN)/python -m pytest
 
 ## Translations: extract the template, merge it into each catalog, compile (to check)
@@ -57,4 +71,4 @@ locales-compile: $(STAMP)
 	$(PYBABEL) compile -d locales --statistics
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(CONTRACT)/node_modules

@@ -7,10 +7,13 @@ import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import bulletins
+from bot.bulletins import EDITABLE, TEXT_LIMIT, TITLE_LIMIT
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import LOCALES
@@ -36,6 +39,22 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     when.add_argument(
         "--weekly", nargs=2, metavar=("DAY", "HH:MM"), help="every week: e.g. friday 09:00"
     )
+    edit = actions.add_parser(
+        "edit",
+        help="change a scheduled or recurring bulletin's title, text or photo; its time stays",
+    )
+    edit.add_argument("id", type=int)
+    edit.add_argument("--lang", choices=LOCALES, help="the language to change, add or remove")
+    edit.add_argument("--title", help="the new title in that language")
+    body = edit.add_mutually_exclusive_group()
+    body.add_argument("--text", help="the new text in that language")
+    body.add_argument("--text-file", metavar="FILE", help="a UTF-8 file with the new text")
+    body.add_argument(
+        "--remove", action="store_true", help="remove that language (another must remain)"
+    )
+    photo = edit.add_mutually_exclusive_group()
+    photo.add_argument("--image", help="a new photo: an https URL or a Telegram file id")
+    photo.add_argument("--no-image", action="store_true", help="remove the photo")
     actions.add_parser("list", help="the bulletins, newest first")
     for name, text in (
         ("cancel", "cancel a scheduled or recurring bulletin"),
@@ -47,6 +66,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 # The length of Bulletin.image.
 IMAGE_LIMIT = 300
+
+
+def what_is_wrong(locale: str, item: dict[str, str]) -> str | None:
+    """What is wrong with one language's title and text (empty, or too long), if anything."""
+    for name, limit in (("title", TITLE_LIMIT), ("text", TEXT_LIMIT)):
+        if not item[name]:
+            return f"the {locale} {name} is empty"
+        if len(item[name]) > limit:
+            return f"the {locale} {name} has {len(item[name])} characters; at most {limit}"
+    return None
 
 
 def fail(message: str) -> int:
@@ -75,14 +104,21 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 when = b.published_at or b.scheduled_at or b.created_at
                 print(f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M}Z\t{title}")
             return 0
+        if args.action == "edit":
+            return await edit(session, args, now)
         if args.action in ("cancel", "stop", "stats"):
             # Locked: the scheduler publishing it at this moment goes first, or waits.
             bulletin = await session.get(Bulletin, args.id, with_for_update=True)
             if bulletin is None:
                 return fail(f"no bulletin {args.id}")
             if args.action == "stats":
-                for channel, locale, status, count in await bulletins.figures(session, args.id):
-                    print(f"{channel}\t{locale}\t{status}\t{count}")
+                columns = ("recipients", "sent", "delivered", "waiting", "held", "failed")
+                print("\t".join(("channel", "language", *columns, "unreachable", "stopped")))
+                for item in await bulletins.figures(session, args.id):
+                    counts = [getattr(item, name) for name in (*columns, "unreachable", "stopped")]
+                    print("\t".join([item.channel, item.locale, *map(str, counts)]))
+                    for reason, count in sorted(item.reasons.items()):
+                        print(f"\t\t{reason}: {count}")
                 return 0
             if args.action == "cancel":
                 if bulletin.status not in ("scheduled", "recurring"):
@@ -108,17 +144,19 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 except OSError as exc:
                     return fail(f"--text-{locale}: {exc}")
                 texts[locale] = {"title": title.strip(), "text": text}
+                if problem := what_is_wrong(locale, texts[locale]):
+                    return fail(problem)
         if not texts:
             return fail("a bulletin needs a title and text in at least one language")
         if args.image and len(args.image) > IMAGE_LIMIT:  # PostgreSQL refuses a longer one
             return fail(f"--image: at most {IMAGE_LIMIT} characters")
+        # Added to the session only once everything is checked: a mistake stores nothing.
         bulletin = Bulletin(
             texts=texts,
             image=args.image,
             created_by=f"cli:{getpass.getuser()}",
             created_at=now,
         )
-        session.add(bulletin)
         if args.now:
             await bulletins.publish(session, bulletin, now)
         elif args.at:
@@ -135,6 +173,70 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             bulletin.recurrence = "daily" if day is None else "weekly"
             bulletin.weekday = None if day is None else DAYS.index(day.lower())
             bulletin.time_of_day = at.strftime("%H:%M")
+        session.add(bulletin)
         await session.flush()
         print(f"{bulletin.id}\t{bulletin.public_id or '-'}\t{bulletin.status}")
+    return 0
+
+
+async def edit(session: AsyncSession, args: argparse.Namespace, now: datetime) -> int:
+    """`bulletin edit`: one language's title or text changed, added or removed; or the photo."""
+    changes_text = args.title is not None or args.text is not None or args.text_file is not None
+    if (changes_text or args.remove) and args.lang is None:
+        return fail("--title, --text, --text-file and --remove need --lang")
+    if args.lang is not None and not (changes_text or args.remove):
+        return fail(f"--lang {args.lang}: give --title, --text, --text-file or --remove")
+    if args.remove and args.title is not None:
+        return fail("--remove and --title do not go together")
+    if not (changes_text or args.remove or args.image or args.no_image):
+        return fail("nothing to change: give --lang with --title, --text or --remove, or --image")
+    # Locked: the scheduler publishing it at this moment waits for this change, or has
+    # marked it sending already and then it is refused.
+    bulletin = await session.get(Bulletin, args.id, with_for_update=True)
+    if bulletin is None:
+        return fail(f"no bulletin {args.id}")
+    if bulletin.status not in EDITABLE:
+        return fail(
+            f"bulletin {args.id} is {bulletin.status}: only a scheduled or recurring bulletin "
+            "can be edited"
+        )
+    texts: dict[str, Any] = {loc: dict(t) for loc, t in bulletin.texts.items()}
+    if args.remove:
+        if args.lang not in texts:
+            return fail(f"bulletin {args.id} has no {args.lang} text to remove")
+        if len(texts) == 1:
+            return fail(
+                f"bulletin {args.id} has only its {args.lang} text: a bulletin needs at least "
+                "one language"
+            )
+        del texts[args.lang]
+    elif changes_text:
+        item = texts.get(args.lang, {})
+        text = args.text
+        if args.text_file is not None:
+            try:
+                # A blocking read is fine: this command does nothing else meanwhile.
+                text = Path(args.text_file).read_text(encoding="utf-8")  # noqa: ASYNC240
+            except OSError as exc:
+                return fail(f"--text-file: {exc}")
+        if args.title is not None:
+            item["title"] = args.title.strip()
+        if text is not None:
+            item["text"] = text.strip()
+        if "title" not in item or "text" not in item:
+            return fail(
+                f"bulletin {args.id} has no {args.lang} text yet: give both --title and "
+                "--text (or --text-file)"
+            )
+        if problem := what_is_wrong(args.lang, item):
+            return fail(problem)
+        texts[args.lang] = item
+    image = None if args.no_image else args.image or bulletin.image
+    entry = bulletins.edit(bulletin, texts, image, f"cli:{getpass.getuser()}", now)
+    if entry is None:
+        print(f"icssi-bot: bulletin {args.id} already reads so; nothing changed", file=sys.stderr)
+    else:
+        session.add(entry)
+    languages = ",".join(bulletin.texts)
+    print(f"{bulletin.id}\t{bulletin.public_id or '-'}\t{bulletin.status}\t{languages}")
     return 0

@@ -11,16 +11,17 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
 from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
 from bot.messages import Address, Outbound
-from bot.models import Bulletin, Contact, OutboxMessage
+from bot.models import AuditEntry, Bulletin, Contact, OutboxMessage
 from bot.text import fold, strip_bidi
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ BATCH = 1000
 FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
 BROADCAST = 2  # the outbox priority of a broadcast
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+TITLE_LIMIT = 200
+TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
+EDITABLE = ("scheduled", "recurring")  # not yet out: their texts may still change
 
 
 def language_for(bulletin: Bulletin, locale: str) -> str:
@@ -60,6 +64,10 @@ def normalized(text: str) -> str:
 
 async def publish(session: AsyncSession, bulletin: Bulletin, now: datetime) -> None:
     """Give a bulletin its public id and hashes, and mark it sending."""
+    if inspect(bulletin).persistent:
+        # Read the row again, locked: an edit committed since it was loaded must be the text
+        # that is hashed and sent, and an edit waiting for the lock then finds it sending.
+        await session.refresh(bulletin, with_for_update=True)
     while bulletin.public_id is None:
         code = "B-" + "".join(secrets.choice(CODE_ALPHABET) for _i in range(6))
         if await session.scalar(select(Bulletin.id).where(Bulletin.public_id == code)) is None:
@@ -67,6 +75,45 @@ async def publish(session: AsyncSession, bulletin: Bulletin, now: datetime) -> N
     bulletin.hashes = {loc: sha256(plain(t)) for loc, t in bulletin.texts.items()}
     bulletin.status = "sending"
     bulletin.published_at = now
+
+
+def edit(
+    bulletin: Bulletin,
+    texts: dict[str, Any],
+    image: str | None,
+    actor: str,
+    now: datetime,
+) -> AuditEntry | None:
+    """Give a scheduled or recurring bulletin new texts and photo (its schedule stays).
+
+    Returns the audit entry of the change (for the caller to add), or None when nothing changed.
+    """
+    if bulletin.status not in EDITABLE:
+        raise ValueError(f"bulletin {bulletin.id} is {bulletin.status}: it cannot be edited")
+    if not texts:
+        raise ValueError("a bulletin needs a title and text in at least one language")
+    new = {loc: dict(texts[loc]) for loc in LOCALES if loc in texts}
+    old = dict(bulletin.texts)
+    detail: dict[str, Any] = {
+        "bulletin": bulletin.id,
+        "added": [loc for loc in new if loc not in old],
+        "changed": [loc for loc in new if loc in old and plain(new[loc]) != plain(old[loc])],
+        "removed": [loc for loc in old if loc not in new],
+    }
+    if image != bulletin.image:
+        detail["image"] = (
+            "removed" if image is None else "added" if not bulletin.image else "changed"
+        )
+    if not (detail["added"] or detail["changed"] or detail["removed"] or "image" in detail):
+        return None
+    # The SHA-256 of each version, so that the log says which text was replaced by which.
+    detail["before"] = {loc: sha256(plain(t)) for loc, t in old.items()}
+    detail["after"] = {loc: sha256(plain(t)) for loc, t in new.items()}
+    # A new dict, not changed in place: the JSON column only notices a new value.
+    bulletin.texts = new
+    bulletin.image = image
+    bulletin.hashes = {}  # computed from the texts as they are when it is published
+    return AuditEntry(at=now, actor=actor, action="bulletin:edit", detail=detail)
 
 
 async def queue_deliveries(
@@ -174,6 +221,7 @@ def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> 
         title=title,
         photo=bulletin.image,
         priority="broadcast",
+        locale=locale,
     )
 
 
@@ -215,20 +263,60 @@ async def stop(session: AsyncSession, bulletin: Bulletin) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def figures(session: AsyncSession, bulletin_id: int) -> list[tuple[str, str, str, int]]:
-    """(channel, language, status, count) of a bulletin's deliveries."""
+@dataclass
+class Figures:
+    """A bulletin's deliveries on one channel in one language."""
+
+    channel: str
+    locale: str
+    recipients: int = 0
+    sent: int = 0
+    delivered: int = 0  # where the channel reports it (WhatsApp)
+    waiting: int = 0  # not sent yet
+    held: int = 0  # waiting for the person to write (WhatsApp's 24-hour window)
+    failed: int = 0
+    unreachable: int = 0  # blocked the bot, opted out, not on the platform
+    stopped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # why they failed or were unreachable
+
+
+async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
+    """A bulletin's deliveries per channel and language: sent, delivered, failed and why."""
     rows = await session.execute(
         select(
             OutboxMessage.channel,
             OutboxMessage.locale,
             OutboxMessage.status,
+            OutboxMessage.error,
             func.count(OutboxMessage.id),
+            func.count(OutboxMessage.delivered_at),
         )
         .where(OutboxMessage.bulletin_id == bulletin_id)
-        .group_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
-        .order_by(OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status)
+        .group_by(
+            OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status, OutboxMessage.error
+        )
     )
-    return [(r[0], r[1] or "-", r[2], int(r[3])) for r in rows]
+    found: dict[tuple[str, str], Figures] = {}
+    for channel, locale, status, error, count, delivered in rows:
+        item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
+        item.recipients += count
+        if status == "sent":
+            item.sent += count
+            item.delivered += delivered
+        elif status == "pending":
+            item.waiting += count
+        elif status == "held":
+            item.held += count
+        elif status == "cancelled":
+            item.stopped += count
+        else:  # failed, unreachable
+            if status == "unreachable":
+                item.unreachable += count
+            else:
+                item.failed += count
+            reason = (error or status)[:80]
+            item.reasons[reason] = item.reasons.get(reason, 0) + count
+    return [found[key] for key in sorted(found)]
 
 
 async def find_genuine(session: AsyncSession, text: str) -> Bulletin | None:

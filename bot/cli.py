@@ -8,22 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import bulletin_cli, crypto, runtime
+from bot import bulletin_cli, crypto, logs, runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database, upgrade
 
 logger = logging.getLogger(__name__)
-
-
-def setup_logging(level: str) -> None:
-    """Log to standard error; message texts and phone numbers are never logged at INFO."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("httpx", "httpcore", "aiosqlite", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def console_user(value: str) -> str:
@@ -46,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument(
         "--user", default="me", type=console_user, help="who you are in the console (default: me)"
     )
-    commands.add_parser(
+    serve = commands.add_parser(
         "serve", help="run the web app (webhooks and /healthz) with every configured channel"
+    )
+    serve.add_argument(
+        "--role",
+        choices=["all", "web"],
+        default="all",
+        help="all: receive and send in this process (default); web: receive only, and leave "
+        "sending and the schedule to `icssi-bot worker` processes (PostgreSQL only)",
+    )
+    commands.add_parser(
+        "worker",
+        help="send the outbox and run the bulletin schedule, beside `icssi-bot serve --role web`",
     )
     db = commands.add_parser("db", help="database tasks")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -210,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     crypto.configure(settings.data_encryption_keys or None)
     chatting = args.command == "chat" or (args.command == "run" and not settings.channels)
     # In the console chat, logs at INFO would interleave with the conversation.
-    setup_logging("WARNING" if chatting and settings.log_level == "INFO" else settings.log_level)
+    logs.setup(
+        "WARNING" if chatting and settings.log_level == "INFO" else settings.log_level,
+        settings.log_format,
+    )
     try:
         if args.command == "keygen":
             print(crypto.new_key())
@@ -224,11 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"icssi-bot: wrote {new_revision(args.message)}", file=sys.stderr)
         elif args.command == "db":
             upgrade(settings.database_url)
-            print("icssi-bot: the database is up to date", file=sys.stderr)
+            logger.info("the database is up to date")
         elif chatting:
             asyncio.run(run_chat(settings, getattr(args, "user", "me")))
+        elif args.command == "worker":
+            asyncio.run(runtime.poll(settings, "worker"))
         elif args.command == "serve" or settings.public_url:
-            asyncio.run(runtime.serve(settings))
+            asyncio.run(runtime.serve(settings, getattr(args, "role", "all")))
         else:
             asyncio.run(runtime.poll(settings))
     except KeyboardInterrupt:

@@ -55,6 +55,7 @@ class Settings:
     timezone: str = "Asia/Baghdad"
     coordinators: frozenset[Address] = field(default_factory=frozenset)
     log_level: str = "INFO"
+    log_format: str = "text"
     host: str = "0.0.0.0"
     port: int = 8080
     public_url: str | None = None
@@ -70,11 +71,23 @@ class Settings:
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
     bulletin_grace_minutes: int = 60
     telegram_channel_id: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_whatsapp_from: str | None = None  # "whatsapp:+E164"
+    twilio_api_base_url: str | None = None
+    twilio_rate: float = 80.0
+    # Approved WhatsApp templates (Content SIDs) for a bulletin outside the 24-hour window.
+    twilio_template_bulletin_ar: str | None = None
+    twilio_template_bulletin_en: str | None = None
+    trust_proxy: bool = False
 
     @property
     def channels(self) -> list[str]:
         """The platform channels that are configured (the console needs no setting)."""
-        return ["telegram"] if self.telegram_bot_token else []
+        found = ["telegram"] if self.telegram_bot_token else []
+        if self.twilio_account_sid:
+            found.append("whatsapp")
+        return found
 
     def is_coordinator(self, address: Address) -> bool:
         """Whether an address belongs to a coordinator."""
@@ -126,6 +139,13 @@ def _level(value: str) -> str:
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError(value)
     return level
+
+
+def _log_format(value: str) -> str:
+    form = value.strip().lower()
+    if form not in ("text", "json"):
+        raise ValueError(value)
+    return form
 
 
 def _port(value: str) -> int:
@@ -191,6 +211,41 @@ def _channel(value: str) -> str:
     return channel
 
 
+def _account_sid(value: str) -> str:
+    sid = value.strip()
+    if not re.fullmatch(r"AC[0-9a-fA-F]{32}", sid):
+        raise ValueError(value)
+    return sid
+
+
+def _auth_token(value: str) -> str:
+    token = value.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
+        raise ValueError("not an auth token")
+    return token
+
+
+def _whatsapp_number(value: str) -> str:
+    number = ascii_digits(value.strip()).removeprefix("whatsapp:").replace(" ", "")
+    if not re.fullmatch(r"\+[1-9][0-9]{6,14}", number):
+        raise ValueError(value)
+    return f"whatsapp:{number}"
+
+
+def _content_sid(value: str) -> str:
+    sid = value.strip()
+    if not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid):
+        raise ValueError(value)
+    return sid
+
+
+def _flag(value: str) -> bool:
+    word = value.strip().lower()
+    if word not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError(value)
+    return word in ("1", "true", "yes", "on")
+
+
 def _text(value: str) -> str:
     if not value.strip():
         raise ValueError(value)
@@ -237,6 +292,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "comma-separated addresses such as telegram:12345,whatsapp:+9647701234567",
     )
     take("LOG_LEVEL", "log_level", _level, "DEBUG, INFO, WARNING or ERROR")
+    take("LOG_FORMAT", "log_format", _log_format, "text or json")
     take("HOST", "host", _text, "an interface address such as 0.0.0.0")
     take("PORT", "port", _port, "a port number from 1 to 65535")
     take(
@@ -300,6 +356,49 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         _channel,
         "a channel's @username or numeric id (-100...)",
     )
+    take(
+        "TWILIO_ACCOUNT_SID",
+        "twilio_account_sid",
+        _account_sid,
+        "the Account SID from Twilio's console: AC and 32 hexadecimal characters",
+    )
+    take(
+        "TWILIO_AUTH_TOKEN",
+        "twilio_auth_token",
+        _auth_token,
+        "the Auth Token from Twilio's console",
+        secret=True,
+    )
+    take(
+        "TWILIO_WHATSAPP_FROM",
+        "twilio_whatsapp_from",
+        _whatsapp_number,
+        "the bot's WhatsApp number in international form, e.g. whatsapp:+14155238886",
+    )
+    take(
+        "TWILIO_API_BASE_URL",
+        "twilio_api_base_url",
+        _url,
+        "the REST API address, e.g. http://127.0.0.1:4010 (default: Twilio's)",
+    )
+    take("TWILIO_RATE", "twilio_rate", _rate, "messages per second, above 0")
+    for language in ("AR", "EN"):
+        take(
+            f"TWILIO_TEMPLATE_BULLETIN_{language}",
+            f"twilio_template_bulletin_{language.lower()}",
+            _content_sid,
+            "an approved template's Content SID: HX and 32 hexadecimal characters",
+        )
+    take("TRUST_PROXY", "trust_proxy", _flag, "true or false")
+    twilio = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_WHATSAPP_FROM")
+    given = [name for name in twilio if values.get(name.lower())]
+    if given and len(given) < len(twilio):
+        missing = next(name for name in twilio if name not in given)
+        raise ConfigError(missing, "a value: WhatsApp needs all of " + ", ".join(twilio))
+    if given and not values.get("public_url"):
+        raise ConfigError(
+            "PUBLIC_URL", "the bot's public https URL: Twilio reaches WhatsApp's bot by webhook"
+        )
     webhook = values.get("telegram_bot_token") and values.get("public_url")
     if webhook and not values.get("telegram_webhook_secret"):
         raise ConfigError(

@@ -49,7 +49,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 
 class DatabaseInUse(OSError):
-    """Another bot process runs on this SQLite database (SQLite serves one process)."""
+    """Another bot process sends from this SQLite database (SQLite serves one such process)."""
 
 
 class Database:
@@ -63,17 +63,20 @@ class Database:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             self.path = Path(parsed.database)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_async_engine(url, echo=echo, pool_pre_ping=not self.is_sqlite)
+        # hide_parameters: a database error's message must not carry people's data into logs.
+        self.engine = create_async_engine(
+            url, echo=echo, pool_pre_ping=not self.is_sqlite, hide_parameters=True
+        )
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._alone: int | None = None  # the descriptor of the lock file held by hold_alone
 
     def hold_alone(self) -> None:
-        """On SQLite, make sure that no other bot process runs on this file, until close().
+        """On SQLite, make sure that no other bot process sends from this file, until close().
 
-        The sender and the scheduler of two processes would send the same messages: SQLite
-        serves one process (PostgreSQL serves several). Raise DatabaseInUse if one runs.
+        The senders and the schedulers of two processes would send the same messages: SQLite
+        serves one sending process (PostgreSQL serves several). Raise DatabaseInUse if one runs.
         """
         if self.path is None or self._alone is not None:
             return

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakValueDictionary
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -108,8 +108,8 @@ class Engine:
                         raise
                     continue
                 break
-        if self.sender is not None and replies:
-            self.sender.wake(inbound.address.channel, urgent=True)
+        if self.sender is not None:  # replies, or messages held for this person, to send
+            self.sender.wake(inbound.address.channel, urgent=bool(replies))
         return replies
 
     async def _handle_once(self, inbound: Inbound) -> list[Outbound]:
@@ -228,6 +228,12 @@ class Engine:
             # A person who writes to us can be reached again, whatever failed before.
             contact.unreachable = False
             contact.unreachable_reason = None
+            # Messages held until the person wrote (WhatsApp's 24-hour window) may go now.
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.address == contact.address, OutboxMessage.status == "held")
+                .values(status="pending", not_before=None, delivered_at=None)
+            )
         return contact
 
     # Routing ---------------------------------------------------------------------------------
@@ -285,6 +291,10 @@ class Engine:
             else:
                 ctx.say(_("I do not know that command. Here is where we are."))
                 await self.ask(ctx)
+        elif ctx.flow and not self.allowed(ctx, ctx.flow):
+            # No longer a coordinator (removed from COORDINATORS mid-flow): out of their tools.
+            ctx.say(_("This is only for the Initiative's coordinators. Nothing was changed."))
+            await self.enter(ctx, "menu")
         else:
             await self.run_step(ctx)
 
@@ -418,9 +428,12 @@ class Engine:
         before = len(ctx.replies)
         await step.ask(ctx)
         offered: list[tuple[str, str]] = []
-        for message in ctx.replies[before:]:
+        for index in range(before, len(ctx.replies)):
+            message = ctx.replies[index]
             if message.buttons:
                 offered = [(b.payload, b.label) for b in message.options()]
+                if step.numbers_are_answers:  # a typed number is the answer, not an option
+                    ctx.replies[index] = dataclasses.replace(message, numbered=False)
         ctx.offered = offered
 
 

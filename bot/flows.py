@@ -178,13 +178,7 @@ class Ctx:
 
     async def coordinators(self) -> list[tuple[Address, str]]:
         """Every coordinator with the language they chose (the default if they have not)."""
-        found = []
-        for address in sorted(self.settings.coordinators):
-            locale = await self.session.scalar(
-                select(Contact.locale).where(Contact.address == str(address))
-            )
-            found.append((address, locale or self.settings.default_locale))
-        return found
+        return await coordinators(self.session, self.settings)
 
     @property
     def is_coordinator(self) -> bool:
@@ -210,6 +204,7 @@ class Ctx:
                 buttons=rows,
                 photo=photo,
                 priority=priority,
+                locale=current_locale(),
             )
         )
 
@@ -228,6 +223,17 @@ class Ctx:
         if nav:
             rows.append(nav_buttons(BACK, MENU))
         self.say(text, title=title, buttons=rows)
+
+
+async def coordinators(session: AsyncSession, settings: Settings) -> list[tuple[Address, str]]:
+    """Every coordinator with the language they chose (the default if they have not)."""
+    found = []
+    for address in sorted(settings.coordinators):
+        locale = await session.scalar(
+            select(Contact.locale).where(Contact.address == str(address))
+        )
+        found.append((address, locale or settings.default_locale))
+    return found
 
 
 def nav_buttons(*payloads: str) -> list[Button]:

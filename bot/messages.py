@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from bot.i18n import current_locale
+
 CHANNELS = ("telegram", "whatsapp", "console")
 
 InboundKind = Literal[
@@ -40,6 +42,11 @@ class Address:
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.id}"
+
+    @property
+    def phone(self) -> str | None:
+        """The phone number the address is, where the channel is a phone number (WhatsApp)."""
+        return self.id if self.channel == "whatsapp" else None
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,11 @@ class Outbound:
     # it has reached the platform.
     document: str | None = None
     priority: Priority = "reply"
+    # The language it is written in (the current one when made), for what a channel adds itself.
+    locale: str | None = field(default_factory=current_locale)
+    # Whether a typed number picks an option (False where numbers are the answer, such as the
+    # size of a family): channels that list options then show them without numbers.
+    numbered: bool = True
 
     def options(self) -> list[Button]:
         """The buttons in reading order: the order that numbered lists use."""
@@ -130,4 +142,6 @@ class Outbound:
             photo=data.get("photo"),
             document=data.get("document"),
             priority=data.get("priority", "reply"),
+            locale=data.get("locale"),
+            numbered=data.get("numbered", True),
         )

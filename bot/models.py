@@ -145,7 +145,8 @@ class OutboxMessage(Base):
     )
     priority: Mapped[int] = mapped_column(Integer)  # 0 reply, 1 notice, 2 broadcast
     body: Mapped[dict[str, Any]]
-    # pending -> sent; or failed (given up, with error); or skipped (contact unreachable)
+    # pending -> sent; or failed (given up, with error); unreachable; cancelled (a bulletin
+    # stopped); held (waiting until the person writes: WhatsApp's 24-hour window)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from bot import crypto, retention
 from bot.bulletins import Renderer
@@ -23,6 +23,7 @@ from handlers import build_registry
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
 
 logger = logging.getLogger(__name__)
 
@@ -37,41 +38,71 @@ class Bot:
     sender: Sender
     telegram: TelegramChannel | None = None
     scheduler: BulletinScheduler | None = None
+    whatsapp: WhatsAppChannel | None = None
+
+
+Role = Literal["all", "web", "worker"]
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Bot]:
-    """Start every configured channel and the sender; stop them all on the way out."""
-    from bot.channels.telegram import TelegramChannel
+async def running(settings: Settings, role: Role = "all") -> AsyncIterator[Bot]:
+    """Start the parts of the bot that `role` runs; stop them all on the way out.
 
+    "web" receives (webhooks, or Telegram polling) and answers into the outbox; "worker" sends
+    the outbox and runs the bulletin scheduler and the retention rules; "all" is both, in one
+    process (the only way with SQLite on separate machines).
+    """
+    from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
+
+    receives, sends = role in ("all", "web"), role in ("all", "worker")
     db = Database(settings.database_url)
-    db.hold_alone()  # on SQLite, refuse to run beside another process
+    if sends:  # on SQLite, refuse to send beside another process
+        db.hold_alone()
     engine = Engine(db, settings, build_registry())
     telegram = TelegramChannel(settings, engine) if settings.telegram_bot_token else None
+    whatsapp = WhatsAppChannel(settings, engine) if "whatsapp" in settings.channels else None
     transports: list[Transport] = [telegram.transport] if telegram else []
-    sender = Sender(db, transports, render=Renderer(db, settings.timezone))
-    engine.sender = sender
+    if whatsapp is not None:
+        transports.append(whatsapp.transport)
+    # A worker alone hears of new rows only from the database: it looks often.
+    sender = Sender(
+        db,
+        transports,
+        render=Renderer(db, settings.timezone),
+        poll_every=0.5 if role == "worker" else 5.0,
+    )
+    engine.sender = sender if sends else None
     scheduler = BulletinScheduler(db, settings, sender)
-    bot = Bot(settings, db, engine, sender, telegram, scheduler)
+    bot = Bot(settings, db, engine, sender, telegram, scheduler, whatsapp)
     crypto.configure(settings.data_encryption_keys or None)
-    purger = asyncio.create_task(keep_purging(db, settings), name="retention")
+    purger = asyncio.create_task(keep_purging(db, settings), name="retention") if sends else None
     try:
-        sender.start()
-        await scheduler.start()
+        if sends:
+            if whatsapp is not None:
+                await whatsapp.transport.start()
+            sender.start()
+            await scheduler.start()
         if telegram is not None:
-            await telegram.start()
+            await (telegram.start() if receives else telegram.connect())
+        logger.info("running as %s", role)
         yield bot
     finally:
-        purger.cancel()
-        await scheduler.stop()
+        if purger is not None:
+            purger.cancel()
+        if sends:
+            await scheduler.stop()
         if telegram is not None:
             await telegram.stop()  # finishes the updates in hand
-        with contextlib.suppress(TimeoutError):  # the last replies out, if it is quick
-            async with asyncio.timeout(5):
-                await asyncio.gather(*(sender.flush(channel) for channel in sender.workers))
-        await sender.stop()
+        if sends:
+            with contextlib.suppress(TimeoutError):  # the last replies out, if it is quick
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*(sender.flush(channel) for channel in sender.workers))
+            await sender.stop()
         if telegram is not None:
             await telegram.close()
+        if whatsapp is not None:
+            await whatsapp.transport.close()
         await db.close()
 
 
@@ -85,14 +116,14 @@ async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600
         await asyncio.sleep(every)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, role: Role = "all") -> None:
     """The web app (webhooks, /healthz) on uvicorn, with every channel, until SIGINT/SIGTERM."""
     import uvicorn
 
     from bot.web import create_app
 
-    async with running(settings) as bot:
-        app = create_app(bot.db, bot.telegram)
+    async with running(settings, role) as bot:
+        app = create_app(bot.db, bot.telegram, bot.whatsapp)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
         )
@@ -104,12 +135,12 @@ async def serve(settings: Settings) -> None:
         await uvicorn.Server(config).serve()
 
 
-async def poll(settings: Settings) -> None:
-    """The channels without a web server (Telegram by polling), until SIGINT/SIGTERM."""
+async def poll(settings: Settings, role: Role = "all") -> None:
+    """The bot without a web server (Telegram by polling; or a worker), until SIGINT/SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(settings):
+    async with running(settings, role):
         logger.info("the bot is running; Ctrl-C stops it")
         await stop.wait()

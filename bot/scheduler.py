@@ -82,7 +82,8 @@ class BulletinScheduler:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self.scheduler.shutdown(wait=False)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         await self._step_down()
 
     async def _loop(self) -> None:
@@ -102,14 +103,8 @@ class BulletinScheduler:
         """
         if self.db.is_sqlite:
             return True
-        if self._holder is not None:
-            try:
-                async with asyncio.timeout(10):
-                    await self._holder.execute(text("SELECT 1"))
-                return True
-            except Exception:  # the session is gone, and the lock with it
-                logger.warning("the bulletin scheduler lost its lock; another process may lead")
-                await self._step_down()
+        if self._holder is not None and await self._still_holding():
+            return True
         connection = await self.db.engine.connect()
         try:
             # Autocommit: a session idle in a transaction for days could be ended by the server.
@@ -126,6 +121,19 @@ class BulletinScheduler:
             return False
         self._holder = connection
         logger.info("this process runs the bulletin scheduler")
+        return True
+
+    async def _still_holding(self) -> bool:
+        """Whether the session holding the lock is still there; if not, step down."""
+        if self._holder is None:
+            return False
+        try:
+            async with asyncio.timeout(10):
+                await self._holder.execute(text("SELECT 1"))
+        except Exception:  # the session is gone, and the lock with it
+            logger.warning("the bulletin scheduler lost its lock; another process may lead")
+            await self._step_down()
+            return False
         return True
 
     async def _step_down(self) -> None:
@@ -205,8 +213,8 @@ class BulletinScheduler:
 
     async def fire(self, bulletin_id: int) -> None:
         """The time has come: publish (a recurring one as a new copy) and queue its deliveries."""
-        if not await self._lead():  # the lock lost since the last round: another process leads
-            return
+        if self._holder is not None and not await self._still_holding():
+            return  # the lock lost since the last round: another process may lead now
         now = self.clock()
         async with self.db.transaction() as session:
             bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)

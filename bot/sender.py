@@ -32,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
 
-# Seconds a process holds the outbox rows it fetched (PostgreSQL), renewed at each pass: long
-# enough for any send to finish, short enough for another process to take over after a crash.
-CLAIM_LEASE = 120.0
+# Seconds a process holds the outbox rows it fetched (PostgreSQL), renewed at each pass (every
+# few seconds at most): long enough for a send to finish, and the time after which another
+# process, or the same one restarted, sends what a crashed process had claimed.
+CLAIM_LEASE = 30.0
 
 
 class RetryLater(Exception):
@@ -51,6 +52,17 @@ class Unreachable(Exception):
 
 class Rejected(Exception):
     """The platform refused this message for good (bad request); other messages may go on."""
+
+
+class Held(Exception):
+    """The message must wait until the person writes (WhatsApp's 24-hour window).
+
+    `message_id` is set when something stood in for it meanwhile (an approved template).
+    """
+
+    def __init__(self, reason: str, message_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.message_id = message_id
 
 
 class _Skip(Exception):
@@ -145,14 +157,17 @@ class ChannelWorker:
         transport: Transport,
         *,
         max_in_flight: int = 6,
-        max_attempts: int = 8,
+        max_attempts: int = 24,
         batch: int = 200,
         backoff: float = 2.0,
+        max_backoff: float = 30.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
+        poll_every: float = 5.0,
         claim_lease: float = CLAIM_LEASE,
     ) -> None:
         self.db = db
+        self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
         # Several processes may send from one PostgreSQL outbox: each claims what it fetches.
@@ -160,13 +175,18 @@ class ChannelWorker:
         self.claims = not db.is_sqlite
         self.claimant = uuid.uuid4().hex
         self.claim_lease = claim_lease
+        # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
+        # seconds: a message goes out at most 30 s after the platform is back, however long it
+        # was away; 24 tries keep trying for 10 minutes before the message is given up.
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
+        self.max_backoff = max_backoff  # ... up to this
         self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
-        self.slots = asyncio.Semaphore(max_in_flight)
+        self.slots = asyncio.Semaphore(max_in_flight)  # rows sent or sending, not yet recorded
+        self.recording = asyncio.Lock()
         self.chats: dict[str, _Bucket] = {}
         self.in_flight: dict[int, str] = {}  # outbox id -> address
         self.done: list[tuple[int, str, dict[str, object], str | None]] = []
@@ -198,8 +218,8 @@ class ChannelWorker:
                 idle, delay = False, 2.0
             if idle:  # nothing due now: anyone waiting in flush() may go on
                 await self._report_idle(generation)
-            if delay is None:
-                delay = 5.0  # rows another process may have added; also a safety net
+            if delay is None or delay > self.poll_every:
+                delay = self.poll_every  # rows another process may have added; a safety net
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # arrives as the event fires, and stop() would wait for ever.
             with contextlib.suppress(TimeoutError):
@@ -341,6 +361,12 @@ class ChannelWorker:
             return None
         return max(0.05, (due - datetime.now(UTC)).total_seconds())
 
+    def retry_delay(self, failures: int) -> float | None:
+        """Seconds before the next try of a message that failed `failures` times; None: give up."""
+        if failures >= self.max_attempts:
+            return None
+        return min(self.max_backoff, self.backoff * 2.0 ** min(failures - 1, 32))
+
     def _bucket(self, address: str) -> _Bucket:
         bucket = self.chats.get(address)
         if bucket is None:
@@ -367,6 +393,11 @@ class ChannelWorker:
             values.update(status="sent", sent_at=datetime.now(UTC), error=None)
         except _Skip:
             pass
+        except Held as exc:
+            # The engine sets the row pending again when the person next writes.
+            values.update(status="held", error=str(exc)[:200], not_before=None)
+            if exc.message_id is not None:
+                values.update(platform_message_id=exc.message_id, sent_at=datetime.now(UTC))
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)
@@ -384,44 +415,54 @@ class ChannelWorker:
             logger.error("%s rejected outbox message %s: %s", self.channel, row_id, exc)
         except Exception as exc:  # network and server errors: try again later
             values["error"] = f"{type(exc).__name__}: {exc}"[:1000]
-            if attempts + 1 >= self.max_attempts:
+            delay = self.retry_delay(attempts + 1)
+            if delay is None:
                 values["status"] = "failed"
                 logger.error("giving up on outbox message %s after %s tries", row_id, attempts + 1)
             else:
-                backoff = min(300.0, self.backoff * 2.0**attempts)
-                values["not_before"] = datetime.now(UTC) + timedelta(seconds=backoff)
-                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, backoff)
-        finally:
-            self.slots.release()
-        # Outcomes are written in batches (one transaction for many sends); the row stays "in
-        # flight" until its outcome is written, so that it is never fetched and sent again.
+                values["not_before"] = datetime.now(UTC) + timedelta(seconds=delay)
+                logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, delay)
+        # The row stays "in flight", holding its slot, until its outcome is written: never
+        # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
+        # messages. Outcomes that finish while one is being written go in the next write.
         self.done.append((row_id, address, values, unreachable))
+        while True:
+            try:
+                await self.record()
+                break
+            except Exception as exc:  # the database away: the outcome and the slot wait
+                logger.warning("the outcome of outbox message %s waits: %s", row_id, exc)
+                await asyncio.sleep(1.0)
         self.wakeup.set()
 
     async def record(self) -> None:
-        """Write the outcomes of finished sends, all in one transaction."""
+        """Write the outcomes of finished sends, all in one transaction; free their slots."""
         if not self.done:
             return
-        batch, self.done = self.done, []
-        try:
-            # With claims, writing the outcome also ends the claim.
-            claim: dict[str, object] = (
-                {"claimed_by": None, "claimed_until": None} if self.claims else {}
-            )
-            async with self.db.transaction() as session:
-                for row_id, address, values, unreachable in batch:
-                    await session.execute(
-                        update(OutboxMessage)
-                        .where(OutboxMessage.id == row_id)
-                        .values(**values, **claim)
-                    )
-                    if unreachable is not None:
-                        await self._mark_unreachable(session, address, unreachable)
-        except Exception:
-            self.done = batch + self.done  # try again at the next pass
-            raise
+        # With claims, writing the outcome also ends the claim.
+        claim: dict[str, object] = (
+            {"claimed_by": None, "claimed_until": None} if self.claims else {}
+        )
+        async with self.recording:  # one write at a time
+            if not self.done:
+                return
+            batch, self.done = self.done, []
+            try:
+                async with self.db.transaction() as session:
+                    for row_id, address, values, unreachable in batch:
+                        await session.execute(
+                            update(OutboxMessage)
+                            .where(OutboxMessage.id == row_id)
+                            .values(**values, **claim)
+                        )
+                        if unreachable is not None:
+                            await self._mark_unreachable(session, address, unreachable)
+            except Exception:
+                self.done = batch + self.done  # try again later
+                raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
+            self.slots.release()
 
     @staticmethod
     async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:

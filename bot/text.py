@@ -103,3 +103,18 @@ def organization_key(name: str) -> str:
     key = fold(name, sorani=sorani)
     key = re.sub(r"[^\w\s]", " ", key)  # "Al-Amal" and "Al Amal", quotes and dots
     return _SPACE.sub(" ", key).strip()
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut a text into parts of at most `limit` characters, at paragraph or line ends."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit))
+        if cut <= 0:
+            cut = text.rfind(" ", 0, limit)
+        if cut <= 0:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    parts.append(text)
+    return [part for part in parts if part]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
@@ -18,16 +22,60 @@ from bot.db import Database
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
+    from bot.channels.whatsapp import WhatsAppChannel
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def create_app(db: Database, telegram: TelegramChannel | None = None) -> Starlette:
+# Seconds within which the platforms (and health checks) get an answer. A locked or unreachable
+# database would otherwise hold a request for SQLite's busy timeout (10 s) or a connection
+# timeout, while Telegram holds back that chat's next updates behind it; a quick 503 makes it
+# deliver the update again, and the engine skips it then if it was handled meanwhile.
+ANSWER_WITHIN = 5.0
+
+
+def create_app(
+    db: Database,
+    telegram: TelegramChannel | None = None,
+    whatsapp: WhatsAppChannel | None = None,
+    answer_within: float = ANSWER_WITHIN,
+) -> Starlette:
     """The Starlette app, with the webhook of every channel that receives by webhook."""
+    late: set[asyncio.Task[Any]] = set()  # work that outlived its request's answer
+
+    def finished(task: asyncio.Task[Any]) -> None:
+        """Forget late work once it is done; log it if it failed."""
+        late.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("work that outlived its answer failed: %r", task.exception())
+
+    async def within(work: Coroutine[Any, Any, T]) -> T:
+        """The work's result if it is done in time; else TimeoutError, and it goes on alone."""
+        task = asyncio.ensure_future(work)
+        try:
+            # shield: cancelling work in the middle of a database call would not free the
+            # request sooner, and would lose an update that is about to be handled.
+            return await asyncio.wait_for(asyncio.shield(task), answer_within)
+        except (TimeoutError, asyncio.CancelledError):
+            late.add(task)
+            task.add_done_callback(finished)
+            raise
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        """Nothing to start; on the way out, late work is given time to finish."""
+        yield
+        if late:  # let updates still being handled finish before the database is closed
+            await asyncio.wait(set(late), timeout=30)
 
     async def healthz(_request: Request) -> JSONResponse:
-        """200 when the database answers, 503 when it does not."""
-        if await db.ping():
+        """200 when the database answers, 503 when it does not (or not in time)."""
+        try:
+            healthy = await within(db.ping())
+        except TimeoutError:
+            healthy = False
+        if healthy:
             return JSONResponse({"status": "ok", "database": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
@@ -47,13 +95,82 @@ def create_app(db: Database, telegram: TelegramChannel | None = None) -> Starlet
             except (ValueError, TypeError, KeyError):
                 return Response(status_code=400)
             try:
-                await channel.handle_update(update)
+                await within(channel.handle_update(update))
             except DBAPIError:
                 # Telegram delivers the update again later; nothing was half-done.
                 logger.warning("database unavailable; update %s refused", update.update_id)
+                return Response(status_code=503)
+            except TimeoutError:
+                # Still being handled: Telegram delivers it again, and it is skipped if done.
+                logger.warning("update %s not handled in time; asked again", update.update_id)
                 return Response(status_code=503)
             return Response(status_code=200)
 
         routes.append(Route("/telegram", telegram_webhook, methods=["POST"]))
 
-    return Starlette(routes=routes)
+    if whatsapp is not None:
+        routes += whatsapp_routes(whatsapp, within)
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class Form(dict[str, list[str]]):
+    """A form's fields, each with every value sent (Twilio's validator signs them all)."""
+
+    def getall(self, key: str) -> list[str]:
+        """Every value of a field (the name twilio's RequestValidator looks for)."""
+        return self[key]
+
+
+def whatsapp_routes(
+    channel: WhatsAppChannel, within: Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+) -> list[Route]:
+    """Twilio's two webhooks: messages, and the status of the messages we sent."""
+    from bot.channels.whatsapp import TWIML_EMPTY
+
+    async def signed_form(request: Request) -> dict[str, str] | None:
+        """The request's form, if Twilio signed it; else None."""
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
+        )
+        form = Form()
+        for key, value in pairs:
+            form.setdefault(key, []).append(value)
+        url = channel.public_url(
+            request.url.path, request.url.query, request.headers, request.url.scheme
+        )
+        if not channel.signed(url, form, request.headers.get("X-Twilio-Signature")):
+            logger.warning("a request to %s without a valid Twilio signature", request.url.path)
+            return None
+        return {key: values[-1] for key, values in form.items()}
+
+    def twilio_route(
+        handle: Callable[[dict[str, str]], Coroutine[Any, Any, object]],
+        done: Callable[[], Response],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """A Twilio webhook: 403 unsigned, 503 when the database is away, else `done()`."""
+
+        async def endpoint(request: Request) -> Response:
+            form = await signed_form(request)
+            if form is None:
+                return Response(status_code=403)
+            try:
+                # In time, or it goes on alone: not lost even if Twilio does not post it again.
+                await within(handle(form))
+            except (DBAPIError, TimeoutError):
+                logger.warning("database unavailable or slow; %s refused", request.url.path)
+                return Response(status_code=503)  # Twilio may post it again (see README)
+            return done()
+
+        return endpoint
+
+    # A message gets an empty TwiML answer (replies go by the REST API); a status, 204.
+    twilio_whatsapp = twilio_route(
+        channel.handle, lambda: Response(TWIML_EMPTY, media_type="text/xml")
+    )
+    twilio_status = twilio_route(channel.record_status, lambda: Response(status_code=204))
+
+    return [
+        Route("/twilio/whatsapp", twilio_whatsapp, methods=["POST"]),
+        Route("/twilio/status", twilio_status, methods=["POST"]),
+    ]

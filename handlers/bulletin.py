@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
@@ -86,7 +87,9 @@ def when(bulletin: Bulletin) -> datetime:
 
 def show(ctx: Ctx, bulletin: Bulletin) -> None:
     """Send one bulletin as a subscriber gets it."""
-    ctx.replies.append(bulletins.render(bulletin, ctx.address, ctx.locale, ctx.settings.timezone))
+    shown = bulletins.render(bulletin, ctx.address, ctx.locale, ctx.settings.timezone)
+    # Asked for, so a reply: it comes before the menu that follows it, not after.
+    ctx.replies.append(dataclasses.replace(shown, priority="reply"))
 
 
 async def unsubscribe(ctx: Ctx, _rest: str) -> Transition:

@@ -1,24 +1,36 @@
 """Coordinators write the bulletin once per language and send it now, later, or every day or week.
 
+The same steps edit a scheduled or recurring bulletin before it goes out: its texts and photo
+are loaded, changed language by language, previewed, and saved over it, with its schedule kept.
 Only addresses in COORDINATORS see any of this (/bulletin). Sending is done by bot/scheduler.py
 and bot/sender.py; this flow only writes rows of the bulletins table.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
 
 from bot import bulletins
+from bot.bulletins import EDITABLE, TEXT_LIMIT, TITLE_LIMIT
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
-from bot.i18n import LANGUAGE_NAMES, LOCALES, N_, _, format_datetime, format_number, isolate
-from bot.messages import Button
+from bot.i18n import (
+    LANGUAGE_NAMES,
+    LOCALES,
+    N_,
+    _,
+    direct,
+    format_datetime,
+    format_number,
+    isolate,
+)
+from bot.messages import Button, Outbound
 from bot.models import Bulletin
 from bot.when import parse_time, parse_when
 
-TITLE_LIMIT = 200
-TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
 WEEKDAYS = (
     N_("Monday"),
     N_("Tuesday"),
@@ -44,6 +56,12 @@ def texts(ctx: Ctx) -> dict[str, Any]:
     """The texts written so far: {locale: {"title", "text"}}."""
     written: dict[str, Any] = ctx.data.setdefault("texts", {})
     return written
+
+
+def editing(ctx: Ctx) -> int | None:
+    """The id of the bulletin being edited, or None while a new one is written."""
+    found = ctx.data.get("edit")
+    return int(found) if found else None
 
 
 async def ask_home(ctx: Ctx) -> None:
@@ -78,26 +96,86 @@ async def ask_lang(ctx: Ctx) -> None:
     ]
     if written:
         buttons.append(Button(_("Done writing"), "lang:done"))
-    ctx.ask(
-        _("In which language will you write? Each language has its own title and text."), buttons
-    )
+    if editing(ctx):
+        question = _(
+            "Which language will you change? You can also add a language, or remove one. "
+            "Press \u201cDone writing\u201d when the texts are right."
+        )
+    else:
+        question = _("In which language will you write? Each language has its own title and text.")
+    ctx.ask(question, buttons)
 
 
 async def on_lang(ctx: Ctx) -> Transition:
-    """Write one language, or go on."""
+    """Write one language (change or remove it if it is written already), or go on."""
     if ctx.choice == "lang:done":
         return goto("image")
     ctx.data["writing"] = (ctx.choice or "lang:ar").removeprefix("lang:")
+    return goto("written" if ctx.data["writing"] in texts(ctx) else "title")
+
+
+async def written_or_title(ctx: Ctx) -> str | None:
+    """A language removed meanwhile (then Back) has nothing to show: write it anew."""
+    return None if ctx.data.get("writing") in texts(ctx) else "title"
+
+
+async def ask_written(ctx: Ctx) -> None:
+    """A language already written: its title and text as they stand; change or remove it."""
+    locale = ctx.data["writing"]
+    current = texts(ctx)[locale]
+    # In the text's own direction, whatever the coordinator's language: it can be copied,
+    # corrected and sent back.
+    ctx.replies.append(
+        Outbound(
+            address=ctx.address,
+            text=direct(current["text"], locale),
+            title=direct(current["title"], locale),
+        )
+    )
+    buttons = [Button(_("Change the title or text"), "one:change")]
+    if len(texts(ctx)) > 1:  # a bulletin keeps at least one language
+        buttons.append(Button(_("Remove this language"), "one:remove"))
+    ctx.ask(
+        _("This is the %(language)s text now. What do you want to do with it?")
+        % {"language": LANGUAGE_NAMES[locale]},
+        buttons,
+    )
+
+
+async def on_written(ctx: Ctx) -> Transition:
+    """Change the language's title and text, or remove it."""
+    locale = ctx.data["writing"]
+    if ctx.choice == "one:remove":
+        written = texts(ctx)
+        if len(written) < 2:
+            return retry(_("A bulletin needs at least one language: add another one first."))
+        # A new dict: the conversation's JSON column is saved only when a value is replaced.
+        ctx.data["texts"] = {loc: text for loc, text in written.items() if loc != locale}
+        ctx.say(_("The %(language)s text was removed.") % {"language": LANGUAGE_NAMES[locale]})
+        return goto("lang")
     return goto("title")
+
+
+def current(ctx: Ctx, field: str) -> str | None:
+    """The title or text the language being written has already, if any."""
+    written = texts(ctx).get(ctx.data.get("writing", ""))
+    return str(written[field]) if written else None
 
 
 async def ask_title(ctx: Ctx) -> None:
     """The title in the language being written."""
-    ctx.ask(_("The title, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]})
+    keep = [Button(_("Keep the title"), "keep")] if current(ctx, "title") is not None else []
+    ctx.ask(
+        _("The title, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]},
+        keep,
+    )
 
 
 async def on_title(ctx: Ctx) -> Transition:
     """Keep the title."""
+    if ctx.choice == "keep":
+        ctx.data["title"] = current(ctx, "title") or ""
+        return goto("text")
     title = ctx.text.strip()
     if len(title) > TITLE_LIMIT:
         return retry(
@@ -110,32 +188,53 @@ async def on_title(ctx: Ctx) -> Transition:
 
 async def ask_text(ctx: Ctx) -> None:
     """The text in the language being written."""
-    ctx.ask(_("The text, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]})
+    keep = [Button(_("Keep the text"), "keep")] if current(ctx, "text") is not None else []
+    ctx.ask(
+        _("The text, in %(language)s:") % {"language": LANGUAGE_NAMES[ctx.data["writing"]]},
+        keep,
+    )
 
 
 async def on_text(ctx: Ctx) -> Transition:
     """Keep the text, and ask for another language."""
-    text = ctx.text.strip()
+    text = (current(ctx, "text") or "") if ctx.choice == "keep" else ctx.text.strip()
     if len(text) > TEXT_LIMIT:
         return retry(
             _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
             % {"limit": isolate(format_number(TEXT_LIMIT)), "given": isolate(str(len(text)))}
         )
-    texts(ctx)[ctx.data["writing"]] = {"title": ctx.data.pop("title", ""), "text": text}
+    # A new dict: the conversation's JSON column is saved only when a value is replaced.
+    ctx.data["texts"] = {
+        **texts(ctx),
+        ctx.data["writing"]: {"title": ctx.data.pop("title", ""), "text": text},
+    }
     return goto("lang")
 
 
 async def ask_image(ctx: Ctx) -> None:
-    """An optional photo."""
+    """An optional photo (one there already can be kept, replaced or removed)."""
+    if ctx.data.get("image"):
+        ctx.ask(
+            _("The bulletin has a photo. Send another photo to replace it, or keep or remove it."),
+            [Button(_("Keep the photo"), "img:keep"), Button(_("Remove the photo"), "img:remove")],
+        )
+        return
     ctx.ask(_("Send a photo for the bulletin, or press Skip."), [Button(_("Skip"), "img:skip")])
 
 
 async def on_image(ctx: Ctx) -> Transition:
     """Keep the photo's reference."""
     photos = [m for m in ctx.inbound.media if m.kind == "photo"]
-    if ctx.choice != "img:skip" and not photos:
-        return retry(_("Please send a photo, or press Skip."))
-    ctx.data["image"] = photos[0].ref if photos else None
+    if photos:
+        ctx.data["image"] = photos[0].ref
+    elif ctx.choice in ("img:skip", "img:remove"):
+        ctx.data["image"] = None
+    elif ctx.choice != "img:keep":
+        return retry(
+            _("Please send a photo, or choose one of the buttons.")
+            if ctx.data.get("image")
+            else _("Please send a photo, or press Skip.")
+        )
     return goto("preview")
 
 
@@ -154,9 +253,25 @@ def draft(ctx: Ctx) -> Bulletin:
 async def ask_preview(ctx: Ctx) -> None:
     """The bulletin exactly as subscribers will see it, in each language; then what to do."""
     bulletin = draft(ctx)
+    edited = editing(ctx)
+    if edited:
+        stored = await ctx.session.get(Bulletin, edited)
+        if stored is not None and stored.status == "scheduled" and stored.scheduled_at:
+            bulletin.published_at = stored.scheduled_at  # the date its readers will see
     for locale in LOCALES:
         ctx.say(_("Preview for %(language)s readers:") % {"language": LANGUAGE_NAMES[locale]})
-        ctx.replies.append(bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone))
+        shown = bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone)
+        # A reply, not a broadcast: the previews must come before the question that follows.
+        ctx.replies.append(dataclasses.replace(shown, priority="reply"))
+    if edited:
+        ctx.ask(
+            _("Save these changes? The bulletin keeps its schedule."),
+            [
+                Button(_("Save the changes"), "go:save"),
+                Button(_("Discard the changes"), "go:discard"),
+            ],
+        )
+        return
     ctx.ask(
         _("Send it now, or choose when."),
         [
@@ -170,7 +285,13 @@ async def ask_preview(ctx: Ctx) -> None:
 
 
 async def on_preview(ctx: Ctx) -> Transition:
-    """Send now, or ask when."""
+    """Send now, or ask when; or save or discard an edit."""
+    if ctx.choice == "go:save":
+        return await save_edit(ctx)
+    if ctx.choice == "go:discard":
+        ctx.data.clear()
+        ctx.say(_("The changes were discarded. The bulletin stays as it was."))
+        return to_menu()
     if ctx.choice == "go:cancel":
         ctx.data.clear()
         ctx.say(_("The bulletin was discarded."))
@@ -188,6 +309,69 @@ async def on_preview(ctx: Ctx) -> Transition:
         return to_menu()
     ctx.data["recurrence"] = {"go:daily": "daily", "go:weekly": "weekly"}.get(ctx.choice or "")
     return goto("time" if ctx.data["recurrence"] else "when")
+
+
+def refusal(bulletin: Bulletin) -> str:
+    """Why a bulletin can no longer be edited."""
+    if bulletin.status in ("sending", "sent", "stopped"):
+        return _(
+            "This bulletin is already being sent or has been sent: it can no longer be changed. "
+            "Nothing was saved."
+        )
+    return _(
+        "This bulletin is no longer scheduled: it can no longer be changed. Nothing was saved."
+    )
+
+
+async def save_edit(ctx: Ctx) -> Transition:
+    """Write the edited texts and photo over the stored bulletin, if it has not gone out."""
+    edited = editing(ctx)
+    # Locked: the scheduler publishing it at this moment either waits for this change or
+    # has already marked it sending, and then nothing is changed.
+    bulletin = await ctx.session.get(Bulletin, edited, with_for_update=True) if edited else None
+    if not ctx.is_coordinator:  # no longer in COORDINATORS since the edit began
+        ctx.data.clear()
+        ctx.say(_("Cancelled. Nothing was saved."))
+        return to_menu()
+    if bulletin is None:
+        ctx.data.clear()
+        ctx.say(_("This bulletin no longer exists."))
+        return to_menu()
+    if bulletin.status not in EDITABLE:
+        ctx.data.clear()
+        ctx.say(refusal(bulletin))
+        return to_menu()
+    entry = bulletins.edit(bulletin, texts(ctx), ctx.data.get("image"), str(ctx.address), ctx.now)
+    ctx.data.clear()
+    if entry is None:
+        ctx.say(_("Nothing was changed."))
+        return to_menu()
+    ctx.session.add(entry)
+    ctx.say(
+        "\n".join(
+            [
+                _("Saved. The bulletin keeps its schedule."),
+                schedule_line(bulletin, ctx.settings.timezone),
+            ]
+        )
+    )
+    return to_menu()
+
+
+def schedule_line(bulletin: Bulletin, zone: str) -> str:
+    """When a scheduled or recurring bulletin goes out, in the coordinators' words."""
+    if bulletin.recurrence == "daily":
+        return _("Every day at %(time)s") % {"time": isolate(bulletin.time_of_day or "-")}
+    if bulletin.recurrence == "weekly":
+        return _("Every %(day)s at %(time)s") % {
+            "day": _(WEEKDAYS[bulletin.weekday or 0]),
+            "time": isolate(bulletin.time_of_day or "-"),
+        }
+    if bulletin.scheduled_at is None:
+        return ""
+    return _("Scheduled for %(when)s.") % {
+        "when": isolate(format_datetime(bulletin.scheduled_at, zone))
+    }
 
 
 async def ask_when(ctx: Ctx) -> None:
@@ -313,6 +497,40 @@ async def on_list(ctx: Ctx) -> Transition:
     return goto("item")
 
 
+CHANNEL_NAMES = {"telegram": "Telegram", "whatsapp": "WhatsApp", "console": "Console"}
+
+
+def describe_figures(item: bulletins.Figures) -> list[str]:
+    """One channel and language's deliveries, in the current locale."""
+
+    def n(count: int) -> str:
+        return isolate(format_number(count))
+
+    language = LANGUAGE_NAMES.get(item.locale, item.locale)
+    lines = [f"• {CHANNEL_NAMES.get(item.channel, item.channel)} · {language}"]
+    lines.append(
+        _("Recipients %(recipients)s · sent %(sent)s · not yet sent %(waiting)s")
+        % {"recipients": n(item.recipients), "sent": n(item.sent), "waiting": n(item.waiting)}
+    )
+    if item.channel == "whatsapp":  # the only channel that reports delivery
+        lines.append(_("Delivered: %(delivered)s") % {"delivered": n(item.delivered)})
+    if item.held:
+        lines.append(
+            _("Waiting until they write to us (WhatsApp's 24-hour window): %(held)s")
+            % {"held": n(item.held)}
+        )
+    if item.failed or item.unreachable:
+        lines.append(
+            _("Failed %(failed)s · unreachable or opted out %(unreachable)s")
+            % {"failed": n(item.failed), "unreachable": n(item.unreachable)}
+        )
+        reasons = sorted(item.reasons.items(), key=lambda pair: -pair[1])[:5]
+        lines += [f"   {isolate(reason)}: {n(count)}" for reason, count in reasons]
+    if item.stopped:
+        lines.append(_("Stopped before sending: %(stopped)s") % {"stopped": n(item.stopped)})
+    return lines
+
+
 async def ask_item(ctx: Ctx) -> None:
     """One bulletin: status, times, languages, figures; and what can be done with it."""
     bulletin = await ctx.session.get(Bulletin, int(ctx.data.get("bulletin", 0)))
@@ -326,21 +544,8 @@ async def ask_item(ctx: Ctx) -> None:
         _("Languages: %(languages)s")
         % {"languages": ", ".join(LANGUAGE_NAMES[loc] for loc in bulletin.texts)},
     ]
-    if bulletin.scheduled_at and bulletin.status == "scheduled":
-        lines.append(
-            _("Scheduled for %(when)s.")
-            % {"when": isolate(format_datetime(bulletin.scheduled_at, zone))}
-        )
-    if bulletin.recurrence:
-        lines.append(
-            _("Every day at %(time)s") % {"time": isolate(bulletin.time_of_day or "-")}
-            if bulletin.recurrence == "daily"
-            else _("Every %(day)s at %(time)s")
-            % {
-                "day": _(WEEKDAYS[bulletin.weekday or 0]),
-                "time": isolate(bulletin.time_of_day or "-"),
-            }
-        )
+    if (bulletin.scheduled_at and bulletin.status == "scheduled") or bulletin.recurrence:
+        lines.append(schedule_line(bulletin, zone))
     if bulletin.public_id:
         lines.append(
             _("Published as %(id)s on %(when)s.")
@@ -351,10 +556,11 @@ async def ask_item(ctx: Ctx) -> None:
                 ),
             }
         )
-        lines.append(_("Deliveries (channel, language, status: count):"))
-        for channel, locale, status, count in await bulletins.figures(ctx.session, bulletin.id):
-            lines.append(f"• {channel} · {locale} · {status}: {isolate(format_number(count))}")
+        for item in await bulletins.figures(ctx.session, bulletin.id):
+            lines += ["", *describe_figures(item)]
     buttons = []
+    if bulletin.status in EDITABLE:
+        buttons.append(Button(_("Edit the text or photo"), "it:edit"))
     if bulletin.status == "scheduled":
         buttons += [Button(_("Change the time"), "it:time"), Button(_("Cancel it"), "it:cancel")]
     if bulletin.status == "recurring":
@@ -366,13 +572,24 @@ async def ask_item(ctx: Ctx) -> None:
 
 
 async def on_item(ctx: Ctx) -> Transition:
-    """Cancel, reschedule, stop, or refresh the figures."""
+    """Edit, cancel, reschedule, stop, or refresh the figures."""
     # Locked: the scheduler publishing it at this moment goes first, or waits.
     bulletin = await ctx.session.get(
         Bulletin, int(ctx.data.get("bulletin", 0)), with_for_update=True
     )
     if bulletin is None:
         return to_menu()
+    if ctx.choice == "it:edit":
+        if bulletin.status not in EDITABLE:  # it went out since this view was shown
+            ctx.say(refusal(bulletin))
+            return goto("item")
+        # The compose steps work on a copy in the conversation; only Save writes it back.
+        kept: dict[str, Any] = {k: ctx.data[k] for k in ("list", "bulletin") if k in ctx.data}
+        ctx.data.clear()
+        ctx.data.update(
+            kept, edit=bulletin.id, texts=copy.deepcopy(bulletin.texts), image=bulletin.image
+        )
+        return goto("lang")
     if ctx.choice == "it:cancel" and bulletin.status in ("scheduled", "recurring"):
         bulletin.status = "cancelled"
         ctx.say(_("Cancelled."))
@@ -392,6 +609,7 @@ FLOW = Flow(
     {
         "home": Step(ask_home, on_home),
         "lang": Step(ask_lang, on_lang),
+        "written": Step(ask_written, on_written, redirect=written_or_title),
         "title": Step(ask_title, on_title, accepts_text=True),
         "text": Step(ask_text, on_text, accepts_text=True, numbers_are_answers=True),
         "image": Step(ask_image, on_image, accepts_media=True),

@@ -637,9 +637,18 @@ def valid_phone(text: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def shared_phone(ctx: Ctx) -> str:
+    """The number shared (Telegram's button), the chat's own (WhatsApp), or the typed one."""
+    if ctx.inbound.phone:
+        return ctx.inbound.phone
+    if ctx.choice == SHARE_PHONE and ctx.address.phone:
+        return ctx.address.phone  # on WhatsApp the chat is the phone number
+    return ctx.text
+
+
 async def on_phone(ctx: Ctx) -> Transition:
     """Store a valid number."""
-    phone = valid_phone(ctx.inbound.phone or ctx.text)
+    phone = valid_phone(shared_phone(ctx))
     if phone is None:
         return retry(
             _("That does not look like a phone number. Please type it like 0770 123 4567.")

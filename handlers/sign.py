@@ -27,7 +27,7 @@ from bot.i18n import (
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
 from bot.models import Signature
 from bot.text import organization_key
-from handlers.report import governorate_buttons, pick_place, too_long, valid_phone
+from handlers.report import governorate_buttons, pick_place, shared_phone, too_long, valid_phone
 
 NAME_LIMIT = 200
 # The duplicate key's column: folding can lengthen a name (NFKC makes ﻻ two letters), and
@@ -311,7 +311,7 @@ async def on_phone(ctx: Ctx) -> Transition:
     if ctx.choice == "phone:skip":
         ctx.data["phone"] = None
         return next_step(ctx, "phone")
-    phone = valid_phone(ctx.inbound.phone or ctx.text)
+    phone = valid_phone(shared_phone(ctx))
     if phone is None:
         return retry(
             _("That does not look like a phone number. Please type it like 0770 123 4567.")

@@ -202,6 +202,14 @@ def _bad_request(detail: str) -> ApiError:
     return ApiError(400, f"Bad Request: {detail}")
 
 
+def _phrase(error_code: int) -> str:
+    """The description Telegram gives with an HTTP error code of its own."""
+    try:
+        return HTTPStatus(error_code).phrase
+    except ValueError:
+        return "Error"
+
+
 def _utf16_len(text: str) -> int:
     """Length of `text` in UTF-16 code units, the unit of Telegram's entity offsets."""
     return len(text.encode("utf-16-le")) // 2
@@ -570,6 +578,9 @@ class FakeTelegram:
         self.token = token
         self.flood_limit = flood_limit
         self.flood_hits = 0
+        self.outage_answers = 0  # calls answered with the outage's error
+        self._outage_until = 0.0
+        self._outage_error = 500
         self.calls: list[Call] = []
         self.edits: list[Call] = []
         self.answered_callbacks: list[str] = []
@@ -786,7 +797,10 @@ class FakeTelegram:
         return params
 
     def _check_faults(self, method: str) -> None:
-        """Raise an injected error or a flood-control 429 for this call, if any is due."""
+        """Raise an outage's error, an injected error or a flood-control 429, if any is due."""
+        if time.monotonic() < self._outage_until:
+            self.outage_answers += 1
+            raise ApiError(self._outage_error, _phrase(self._outage_error))
         faults = self._faults.get(method)
         if faults:
             raise faults.popleft()
@@ -1364,18 +1378,23 @@ class FakeTelegram:
                 default = "Too Many Requests"
         elif error_code == 403:
             default = BLOCKED
-        elif error_code == 500:
-            default = "Internal Server Error"
         elif error_code == 400:
             default = "Bad Request"
         else:
-            try:
-                default = HTTPStatus(error_code).phrase
-            except ValueError:
-                default = "Error"
+            default = _phrase(error_code)
         faults = self._faults.setdefault(entry[0], deque())
         for _ in range(count):
             faults.append(ApiError(error_code, description or default, parameters))
+
+    def outage(self, seconds: float, *, error_code: int = 500) -> None:
+        """For the next `seconds`, every method answers `error_code` (Telegram's servers down)."""
+        self._outage_error = error_code
+        self._outage_until = time.monotonic() + seconds
+
+    @property
+    def in_outage(self) -> bool:
+        """Whether an outage set by outage() is still going on."""
+        return time.monotonic() < self._outage_until
 
     def block(self, chat_id: int) -> None:
         """From now on the user of `chat_id` has blocked the bot: sends and edits get 403."""
@@ -1398,6 +1417,11 @@ class FakeTelegram:
             for message in self._sent
             if chat_id is None or message["chat"]["id"] == chat_id
         ]
+
+    @property
+    def sent_count(self) -> int:
+        """How many messages were sent successfully (without copying them)."""
+        return len(self._sent)
 
     def message(self, chat_id: int, message_id: int) -> dict[str, Any] | None:
         """The current state of a stored bot message (after edits), or None."""

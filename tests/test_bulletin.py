@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,9 +18,11 @@ from bot import bulletins
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
-from bot.messages import Address
-from bot.models import Bulletin, Contact, OutboxMessage
+from bot.messages import Address, Inbound, Media, Outbound
+from bot.models import AuditEntry, Bulletin, Contact, OutboxMessage
 from bot.scheduler import BulletinScheduler
+from bot.sender import Sender
+from handlers import build_registry
 from tests.conftest import Person, user_url
 from tests.helpers import LANGS, choose_language, t
 
@@ -35,16 +39,16 @@ async def subscribe(engine: Engine, ident: str, locale: str) -> Person:
     return person
 
 
-async def compose(coordinator: Person, texts: dict[str, dict[str, str]]) -> None:
-    """Write a bulletin in the chat, up to the preview."""
+async def compose(coordinator: Person, texts: dict[str, dict[str, str]], ui: str = "en") -> None:
+    """Write a bulletin in the chat, up to the preview (`ui`: the coordinator's language)."""
     await coordinator.send("/bulletin")
-    await coordinator.tap("New bulletin")
+    await coordinator.tap(t(ui, "New bulletin"))
     for locale, text in texts.items():
         await coordinator.press(f"lang:{locale}")
         await coordinator.send(text["title"])
         await coordinator.send(text["text"])
     await coordinator.press("lang:done")
-    await coordinator.tap("Skip")
+    await coordinator.tap(t(ui, "Skip"))
 
 
 @pytest.fixture
@@ -248,7 +252,7 @@ async def test_a_recurring_bulletin_sends_a_copy_each_time(
     assert job.next_run_time.weekday() == 4
     await scheduler.fire(template.id)
     await scheduler.fire(template.id)
-    await scheduler.stop()  # frees its lock (PostgreSQL)
+    scheduler.scheduler.shutdown(wait=False)
     async with db.transaction() as session:
         copies = (
             await session.scalars(select(Bulletin).where(Bulletin.parent_id == template.id))
@@ -268,9 +272,11 @@ async def test_cancel_and_stop(
     await coordinator.send("/bulletin")
     await coordinator.tap("Sent")
     await coordinator.press(coordinator.options()[0].payload)
-    assert "pending: 3" in coordinator.text()
+    assert "Recipients 3 · sent 0 · not yet sent 3" in coordinator.text()
     await coordinator.tap("Stop sending")
     assert "3 messages not yet sent were cancelled" in coordinator.text()
+    await coordinator.tap("Refresh")
+    assert "Stopped before sending: 3" in coordinator.text()
     async with db.transaction() as session:
         statuses = set(
             (
@@ -425,6 +431,14 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     )
     assert bad.returncode == 2
     assert "--at: expected a future date" in bad.stderr
+    assert "\tdraft\t" not in cli(["bulletin", "list"], env).stdout  # nothing stored
+    long = tmp_path / "long.txt"
+    long.write_text("x" * 3501, encoding="utf-8")
+    too_long = cli(["bulletin", "create", "--title-en", "X", "--text-en", str(long), "--now"], env)
+    assert (too_long.returncode, too_long.stderr) == (
+        2,
+        "icssi-bot: the en text has 3501 characters; at most 3500\n",
+    )
     image = "https://example.org/" + "x" * 300
     huge = cli(
         [
@@ -443,3 +457,378 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     assert huge.returncode == 2
     assert "--image: at most 300 characters" in huge.stderr
     assert cli(["bulletin", "stats", "999"], env).returncode == 2
+
+
+# Editing a bulletin before it goes out ---------------------------------------------------------
+
+AR2 = {"title": "النشرة الأولى (مصححة)", "text": "عاد ثلاثة آلاف عائلة إلى سنجار هذا الأسبوع."}
+EN2 = {"title": EN["title"], "text": "Three thousand families returned to Sinjar this week."}
+CKB = {"title": "بڵاوکراوەی یەکەم", "text": "سێ هەزار خێزان ئەم هەفتەیە گەڕانەوە بۆ شنگال."}
+
+
+class FakeTelegram:
+    """Telegram's side of the sender: records what would reach each chat."""
+
+    channel = "telegram"
+    rate = 1000.0
+
+    def __init__(self) -> None:
+        self.sent: list[Outbound] = []
+
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        return 1000.0, 100
+
+    async def deliver(self, message: Outbound) -> str | None:
+        self.sent.append(message)
+        return f"m{len(self.sent)}"
+
+
+async def deliver_all(db: Database, settings: Settings) -> dict[str, Outbound]:
+    """Send every pending outbox row through the real sender; the bulletin each address got."""
+    platform = FakeTelegram()
+    sender = Sender(db, [platform], render=bulletins.Renderer(db, settings.timezone))
+    sender.start()
+    try:
+        for _ in range(200):
+            await sender.flush("telegram")
+            async with db.transaction() as session:
+                pending = await session.scalar(
+                    select(func.count()).where(OutboxMessage.status == "pending")
+                )
+            if not pending:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await sender.stop()
+    return {str(m.address): m for m in platform.sent if m.priority == "broadcast"}
+
+
+async def schedule(
+    coordinator: Person, db: Database, texts: dict[str, dict[str, str]], ui: str = "en"
+) -> Bulletin:
+    """Write a bulletin in the chat and schedule it for tomorrow at 9:00."""
+    await compose(coordinator, texts, ui)
+    await coordinator.tap(t(ui, "Schedule"))
+    await coordinator.send("tomorrow 9:00")
+    async with db.transaction() as session:
+        bulletin = await session.scalar(select(Bulletin).order_by(Bulletin.id.desc()))
+    assert bulletin is not None
+    assert bulletin.status == "scheduled"
+    return bulletin
+
+
+async def open_edit(coordinator: Person, ui: str) -> None:
+    """/bulletin, Scheduled, the newest one, Edit."""
+    await coordinator.send("/bulletin")
+    await coordinator.tap(t(ui, "Scheduled"))
+    await coordinator.press(coordinator.options()[0].payload)
+    await coordinator.tap(t(ui, "Edit the text or photo"))
+
+
+async def audits(db: Database) -> list[AuditEntry]:
+    async with db.transaction() as session:
+        return list((await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all())
+
+
+@pytest.mark.parametrize("ui", ["ar", "en"])
+async def test_edit_in_the_chat_then_the_scheduled_send_delivers_the_new_text(
+    engine: Engine, db: Database, settings: Settings, ui: str
+) -> None:
+    readers = {loc: await subscribe(engine, f"8{n}", loc) for n, loc in enumerate(LANGS)}
+    coordinator = Person(engine, COORDINATOR)
+    await choose_language(coordinator, ui)
+    scheduled = await schedule(coordinator, db, {"ar": AR, "en": EN}, ui)
+
+    await open_edit(coordinator, ui)
+    # Arabic: the text as it stands is shown, then a new title and text.
+    await coordinator.press("lang:ar")
+    assert AR["text"] in coordinator.text()
+    await coordinator.tap(t(ui, "Change the title or text"))
+    await coordinator.send(AR2["title"])
+    await coordinator.send(AR2["text"])
+    # English: the same title, a new text.
+    await coordinator.press("lang:en")
+    await coordinator.tap(t(ui, "Change the title or text"))
+    await coordinator.tap(t(ui, "Keep the title"))
+    await coordinator.send(EN2["text"])
+    # Sorani, not written before: added.
+    await coordinator.press("lang:ckb")
+    await coordinator.send(CKB["title"])
+    await coordinator.send(CKB["text"])
+    await coordinator.press("lang:done")
+    await coordinator.tap(t(ui, "Skip"))
+
+    # The preview: each language's readers see the new text, as they will receive it.
+    previews = {m.title: m.text for m in coordinator.replies if m.title}
+    assert AR2["text"] in previews[AR2["title"]]
+    assert EN2["text"] in previews[EN2["title"]]
+    assert CKB["text"] in previews[CKB["title"]]
+    assert AR["text"] not in coordinator.text()
+    assert EN["text"] not in coordinator.text()
+    assert t(ui, "Send now") not in coordinator.labels()
+    await coordinator.tap(t(ui, "Save the changes"))
+    assert t(ui, "Saved. The bulletin keeps its schedule.") in coordinator.text()
+
+    async with db.transaction() as session:
+        edited = await session.get(Bulletin, scheduled.id)
+    assert edited is not None
+    assert (edited.status, edited.scheduled_at) == ("scheduled", scheduled.scheduled_at)
+    assert edited.texts == {"ar": AR2, "ckb": CKB, "en": EN2}
+    assert edited.hashes == {}  # computed when it is published
+    [entry] = await audits(db)
+    assert (entry.actor, entry.action) == (str(COORDINATOR), "bulletin:edit")
+    assert entry.detail["added"] == ["ckb"]
+    assert entry.detail["changed"] == ["ar", "en"]
+    assert entry.detail["before"]["ar"] == bulletins.sha256(bulletins.plain(AR))
+    assert entry.detail["after"]["ar"] == bulletins.sha256(bulletins.plain(AR2))
+
+    # The time comes: each subscriber receives the new text, in their language.
+    assert scheduled.scheduled_at is not None
+    when = scheduled.scheduled_at
+    await BulletinScheduler(db, settings, clock=lambda: when + timedelta(minutes=1)).sync()
+    received = await deliver_all(db, settings)
+    for locale, new in (("ar", AR2), ("ckb", CKB), ("en", EN2)):
+        message = received[str(readers[locale].address)]
+        assert message.title == new["title"]
+        assert new["text"] in message.text
+    assert AR["text"] not in received["telegram:80"].text
+    async with db.transaction() as session:
+        sent = await session.get(Bulletin, scheduled.id)
+        assert sent is not None
+        assert sent.status == "sent"
+        assert sent.hashes == {
+            loc: bulletins.sha256(bulletins.plain(text))
+            for loc, text in (("ar", AR2), ("ckb", CKB), ("en", EN2))
+        }
+        assert await bulletins.find_genuine(session, EN2["text"]) is not None
+        assert await bulletins.find_genuine(session, EN["text"]) is None
+
+
+async def test_edit_a_recurring_bulletin_its_photo_and_languages(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    await subscribe(engine, "90", "en")
+    await compose(coordinator, {"ar": AR, "en": EN})
+    await coordinator.tap("Every day")
+    await coordinator.send("09:30")
+    await open_edit(coordinator, "en")
+    await coordinator.press("lang:ar")
+    await coordinator.tap("Remove this language")
+    assert "The العربية text was removed." in coordinator.text()
+    await coordinator.press("lang:en")
+    # The last language left cannot be removed.
+    assert "Remove this language" not in coordinator.labels()
+    await coordinator.tap("Back")
+    await coordinator.press("lang:done")
+    await coordinator.deliver(
+        Inbound(
+            coordinator.address,
+            uuid.uuid4().hex,
+            kind="photo",
+            media=(Media("photo", "photo-2"),),
+        )
+    )
+    assert any(m.photo == "photo-2" and EN["text"] in m.text for m in coordinator.replies)
+    await coordinator.tap("Save the changes")
+    assert "Every day at 09:30" in coordinator.text()
+    async with db.transaction() as session:
+        template = await session.scalar(select(Bulletin))
+    assert template is not None
+    assert (template.status, template.time_of_day) == ("recurring", "09:30")
+    assert (template.texts, template.image) == ({"en": EN}, "photo-2")
+
+    # A second edit: the photo removed, then the changes discarded; nothing moves.
+    await open_edit(coordinator, "en")
+    await coordinator.press("lang:done")
+    await coordinator.tap("Remove the photo")
+    await coordinator.tap("Discard the changes")
+    assert "The changes were discarded." in coordinator.text()
+
+    await BulletinScheduler(db, settings).fire(template.id)
+    received = await deliver_all(db, settings)
+    assert received["telegram:90"].photo == "photo-2"
+    assert EN["text"] in received["telegram:90"].text
+    assert [a.detail.get("image") for a in await audits(db)] == ["added"]
+
+
+async def test_a_bulletin_sent_meanwhile_cannot_be_edited(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    scheduled = await schedule(coordinator, db, {"en": EN})
+    assert scheduled.scheduled_at is not None
+    due = scheduled.scheduled_at + timedelta(minutes=1)
+    await open_edit(coordinator, "en")
+    await coordinator.press("lang:en")
+    await coordinator.tap("Change the title or text")
+    await coordinator.tap("Keep the title")
+    await coordinator.send(EN2["text"])
+    await coordinator.press("lang:done")
+    await coordinator.tap("Skip")
+    assert "Save the changes" in coordinator.labels()
+
+    await BulletinScheduler(db, settings, clock=lambda: due).sync()  # it goes out meanwhile
+    await coordinator.tap("Save the changes")
+    assert "already being sent or has been sent: it can no longer be changed" in (
+        coordinator.text()
+    )
+    async with db.transaction() as session:
+        sent = await session.get(Bulletin, scheduled.id)
+    assert sent is not None
+    assert sent.status == "sent"
+    assert sent.texts == {"en": EN}
+    assert sent.hashes == {"en": bulletins.sha256(bulletins.plain(EN))}
+    assert await audits(db) == []
+
+    # A sent bulletin offers no Edit; a view shown before it went out answers the same.
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Sent")
+    await coordinator.press(coordinator.options()[0].payload)
+    assert "Edit the text or photo" not in coordinator.labels()
+    other = await schedule(coordinator, db, {"en": EN})
+    assert other.scheduled_at is not None
+    other_due = other.scheduled_at + timedelta(minutes=1)
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Scheduled")
+    await coordinator.press(f"item:{other.id}")
+    await BulletinScheduler(db, settings, clock=lambda: other_due).sync()
+    await coordinator.tap("Edit the text or photo")
+    assert "it can no longer be changed" in coordinator.text()
+
+
+async def test_only_coordinators_can_edit(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    scheduled = await schedule(coordinator, db, {"en": EN})
+    stranger = Person(engine, Address("telegram", "556"))
+    await choose_language(stranger, "en")
+    await stranger.send("/bulletin")
+    assert "I do not know that command" in stranger.text()
+    await stranger.press("it:edit")
+    await stranger.press("go:save")
+    assert "This menu has expired" in stranger.text()
+
+    # A coordinator taken off COORDINATORS in the middle of an edit cannot save it.
+    await open_edit(coordinator, "en")
+    await coordinator.press("lang:en")
+    await coordinator.tap("Change the title or text")
+    await coordinator.tap("Keep the title")
+    await coordinator.send(EN2["text"])
+    await coordinator.press("lang:done")
+    await coordinator.tap("Skip")
+    demoted = Person(
+        Engine(db, dataclasses.replace(settings, coordinators=frozenset()), build_registry()),
+        COORDINATOR,
+    )
+    await demoted.press("go:save")
+    assert "only for the Initiative's coordinators. Nothing was changed." in demoted.text()
+    async with db.transaction() as session:
+        unchanged = await session.get(Bulletin, scheduled.id)
+    assert unchanged is not None
+    assert unchanged.texts == {"en": EN}
+    assert await audits(db) == []
+
+
+async def run_cli(args: list[str], db_url: str) -> tuple[int, str, str]:
+    """Run `icssi-bot` with `args` on the test database: exit status, stdout, stderr."""
+    env = {**os.environ, "DATABASE_URL": user_url(db_url)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return int(process.returncode or 0), out.decode(), err.decode()
+
+
+async def test_the_bulletin_edit_command(tmp_path: Path, db: Database, db_url: str) -> None:
+    text = tmp_path / "ar.txt"
+    text.write_text(AR["text"], encoding="utf-8")
+    code, out, err = await run_cli(
+        [
+            "bulletin",
+            "create",
+            "--title-ar",
+            AR["title"],
+            "--text-ar",
+            str(text),
+            "--at",
+            "2099-01-01 09:00",
+        ],
+        db_url,
+    )
+    assert code == 0, err
+    bulletin_id = out.split("\t")[0]
+
+    # English added inline, then the Arabic text replaced from a file.
+    code, out, err = await run_cli(
+        [
+            "bulletin",
+            "edit",
+            bulletin_id,
+            "--lang",
+            "en",
+            "--title",
+            EN["title"],
+            "--text",
+            EN2["text"],
+        ],
+        db_url,
+    )
+    assert (code, out) == (0, f"{bulletin_id}\t-\tscheduled\tar,en\n"), err
+    text.write_text(AR2["text"], encoding="utf-8")
+    code, out, err = await run_cli(
+        ["bulletin", "edit", bulletin_id, "--lang", "ar", "--text-file", str(text)], db_url
+    )
+    assert code == 0, err
+    async with db.transaction() as session:
+        edited = await session.get(Bulletin, int(bulletin_id))
+    assert edited is not None
+    assert edited.texts == {"ar": {"title": AR["title"], "text": AR2["text"]}, "en": EN2}
+    assert (edited.status, edited.hashes) == ("scheduled", {})
+
+    # Arabic removed; English, the last language, cannot be.
+    code, out, err = await run_cli(
+        ["bulletin", "edit", bulletin_id, "--lang", "ar", "--remove"], db_url
+    )
+    assert out.endswith("\ten\n"), err
+    code, out, err = await run_cli(
+        ["bulletin", "edit", bulletin_id, "--lang", "en", "--remove"], db_url
+    )
+    assert code == 2
+    assert "a bulletin needs at least one language" in err
+    code, out, err = await run_cli(
+        ["bulletin", "edit", bulletin_id, "--lang", "ckb", "--title", "بڵاوکراوە"], db_url
+    )
+    assert code == 2
+    assert "give both --title and --text" in err
+
+    # An unknown id, and a bulletin already sent.
+    code, out, err = await run_cli(
+        ["bulletin", "edit", "999", "--lang", "en", "--text", "x"], db_url
+    )
+    assert (code, err) == (2, "icssi-bot: no bulletin 999\n")
+    code, out, err = await run_cli(
+        ["bulletin", "create", "--title-en", EN["title"], "--text-en", str(text), "--now"], db_url
+    )
+    sent_id = out.split("\t")[0]
+    code, out, err = await run_cli(
+        ["bulletin", "edit", sent_id, "--lang", "en", "--text", "x"], db_url
+    )
+    assert code == 2
+    assert f"bulletin {sent_id} is sending: only a scheduled or recurring" in err
+
+    async with db.transaction() as session:
+        still = await session.get(Bulletin, int(bulletin_id))
+        untouched = await session.get(Bulletin, int(sent_id))
+    assert still is not None
+    assert still.texts == {"en": EN2}
+    assert untouched is not None
+    assert untouched.texts["en"]["text"] == AR2["text"]
+    entries = await audits(db)
+    assert [e.action for e in entries] == ["bulletin:edit"] * 3
+    assert all(e.actor.startswith("cli:") for e in entries)
+    assert [e.detail["removed"] for e in entries] == [[], [], ["ar"]]

@@ -166,3 +166,23 @@ async def test_others_cannot_export(engine: Engine, db: Database) -> None:
     await choose_language(stranger, "en")
     await stranger.send("/export")
     assert "I do not know that command" in stranger.text()
+
+
+async def test_a_coordinator_removed_mid_flow_is_taken_out_of_it(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    import dataclasses
+
+    from handlers import build_registry
+
+    await family_report(engine)
+    await coordinator.send("/reports")
+    assert coordinator.options()  # inside the coordinators' report list
+    settings = dataclasses.replace(engine.settings, coordinators=frozenset())
+    coordinator.engine = Engine(db, settings, build_registry())
+    await coordinator.send("١")  # would open the first report
+    assert t("ar", "This is only for the Initiative's coordinators. Nothing was changed.") in (
+        coordinator.text()
+    )
+    assert coordinator.labels() == menu_labels("ar")
+    assert [row.action for row in await audit_rows(db)] == ["list"]  # no report was opened

@@ -116,7 +116,7 @@ async def test_a_process_that_stops_gives_its_messages_back_at_once(
     await queue(db, *[(str(n), f"m{n}", "broadcast") for n in range(6)])
     stopping = Database(settings.database_url)
     hung = HangingPlatform(after=2)
-    first = Sender(stopping, [hung])  # the default claim: two minutes
+    first = Sender(stopping, [hung])  # the default claim: 30 seconds
     first.start()
     await asyncio.wait_for(hung.stuck.wait(), timeout=30)
     await first.stop(grace=0.1)

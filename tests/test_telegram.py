@@ -18,13 +18,14 @@ import pytest
 from sqlalchemy import select
 from telegram import Update
 
-from bot.channels.telegram import TelegramTransport, split_text, to_inbound
+from bot.channels.telegram import TelegramTransport, to_inbound
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import LANGUAGE_NAMES
 from bot.messages import SHARE_LOCATION, Address, Button, Inbound, Outbound
 from bot.models import Contact, OutboxMessage, ProcessedInbound
 from bot.runtime import Bot, running
+from bot.text import split_text
 from bot.web import create_app
 from handlers.declaration import pages
 from tests.fake_telegram import FakeTelegram

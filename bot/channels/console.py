@@ -22,7 +22,8 @@ def render(message: Outbound) -> str:
     if message.document:
         lines.append(f"[file: {message.document}]")
     for number, button in enumerate(message.options(), start=1):
-        lines.append(f"  {number}. {button.label}")
+        # Where a number is the answer (a family's size), options are picked by their words.
+        lines.append(f"  {number}. {button.label}" if message.numbered else f"  • {button.label}")
     return "\n".join(lines)
 
 

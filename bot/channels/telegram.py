@@ -44,7 +44,7 @@ from bot.messages import (
     Outbound,
 )
 from bot.sender import Rejected, RetryLater, Unreachable
-from bot.text import parse_command
+from bot.text import parse_command, split_text
 
 logger = logging.getLogger(__name__)
 
@@ -122,21 +122,6 @@ def to_inbound(update: Update) -> Inbound | None:
             **common,
         )
     return Inbound(kind="other", **common)  # stickers and the like get the hint
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Cut a text into parts of at most `limit` characters, at paragraph or line ends."""
-    parts: list[str] = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit))
-        if cut <= 0:
-            cut = text.rfind(" ", 0, limit)
-        if cut <= 0:
-            cut = limit
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    parts.append(text)
-    return [part for part in parts if part]
 
 
 def keyboard(message: Outbound) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
@@ -304,6 +289,10 @@ class TelegramChannel:
         logger.info(
             "telegram: @%s %s", self.app.bot.username, "webhook" if self.webhook else "polling"
         )
+
+    async def connect(self) -> None:
+        """Connect for sending only (a worker process: another process receives)."""
+        await self.app.initialize()
 
     async def stop(self) -> None:
         """Stop receiving and finish the updates in hand (sending still works)."""

@@ -1,0 +1,524 @@
+"""The bot over WhatsApp, end to end: the real bot, its web app and sender, a fake Twilio.
+
+Twilio's side is tests/fake_twilio.py on 127.0.0.1: it posts signed webhooks to the bot's web
+app (served by uvicorn), takes the REST API calls of the real twilio client, and posts signed
+status callbacks back. What a person reads is what the fake received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import uvicorn
+from sqlalchemy import select, update
+
+from bot import bulletins
+from bot.config import Settings
+from bot.db import Database
+from bot.i18n import use_locale
+from bot.messages import Address
+from bot.models import Bulletin, Contact, OutboxMessage, Report, Signature
+from bot.runtime import Bot, running
+from bot.web import create_app
+from tests.fake_twilio import FakeTwilio
+from tests.helpers import t
+
+FAMILY = "+9647701234567"
+COORDINATOR = "+9647700000001"  # a WhatsApp coordinator in the test settings
+INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+TEMPLATE_AR = "HX" + "a" * 32
+TEMPLATE_EN = "HX" + "e" * 32
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTwilio]:
+    async with FakeTwilio() as twilio:
+        twilio.templates[TEMPLATE_AR] = "نشرة جديدة: {{1}}. اكتب لنا لقراءتها."
+        twilio.templates[TEMPLATE_EN] = "New bulletin: {{1}}. Write to us to read it."
+        yield twilio
+
+
+@pytest.fixture
+async def bot(fake: FakeTwilio, settings: Settings, db: Database) -> AsyncIterator[Bot]:
+    """The whole bot with WhatsApp only, its web app listening on 127.0.0.1."""
+    port = free_port()
+    configured = dataclasses.replace(
+        settings,
+        public_url=f"http://127.0.0.1:{port}",
+        twilio_account_sid=fake.account_sid,
+        twilio_auth_token=fake.auth_token,
+        twilio_whatsapp_from=fake.number,
+        twilio_api_base_url=fake.base_url,
+        twilio_template_bulletin_ar=TEMPLATE_AR,
+        twilio_template_bulletin_en=TEMPLATE_EN,
+    )
+    async with running(configured) as started:
+        app = create_app(started.db, whatsapp=started.whatsapp)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+        )
+        serving = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
+            await asyncio.sleep(0.01)
+        yield started
+        server.should_exit = True
+        await serving
+
+
+class WhatsAppUser:
+    """Someone writing to the bot on WhatsApp, through Twilio's webhook."""
+
+    def __init__(self, fake: FakeTwilio, bot: Bot, number: str = FAMILY) -> None:
+        self.fake = fake
+        self.bot = bot
+        self.number = number
+        self.address = f"whatsapp:{number}"
+        self.read = 0  # messages already seen
+        self.last = ""
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.bot.settings.public_url}/twilio/whatsapp"
+
+    async def post(self, form: dict[str, str]) -> str:
+        """Post one webhook form; return what the bot answered on WhatsApp."""
+        response = await self.fake.post_inbound(self.webhook, form)
+        assert response.status_code == 200, response.text
+        return await self.receive()
+
+    async def receive(self) -> str:
+        """Everything the bot sent since the last look, as the person reads it."""
+        await self.bot.sender.flush("whatsapp")
+        new = self.fake.sent(self.address)[self.read :]
+        self.read += len(new)
+        self.last = "\n\n".join(m.body or "" for m in new)
+        return self.last
+
+    async def say(self, text: str) -> str:
+        """Type a message."""
+        return await self.post(self.fake.inbound_text(self.number, text))
+
+    def number_of(self, label: str) -> int:
+        """The number of an option in the last list the bot sent."""
+        for line in self.last.splitlines():
+            found = re.fullmatch(r"\u200f?(\d+)\. (.+)", line.strip())
+            if found and found.group(2).strip() == label:
+                return int(found.group(1))
+        raise AssertionError(f"no option {label!r} in:\n{self.last}")
+
+    async def pick(self, label: str) -> str:
+        """Answer with an option's number, typed in Arabic-Indic digits."""
+        return await self.say(str(self.number_of(label)).translate(INDIC))
+
+
+@pytest.fixture
+def user(fake: FakeTwilio, bot: Bot) -> WhatsAppUser:
+    return WhatsAppUser(fake, bot)
+
+
+async def start_in(user: WhatsAppUser, locale: str) -> None:
+    """First contact: hello, then the language by its number."""
+    first = await user.say("مرحبا")
+    assert "1. " in first  # the languages, as a numbered list
+    names = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+    await user.pick(names[locale])
+    assert t(locale, "Report a displaced family") in user.last
+
+
+async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    await start_in(user, "ar")
+    await user.pick(t("ar", "Report a displaced family"))
+    await user.pick(t("ar", "I agree"))
+    await user.pick("دهوك")
+    await user.pick("زاخو")
+    await user.say("مخيم شاريا")
+    await user.say("نينوى")
+    await user.say("٣/٢٠٢٤")
+    # The size of the family: numbers are the answer, and the options have no numbers.
+    assert "1. " not in user.last.split("\n\n")[-1]
+    await user.say("٦")
+    await user.say("٢")
+    await user.say("١")
+    await user.say("٠")
+    await user.say("١")
+    await user.pick(t("ar", "No"))
+    await user.pick(t("ar", "Camp"))
+    await user.pick(t("ar", "Food"))
+    await user.pick(t("ar", "Done"))  # one need: no question of which is most urgent
+    await user.pick(t("ar", "Skip"))
+    await user.pick(t("ar", "Yes"))
+    # The WhatsApp number itself, by the words of the option.
+    await user.say(t("ar", "Share my phone number"))
+    assert t("ar", "Please check your answers:") in user.last
+    assert "*" + t("ar", "Your report") in user.last or t("ar", "Your report") in user.last
+    await user.pick(t("ar", "Send the report"))
+    async with db.transaction() as session:
+        [report] = (await session.scalars(select(Report))).all()
+    assert report.reference in user.last
+    assert (report.governorate, report.district, report.origin) == ("IQG09", "IQG09Q04", "IQG15")
+    assert (report.people, report.children, report.elderly, report.disabled) == (6, 2, 1, 0)
+    assert report.needs == ["food"]
+    assert report.phone == FAMILY
+    # Every message went to the family's WhatsApp, from the bot's number, within the limit.
+    for message in fake.sent(user.address):
+        assert message.from_ == fake.number
+        assert len(message.body or "") <= 1600
+
+
+async def test_a_whole_signature_in_arabic(user: WhatsAppUser, db: Database) -> None:
+    await start_in(user, "ar")
+    await user.pick(t("ar", "Sign the declaration"))
+    if t("ar", "I have read it") in user.last:
+        await user.pick(t("ar", "I have read it"))
+    await user.say("جمعية الأمل للتنمية")
+    await user.pick(t("ar", "Skip"))
+    await user.pick(t("ar", "Women's organization"))
+    await user.pick("بغداد")
+    await user.say("بغداد")
+    await user.say("زينب حسن")
+    await user.say("مديرة")
+    await user.say("٠٧٩٠ ١٢٣ ٤٥٦٧")
+    await user.pick(t("ar", "Skip"))
+    await user.pick(t("ar", "I am authorized to sign for this organization"))
+    await user.pick(t("ar", "Confirm and sign"))
+    async with db.transaction() as session:
+        [signature] = (await session.scalars(select(Signature))).all()
+    assert signature.receipt in user.last
+    assert (signature.name_ar, signature.governorate, signature.phone) == (
+        "جمعية الأمل للتنمية",
+        "IQG08",
+        "+9647901234567",
+    )
+
+
+async def test_a_location_and_a_photo(user: WhatsAppUser, fake: FakeTwilio) -> None:
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    # A photo where a place was asked: a clear answer, nothing lost.
+    answer = await user.post(fake.inbound_photo(FAMILY, caption=""))
+    assert "Please type the name of the place, or share your location." in answer
+    answer = await user.post(fake.inbound_location(FAMILY, 36.8679, 42.9887, label="Sharya"))
+    assert "Shall we keep only the area" in answer
+    await user.pick("Only the area")
+    assert "From which governorate was the family displaced?" in user.last
+
+
+async def test_a_long_text_is_split_and_bold_is_whatsapp_bold(
+    user: WhatsAppUser, fake: FakeTwilio
+) -> None:
+    await start_in(user, "en")
+    await user.pick("The declaration")
+    parts = fake.sent(user.address)[-user.last.count("\n\n") - 1 :]
+    assert all(len(m.body or "") <= 1600 for m in fake.sent(user.address))
+    assert any((m.body or "").startswith("*") for m in parts)
+
+
+async def test_opting_out_in_any_state(user: WhatsAppUser, db: Database) -> None:
+    await start_in(user, "ar")
+    await user.pick(t("ar", "Bulletin"))
+    await user.pick(t("ar", "Subscribe"))
+    await user.pick(t("ar", "Menu"))
+    await user.pick(t("ar", "Report a displaced family"))
+    await user.say("إيقاف")  # in the middle of the report's terms
+    async with db.transaction() as session:
+        contact = await session.scalar(select(Contact).where(Contact.address == user.address))
+    assert contact is not None
+    assert not contact.subscribed
+
+
+async def test_a_coordinator_works_over_whatsapp(fake: FakeTwilio, bot: Bot) -> None:
+    coordinator = WhatsAppUser(fake, bot, COORDINATOR)
+    await start_in(coordinator, "en")
+    answer = await coordinator.say("/reports")
+    assert "No reports" in answer or "report" in answer.lower()
+    answer = await coordinator.say("/bulletin")
+    assert "1. " in answer  # the coordinators' bulletin menu, numbered
+
+
+async def subscriber(db: Database, number: str, locale: str, wrote_ago: timedelta | None) -> None:
+    """A WhatsApp subscriber who last wrote `wrote_ago` ago (None: never)."""
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        session.add(
+            Contact(
+                address=f"whatsapp:{number}",
+                channel="whatsapp",
+                locale=locale,
+                subscribed=True,
+                last_inbound_at=None if wrote_ago is None else now - wrote_ago,
+            )
+        )
+
+
+async def publish(db: Database, texts: dict[str, dict[str, str]]) -> int:
+    """Publish a bulletin now and queue its deliveries; its id."""
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        bulletin = Bulletin(texts=texts, created_by="whatsapp:" + COORDINATOR)
+        session.add(bulletin)
+        await session.flush()
+        await bulletins.publish(session, bulletin, now)
+        bulletin_id = bulletin.id
+    await bulletins.queue_deliveries(db, bulletin_id, now)
+    return bulletin_id
+
+
+TEXTS = {
+    "ar": {"title": "توزيع البطانيات", "text": "يبدأ توزيع البطانيات في مخيم شاريا يوم الأحد."},
+    "en": {"title": "Blanket distribution", "text": "Blankets are given out at Sharya on Sunday."},
+}
+
+
+async def delivery(db: Database, number: str) -> OutboxMessage:
+    async with db.transaction() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(
+                OutboxMessage.address == f"whatsapp:{number}",
+                OutboxMessage.bulletin_id.is_not(None),
+            )
+        )
+    assert row is not None
+    return row
+
+
+async def test_the_24_hour_window(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    inside, outside_ar, outside_ckb, outside_en = (
+        "+9647701110001",
+        "+9647701110002",
+        "+9647701110003",
+        "+9647701110004",
+    )
+    await subscriber(db, inside, "ar", timedelta(hours=23))
+    await subscriber(db, outside_ar, "ar", timedelta(hours=25))
+    await subscriber(db, outside_ckb, "ckb", None)
+    await subscriber(db, outside_en, "en", timedelta(days=3))
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    # Inside the window: the bulletin in full.
+    [full] = fake.sent(f"whatsapp:{inside}")
+    assert full.content_sid is None
+    assert "يبدأ توزيع البطانيات" in (full.body or "")
+    # Outside: the template of the language (Arabic for Kurdish), the title as its variable.
+    for number, template in (
+        (outside_ar, TEMPLATE_AR),
+        (outside_ckb, TEMPLATE_AR),
+        (outside_en, TEMPLATE_EN),
+    ):
+        [sent] = fake.sent(f"whatsapp:{number}")
+        assert sent.content_sid == template
+        title = "Blanket distribution" if number == outside_en else "توزيع البطانيات"
+        assert sent.content_variables == {"1": title}
+        assert (await delivery(db, number)).status == "held"
+    assert (await delivery(db, inside)).status == "sent"
+    # The Kurdish subscriber writes: the full text follows (Arabic: there is no Kurdish text).
+    kurdish = WhatsAppUser(fake, bot, outside_ckb)
+    kurdish.read = 1
+    answer = await kurdish.say("سڵاو")
+    assert "يبدأ توزيع البطانيات" in answer
+    assert (await delivery(db, outside_ckb)).status == "sent"
+
+
+async def test_the_window_with_a_frozen_clock(bot: Bot, db: Database) -> None:
+    assert bot.whatsapp is not None
+    transport = bot.whatsapp.transport
+    frozen = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    transport.clock = lambda: frozen
+    await subscriber(db, "+9647702220001", "ar", None)
+    async with db.transaction() as session:
+        await session.execute(
+            update(Contact)
+            .where(Contact.address == "whatsapp:+9647702220001")
+            .values(last_inbound_at=frozen - timedelta(hours=24) + timedelta(seconds=1))
+        )
+    address = Address("whatsapp", "+9647702220001")
+    assert await transport.window_open(address)
+    transport.clock = lambda: frozen + timedelta(seconds=1)
+    assert not await transport.window_open(address)
+
+
+async def test_without_a_template_the_bulletin_waits_for_the_subscriber(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    assert bot.whatsapp is not None
+    bot.whatsapp.transport.templates = {"ar": None, "en": None}
+    await subscriber(db, "+9647703330001", "ar", timedelta(days=2))
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    assert fake.sent("whatsapp:+9647703330001") == []
+    row = await delivery(db, "+9647703330001")
+    assert (row.status, row.platform_message_id) == ("held", None)
+
+
+async def status_case(
+    fake: FakeTwilio, bot: Bot, db: Database, number: str, *outcome: str | tuple[str, int]
+) -> OutboxMessage:
+    """A subscriber inside the window whose bulletin gets `outcome` from Twilio."""
+    await subscriber(db, number, "ar", timedelta(hours=1))
+    fake.set_outcome(f"whatsapp:{number}", *outcome)
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    await fake.wait_for_callbacks()
+    await bot.sender.flush("whatsapp")
+    await fake.wait_for_callbacks()
+    return await delivery(db, number)
+
+
+async def test_status_delivered_and_read(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    row = await status_case(fake, bot, db, "+9647704440001", "sent", "delivered", "read")
+    assert row.status == "sent"
+    assert row.delivered_at is not None
+    callbacks = [c for c in fake.callbacks if c.status_code is not None]
+    assert callbacks
+    assert all(c.status_code == 204 for c in callbacks)
+
+
+async def test_status_21610_unsubscribes(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    row = await status_case(fake, bot, db, "+9647704440002", "sent", ("failed", 21610))
+    assert row.status == "unreachable"
+    async with db.transaction() as session:
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == "whatsapp:+9647704440002")
+        )
+    assert contact is not None
+    assert not contact.subscribed
+
+
+async def test_status_63016_sends_the_template(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    number = "+9647704440003"
+    await subscriber(db, number, "ar", timedelta(hours=1))  # inside the window, we think
+    fake.set_outcome(f"whatsapp:{number}", "sent", ("failed", 63016))
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    fake.set_outcome(f"whatsapp:{number}")  # the template then goes through
+    await fake.wait_for_callbacks()
+    await fake.wait_for_sent(2, f"whatsapp:{number}")
+    await bot.sender.flush("whatsapp")
+    first, second = fake.sent(f"whatsapp:{number}")
+    assert first.content_sid is None  # the full text, refused by WhatsApp
+    assert second.content_sid == TEMPLATE_AR  # then the template
+    assert (await delivery(db, number)).status == "held"  # the text waits for the window
+
+
+async def test_a_failed_template_is_not_tried_again(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647704440005"
+    await subscriber(db, number, "ar", None)  # outside the window: the template goes
+    fake.set_outcome(f"whatsapp:{number}", ("failed", 63016))
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    await fake.wait_for_callbacks()
+    await bot.sender.flush("whatsapp")
+    [template] = fake.sent(f"whatsapp:{number}")
+    assert template.content_sid == TEMPLATE_AR
+    row = await delivery(db, number)
+    assert (row.status, row.error) == ("failed", "failed (63016)")
+
+
+async def test_status_63018_backs_off_and_tells_the_coordinators(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    row = await status_case(fake, bot, db, "+9647704440004", "sent", ("undelivered", 63018))
+    assert row.status == "pending"
+    assert row.not_before is not None
+    assert row.not_before > datetime.now(UTC) + timedelta(minutes=50)
+    async with db.transaction() as session:
+        notices = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.address == "telegram:1000")
+            )
+        ).all()
+    assert len(notices) == 1
+    assert "63018" in notices[0].body["text"]
+
+
+async def test_create_refused_as_opted_out(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    number = "+9647705550001"
+    fake.reject(f"whatsapp:{number}", 21610)
+    await subscriber(db, number, "ar", timedelta(hours=1))
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    assert (await delivery(db, number)).status == "unreachable"
+
+
+async def test_twilio_429_and_500_are_retried(fake: FakeTwilio, bot: Bot, db: Database) -> None:
+    number = "+9647705550002"
+    await subscriber(db, number, "en", timedelta(hours=1))
+    fake.fail_next(1, status=429)
+    fake.fail_next(1, status=500)
+    bot.sender.workers["whatsapp"].backoff = 0.1
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    for _attempt in range(50):
+        await bot.sender.flush("whatsapp")
+        if fake.sent(f"whatsapp:{number}"):
+            break
+        await asyncio.sleep(0.2)
+    [sent] = fake.sent(f"whatsapp:{number}")
+    assert "Blankets are given out" in (sent.body or "")
+    assert (await delivery(db, number)).status == "sent"
+
+
+async def test_an_export_on_whatsapp_says_where_to_take_the_file(
+    fake: FakeTwilio, bot: Bot
+) -> None:
+    from handlers.coordinator import EXPORT_DIR
+
+    before = set(EXPORT_DIR.glob("*")) if EXPORT_DIR.exists() else set()
+    coordinator = WhatsAppUser(fake, bot, COORDINATOR)
+    await start_in(coordinator, "en")
+    await coordinator.say("/export")
+    answer = await coordinator.pick("CSV")
+    assert "0 reports" in answer
+    assert "Files cannot be sent on WhatsApp" in answer
+    assert set(EXPORT_DIR.glob("*")) <= before  # the file made for it is gone
+
+
+async def test_the_figures_count_delivered_held_and_why_others_failed(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    from handlers.bulletin_admin import describe_figures
+
+    await subscriber(db, "+9647706660001", "ar", timedelta(hours=2))  # delivered
+    await subscriber(db, "+9647706660002", "ar", timedelta(days=2))  # the template; text held
+    await subscriber(db, "+9647706660003", "ar", timedelta(hours=2))  # opted out
+    fake.reject("whatsapp:+9647706660003", 21610)
+    bulletin_id = await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    await bot.sender.flush("whatsapp")
+    await fake.wait_for_callbacks()
+    async with db.transaction() as session:
+        [item] = await bulletins.figures(session, bulletin_id)
+    assert (item.channel, item.locale, item.recipients) == ("whatsapp", "ar", 3)
+    assert (item.sent, item.delivered, item.held, item.unreachable) == (1, 1, 1, 1)
+    assert item.reasons == {"opted out (21610)": 1}
+    with use_locale("en"):
+        shown = "\n".join(describe_figures(item))
+    assert "Recipients 3 · sent 1 · not yet sent 0" in shown
+    assert "Delivered: 1" in shown
+    assert "(WhatsApp's 24-hour window): 1" in shown
+    assert "opted out (21610): 1" in shown
