@@ -32,10 +32,10 @@ logger = logging.getLogger(__name__)
 
 PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
 
-# Seconds a process holds the outbox rows it fetched (PostgreSQL), renewed at each pass (every
-# few seconds at most): long enough for a send to finish, and the time after which another
-# process, or the same one restarted, sends what a crashed process had claimed.
-CLAIM_LEASE = 30.0
+# Seconds a process holds the outbox rows it fetched (PostgreSQL) unless it renews the claim,
+# which it does every third of that while it lives: the time after which another process, or
+# the same one restarted, sends what a crashed process had claimed and not sent.
+CLAIM_LEASE = 15.0
 
 
 class RetryLater(Exception):
@@ -334,6 +334,28 @@ class ChannelWorker:
         )
         return sorted(claimed, key=lambda row: (row.priority, row.id))  # RETURNING has no order
 
+    async def keep_claims(self) -> None:
+        """Renew this process's claims while it lives (PostgreSQL), every third of the lease.
+
+        A long batch (a slow pace, a pause asked by the platform) or a slow send keeps its rows.
+        """
+        while True:
+            await asyncio.sleep(self.claim_lease / 3)
+            try:
+                async with self.db.transaction() as session:
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(
+                            OutboxMessage.claimed_by == self.claimant,
+                            OutboxMessage.status == "pending",
+                        )
+                        .values(
+                            claimed_until=datetime.now(UTC) + timedelta(seconds=self.claim_lease)
+                        )
+                    )
+            except Exception:  # the database away for a moment: next time
+                logger.warning("could not renew the %s sender's claims", self.channel)
+
     async def release(self) -> None:
         """Give up the claims on rows not sent, for another process to send them at once."""
         if not self.claims:
@@ -497,6 +519,10 @@ class Sender:
         """Start every worker in the running loop."""
         for worker in self.workers.values():
             self._tasks.append(asyncio.create_task(worker.run(), name=f"send-{worker.channel}"))
+            if worker.claims:
+                self._tasks.append(
+                    asyncio.create_task(worker.keep_claims(), name=f"claims-{worker.channel}")
+                )
 
     async def flush(self, channel: str) -> None:
         """Wait until the channel has sent everything due (its worker must be running)."""

@@ -116,7 +116,7 @@ async def test_a_process_that_stops_gives_its_messages_back_at_once(
     await queue(db, *[(str(n), f"m{n}", "broadcast") for n in range(6)])
     stopping = Database(settings.database_url)
     hung = HangingPlatform(after=2)
-    first = Sender(stopping, [hung])  # the default claim: 30 seconds
+    first = Sender(stopping, [hung])  # the default claim: 15 seconds
     first.start()
     await asyncio.wait_for(hung.stuck.wait(), timeout=30)
     await first.stop(grace=0.1)
@@ -270,3 +270,25 @@ async def test_sqlite_claims_nothing(db: Database) -> None:
     async with db.transaction() as session:
         claims = (await session.execute(select(OutboxMessage.claimed_by))).scalars().all()
     assert claims == [None]
+
+
+@postgres_only
+async def test_a_slow_batch_keeps_its_claim_to_the_end(db: Database, settings: Settings) -> None:
+    await queue(db, *[(str(n), f"m{n}", "broadcast") for n in range(6)])
+    other = Database(settings.database_url)
+    slow = FakePlatform(rate=2.0)  # three seconds for the six, claimed for one second at a time
+    fast = FakePlatform()
+    first = Sender(db, [slow], claim_lease=1.0)
+    second = Sender(other, [fast], claim_lease=1.0, poll_every=0.05)  # looks all the time
+    try:
+        first.start()
+        await until(lambda: len(slow.texts()) == 1)  # the first has claimed them all
+        second.start()
+        await until(lambda: len(slow.texts() + fast.texts()) >= 6)
+        await asyncio.sleep(0.5)  # time enough for a second copy, if there were one
+    finally:
+        await first.stop()
+        await second.stop()
+        await other.close()
+    assert sorted(slow.texts() + fast.texts()) == [f"m{n}" for n in range(6)]
+    assert fast.texts() == []
