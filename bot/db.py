@@ -87,7 +87,7 @@ class Database:
         except BlockingIOError:
             os.close(descriptor)
             raise DatabaseInUse(
-                f"another icssi-bot process is running on {self.path}; SQLite serves one "
+                f"another icssi-bot process sends from {self.path}; SQLite serves one sending "
                 "process: stop that one, or use PostgreSQL (DATABASE_URL) to run several"
             ) from None
         self._alone = descriptor

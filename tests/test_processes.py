@@ -249,7 +249,7 @@ async def test_a_second_bot_on_one_sqlite_file_is_refused(
     db: Database, settings: Settings
 ) -> None:
     async with running(settings):
-        with pytest.raises(DatabaseInUse, match="SQLite serves one process"):
+        with pytest.raises(DatabaseInUse, match="SQLite serves one sending process"):
             async with running(settings):
                 pass
     async with running(settings):  # once the first has stopped, another may run
