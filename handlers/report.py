@@ -23,6 +23,7 @@ from bot.i18n import (
     current_locale,
     direct,
     format_number,
+    is_rtl,
     isolate,
     ngettext,
     use_locale,
@@ -181,7 +182,9 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "shelter":
         return _(SHELTER_LABELS.get(str(value), "Other"))
     if step == "needs":
-        return "، ".join(_(NEED_LABELS[n]) for n in data.get("needs", []) if n in NEED_LABELS)
+        # The comma of the reader's script: an Arabic comma would show in English text.
+        comma = "، " if is_rtl() else ", "
+        return comma.join(_(NEED_LABELS[n]) for n in data.get("needs", []) if n in NEED_LABELS)
     if step == "urgent":
         return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
     if step == "notes":

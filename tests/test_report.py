@@ -88,6 +88,18 @@ async def test_a_whole_report_by_buttons(person: Person, db: Database, locale: s
     assert (await state(db, ME))["data"] == {}
 
 
+@pytest.mark.parametrize(("locale", "comma"), [("en", ", "), ("ar", "، "), ("ckb", "، ")])
+async def test_the_needs_are_listed_with_the_comma_of_the_language(
+    person: Person, locale: str, comma: str
+) -> None:
+    # Found by tests/test_fuzz.py: English summaries showed "Food، Health care and medicine".
+    await by_buttons(person, locale)
+    needs = comma.join(t(locale, n) for n in ("Food", "Health care and medicine"))
+    assert needs in person.text()
+    if locale == "en":
+        assert "،" not in person.text()
+
+
 async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) -> None:
     await choose_language(person, "ar")
     await person.send("٤")  # Report a displaced family
