@@ -335,6 +335,15 @@ async def test_others_are_refused(engine: Engine, db: Database, command: str) ->
     assert "This menu has expired" in stranger.text()
 
 
+@pytest.mark.parametrize("rest", ["²", "99999999999999999999", "-1", ""])
+async def test_a_forged_open_button_finds_no_signature(coordinator: Person, rest: str) -> None:
+    # Found by tests/test_fuzz.py: "²" passed isdigit() and failed int(); a number too large
+    # for SQLite failed the query. Either way the coordinator got an apology.
+    await coordinator.press(f"sig:open:{rest}")
+    assert "This signature no longer exists." in coordinator.text()
+    assert "Sorry, something went wrong" not in coordinator.text()
+
+
 def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": db_url.replace("+aiosqlite", "")}
     subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True)
