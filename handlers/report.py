@@ -549,6 +549,8 @@ async def on_needs(ctx: Ctx) -> Transition:
         else:
             chosen.append(code)
         ctx.data["needs"] = [n for n in NEEDS if n in chosen]  # a stable order
+        if ctx.data.get("urgent") not in chosen:  # Back may leave before Done
+            ctx.data.pop("urgent", None)
     return goto("needs")
 
 
@@ -726,6 +728,10 @@ async def on_summary(ctx: Ctx) -> Transition:
         return goto(ctx.choice[5:])
     if ctx.choice != "r:send":
         return retry()
+    unanswered = next_step(ctx, "consent")
+    if unanswered.target != "summary":  # Back out of an edit can leave a question unanswered
+        ctx.say(answer_first())
+        return unanswered
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
         ctx.say(limit_text(ctx))
         return to_menu()
@@ -740,6 +746,11 @@ async def on_summary(ctx: Ctx) -> Transition:
         % {"reference": isolate(report.reference)}
     )
     return to_menu()
+
+
+def answer_first() -> str:
+    """What Send or Confirm says when a question has no answer."""
+    return _("Please answer this question first.")
 
 
 def too_long(limit: int, given: int) -> str:

@@ -249,6 +249,31 @@ async def test_back_keeps_the_answer_and_edit_returns_to_the_summary(
     assert (report.governorate, report.people, report.elderly) == ("IQG11", 2, 1)
 
 
+@pytest.mark.parametrize("locale", LANGS)
+async def test_back_out_of_editing_the_needs_cannot_send_a_report_without_them(
+    person: Person, db: Database, locale: str
+) -> None:
+    # Found by tests/test_fuzz.py: Back from the needs, reached by Edit, returned to the summary
+    # with the needs taken off; Send stored a report with no needs, or with a "most urgent"
+    # need that was no longer among them.
+    await by_buttons(person, locale)  # food and health care, health care the most urgent
+    await person.tap(t(locale, "Edit: %(item)s") % {"item": t(locale, "Needs")})
+    await person.press("need:health")
+    await person.tap(t(locale, "Back"))
+    assert t(locale, "Most urgent") not in person.text()
+    await person.tap(t(locale, "Edit: %(item)s") % {"item": t(locale, "Needs")})
+    await person.press("need:food")
+    await person.tap(t(locale, "Back"))
+    await person.tap(t(locale, "Send the report"))
+    assert t(locale, "Please answer this question first.") in person.text()
+    assert await reports(db) == []
+    await person.press("need:water")
+    await person.press("need:done")
+    await person.tap(t(locale, "Send the report"))
+    [report] = await reports(db)
+    assert (report.needs, report.urgent) == (["water"], "water")
+
+
 async def by_buttons_from_gov(person: Person) -> None:
     for payload in ("gov:IQG09", "dist:IQG09Q04", "place:skip", "orig:IQG15", "when:gt1y"):
         await person.press(payload)
