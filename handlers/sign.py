@@ -27,7 +27,14 @@ from bot.i18n import (
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
 from bot.models import Signature
 from bot.text import organization_key
-from handlers.report import governorate_buttons, pick_place, shared_phone, too_long, valid_phone
+from handlers.report import (
+    answer_first,
+    governorate_buttons,
+    pick_place,
+    shared_phone,
+    too_long,
+    valid_phone,
+)
 
 NAME_LIMIT = 200
 CITY_LIMIT = 100
@@ -419,11 +426,15 @@ async def on_summary(ctx: Ctx) -> Transition:
     if ctx.choice and ctx.choice.startswith("edit:"):
         step = ctx.choice[5:]
         if step == "name":
-            for key in ("name_ar", "name_en", "other_name", "similar", "similar_to"):
+            for key in ("name", "name_ar", "name_en", "other_name", "similar", "similar_to"):
                 ctx.data.pop(key, None)
         return goto(step)
     if ctx.choice != "sig:confirm":
         return retry()
+    unanswered = next_step(ctx, "read")
+    if unanswered.target != "summary":  # Back out of an edit can leave a question unanswered
+        ctx.say(answer_first())
+        return unanswered
     signature = await store(ctx)
     ctx.data.clear()
     ctx.say(

@@ -325,6 +325,31 @@ async def test_a_phone_or_an_email_is_needed(person: Person, db: Database) -> No
     assert "authorized" in person.text()
 
 
+async def test_back_out_of_editing_the_name_cannot_sign_without_a_name(
+    person: Person, db: Database
+) -> None:
+    # Found by tests/test_fuzz.py: Edit the name, then Back, then Confirm stored a signature
+    # with no name at all (its duplicate key was "none").
+    await choose_language(person, "ckb")
+    await sign(person, "ckb", name="ڕێکخراوی هیوا", other=None)
+    await person.tap(t("ckb", "Sign the declaration"))
+    await person.tap(t("ckb", "Sign for another organization"))
+    for answer in ("Tigris Youth Forum", "name:skip", "type:youth", "gov:IQG08"):
+        await (person.press(answer) if ":" in answer else person.send(answer))
+    for answer in ("Baghdad", "Ali Kareem", "Coordinator", "0790 765 4321", "a@b.example"):
+        await person.send(answer)
+    await person.press("auth:yes")
+    await person.tap(t("ckb", "Edit: %(item)s") % {"item": t("ckb", "Name of the organization")})
+    await person.tap(t("ckb", "Back"))
+    await person.tap(t("ckb", "Confirm and sign"))
+    assert t("ckb", "Please answer this question first.") in person.text()
+    assert len(await signatures(db)) == 1
+    await person.send("Tigris Youth Forum")
+    await person.press("name:skip")
+    await person.tap(t("ckb", "Confirm and sign"))
+    assert [s.name_en for s in await signatures(db)] == [None, "Tigris Youth Forum"]
+
+
 @pytest.mark.parametrize("command", ["/signatures"])
 async def test_others_are_refused(engine: Engine, db: Database, command: str) -> None:
     stranger = Person(engine, Address("telegram", "555"))
