@@ -329,9 +329,9 @@ async def on_place(ctx: Ctx) -> Transition:
         return next_step(ctx, "place")
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
         return retry(_("Please type the name of the place, or skip this question."))
-    if ctx.inbound.media:
-        return retry(_("Please type the name of the place, or share your location."))
     text = ctx.text.strip()
+    if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
+        return retry(_("Please type the name of the place, or share your location."))
     if len(text) > PLACE_LIMIT:
         return retry(too_long(PLACE_LIMIT, len(text)))
     ctx.data["place"] = text
@@ -586,9 +586,9 @@ async def on_notes(ctx: Ctx) -> Transition:
         ctx.data.setdefault("notes", None)
         return next_step(ctx, "notes")
     photos = [m for m in ctx.inbound.media if m.kind == "photo"]
-    if ctx.inbound.media and not photos:
-        return retry(_("Please send a photo or a text, or press Skip."))
     text = ctx.text.strip()
+    if not photos and (ctx.inbound.media or not text):  # a file, a location, a contact
+        return retry(_("Please send a photo or a text, or press Skip."))
     if len(text) > NOTES_LIMIT:
         return retry(too_long(NOTES_LIMIT, len(text)))
     if photos:

@@ -349,6 +349,31 @@ async def test_a_photo_with_the_notes(person: Person, db: Database) -> None:
     assert (report.notes, report.photo) == ("our tent", "file-77")
 
 
+async def test_a_shared_contact_or_point_is_not_a_place_or_a_note(
+    person: Person, db: Database
+) -> None:
+    # Found by tests/test_fuzz.py: a contact card at the place question stored the place "" and
+    # went on as if skipped; a point at "Anything else?" was taken for "nothing".
+    await open_report(person, "ar")
+    for payload in ("gov:IQG09", "dist:unknown"):
+        await person.press(payload)
+    before = await state(db, ME)
+    await person.deliver(Inbound(person.address, "c-2", kind="contact", phone="9647701234567"))
+    hint = t("ar", "Please type the name of the place, or share your location.")
+    assert hint in person.text()
+    assert await state(db, ME) == before
+    await person.press("place:skip")
+    for payload in ("orig:IQG15", "when:gt1y", "n:1", "n:0", "n:0", "n:0", "n:0", "no"):
+        await person.press(payload)
+    for payload in ("shelter:camp", "need:food", "need:done"):
+        await person.press(payload)
+    before = await state(db, ME)
+    point = Location(36.86, 42.98)
+    await person.deliver(Inbound(person.address, "l-2", kind="location", location=point))
+    assert t("ar", "Please send a photo or a text, or press Skip.") in person.text()
+    assert await state(db, ME) == before
+
+
 async def test_declining_stores_nothing(person: Person, db: Database) -> None:
     await choose_language(person, "en")
     await person.tap("Report a displaced family")
