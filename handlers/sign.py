@@ -194,6 +194,8 @@ async def on_other_name(ctx: Ctx) -> Transition:
         name = " ".join(ctx.text.split())
         if len(name) > NAME_LIMIT:
             return retry(too_long(NAME_LIMIT, len(name)))
+        if len(organization_key(name)) < 2:  # as for the first name: not only "ـــ" or "!!"
+            return retry(_("Please write the organization's name."))
         key = "name_ar" if is_arabic_script(name) else "name_en"
         if ctx.data.get(key):
             return retry(_("Please write the name in the other language, or press Skip."))

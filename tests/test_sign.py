@@ -325,6 +325,20 @@ async def test_a_phone_or_an_email_is_needed(person: Person, db: Database) -> No
     assert "authorized" in person.text()
 
 
+@pytest.mark.parametrize("other", ["ـــ", "!!", "🙏🏽"])
+async def test_the_other_name_is_a_name_too(person: Person, db: Database, other: str) -> None:
+    # Found while writing tests/test_fuzz.py's rules: the first name needs two letters or
+    # digits, the name in the other language did not ("ـــ" stood as an Arabic name).
+    await choose_language(person, "en")
+    await person.tap("Sign the declaration")
+    await person.tap("I have read it")
+    await person.send("Tigris Youth Forum")
+    await person.send(other)
+    assert "Please write the organization's name." in person.text()
+    await person.send("منتدى شباب دجلة")
+    assert "What kind of organization is it?" in person.text()
+
+
 async def test_back_out_of_editing_the_name_cannot_sign_without_a_name(
     person: Person, db: Database
 ) -> None:
