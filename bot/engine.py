@@ -144,14 +144,15 @@ class Engine:
                     raise HandlerFailed from exc
             if ctx.forget:
                 return await self._forget(session, contact, ctx.replies)
-            if conversation is None:
+            if conversation is None and ctx.flow:  # not for a group's message: no step yet
                 conversation = Conversation(contact_id=contact.id)
                 session.add(conversation)
-            conversation.flow = ctx.flow
-            conversation.step = ctx.step
-            conversation.data = ctx.data
-            conversation.history = ctx.history
-            conversation.offered = [list(pair) for pair in ctx.offered]
+            if conversation is not None:
+                conversation.flow = ctx.flow
+                conversation.step = ctx.step
+                conversation.data = ctx.data
+                conversation.history = ctx.history
+                conversation.offered = [list(pair) for pair in ctx.offered]
             enqueue(session, ctx.replies, contact.id)
             enqueue(session, ctx.extra, None)
             return ctx.replies + ctx.extra
@@ -328,7 +329,7 @@ class Engine:
             return COMMANDS.get(inbound.command)
         if inbound.payload is not None:
             return inbound.payload if inbound.payload in NAV_PAYLOADS else None
-        if inbound.kind == "text":
+        if inbound.text:  # typed, or a photo's caption: "Back" under a photo is still Back
             word = clean_input(inbound.text, limit=200)
             # An offered option (by number or label) wins over an escape word.
             chosen = resolve_choice(word, ctx.offered, by_number=self.numbered(ctx))

@@ -23,6 +23,7 @@ from bot.i18n import (
     current_locale,
     direct,
     format_number,
+    is_rtl,
     isolate,
     ngettext,
     use_locale,
@@ -181,7 +182,9 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "shelter":
         return _(SHELTER_LABELS.get(str(value), "Other"))
     if step == "needs":
-        return "، ".join(_(NEED_LABELS[n]) for n in data.get("needs", []) if n in NEED_LABELS)
+        # The comma of the reader's script: an Arabic comma would show in English text.
+        comma = "، " if is_rtl() else ", "
+        return comma.join(_(NEED_LABELS[n]) for n in data.get("needs", []) if n in NEED_LABELS)
     if step == "urgent":
         return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
     if step == "notes":
@@ -326,9 +329,9 @@ async def on_place(ctx: Ctx) -> Transition:
         return next_step(ctx, "place")
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
         return retry(_("Please type the name of the place, or skip this question."))
-    if ctx.inbound.media:
-        return retry(_("Please type the name of the place, or share your location."))
     text = ctx.text.strip()
+    if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
+        return retry(_("Please type the name of the place, or share your location."))
     if len(text) > PLACE_LIMIT:
         return retry(too_long(PLACE_LIMIT, len(text)))
     ctx.data["place"] = text
@@ -546,6 +549,8 @@ async def on_needs(ctx: Ctx) -> Transition:
         else:
             chosen.append(code)
         ctx.data["needs"] = [n for n in NEEDS if n in chosen]  # a stable order
+        if ctx.data.get("urgent") not in chosen:  # Back may leave before Done
+            ctx.data.pop("urgent", None)
     return goto("needs")
 
 
@@ -581,9 +586,9 @@ async def on_notes(ctx: Ctx) -> Transition:
         ctx.data.setdefault("notes", None)
         return next_step(ctx, "notes")
     photos = [m for m in ctx.inbound.media if m.kind == "photo"]
-    if ctx.inbound.media and not photos:
-        return retry(_("Please send a photo or a text, or press Skip."))
     text = ctx.text.strip()
+    if not photos and (ctx.inbound.media or not text):  # a file, a location, a contact
+        return retry(_("Please send a photo or a text, or press Skip."))
     if len(text) > NOTES_LIMIT:
         return retry(too_long(NOTES_LIMIT, len(text)))
     if photos:
@@ -723,6 +728,10 @@ async def on_summary(ctx: Ctx) -> Transition:
         return goto(ctx.choice[5:])
     if ctx.choice != "r:send":
         return retry()
+    unanswered = next_step(ctx, "consent")
+    if unanswered.target != "summary":  # Back out of an edit can leave a question unanswered
+        ctx.say(answer_first())
+        return unanswered
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
         ctx.say(limit_text(ctx))
         return to_menu()
@@ -737,6 +746,11 @@ async def on_summary(ctx: Ctx) -> Transition:
         % {"reference": isolate(report.reference)}
     )
     return to_menu()
+
+
+def answer_first() -> str:
+    """What Send or Confirm says when a question has no answer."""
+    return _("Please answer this question first.")
 
 
 def too_long(limit: int, given: int) -> str:

@@ -27,7 +27,14 @@ from bot.i18n import (
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
 from bot.models import Signature
 from bot.text import organization_key
-from handlers.report import governorate_buttons, pick_place, shared_phone, too_long, valid_phone
+from handlers.report import (
+    answer_first,
+    governorate_buttons,
+    pick_place,
+    shared_phone,
+    too_long,
+    valid_phone,
+)
 
 NAME_LIMIT = 200
 # The duplicate key's column: folding can lengthen a name (NFKC makes ﻻ two letters), and
@@ -190,6 +197,8 @@ async def on_other_name(ctx: Ctx) -> Transition:
         name = " ".join(ctx.text.split())
         if len(name) > NAME_LIMIT:
             return retry(too_long(NAME_LIMIT, len(name)))
+        if len(organization_key(name)) < 2:  # as for the first name: not only "ـــ" or "!!"
+            return retry(_("Please write the organization's name."))
         key = "name_ar" if is_arabic_script(name) else "name_en"
         if ctx.data.get(key):
             return retry(_("Please write the name in the other language, or press Skip."))
@@ -422,11 +431,15 @@ async def on_summary(ctx: Ctx) -> Transition:
     if ctx.choice and ctx.choice.startswith("edit:"):
         step = ctx.choice[5:]
         if step == "name":
-            for key in ("name_ar", "name_en", "other_name", "similar", "similar_to"):
+            for key in ("name", "name_ar", "name_en", "other_name", "similar", "similar_to"):
                 ctx.data.pop(key, None)
         return goto(step)
     if ctx.choice != "sig:confirm":
         return retry()
+    unanswered = next_step(ctx, "read")
+    if unanswered.target != "summary":  # Back out of an edit can leave a question unanswered
+        ctx.say(answer_first())
+        return unanswered
     signature = await store(ctx)
     ctx.data.clear()
     ctx.say(

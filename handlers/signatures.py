@@ -13,6 +13,7 @@ from bot.flows import MENU, Action, Ctx, Flow, Step, Transition, goto, nav_butto
 from bot.i18n import _, current_locale, format_datetime, isolate
 from bot.messages import Address, Button
 from bot.models import AuditEntry, Contact, Signature
+from bot.text import parse_int
 from handlers.sign import STATUS_LABELS, TYPE_LABELS, outcome_notice, public_name
 
 PAGE = 8
@@ -166,7 +167,9 @@ async def decide(ctx: Ctx, status: str, reason: str | None) -> Transition:
 
 async def open_signature(ctx: Ctx, rest: str) -> Transition:
     """The standing "Open the signature" button."""
-    return start("signature", {"id": int(rest) if rest.isdigit() else 0})
+    # A forged payload may carry "²" (a digit to isdigit, not to int) or a number too large
+    # for the database: only a plain id counts.
+    return start("signature", {"id": parse_int(rest) or 0})
 
 
 PENDING = Flow("signatures", {"list": Step(ask_pending, on_pending)}, coordinators_only=True)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from bot.db import Database
 from bot.engine import Engine
 from bot.i18n import LANGUAGE_NAMES, RLM, long_text, use_locale
 from bot.messages import Address, Inbound
+from bot.models import Conversation
 from handlers.declaration import PAGE_LIMIT, pages
 from handlers.menu import about_text
 from tests.conftest import Person
@@ -222,6 +224,20 @@ async def test_a_group_gets_only_an_invitation(engine: Engine, db: Database) -> 
         )
         in replies[0].text
     )
+
+
+async def test_a_group_message_leaves_no_conversation_without_a_step(
+    engine: Engine, db: Database
+) -> None:
+    # Found by tests/test_fuzz.py: the first message from a group stored a conversation at the
+    # flow "" and step "", a state no flow has.
+    group = Address("telegram", "-100201")
+    await engine.handle(Inbound(group, "g2", text="hello", is_private=False))
+    async with db.transaction() as session:
+        assert (await session.scalars(select(Conversation))).all() == []
+    person = Person(engine, group)
+    await person.send("/start")  # should the chat become private, the language comes first
+    assert person.labels() == list(LANGUAGE_NAMES.values())
 
 
 @pytest.mark.parametrize(

@@ -240,3 +240,29 @@ async def test_a_photo_where_a_choice_is_expected(
     )
     assert person.labels() == menu_labels(locale)
     assert await state(db, ME) == before
+
+
+@pytest.mark.parametrize(
+    ("locale", "caption", "where"),
+    [
+        ("ar", "رجوع", ("bulletin", "home")),
+        ("en", "Menu", ("menu", "main")),
+        ("ckb", "١", ("bulletin", "home")),  # option 1 of an empty archive: Back
+    ],
+)
+async def test_a_photo_captioned_with_an_escape(
+    person: Person, db: Database, locale: str, caption: str, where: tuple[str, str]
+) -> None:
+    # Found by tests/test_fuzz.py: a caption naming Back or Menu reached the step's answer as
+    # the choice "nav:back" (the archive failed on int("nav:back")), not as the escape.
+    await choose_language(person, locale)
+    await person.tap(t(locale, "Bulletin"))
+    await person.tap(t(locale, "Archive"))
+    photo = Media("photo", "file-2")
+    await person.deliver(
+        Inbound(person.address, "p-2", kind="photo", text=caption, media=(photo,))
+    )
+    apology = "Sorry, something went wrong on our side. Please try again in a moment."
+    assert t(locale, apology) not in person.text()
+    now = await state(db, ME)
+    assert (now["flow"], now["step"]) == where

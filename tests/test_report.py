@@ -88,6 +88,18 @@ async def test_a_whole_report_by_buttons(person: Person, db: Database, locale: s
     assert (await state(db, ME))["data"] == {}
 
 
+@pytest.mark.parametrize(("locale", "comma"), [("en", ", "), ("ar", "، "), ("ckb", "، ")])
+async def test_the_needs_are_listed_with_the_comma_of_the_language(
+    person: Person, locale: str, comma: str
+) -> None:
+    # Found by tests/test_fuzz.py: English summaries showed "Food، Health care and medicine".
+    await by_buttons(person, locale)
+    needs = comma.join(t(locale, n) for n in ("Food", "Health care and medicine"))
+    assert needs in person.text()
+    if locale == "en":
+        assert "،" not in person.text()
+
+
 async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) -> None:
     await choose_language(person, "ar")
     await person.send("٤")  # Report a displaced family
@@ -237,6 +249,31 @@ async def test_back_keeps_the_answer_and_edit_returns_to_the_summary(
     assert (report.governorate, report.people, report.elderly) == ("IQG11", 2, 1)
 
 
+@pytest.mark.parametrize("locale", LANGS)
+async def test_back_out_of_editing_the_needs_cannot_send_a_report_without_them(
+    person: Person, db: Database, locale: str
+) -> None:
+    # Found by tests/test_fuzz.py: Back from the needs, reached by Edit, returned to the summary
+    # with the needs taken off; Send stored a report with no needs, or with a "most urgent"
+    # need that was no longer among them.
+    await by_buttons(person, locale)  # food and health care, health care the most urgent
+    await person.tap(t(locale, "Edit: %(item)s") % {"item": t(locale, "Needs")})
+    await person.press("need:health")
+    await person.tap(t(locale, "Back"))
+    assert t(locale, "Most urgent") not in person.text()
+    await person.tap(t(locale, "Edit: %(item)s") % {"item": t(locale, "Needs")})
+    await person.press("need:food")
+    await person.tap(t(locale, "Back"))
+    await person.tap(t(locale, "Send the report"))
+    assert t(locale, "Please answer this question first.") in person.text()
+    assert await reports(db) == []
+    await person.press("need:water")
+    await person.press("need:done")
+    await person.tap(t(locale, "Send the report"))
+    [report] = await reports(db)
+    assert (report.needs, report.urgent) == (["water"], "water")
+
+
 async def by_buttons_from_gov(person: Person) -> None:
     for payload in ("gov:IQG09", "dist:IQG09Q04", "place:skip", "orig:IQG15", "when:gt1y"):
         await person.press(payload)
@@ -310,6 +347,31 @@ async def test_a_photo_with_the_notes(person: Person, db: Database) -> None:
     await person.tap("Send the report")
     [report] = await reports(db)
     assert (report.notes, report.photo) == ("our tent", "file-77")
+
+
+async def test_a_shared_contact_or_point_is_not_a_place_or_a_note(
+    person: Person, db: Database
+) -> None:
+    # Found by tests/test_fuzz.py: a contact card at the place question stored the place "" and
+    # went on as if skipped; a point at "Anything else?" was taken for "nothing".
+    await open_report(person, "ar")
+    for payload in ("gov:IQG09", "dist:unknown"):
+        await person.press(payload)
+    before = await state(db, ME)
+    await person.deliver(Inbound(person.address, "c-2", kind="contact", phone="9647701234567"))
+    hint = t("ar", "Please type the name of the place, or share your location.")
+    assert hint in person.text()
+    assert await state(db, ME) == before
+    await person.press("place:skip")
+    for payload in ("orig:IQG15", "when:gt1y", "n:1", "n:0", "n:0", "n:0", "n:0", "no"):
+        await person.press(payload)
+    for payload in ("shelter:camp", "need:food", "need:done"):
+        await person.press(payload)
+    before = await state(db, ME)
+    point = Location(36.86, 42.98)
+    await person.deliver(Inbound(person.address, "l-2", kind="location", location=point))
+    assert t("ar", "Please send a photo or a text, or press Skip.") in person.text()
+    assert await state(db, ME) == before
 
 
 async def test_declining_stores_nothing(person: Person, db: Database) -> None:

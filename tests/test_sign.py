@@ -326,6 +326,45 @@ async def test_a_phone_or_an_email_is_needed(person: Person, db: Database) -> No
     assert "authorized" in person.text()
 
 
+@pytest.mark.parametrize("other", ["ـــ", "!!", "🙏🏽"])
+async def test_the_other_name_is_a_name_too(person: Person, db: Database, other: str) -> None:
+    # Found while writing tests/test_fuzz.py's rules: the first name needs two letters or
+    # digits, the name in the other language did not ("ـــ" stood as an Arabic name).
+    await choose_language(person, "en")
+    await person.tap("Sign the declaration")
+    await person.tap("I have read it")
+    await person.send("Tigris Youth Forum")
+    await person.send(other)
+    assert "Please write the organization's name." in person.text()
+    await person.send("منتدى شباب دجلة")
+    assert "What kind of organization is it?" in person.text()
+
+
+async def test_back_out_of_editing_the_name_cannot_sign_without_a_name(
+    person: Person, db: Database
+) -> None:
+    # Found by tests/test_fuzz.py: Edit the name, then Back, then Confirm stored a signature
+    # with no name at all (its duplicate key was "none").
+    await choose_language(person, "ckb")
+    await sign(person, "ckb", name="ڕێکخراوی هیوا", other=None)
+    await person.tap(t("ckb", "Sign the declaration"))
+    await person.tap(t("ckb", "Sign for another organization"))
+    for answer in ("Tigris Youth Forum", "name:skip", "type:youth", "gov:IQG08"):
+        await (person.press(answer) if ":" in answer else person.send(answer))
+    for answer in ("Baghdad", "Ali Kareem", "Coordinator", "0790 765 4321", "a@b.example"):
+        await person.send(answer)
+    await person.press("auth:yes")
+    await person.tap(t("ckb", "Edit: %(item)s") % {"item": t("ckb", "Name of the organization")})
+    await person.tap(t("ckb", "Back"))
+    await person.tap(t("ckb", "Confirm and sign"))
+    assert t("ckb", "Please answer this question first.") in person.text()
+    assert len(await signatures(db)) == 1
+    await person.send("Tigris Youth Forum")
+    await person.press("name:skip")
+    await person.tap(t("ckb", "Confirm and sign"))
+    assert [s.name_en for s in await signatures(db)] == [None, "Tigris Youth Forum"]
+
+
 @pytest.mark.parametrize("command", ["/signatures"])
 async def test_others_are_refused(engine: Engine, db: Database, command: str) -> None:
     stranger = Person(engine, Address("telegram", "555"))
@@ -334,6 +373,15 @@ async def test_others_are_refused(engine: Engine, db: Database, command: str) ->
     assert "I do not know that command" in stranger.text()
     await stranger.press("sig:open:1")
     assert "This menu has expired" in stranger.text()
+
+
+@pytest.mark.parametrize("rest", ["²", "99999999999999999999", "-1", ""])
+async def test_a_forged_open_button_finds_no_signature(coordinator: Person, rest: str) -> None:
+    # Found by tests/test_fuzz.py: "²" passed isdigit() and failed int(); a number too large
+    # for SQLite failed the query. Either way the coordinator got an apology.
+    await coordinator.press(f"sig:open:{rest}")
+    assert "This signature no longer exists." in coordinator.text()
+    assert "Sorry, something went wrong" not in coordinator.text()
 
 
 def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
