@@ -47,7 +47,7 @@ from sqlalchemy import func, select
 from bot import gazetteer
 from bot.bulletins import TEXT_LIMIT, TITLE_LIMIT
 from bot.config import NEEDS, Settings
-from bot.db import Database
+from bot.db import Database, upgrade
 from bot.engine import Engine
 from bot.flows import COMMANDS, NAV_PAYLOADS, NAV_WORDS
 from bot.i18n import LANGUAGE_NAMES, LOCALES, locales_dir, translate_in
@@ -628,11 +628,15 @@ async def build(world: World) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(migrated_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """The seeded, explored world, shared by every test of this file (each restores its state)."""
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The seeded, explored world, shared by every test of this file (each restores its state).
+
+    Its own SQLite file, made by the real migrations, whichever database the suite runs on: the
+    world's states are kept and restored as copies of that file.
+    """
     path = tmp_path_factory.mktemp("fuzz") / "bot.db"
-    path.write_bytes(migrated_template.read_bytes())
     url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
     config = Settings(
         database_url=url, coordinators=frozenset({COORDINATOR, WHATSAPP_COORDINATOR})
     )
