@@ -1,15 +1,22 @@
 """Benchmark: broadcasts through the real sender to a fake Bot API with flood control.
 
-Prints its figures; not a test. The fake runs in its own process on 127.0.0.1 (so that its
-memory is not counted as the bot's), and answers 429 past 30 messages in any one second.
+Prints its figures; not a test. The fake runs in its own process on 127.0.0.1 (its memory and
+CPU are not the bot's) and notes when it accepted each message; rates are measured from those
+times, at the fake's end. Each measurement runs in a fresh child process, so that its peak
+memory is its own.
 
-(a) at the default 30 messages/s, on the first --paced messages of a broadcast to 10,000
-    subscribers: the rate achieved as a fraction of the limit, and the 429 answers provoked;
-    meanwhile interactive replies are sent every 0.5 s and (c) their latency measured;
-(b) with the limit lifted (no flood control, TELEGRAM_RATE 10000): the sender's rate as a
-    fraction of a bare python-telegram-bot send loop against the same fake, and peak memory.
+(a) at the default 30 messages/s, a broadcast to 10,000 subscribers with the fake answering 429
+    past 30 messages in any one second (a sliding window): the steady-state rate (the messages
+    the fake accepted between the --warmup-th and the (--warmup + --paced)-th, over the seconds
+    between them, over the limit) and the 429 answers provoked in the whole run; meanwhile
+    interactive replies are queued every 0.5 s and (c) their latency measured (queued to sent);
+(b) with the limits lifted (no flood control, TELEGRAM_RATE 10000), a broadcast to each of
+    --sizes subscribers: the sender's rate, as a fraction of a bare python-telegram-bot send
+    loop's (same fake, same HTTP stack and pool, same messages, as many sends in flight as the
+    sender has lanes) taking turns with it every few seconds; the CPU each costs per message;
+    the child's peak RSS; and the sender's own cost, through a transport that sends nothing.
 
-Run: .venv/bin/python benchmarks/broadcast.py [--sizes 10000 100000] [--paced 600]
+Run: .venv/bin/python benchmarks/broadcast.py [--sizes 10000 100000] [--paced 600] [--skip-a]
 """
 
 from __future__ import annotations
@@ -17,7 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
+import inspect
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -25,201 +35,498 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
-from bot import bulletins
+from bot import bulletins, runtime
+from bot.bulletins import Renderer
 from bot.config import Settings
-from bot.db import upgrade_async
+from bot.db import Database, upgrade_async
 from bot.engine import enqueue
 from bot.messages import Address, Outbound
 from bot.models import Bulletin, Contact, OutboxMessage
 from bot.runtime import running
+from bot.scheduler import BulletinScheduler
+from bot.sender import ChannelWorker, Sender
 
 ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 30
+TURN = 3.0  # seconds the sender sends in (b) before the bare loop takes its turn
+PAUSE = 2  # seconds of each turn of the bare loop (the retry_after the sender is given)
+BARE_CHATS = 20_000_000  # the bare loop's chats are numbered from here; subscribers' below
+TEXTS = {
+    "ar": {"title": "نشرة", "text": "نص النشرة " * 20},
+    "ckb": {"title": "بڵاوکراوە", "text": "دەقی بڵاوکراوە " * 20},
+    "en": {"title": "Bulletin", "text": "The bulletin's text " * 20},
+}
+# As many sends at a time as the sender makes: the bare loop is a fair ceiling only then.
+IN_FLIGHT = min(
+    ChannelWorker.LANES,
+    int(inspect.signature(ChannelWorker).parameters["max_in_flight"].default),
+)
 
 
-def start_fake(flood_limit: int | None) -> tuple[subprocess.Popen[str], str, str]:
-    """The fake Bot API in a child process; its base URL and token."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_telegram", str(flood_limit or "none")],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    base_url, token = process.stdout.readline().split()
-    return process, base_url, token
+class Fake:
+    """The fake Bot API in a child process."""
 
+    def __init__(self, flood_limit: int | None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.fake_telegram", str(flood_limit or "none")],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,  # it ends when this process does, even when killed
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url, self.token = self.process.stdout.readline().split()
+        self.root = self.base_url.removesuffix("/bot")
 
-def stats(base_url: str) -> dict[str, int]:
-    """The fake's counters."""
-    root = base_url.removesuffix("/bot")
-    with urllib.request.urlopen(f"{root}/_fake/stats", timeout=10) as response:
-        data: dict[str, int] = json.load(response)
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.root}{path}", timeout=30) as response:
+            return json.load(response)
+
+    def stats(self) -> dict[str, int]:
+        """Messages accepted and 429 answers so far."""
+        data: dict[str, int] = self._get("/_fake/stats")
         return data
+
+    def accepted(self, start: int) -> list[tuple[float, int]]:
+        """When (time.monotonic, shared by processes) and to which chat the fake accepted the
+        messages from the `start`-th on."""
+        return [(at, chat) for at, chat in self._get(f"/_fake/accepted?start={start}")]
+
+    def times(self, start: int, stop: int) -> list[float]:
+        """When the fake accepted messages start..stop-1."""
+        return [at for at, _chat in self.accepted(start)[: stop - start]]
+
+    def retry_after(self, seconds: int) -> None:
+        """Make the fake answer the next sendMessage with 429 and retry_after=`seconds`."""
+        request = urllib.request.Request(
+            f"{self.root}/_fake/retry_after?seconds={seconds}", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+
+    def cpu(self) -> float:
+        """CPU seconds the fake has used."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def close(self) -> None:
+        """Stop the fake."""
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def own_cpu() -> float:
+    """CPU seconds this process has used (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def fill(url: str, size: int) -> None:
     """A database with `size` subscribers on Telegram, in the three languages."""
-    from bot.db import Database
+
+    def chunk(first: int, last: int) -> Iterator[dict[str, Any]]:
+        now = datetime.now(UTC)
+        for n in range(first, last):
+            yield {
+                "address": f"telegram:{10_000_000 + n}",
+                "channel": "telegram",
+                "locale": ("ar", "ckb", "en")[n % 3],
+                "first_seen": now,
+                "last_seen": now,
+                "subscribed": True,
+                "unreachable": False,
+            }
 
     await upgrade_async(url)
     db = Database(url)
-    now = datetime.now(UTC)
-    rows = [
-        {
-            "address": f"telegram:{10_000_000 + n}",
-            "channel": "telegram",
-            "locale": ("ar", "ckb", "en")[n % 3],
-            "first_seen": now,
-            "last_seen": now,
-            "subscribed": True,
-            "unreachable": False,
-        }
-        for n in range(size)
-    ]
     for start in range(0, size, 5000):
         async with db.transaction() as session:
-            await session.execute(insert(Contact), rows[start : start + 5000])
+            await session.execute(insert(Contact), list(chunk(start, min(size, start + 5000))))
     await db.close()
 
 
-async def broadcast(
-    settings: Settings, base_url: str, target: int, replies: bool
-) -> dict[str, float]:
-    """Send one bulletin; measure until `target` messages reached the fake."""
-    async with running(settings) as bot:
-        async with bot.db.transaction() as session:
-            bulletin = Bulletin(
-                texts={
-                    "ar": {"title": "نشرة", "text": "نص النشرة " * 20},
-                    "ckb": {"title": "بڵاوکراوە", "text": "دەقی بڵاوکراوە " * 20},
-                    "en": {"title": "Bulletin", "text": "The bulletin's text " * 20},
-                },
-                created_by="bench",
-            )
-            session.add(bulletin)
-            await session.flush()
-            await bulletins.publish(session, bulletin, datetime.now(UTC))
-            bulletin_id = bulletin.id
-        assert bot.scheduler is not None
-        queue_start = time.perf_counter()
-        await bot.scheduler.queue(bulletin_id)
-        queue_seconds = time.perf_counter() - queue_start
-        start = time.perf_counter()
-        before = (await asyncio.to_thread(stats, base_url))["sent"]
-        next_reply = start
-        queued_at: dict[str, datetime] = {}
-        while True:
-            now = time.perf_counter()
-            if replies and now >= next_reply:
-                chat = f"telegram:{900 + len(queued_at)}"
-                async with bot.db.transaction() as session:
-                    enqueue(session, [Outbound(Address.parse(chat), "reply")], None)
-                queued_at[chat] = datetime.now(UTC)
-                bot.sender.wake("telegram", urgent=True)
-                next_reply = now + 0.5
-            sent = (await asyncio.to_thread(stats, base_url))["sent"] - before
-            if sent >= target:
-                break
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - start
-        await asyncio.sleep(1.0)  # let the last replies out
-        latencies = []
-        async with bot.db.transaction() as session:
-            rows = await session.execute(
-                select(OutboxMessage.address, OutboxMessage.sent_at).where(
-                    OutboxMessage.address.in_(list(queued_at)),
-                    OutboxMessage.sent_at.is_not(None),
-                )
-            )
-            for address, sent_at in rows:
-                if sent_at is not None:
-                    latencies.append((sent_at - queued_at[address]).total_seconds())
-            stopped = await session.get(Bulletin, bulletin_id)
-            if stopped is not None:
-                await bulletins.stop(session, stopped)
-    result = {"seconds": elapsed, "messages": float(target), "queue_seconds": queue_seconds}
-    if latencies:
-        latencies.sort()
-        result["reply_p50"] = statistics.median(latencies)
-        result["reply_p95"] = latencies[max(0, int(len(latencies) * 0.95) - 1)]
-        result["replies"] = float(len(latencies))
-    return result
-
-
-async def bare_loop(base_url: str, token: str, count: int) -> float:
-    """Messages per second of a plain python-telegram-bot send loop to the same fake."""
-    from telegram import Bot
-
-    bot = Bot(token, base_url=base_url)
-    async with bot:
-        start = time.perf_counter()
-        for n in range(count):
-            await bot.send_message(20_000_000 + n, "The bulletin's text " * 20)
-        return count / (time.perf_counter() - start)
-
-
-def settings_for(folder: str, base_url: str, token: str, rate: float) -> Settings:
+def settings_for(folder: str, fake: Fake, rate: float) -> Settings:
     """The bot's settings for one run."""
     return dataclasses.replace(
         Settings(database_url=f"sqlite+aiosqlite:///{folder}/bench.db"),
-        telegram_bot_token=token,
-        telegram_api_base_url=base_url,
-        telegram_file_base_url=base_url.replace("/bot", "/file/bot"),
+        telegram_bot_token=fake.token,
+        telegram_api_base_url=fake.base_url,
+        telegram_file_base_url=fake.base_url.replace("/bot", "/file/bot"),
         telegram_rate=rate,
     )
 
 
-async def main(sizes: list[int], paced: int) -> None:
-    """Run (a), (b) and (c) and print the figures."""
-    fake, base_url, token = start_fake(30)
+async def start_broadcast(bot: Any) -> tuple[int, float]:
+    """Publish a bulletin ("Send now") and queue its deliveries; its id and the seconds queueing
+    took. Queued as the bot does it, by the scheduler (under its lock)."""
+    async with bot.db.transaction() as session:
+        bulletin = Bulletin(texts=TEXTS, created_by="bench")
+        session.add(bulletin)
+        await session.flush()
+        await bulletins.publish(session, bulletin, datetime.now(UTC))
+        bulletin_id = int(bulletin.id)
+    start = time.perf_counter()
+    await bot.scheduler.sync()
+    return bulletin_id, time.perf_counter() - start
+
+
+async def paced(warmup: int, count: int) -> dict[str, float]:
+    """(a) and (c): the steady-state rate at 30/s, the 429s, the replies' latency."""
+    fake = Fake(LIMIT)
     try:
         with tempfile.TemporaryDirectory() as folder:
             await fill(f"sqlite+aiosqlite:///{folder}/bench.db", 10_000)
-            settings = settings_for(folder, base_url, token, 30.0)
-            result = await broadcast(settings, base_url, paced, True)
-        rate = result["messages"] / result["seconds"]
-        hits = stats(base_url)["flood_hits"]
-        print(
-            f"(a) paced at 30/s, the first {paced} messages of a broadcast to 10,000: "
-            f"{rate:.1f} messages/s = {rate / 30:.3f} of the limit; 429 answers: {hits}"
-        )
-        if "reply_p95" in result:
-            print(
-                f"(c) interactive replies during that broadcast: {int(result['replies'])}; "
-                f"latency p50 {result['reply_p50']:.3f} s, p95 {result['reply_p95']:.3f} s"
-            )
+            settings = settings_for(folder, fake, float(LIMIT))
+            async with running(settings) as bot:
+                before = (await asyncio.to_thread(fake.stats))["sent"]
+                bulletin_id, queue_seconds = await start_broadcast(bot)
+                queued = time.monotonic()
+                queued_at: dict[str, datetime] = {}
+                next_reply = 0.0
+                while True:
+                    now = time.monotonic()
+                    if now >= next_reply:
+                        chat = f"telegram:{900 + len(queued_at)}"
+                        async with bot.db.transaction() as session:
+                            enqueue(session, [Outbound(Address.parse(chat), "reply")], None)
+                        queued_at[chat] = datetime.now(UTC)
+                        bot.sender.wake("telegram", urgent=True)
+                        next_reply = now + 0.5
+                    sent = (await asyncio.to_thread(fake.stats))["sent"] - before
+                    if sent > warmup + count:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1.0)  # let the last replies out
+                async with bot.db.transaction() as session:
+                    rows = await session.execute(
+                        select(OutboxMessage.address, OutboxMessage.sent_at).where(
+                            OutboxMessage.address.in_(list(queued_at)),
+                            OutboxMessage.sent_at.is_not(None),
+                        )
+                    )
+                    latencies = sorted(
+                        (sent_at - queued_at[address]).total_seconds()
+                        for address, sent_at in rows
+                        if sent_at is not None
+                    )
+                    stopped = await session.get(Bulletin, bulletin_id)
+                    assert stopped is not None
+                    await bulletins.stop(session, stopped)
+        times = fake.times(before, before + warmup + count + 1)
+        hits = fake.stats()["flood_hits"]
     finally:
-        fake.terminate()
-    for size in sizes:
-        fake, base_url, token = start_fake(None)
-        try:
-            bare = await bare_loop(base_url, token, 2000)
-            with tempfile.TemporaryDirectory() as folder:
-                await fill(f"sqlite+aiosqlite:///{folder}/bench.db", size)
-                settings = settings_for(folder, base_url, token, 10_000.0)
-                result = await broadcast(settings, base_url, size, False)
-            rate = result["messages"] / result["seconds"]
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(
-                f"(b) limit lifted, {size:,} subscribers: queued in "
-                f"{result['queue_seconds']:.1f} s, sent at {rate:.0f} messages/s; a bare "
-                f"python-telegram-bot loop: {bare:.0f}/s; ratio {rate / bare:.2f}; "
-                f"peak RSS {rss:.0f} MB"
-            )
-        finally:
-            fake.terminate()
+        fake.close()
+    steady = count / (times[warmup + count] - times[warmup])
+    whole = (warmup + count) / (times[warmup + count] - queued)
+    # The most messages the fake accepted in any one second (its own sliding window).
+    densest = max(
+        sum(1 for t in times[i : i + LIMIT + 5] if t - times[i] < 1.0) for i in range(len(times))
+    )
+    return {
+        "queue_seconds": queue_seconds,
+        "steady": steady,
+        "whole": whole,
+        "hits": hits,
+        "densest": densest,
+        "replies": len(latencies),
+        "reply_p50": statistics.median(latencies),
+        "reply_p95": latencies[max(0, -(-len(latencies) * 95 // 100) - 1)],
+        "reply_max": latencies[-1],
+    }
+
+
+class BareLoop:
+    """A plain python-telegram-bot send loop, the ceiling of the HTTP stack.
+
+    The same stack as the bot's (ApplicationBuilder, its pool size), the same messages (the
+    bulletin rendered in the three languages in turn, as HTML, no link preview), and as many
+    sends at a time as the sender has lanes.
+    """
+
+    def __init__(self, fake: Fake) -> None:
+        from telegram.ext import ApplicationBuilder
+
+        from bot.channels.telegram import html_text
+
+        bulletin = Bulletin(id=1, public_id="B-BENCH1", texts=TEXTS, created_at=datetime.now(UTC))
+        self.texts = []
+        for locale in ("ar", "ckb", "en"):
+            message = bulletins.render(bulletin, Address("telegram", "1"), locale, "Asia/Baghdad")
+            self.texts.append(html_text(message, message.text, True))
+        self.app = (
+            ApplicationBuilder()
+            .token(fake.token)
+            .base_url(fake.base_url)
+            .connection_pool_size(32)
+            .updater(None)
+            .build()
+        )
+        self.number = 0
+
+    async def run(self, until: float) -> None:
+        """Send until time.monotonic() reaches `until`."""
+        from telegram import LinkPreviewOptions
+        from telegram.constants import ParseMode
+
+        async def worker() -> None:
+            while time.monotonic() < until:
+                self.number += 1
+                await self.app.bot.send_message(
+                    BARE_CHATS + self.number,
+                    self.texts[self.number % 3],
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+
+
+@dataclasses.dataclass
+class Share:
+    """Messages, seconds (first to last accepted, per stretch) and CPU seconds of one side."""
+
+    messages: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    fake_cpu: float = 0.0
+    turns: int = 0
+
+    def add(self, times: list[float], cpu: float, fake_cpu: float) -> None:
+        """One stretch: the fake's acceptance times in it, and the CPU it took."""
+        self.turns += 1
+        if len(times) > 1:
+            self.messages += len(times) - 1
+            self.seconds += times[-1] - times[0]
+        self.cpu += cpu
+        self.fake_cpu += fake_cpu
+
+    @property
+    def rate(self) -> float:
+        """Messages a second."""
+        return self.messages / self.seconds
+
+
+async def lifted(size: int) -> dict[str, float]:
+    """(b): the sender's rate with the limits lifted against a bare loop's, interleaved.
+
+    The machine is shared: its load swings within seconds. So the two take turns every few
+    seconds: the fake answers the sender's next message with 429 and retry_after=PAUSE (the
+    sender then holds the channel, as it does for Telegram), the bare loop sends meanwhile,
+    and the sender goes on. Each side's rate is taken between the first and last message the
+    fake accepted in each of its stretches.
+    """
+    fake = Fake(None)
+    sender, bare = Share(), Share()
+    sender_times: list[float] = []  # the sender's messages since the last stretch, and the bare
+    bare_times: list[float] = []  # loop's (told apart by their chats)
+    cursor = sent = 0
+
+    async def collect() -> None:
+        """Fetch what the fake accepted since the last look, sorted by who sent it."""
+        nonlocal cursor, sent
+        entries = await asyncio.to_thread(fake.accepted, cursor)
+        cursor += len(entries)
+        for at, chat in entries:
+            if chat >= BARE_CHATS:
+                bare_times.append(at)
+            else:
+                sender_times.append(at)
+                sent += 1
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            await fill(f"sqlite+aiosqlite:///{folder}/bench.db", size)
+            loop = BareLoop(fake)
+            settings = settings_for(folder, fake, 10_000.0)
+            async with loop.app, running(settings) as bot:
+                await loop.run(time.monotonic() + 1.0)  # its connections made
+                await collect()
+                bare_times.clear()
+                _bulletin_id, queue_seconds = await start_broadcast(bot)
+                # Rows are committed in batches while queueing, and the sender may start on
+                # them: its rate is taken from the end of queueing, when all are waiting.
+                queued = time.monotonic()
+                early = 0
+                while True:
+                    cpu, fake_cpu = own_cpu(), fake.cpu()
+                    turn_ends = time.monotonic() + TURN
+                    while sent < size and time.monotonic() < turn_ends:
+                        await asyncio.sleep(0.5)  # (the polling costs the bot's process CPU)
+                        await collect()
+                    paused = time.monotonic()
+                    if sent < size:
+                        answered = (await asyncio.to_thread(fake.stats))["faults_answered"]
+                        await asyncio.to_thread(fake.retry_after, PAUSE)
+                        while sent < size:
+                            await asyncio.sleep(0.01)
+                            stats = await asyncio.to_thread(fake.stats)
+                            if stats["faults_answered"] > answered:
+                                break
+                            await collect()
+                        paused = time.monotonic()
+                        await asyncio.sleep(0.1)  # the sends under way end
+                    await collect()
+                    stretch = [t for t in sender_times if t >= queued]
+                    early += len(sender_times) - len(stretch)
+                    sender.add(stretch, own_cpu() - cpu, fake.cpu() - fake_cpu)
+                    sender_times.clear()
+                    if sent >= size:
+                        break
+                    cpu, fake_cpu = own_cpu(), fake.cpu()
+                    await loop.run(paused + PAUSE - 0.3)  # done before the sender goes on
+                    await collect()
+                    bare.add(bare_times, own_cpu() - cpu, fake.cpu() - fake_cpu)
+                    bare_times.clear()
+    finally:
+        fake.close()
+    return {
+        "size": size,
+        "queue_seconds": queue_seconds,
+        "sent_while_queueing": early,
+        "rate": sender.rate,
+        "cpu_ms": 1000 * sender.cpu / sender.messages,
+        "fake_cpu_ms": 1000 * sender.fake_cpu / sender.messages,
+        "bare_rate": bare.rate,
+        "bare_cpu_ms": 1000 * bare.cpu / bare.messages,
+        "bare_fake_cpu_ms": 1000 * bare.fake_cpu / bare.messages,
+        "bare_messages": bare.messages,
+        "turns": bare.turns,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+class NullTransport:
+    """A Transport that sends nothing: what a broadcast then costs is the sender's own work."""
+
+    channel = "telegram"
+    rate = 1_000_000.0
+
+    def chat_limit(self, address: str) -> tuple[float, int]:
+        """Telegram's limit for one person."""
+        return 1.0, 3
+
+    async def deliver(self, message: Outbound) -> str | None:
+        """Nothing, after one turn of the event loop (as any send takes at least)."""
+        await asyncio.sleep(0)
+        return "1"
+
+
+async def own_cost(size: int) -> dict[str, float]:
+    """The ledger's and the rate logic's cost: a broadcast to `size` through NullTransport."""
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{folder}/bench.db"
+        await fill(url, size)
+        settings = Settings(database_url=url)
+        db = Database(url)
+        bot = SimpleNamespace(db=db, scheduler=BulletinScheduler(db, settings))
+        await start_broadcast(bot)
+        sender = Sender(db, [NullTransport()], render=Renderer(db, settings.timezone))
+        cpu, start = own_cpu(), time.perf_counter()
+        sender.start()
+        await sender.flush("telegram")
+        elapsed, cpu = time.perf_counter() - start, own_cpu() - cpu
+        await sender.stop()
+        async with db.transaction() as session:
+            sent = await session.scalar(select(func.count()).where(OutboxMessage.status == "sent"))
+        await db.close()
+    assert sent == size, sent
+    return {"rate": size / elapsed, "cpu_ms": 1000 * cpu / size}
+
+
+def child(*args: str) -> dict[str, float]:
+    """Run one measurement in a fresh process; its figures."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+        timeout=6 * 3600,
+    ).stdout
+    result: dict[str, float] = json.loads(output.splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    """Run (a), (b) and (c) and print the figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000])
+    parser.add_argument("--paced", type=int, default=600, help="messages measured in (a)")
+    parser.add_argument("--warmup", type=int, default=60, help="messages before (a) measures")
+    parser.add_argument("--skip-a", action="store_true")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        help="the sender's max_in_flight (messages a crash may repeat) in (b); default: its own",
+    )
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *numbers = args.child
+        values = [int(n) for n in numbers]
+        if args.in_flight is not None:  # the bot's sender, and the one of own_cost
+            in_flight = functools.partial(Sender, max_in_flight=args.in_flight)
+            vars(runtime)["Sender"] = in_flight
+            globals()["Sender"] = in_flight
+        if kind == "paced":
+            result = asyncio.run(paced(*values))
+        elif kind == "lifted":
+            result = asyncio.run(lifted(*values))
+        else:
+            result = asyncio.run(own_cost(*values))
+        print(json.dumps(result))
+        return
+    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the start")
+    if not args.skip_a:
+        a = child("paced", str(args.warmup), str(args.paced))
+        print(
+            f"(a) 30/s, broadcast to 10,000: messages {args.warmup} to "
+            f"{args.warmup + args.paced} accepted at {a['steady']:.2f}/s = "
+            f"{a['steady'] / LIMIT:.3f} of the limit (from the end of queueing, start-up "
+            f"included: {a['whole'] / LIMIT:.3f}); 429 answers: {int(a['hits'])}; most "
+            f"accepted in any one second: {int(a['densest'])}"
+        )
+        print(
+            f"(c) {int(a['replies'])} interactive replies during it: latency p50 "
+            f"{a['reply_p50']:.3f} s, p95 {a['reply_p95']:.3f} s, max {a['reply_max']:.3f} s"
+        )
+    bound = [] if args.in_flight is None else ["--in-flight", str(args.in_flight)]
+    default = inspect.signature(ChannelWorker).parameters["max_in_flight"].default
+    print(
+        f"(b) with the sender's max_in_flight {args.in_flight or default}: a crash may send "
+        "that many messages twice"
+    )
+    for size in args.sizes:
+        b = child("lifted", str(size), *bound)
+        print(
+            f"(b) limits lifted, {size:,} subscribers: queued in {b['queue_seconds']:.1f} s "
+            f"({int(b['sent_while_queueing']):,} sent meanwhile); then {b['rate']:.0f}/s, and "
+            f"the bare loop {b['bare_rate']:.0f}/s in {int(b['turns'])} turns with it "
+            f"({int(b['bare_messages']):,} messages): ratio {b['rate'] / b['bare_rate']:.2f}; "
+            f"peak RSS {b['rss_mb']:.0f} MB"
+        )
+        print(
+            f"    CPU per message: the bot's process {b['cpu_ms']:.2f} ms with the sender, "
+            f"{b['bare_cpu_ms']:.2f} ms with the bare loop (ratio "
+            f"{b['bare_cpu_ms'] / b['cpu_ms']:.2f}); the fake's {b['fake_cpu_ms']:.2f} and "
+            f"{b['bare_fake_cpu_ms']:.2f} ms"
+        )
+        own = child("own", str(size), *bound)
+        print(
+            f"    the sender alone (a transport that sends nothing), {size:,} subscribers: "
+            f"{own['rate']:.0f}/s, {own['cpu_ms']:.3f} ms of CPU per message"
+        )
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000])
-    parser.add_argument("--paced", type=int, default=600)
-    args = parser.parse_args()
-    asyncio.run(main(args.sizes, args.paced))
+    main()

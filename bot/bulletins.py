@@ -7,15 +7,19 @@ crash harmless. The sender renders each row in its recipient's language when it 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, select, update
+from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
@@ -27,6 +31,7 @@ from bot.text import fold, strip_bidi
 logger = logging.getLogger(__name__)
 
 BATCH = 1000
+PAUSE = 0.02  # seconds between two batches of deliveries: others' turn at the database
 FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
 BROADCAST = 2  # the outbox priority of a broadcast
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -172,25 +177,32 @@ async def queue_deliveries(
                     .limit(BATCH)
                 )
             ).all()
-            for row in rows:
-                locale = language_for(bulletin, row.locale or "ar")
-                session.add(
-                    OutboxMessage(
-                        channel=row.channel,
-                        address=row.address,
-                        contact_id=row.id,
-                        priority=BROADCAST,
-                        body={"bulletin": bulletin_id, "locale": row.locale or locale},
-                        bulletin_id=bulletin_id,
-                        locale=locale,
+            if rows:  # plain rows, not ORM objects: 100,000 of them for a large broadcast
+                deliveries = []
+                for row in rows:
+                    locale = language_for(bulletin, row.locale or "ar")
+                    deliveries.append(
+                        {
+                            "channel": row.channel,
+                            "address": row.address,
+                            "contact_id": row.id,
+                            "priority": BROADCAST,
+                            "body": {"bulletin": bulletin_id, "locale": row.locale or locale},
+                            "bulletin_id": bulletin_id,
+                            "locale": locale,
+                        }
                     )
-                )
+                await session.execute(insert(OutboxMessage), deliveries)
             queued += len(rows)
             if len(rows) < BATCH:
                 bulletin.status = "sent"
                 bulletin.finished_at = now
                 return queued
             last = rows[-1].id
+        # SQLite's lock goes to whoever asks when it is free, and the others poll for it (every
+        # 0.1 s once they have waited a while): batches back to back would keep people's
+        # messages and the sender waiting until every subscriber is queued.
+        await asyncio.sleep(PAUSE)
 
 
 def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> Outbound:
@@ -225,31 +237,72 @@ def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> 
     )
 
 
+@dataclass
+class _Known:
+    """A bulletin as the Renderer last saw it, and its rendering per language asked for."""
+
+    bulletin: Bulletin
+    checked: float  # time.monotonic() of the last look at its status
+    stopped: bool = False
+    rendered: dict[str, Outbound] = field(default_factory=dict)  # by the recipient's locale
+
+
 class Renderer:
     """Turns an outbox row's body into the Outbound to send (bulletins rendered at send time)."""
+
+    # Seconds between looks at a bulletin's status while it goes out: a stop is honoured
+    # within this, also for the deliveries the sender has already fetched.
+    REFRESH = 1.0
 
     def __init__(self, db: Database, timezone: str) -> None:
         self.db = db
         self.timezone = timezone
-        self._cache: dict[int, Bulletin] = {}
+        self._known: dict[int, _Known] = {}
+        self._lock = asyncio.Lock()
 
     async def __call__(self, body: dict[str, Any], address: str) -> Outbound | None:
         """The Outbound; None when the bulletin was stopped (the row is then cancelled)."""
         if "bulletin" not in body:
             return Outbound.from_json(body)
-        bulletin_id = int(body["bulletin"])
-        bulletin = self._cache.get(bulletin_id)
-        if bulletin is None:
-            async with self.db.transaction() as session:
-                bulletin = await session.get(Bulletin, bulletin_id)
-            if bulletin is None:
-                return None
-            self._cache[bulletin_id] = bulletin
-        if bulletin.status == "stopped":
+        known = await self._bulletin(int(body["bulletin"]))
+        if known is None or known.stopped:
             return None
-        return render(
-            bulletin, Address.parse(address), str(body.get("locale", "ar")), self.timezone
-        )
+        # Every subscriber of a language gets the same text: it is rendered once per language
+        # (dates, catalogs and bidi marks cost more than the send), then only addressed.
+        locale = str(body.get("locale", "ar"))
+        template = known.rendered.get(locale)
+        if template is None:
+            template = render(known.bulletin, Address.parse(address), locale, self.timezone)
+            known.rendered[locale] = template
+        return dataclasses.replace(template, address=Address.parse(address))
+
+    async def _bulletin(self, bulletin_id: int) -> _Known | None:
+        """The bulletin, its status looked at again when the last look is REFRESH old."""
+        known = self._known.get(bulletin_id)
+        if known is not None and time.monotonic() - known.checked < self.REFRESH:
+            return known
+        async with self._lock:  # one look for all the sends that need it
+            known = self._known.get(bulletin_id)
+            now = time.monotonic()
+            if known is None:
+                async with self.db.transaction() as session:
+                    bulletin = await session.get(Bulletin, bulletin_id)
+                if bulletin is None:
+                    return None
+                known = _Known(bulletin, now, bulletin.status == "stopped")
+                self._known[bulletin_id] = known
+            elif now - known.checked >= self.REFRESH:
+                known.checked = now
+                try:
+                    async with self.db.transaction() as session:
+                        status = await session.scalar(
+                            select(Bulletin.status).where(Bulletin.id == bulletin_id)
+                        )
+                except DBAPIError:  # busy (a broadcast being queued): the next look will do
+                    logger.warning("bulletin %s: its status could not be read", bulletin_id)
+                else:
+                    known.stopped = status in (None, "stopped")
+        return known
 
 
 async def stop(session: AsyncSession, bulletin: Bulletin) -> int:

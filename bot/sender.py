@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import time
 import uuid
@@ -19,9 +21,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Row, Select, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, Table, Update, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.db import Database
@@ -113,43 +115,113 @@ class _Bucket:
 
 
 class _Pacer:
-    """Spaces sends evenly at `rate` per second: bursts would trip the platforms' flood control.
+    """Spaces sends evenly at `rate` per second, and never lets the platform count more than
+    `rate` of them in any one second.
 
-    Two rules: an even interval between sends, and never more than `rate` sends in any second
-    (a send delayed here by a busy moment must not be followed by a catch-up burst).
+    The platform counts a send when it arrives, some time after it left here and before its
+    answer came back: so a send counts as "within the last second" from its start until one
+    second after its answer. A new send starts only when fewer than `limit` others are in that
+    state; then no one-second window at the platform's end can hold more than `limit`, whatever
+    the jitter between here and there. That is exact, so no margin under the limit is needed:
+    the rate falls short of it only by the answers' delay (a few milliseconds a second).
+
+    The even spacing keeps bursts away; it gives way to that count, not the other way round: a
+    send held back by less than an interval does not hold back the ones after it, which catch
+    up, never closer than half an interval. One caller at a time (the worker's planner).
     """
 
-    # A hair under the limit: network jitter can bring two sends closer together at the
-    # platform's end than they left here, and one message too many in a second costs a pause.
-    MARGIN = 0.975
+    TOLERANCE = 0.001  # seconds a send may start before its even turn (the loop's timer grain)
 
     def __init__(self, rate: float, clock: Callable[[], float]) -> None:
-        self.interval = 1.0 / (rate * self.MARGIN)
-        self.per_second = max(1, int(rate * self.MARGIN))
+        self.interval = 1.0 / rate
+        self.limit = max(1, int(rate))  # sends in any one second
         self.clock = clock
-        self.next_at = 0.0
+        self.next_at = 0.0  # the next send's turn in the even schedule
+        self.last = -self.interval  # when the last send was booked
         self.paused_until = 0.0
-        self.recent: deque[float] = deque(maxlen=self.per_second)
+        self.unanswered = 0  # sends started and not yet answered
+        self.answered: deque[float] = deque()  # when recent sends were answered, in order
+        self.answer = asyncio.Event()
 
     async def wait(self) -> None:
-        """Sleep until the next send may start, and book it."""
-        now = self.clock()
-        start = max(now, self.next_at, self.paused_until)
-        if len(self.recent) == self.per_second:
-            start = max(start, self.recent[0] + 1.0)
-        # Never bank idle time: no burst after a quiet spell.
-        self.next_at = start + self.interval
-        self.recent.append(start)
-        if start > now:
-            await asyncio.sleep(start - now)
+        """Sleep until the next send may start, and book it; call done() when it is answered."""
+        while True:
+            now = self.clock()
+            # The platform's rules: its pause, and its count of the last second.
+            start = max(now, self.paused_until)
+            # Answers a second before `start` can no longer share a second with this send.
+            while self.answered and self.answered[0] <= start - 1.0:
+                self.answered.popleft()
+            excess = self.unanswered + len(self.answered) - (self.limit - 1)
+            if excess > len(self.answered):  # too many unanswered: wait for an answer
+                self.answer.clear()
+                await self.answer.wait()
+                continue
+            if excess > 0:
+                start = max(start, self.answered[excess - 1] + 1.0)
+            # The even spacing, to a millisecond: the event loop's timers are no finer, and a
+            # shorter sleep would cost a millisecond at high rates.
+            due = max(start, self.next_at, self.last + self.interval / 2)
+            if due - now >= self.TOLERANCE:
+                start = due
+            if start > now:
+                await asyncio.sleep(start - now)
+                if self.paused_until > start:  # the platform said to wait meanwhile
+                    continue
+            break
+        # The schedule lags at most an interval behind the sends: idle time is never banked.
+        self.next_at = max(self.next_at, start - self.interval) + self.interval
+        self.last = start
+        self.unanswered += 1
+
+    def done(self) -> None:
+        """A send booked with wait() was answered (or failed): it counts for one more second."""
+        self.unanswered -= 1
+        self.answered.append(self.clock())
+        self.answer.set()
 
     def pause(self, seconds: float) -> None:
         """Hold every send for `seconds` (the platform said so)."""
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
+    async def hold(self) -> None:
+        """Sleep while a pause lasts: for sends booked before the platform asked for it."""
+        left = self.paused_until - self.clock()
+        while left > 0:  # the pause may grow meanwhile
+            await asyncio.sleep(left)
+            left = self.paused_until - self.clock()
+
+
+@functools.cache
+def _outcome_update(keys: tuple[str, ...]) -> Update:
+    """UPDATE outbox SET the columns `keys` WHERE id = :row_id, for executemany."""
+    table = cast(Table, OutboxMessage.__table__)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({key: bindparam(f"new_{key}") for key in keys})
+    )
+
+
+_Row = tuple[int, str, int, dict[str, object]]  # outbox id, address, attempts, body
+
 
 class ChannelWorker:
-    """Sends one channel's outbox rows, at the channel's pace."""
+    """Sends one channel's outbox rows, at the channel's pace.
+
+    A planner (run) reads the due rows, keeps replies first and each chat's order and pace,
+    books each send with the pacer and hands it to lanes that send one message after another;
+    a recorder writes each outcome as soon as it can, and a lane starts a send only while
+    fewer than `max_in_flight` are sent or sending and not yet written: a crash repeats at
+    most that many. That bound is what costs throughput (a write per few sends, about 2 ms of
+    CPU each through SQLAlchemy and aiosqlite): 6 gives about half a bare send loop's rate,
+    48 about nine tenths (benchmarks/broadcast.py).
+    """
+
+    EXCLUDE = 10_000  # at most this many rows under way are named in the outbox query
+    # Sends at a time, at most (fewer when max_in_flight is smaller): python-telegram-bot's
+    # pool is no faster with more, and each costs it more per request.
+    LANES = 6
 
     def __init__(
         self,
@@ -158,7 +230,7 @@ class ChannelWorker:
         *,
         max_in_flight: int = 6,
         max_attempts: int = 24,
-        batch: int = 200,
+        batch: int = 500,
         backoff: float = 2.0,
         max_backoff: float = 30.0,
         render: Render | None = None,
@@ -178,6 +250,7 @@ class ChannelWorker:
         # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
         # seconds: a message goes out at most 30 s after the platform is back, however long it
         # was away; 24 tries keep trying for 10 minutes before the message is given up.
+        self.max_in_flight = max_in_flight
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
@@ -185,13 +258,27 @@ class ChannelWorker:
         self.render = render or plain_render
         self.clock = clock
         self.pacer = _Pacer(transport.rate, clock)
-        self.slots = asyncio.Semaphore(max_in_flight)  # rows sent or sending, not yet recorded
-        self.recording = asyncio.Lock()
+        # Rows sent or sending and not yet written: a crash repeats at most `max_in_flight`.
+        self.slots = asyncio.Semaphore(max_in_flight)
+        # The worker's own transactions take turns here rather than in SQLite, whose waiters
+        # sleep for growing times (up to 0.1 s) before they try again.
+        self.turn = asyncio.Lock()
+        # Rows booked and not yet taken by a lane, by priority then booking (None tells a lane
+        # to end). A batch of them: the lanes never wait while the planner reads the next one,
+        # which takes a few tenths of a second when the event loop is busy with the sends. It
+        # fills only at high rates (at 30 a second a lane takes each row as soon as it is
+        # booked), and replies go ahead of the broadcasts in it.
+        self.ready: asyncio.PriorityQueue[tuple[int, int, _Row | None]] = asyncio.PriorityQueue(
+            batch
+        )
+        self.booked = itertools.count()
+        self.lanes: set[asyncio.Task[None]] = set()
         self.chats: dict[str, _Bucket] = {}
-        self.in_flight: dict[int, str] = {}  # outbox id -> address
+        self.in_flight: dict[int, str] = {}  # outbox id -> address, until its outcome is written
+        self.sending: dict[int, str] = {}  # outbox id -> address, until the platform answers
         self.done: list[tuple[int, str, dict[str, object], str | None]] = []
-        self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
+        self.finished = asyncio.Event()  # outcomes wait to be written
         self.urgent = asyncio.Event()
         self.idle = asyncio.Condition()
         self.requested = 0  # wake-ups asked for
@@ -206,7 +293,31 @@ class ChannelWorker:
             self.urgent.set()
 
     async def run(self) -> None:
-        """Send until cancelled or stopped."""
+        """Send until cancelled or stopped (then call finish())."""
+        self._start_lanes()
+        recorder = asyncio.create_task(self._keep_recording(), name=f"record-{self.channel}")
+        try:
+            await self._plan()
+        finally:
+            recorder.cancel()
+            await asyncio.wait({recorder})  # what it had in hand is back in `done`, for finish()
+
+    def _start_lanes(self) -> None:
+        """Start the lanes, once: they live as long as the worker."""
+        # A task per message would cost more, and python-telegram-bot's connection pool works
+        # best with a new request right after a response on the same task.
+        while not self.stopping and len(self.lanes) < min(self.LANES, self.max_in_flight):
+            lane = asyncio.create_task(self._lane(), name=f"send-{self.channel}-lane")
+            self.lanes.add(lane)
+            lane.add_done_callback(self.lanes.discard)
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        """The tasks that send (the lanes)."""
+        return self.lanes
+
+    async def _plan(self) -> None:
+        """Pass over the outbox again and again, waiting for rows in between."""
         while not self.stopping:
             generation = self.requested
             self.wakeup.clear()
@@ -226,9 +337,38 @@ class ChannelWorker:
                 async with asyncio.timeout(delay):
                     await self.wakeup.wait()
 
+    async def _lane(self) -> None:
+        """Send the booked rows one after another, until told to end."""
+        while True:
+            _priority, _booked, row = await self.ready.get()
+            if row is None:
+                self.ready.task_done()
+                return
+            try:
+                await self.slots.acquire()  # given back once the outcome is written
+                await self.pacer.hold()
+                await self._send(*row)
+            except Exception:  # a bug must not take a lane away (the row stays in flight)
+                logger.exception("the %s sender failed on outbox message %s", self.channel, row[0])
+                self.slots.release()
+            finally:
+                self.ready.task_done()
+
+    async def _keep_recording(self) -> None:
+        """Write outcomes while sending goes on: those that finish meanwhile go in the next
+        write, and the slots they hold are free again once it is done."""
+        while True:
+            await self.finished.wait()
+            self.finished.clear()
+            try:
+                await self.record()
+            except Exception as exc:  # the database away: the outcomes and their slots wait
+                logger.warning("%s outcomes wait to be written: %s", self.channel, exc)
+                self.finished.set()
+                await asyncio.sleep(1.0)
+
     async def _report_idle(self, generation: int) -> None:
-        if self.tasks:
-            await asyncio.wait(set(self.tasks))
+        await self.ready.join()  # every booked row sent
         await self.record()
         async with self.idle:
             self.served = max(self.served, generation)
@@ -241,15 +381,36 @@ class ChannelWorker:
         async with self.idle:
             await self.idle.wait_for(lambda: self.served >= target)
 
-    async def pass_once(self) -> tuple[bool, float | None]:
-        """Start sending the due rows.
+    async def finish(self, grace: float) -> None:
+        """After run() ended: let the sends under way end (`grace` seconds at most), write
+        their outcomes, and give up the claims on the rows not sent (they stay pending)."""
+        while not self.ready.empty():
+            _priority, _booked, row = self.ready.get_nowait()
+            self.ready.task_done()
+            if row is not None:
+                self.in_flight.pop(row[0], None)
+                self.sending.pop(row[0], None)
+        lanes = set(self.lanes)
+        for _lane in lanes:
+            self.ready.put_nowait((len(PRIORITIES), next(self.booked), None))
+        if lanes:
+            _done, late = await asyncio.wait(lanes, timeout=grace)
+            for lane in late:
+                lane.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        with contextlib.suppress(Exception):  # a database away: the rows stay pending
+            await self.record()
+            await self.release()
 
-        Returns whether nothing was due or in flight, and the seconds until more rows are due
+    async def pass_once(self) -> tuple[bool, float | None]:
+        """Book the due rows and hand them to the lanes.
+
+        Returns whether nothing was due or under way, and the seconds until more rows are due
         (None when none are waiting at all).
         """
-        await self.record()
+        self._start_lanes()
         now_utc = datetime.now(UTC)
-        async with self.db.transaction() as session:
+        async with self.turn, self.db.transaction() as session:
             # Plain columns, not ORM objects: this runs for every batch of a broadcast.
             query = (
                 select(
@@ -265,18 +426,29 @@ class ChannelWorker:
                     (OutboxMessage.not_before.is_(None)) | (OutboxMessage.not_before <= now_utc),
                 )
                 .order_by(OutboxMessage.priority, OutboxMessage.id)
-                .limit(self.batch + len(self.in_flight))
             )
+            if len(self.in_flight) <= self.EXCLUDE:
+                # Rows under way skipped by the database (they come first in this order): read
+                # and decoded, they would cost more than the rows wanted.
+                query = query.where(OutboxMessage.id.not_in(list(self.in_flight)))
+                query = query.limit(self.batch)
+            else:  # too many to name in a query (the database was away for a while)
+                query = query.limit(self.batch + len(self.in_flight))
             if self.claims:
                 found = await self._claim(session, query, now_utc)
             else:
                 found = list(await session.execute(query))
             rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
-            if self.in_flight:
+            if self.sending:
                 return False, 0.02
+            # Outcomes first: a row to retry is due at the time they hold.
+            await self.record()
             return True, await self._next_due()
-        waiting: set[str] = set(self.in_flight.values())  # keep each chat's order
+        # Keep each chat's order: one send at a time to a chat. A chat found unreachable waits
+        # for that to be written (which stops its other rows).
+        waiting = set(self.sending.values())
+        waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
         soonest: float | None = None
         for row in rows:
             if row.priority > 0 and self.urgent.is_set():
@@ -289,14 +461,14 @@ class ChannelWorker:
                 waiting.add(row.address)
                 soonest = pause if soonest is None else min(soonest, pause)
                 continue
-            await self.slots.acquire()
             await self.pacer.wait()
             bucket.take()
             waiting.add(row.address)
             self.in_flight[row.id] = row.address
-            task = asyncio.create_task(self._send(row.id, row.address, row.attempts, row.body))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.sending[row.id] = row.address
+            # Waits while every lane is busy and a batch is booked ahead of them.
+            booked = (row.id, row.address, row.attempts, row.body)
+            await self.ready.put((row.priority, next(self.booked), booked))
         return False, 0.0 if soonest is None else soonest
 
     def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
@@ -369,7 +541,7 @@ class ChannelWorker:
 
     async def _next_due(self) -> float | None:
         """Seconds until the next postponed row is due, or None if there is none."""
-        async with self.db.transaction() as session:
+        async with self.turn, self.db.transaction() as session:
             query = (
                 select(OutboxMessage.not_before)
                 .where(OutboxMessage.channel == self.channel, OutboxMessage.status == "pending")
@@ -444,17 +616,14 @@ class ChannelWorker:
             else:
                 values["not_before"] = datetime.now(UTC) + timedelta(seconds=delay)
                 logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, delay)
+        finally:
+            self.pacer.done()
+            self.sending.pop(row_id, None)
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
-        # messages. Outcomes that finish while one is being written go in the next write.
+        # messages. The recorder writes it with the others that finish meanwhile.
         self.done.append((row_id, address, values, unreachable))
-        while True:
-            try:
-                await self.record()
-                break
-            except Exception as exc:  # the database away: the outcome and the slot wait
-                logger.warning("the outcome of outbox message %s waits: %s", row_id, exc)
-                await asyncio.sleep(1.0)
+        self.finished.set()
         self.wakeup.set()
 
     async def record(self) -> None:
@@ -465,22 +634,26 @@ class ChannelWorker:
         claim: dict[str, object] = (
             {"claimed_by": None, "claimed_until": None} if self.claims else {}
         )
-        async with self.recording:  # one write at a time
+        async with self.turn:  # one transaction of the worker's at a time
             if not self.done:
                 return
             batch, self.done = self.done, []
+            # One executemany per kind of outcome: a statement per row would cost more than
+            # the send itself (a round trip to the database thread each).
+            groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
+            for row_id, _address, values, _unreachable in batch:
+                params = {f"new_{key}": value for key, value in {**values, **claim}.items()}
+                params["row_id"] = row_id
+                groups.setdefault(tuple(sorted({**values, **claim})), []).append(params)
             try:
                 async with self.db.transaction() as session:
-                    for row_id, address, values, unreachable in batch:
-                        await session.execute(
-                            update(OutboxMessage)
-                            .where(OutboxMessage.id == row_id)
-                            .values(**values, **claim)
-                        )
+                    for keys, params_list in groups.items():
+                        await session.execute(_outcome_update(keys), params_list)
+                    for _row_id, address, _values, unreachable in batch:
                         if unreachable is not None:
                             await self._mark_unreachable(session, address, unreachable)
-            except Exception:
-                self.done = batch + self.done  # try again later
+            except BaseException:  # also cancelled: these rows must not be sent again
+                self.done = batch + self.done  # try again next time
                 raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
@@ -539,12 +712,5 @@ class Sender:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for worker in self.workers.values():
-            if worker.tasks:
-                _done, late = await asyncio.wait(set(worker.tasks), timeout=grace)
-                for task in late:
-                    task.cancel()
-                await asyncio.gather(*late, return_exceptions=True)
-            with contextlib.suppress(Exception):  # a database away: the rows stay pending
-                await worker.record()
-                await worker.release()
+            await worker.finish(grace)
         self._tasks.clear()

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import os
 import re
 import socket
+import stat
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -581,6 +584,7 @@ class FakeTelegram:
         self.outage_answers = 0  # calls answered with the outage's error
         self._outage_until = 0.0
         self._outage_error = 500
+        self.faults_answered = 0  # errors injected with fail_next() and answered
         self.calls: list[Call] = []
         self.edits: list[Call] = []
         self.answered_callbacks: list[str] = []
@@ -595,6 +599,8 @@ class FakeTelegram:
         self._webhook_options: dict[str, Any] = {}
         self._allowed_updates: list[str] | None = None
         self._sent: list[dict[str, Any]] = []
+        # (time.monotonic(), chat id) of each message sent, in order: for benchmarks
+        self.accepted: list[tuple[float, int]] = []
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._message_counters: dict[int, int] = {}
         self._user_message_counters: dict[int, int] = {}
@@ -642,6 +648,8 @@ class FakeTelegram:
             routes=[
                 Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
                 Route("/_fake/stats", self._stats, methods=["GET"]),
+                Route("/_fake/accepted", self._accepted, methods=["GET"]),
+                Route("/_fake/retry_after", self._inject_retry_after, methods=["POST"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
         )
@@ -668,7 +676,22 @@ class FakeTelegram:
     async def _stats(self, _request: Request) -> JSONResponse:
         """Counts for a benchmark that runs the fake in another process (not Telegram's API)."""
         # Counted without copying: a benchmark polls this while thousands of messages arrive.
-        return JSONResponse({"sent": len(self._sent), "flood_hits": self.flood_hits})
+        return JSONResponse(
+            {
+                "sent": len(self._sent),
+                "flood_hits": self.flood_hits,
+                "faults_answered": self.faults_answered,
+            }
+        )
+
+    async def _accepted(self, request: Request) -> JSONResponse:
+        """When, and to which chat, the messages from the `start`-th on were sent (benchmarks)."""
+        return JSONResponse(self.accepted[int(request.query_params.get("start", 0)) :])
+
+    async def _inject_retry_after(self, request: Request) -> JSONResponse:
+        """Answer the next sendMessage with 429 and retry_after=`seconds` (benchmarks)."""
+        self.fail_next("sendMessage", retry_after=int(request.query_params["seconds"]))
+        return JSONResponse({"ok": True})
 
     async def start(self) -> None:
         """Serve the fake on 127.0.0.1 on a free port, returning once it accepts requests."""
@@ -803,6 +826,7 @@ class FakeTelegram:
             raise ApiError(self._outage_error, _phrase(self._outage_error))
         faults = self._faults.get(method)
         if faults:
+            self.faults_answered += 1
             raise faults.popleft()
         if self.flood_limit is not None and method in FLOOD_METHODS:
             now = time.monotonic()
@@ -888,6 +912,7 @@ class FakeTelegram:
         }
         self._messages[(chat_id, number)] = stored
         self._sent.append(copy.deepcopy(stored))
+        self.accepted.append((time.monotonic(), chat_id))
         self._sent_event.set()
         return _wire(stored)
 
@@ -1465,15 +1490,18 @@ class FakeTelegram:
 
 
 async def _serve_forever(flood_limit: int | None) -> None:
-    """Run the fake until killed, printing its base URL (for benchmarks in another process)."""
+    """Run the fake, printing its base URL (for benchmarks in another process), until killed
+    or, when its standard input is a pipe, until that closes (its parent has gone)."""
     fake = FakeTelegram(flood_limit=flood_limit)
     await fake.start()
     print(f"{fake.base_url} {fake.token}", flush=True)
-    await asyncio.Event().wait()
+    if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        await asyncio.to_thread(sys.stdin.read)
+        await fake.stop()
+    else:
+        await asyncio.Event().wait()
 
 
 if __name__ == "__main__":
-    import sys
-
     limit = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "none" else None
     asyncio.run(_serve_forever(limit))

@@ -292,6 +292,35 @@ async def test_cancel_and_stop(
     assert await render({"bulletin": bulletin.id, "locale": "en"}, "telegram:60") is None
 
 
+async def test_a_stop_reaches_the_deliveries_already_fetched(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    for n in range(2):
+        await subscribe(engine, f"7{n}", "en")
+    await compose(coordinator, {"en": EN})
+    await coordinator.tap("Send now")
+    await BulletinScheduler(db, settings).sync()
+    async with db.transaction() as session:
+        bulletin = await session.scalar(select(Bulletin))
+    assert bulletin is not None
+    render = bulletins.Renderer(db, settings.timezone)
+    render.REFRESH = 0.0  # look at the status before every send (every second in production)
+    body = {"bulletin": bulletin.id, "locale": "en"}
+    first = await render(body, "telegram:70")
+    second = await render(body, "telegram:71")
+    assert first is not None
+    assert second is not None
+    assert EN["text"] in first.text
+    assert first.text == second.text
+    assert (first.address.id, second.address.id) == ("70", "71")
+    # Stopped while the sender holds rows it has already read: those are not sent either.
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Sent")
+    await coordinator.press(coordinator.options()[0].payload)
+    await coordinator.tap("Stop sending")
+    assert await render(body, "telegram:71") is None
+
+
 @pytest.mark.parametrize(
     ("pasted", "genuine"),
     [

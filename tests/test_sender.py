@@ -7,6 +7,7 @@ on cue); the sender, the outbox and the database are the real ones.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 
@@ -104,6 +105,37 @@ async def test_the_overall_pace_is_kept(db: Database) -> None:
     assert len(times) == 21
     # Evenly spaced at 50/s: 20 intervals take at least 0.4 s (less would trip flood control).
     assert times[-1] - times[0] >= 0.38
+
+
+class FloodPlatform(FakePlatform):
+    """Counts each message when it arrives, a random moment after it left and before its
+    answer, and answers RetryLater past `rate` messages in any one second, like Telegram."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate=rate)
+        self.arrivals: list[float] = []
+        self.random = random.Random(6)
+
+    async def deliver(self, message: Outbound) -> str | None:
+        await asyncio.sleep(self.random.uniform(0.0, 0.15))  # on its way
+        now = time.monotonic()
+        if sum(1 for at in self.arrivals if now - at < 1.0) >= self.rate:
+            raise RetryLater(1.0)
+        self.arrivals.append(now)
+        answer = await super().deliver(message)
+        await asyncio.sleep(self.random.uniform(0.0, 0.02))  # the answer on its way back
+        return answer
+
+
+async def test_the_platform_never_counts_too_many_in_a_second(db: Database) -> None:
+    await queue(db, *[(str(n), f"bulletin {n}", "broadcast") for n in range(45)])
+    platform = FloodPlatform(rate=20.0)
+    sender = await run(db, platform)
+    await sender.stop()
+    assert sorted(platform.texts()) == sorted(f"bulletin {n}" for n in range(45))
+    stored = await rows(db)
+    assert {row.status for row in stored} == {"sent"}
+    assert all(row.attempts == 1 and row.error is None for row in stored)  # no RetryLater
 
 
 async def test_retry_after_holds_the_channel_and_sends_once(db: Database) -> None:
@@ -206,3 +238,17 @@ class HangingPlatform(FakePlatform):
             self.stuck.set()
             await asyncio.sleep(3600)
         return await super().deliver(message)
+
+
+async def test_outcomes_are_written_while_other_sends_hang(db: Database) -> None:
+    await queue(db, *[(str(n), f"m{n}", "broadcast") for n in range(6)])
+    platform = HangingPlatform(after=3)
+    sender = Sender(db, [platform])
+    sender.start()
+    await asyncio.wait_for(platform.stuck.wait(), timeout=30)
+    for _ in range(100):  # a crash now must not send these three again
+        if [row.status for row in await rows(db)].count("sent") == 3:
+            break
+        await asyncio.sleep(0.05)
+    assert [row.status for row in await rows(db)].count("sent") == 3
+    await sender.stop(grace=0.1)
