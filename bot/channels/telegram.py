@@ -31,6 +31,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.i18n import LOCALES, N_, translate_in
@@ -257,9 +258,10 @@ class TelegramChannel:
         if self.webhook:
             builder = builder.updater(None)  # the web app receives the updates
         # Updates of different people run side by side; the engine keeps each person's in order.
-        # The pool need not exceed the sender's sends in flight (16) and the replies of those
-        # updates: httpcore scans every pooled connection for each request.
-        self.app = builder.concurrent_updates(64).connection_pool_size(32).build()
+        # The pool need not exceed the sender's sends in flight and the courtesy calls of the
+        # updates in hand. aiohttp, not httpx: see bot/channels/telegram_http.py.
+        builder = builder.request(AiohttpRequest(32)).get_updates_request(AiohttpRequest(1))
+        self.app = builder.concurrent_updates(64).build()
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
         self.transport = TelegramTransport(
