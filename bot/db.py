@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,6 +55,50 @@ class DatabaseInUse(OSError):
     """Another bot process sends from this SQLite database (SQLite serves one such process)."""
 
 
+class Turns:
+    """Turns at SQLite's write lock within this process, in two queues.
+
+    Each queue is first come, first served. When both have work waiting, they alternate: a
+    crowd of people's messages cannot keep the sender from writing down what it sent (and so
+    from sending the replies to them), and the sender cannot keep the messages waiting either.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.queues: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+        self.last = 0  # the queue served last
+
+    async def acquire(self, behind: bool) -> None:
+        """Wait for a turn: in the second queue when `behind`."""
+        if not self.held:
+            self.held = True
+            self.last = int(behind)
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self.queues[int(behind)].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """End a turn: hand it to the next one waiting, from the other queue if it has any."""
+        for index in (1 - self.last, self.last):
+            queue = self.queues[index]
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():  # not cancelled meanwhile
+                    self.last = index
+                    turn.set_result(None)
+                    return
+        self.held = False
+
+
 class Database:
     """One database: an engine and a session factory."""
 
@@ -77,21 +122,24 @@ class Database:
             _sqlite_setup(self.engine, 0 if self.path is not None else 10_000)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time, and each of our transactions writes (BEGIN
-        # IMMEDIATE): in this process they take turns here, first come first served, rather
-        # than by polling SQLite's lock. The connections run in the loop's thread
-        # (bot/sqlite_driver.py), so this also keeps a transaction from waiting for a lock held
-        # by another one of this process that cannot go on.
-        self._turn = asyncio.Lock() if self.is_sqlite else None
+        # IMMEDIATE): in this process they take turns here rather than by polling SQLite's
+        # lock. The connections run in the loop's thread (bot/sqlite_driver.py), so this also
+        # keeps a transaction from waiting for a lock held by another one of this process that
+        # cannot go on.
+        self._turns = Turns() if self.is_sqlite else None
         self._alone: int | None = None  # the descriptor of the lock file held by hold_alone
 
     @asynccontextmanager
-    async def _one_at_a_time(self) -> AsyncIterator[None]:
+    async def _one_at_a_time(self, *, behind: bool = False) -> AsyncIterator[None]:
         """Wait for this process's turn at SQLite's write lock (no wait for PostgreSQL)."""
-        if self._turn is None:
+        if self._turns is None:
             yield
             return
-        async with self._turn:
+        await self._turns.acquire(behind)
+        try:
             yield
+        finally:
+            self._turns.release()
 
     def hold_alone(self) -> None:
         """On SQLite, make sure that no other bot process sends from this file, until close().
@@ -114,9 +162,17 @@ class Database:
         self._alone = descriptor
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed at the end, rolled back on error."""
-        async with self._one_at_a_time(), self.sessions() as session, session.begin():
+    async def transaction(self, *, behind: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed at the end, rolled back on error.
+
+        `behind`: on SQLite, work that may wait (people's messages, which come in crowds)
+        takes every other turn when other work waits too, however many of it wait.
+        """
+        async with (
+            self._one_at_a_time(behind=behind),
+            self.sessions() as session,
+            session.begin(),
+        ):
             yield session
 
     async def ping(self) -> bool:
