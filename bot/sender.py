@@ -249,6 +249,7 @@ class ChannelWorker:
         """
         await self.record()
         now_utc = datetime.now(UTC)
+        limit = self.batch + len(self.in_flight)
         async with self.db.transaction() as session:
             # Plain columns, not ORM objects: this runs for every batch of a broadcast.
             query = (
@@ -265,7 +266,7 @@ class ChannelWorker:
                     (OutboxMessage.not_before.is_(None)) | (OutboxMessage.not_before <= now_utc),
                 )
                 .order_by(OutboxMessage.priority, OutboxMessage.id)
-                .limit(self.batch + len(self.in_flight))
+                .limit(limit)
             )
             if self.claims:
                 found = await self._claim(session, query, now_utc)
@@ -274,7 +275,7 @@ class ChannelWorker:
             rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
             if self.in_flight:
-                return False, 0.02
+                return False, None  # each send wakes the worker when its outcome is written
             return True, await self._next_due()
         waiting: set[str] = set(self.in_flight.values())  # keep each chat's order
         soonest: float | None = None
@@ -297,7 +298,11 @@ class ChannelWorker:
             task = asyncio.create_task(self._send(row.id, row.address, row.attempts, row.body))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        return False, 0.0 if soonest is None else soonest
+        if soonest is not None:
+            return False, soonest
+        # A full batch: more may be due now. Otherwise each send wakes the worker when it is
+        # written, and rows left for a chat with a send in flight go then.
+        return False, 0.0 if len(found) >= limit else None
 
     def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
         """Rows no other process holds: never claimed, claimed by us, or the claim lapsed."""
@@ -476,6 +481,7 @@ class ChannelWorker:
                             update(OutboxMessage)
                             .where(OutboxMessage.id == row_id)
                             .values(**values, **claim)
+                            .execution_options(synchronize_session=False)  # none loaded
                         )
                         if unreachable is not None:
                             await self._mark_unreachable(session, address, unreachable)
