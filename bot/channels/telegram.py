@@ -322,15 +322,20 @@ class TelegramChannel:
     async def handle_update(self, update: Update) -> None:
         """Hand one update to the engine; raises when the database is away (the caller retries)."""
         query = update.callback_query
-        if query is not None:
-            await self._quietly(query.answer())  # stop the button's spinner at once
-        inbound = to_inbound(update)
-        if inbound is None:
-            return
-        await self.engine.handle(inbound)
-        if query is not None and isinstance(query.message, Message) and query.message.reply_markup:
-            # The pressed keyboard goes: an old button cannot repeat an action.
-            await self._quietly(query.message.edit_reply_markup(reply_markup=None))
+        # The button's spinner stops at once, while the engine works: the reply does not wait.
+        answering = asyncio.ensure_future(self._quietly(query.answer())) if query else None
+        try:
+            inbound = to_inbound(update)
+            if inbound is None:
+                return
+            await self.engine.handle(inbound)
+            message = query.message if query is not None else None
+            if isinstance(message, Message) and message.reply_markup:
+                # The pressed keyboard goes: an old button cannot repeat an action.
+                await self._quietly(message.edit_reply_markup(reply_markup=None))
+        finally:
+            if answering is not None:
+                await answering
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """Polling: handle an update, waiting out a database that is briefly away."""
