@@ -197,6 +197,12 @@ class ChannelWorker:
         self.requested = 0  # wake-ups asked for
         self.served = 0  # wake-ups answered by a pass that found nothing left to do
         self.stopping = False
+        # Whether the sends in flight are to be followed by a pass once written: the last pass
+        # left rows for a chat with a send in flight, or found only sends in flight. Otherwise
+        # a written send asks for nothing (a pass costs two statements per reply).
+        self.again = True
+        self.flushing = 0  # callers waiting in flush()
+        self.retry_at: float | None = None  # (clock) the first retry postponed by this worker
 
     def wake(self, *, urgent: bool = False) -> None:
         """New rows are waiting; `urgent` (a reply) interrupts a broadcast batch."""
@@ -218,6 +224,9 @@ class ChannelWorker:
                 idle, delay = False, 2.0
             if idle:  # nothing due now: anyone waiting in flush() may go on
                 await self._report_idle(generation)
+            if self.retry_at is not None:
+                due = max(0.0, self.retry_at - self.clock())
+                delay = due if delay is None else min(delay, due)
             if delay is None or delay > self.poll_every:
                 delay = self.poll_every  # rows another process may have added; a safety net
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
@@ -236,10 +245,14 @@ class ChannelWorker:
 
     async def flush(self) -> None:
         """Wait until every row due now (and queued before this call) has been tried."""
-        self.wake()
-        target = self.requested
-        async with self.idle:
-            await self.idle.wait_for(lambda: self.served >= target)
+        self.flushing += 1  # each written send asks for a pass, until one finds nothing to do
+        try:
+            self.wake()
+            target = self.requested
+            async with self.idle:
+                await self.idle.wait_for(lambda: self.served >= target)
+        finally:
+            self.flushing -= 1
 
     async def pass_once(self) -> tuple[bool, float | None]:
         """Start sending the due rows.
@@ -248,6 +261,7 @@ class ChannelWorker:
         (None when none are waiting at all).
         """
         await self.record()
+        self.again = False
         now_utc = datetime.now(UTC)
         limit = self.batch + len(self.in_flight)
         async with self.db.transaction() as session:
@@ -275,7 +289,9 @@ class ChannelWorker:
             rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
             if self.in_flight:
-                return False, None  # each send wakes the worker when its outcome is written
+                self.again = True  # look again when they are written
+                return False, None
+            self.retry_at = None  # _next_due covers every postponed row
             return True, await self._next_due()
         waiting: set[str] = set(self.in_flight.values())  # keep each chat's order
         soonest: float | None = None
@@ -283,6 +299,7 @@ class ChannelWorker:
             if row.priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
             if row.address in waiting:
+                self.again = True  # after the send in flight to this chat
                 continue
             bucket = self._bucket(row.address)
             pause = bucket.wait_time(self.clock())
@@ -300,8 +317,8 @@ class ChannelWorker:
             task.add_done_callback(self.tasks.discard)
         if soonest is not None:
             return False, soonest
-        # A full batch: more may be due now. Otherwise each send wakes the worker when it is
-        # written, and rows left for a chat with a send in flight go then.
+        # A full batch: more may be due now. Rows left for a chat with a send in flight go
+        # when it is written (`again`).
         return False, 0.0 if len(found) >= limit else None
 
     def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
@@ -453,6 +470,10 @@ class ChannelWorker:
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. Outcomes that finish while one is being written go in the next write.
         self.done.append((row_id, address, values, unreachable))
+        retry = values.get("not_before")
+        if isinstance(retry, datetime):  # a pass when it is due
+            at = self.clock() + max(0.0, (retry - datetime.now(UTC)).total_seconds())
+            self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
         while True:
             try:
                 await self.record()
@@ -460,7 +481,8 @@ class ChannelWorker:
             except Exception as exc:  # the database away: the outcome and the slot wait
                 logger.warning("the outcome of outbox message %s waits: %s", row_id, exc)
                 await asyncio.sleep(1.0)
-        self.wakeup.set()
+        if self.again or self.flushing or isinstance(retry, datetime):
+            self.wakeup.set()
 
     async def record(self) -> None:
         """Write the outcomes of finished sends, all in one transaction; free their slots."""
