@@ -319,9 +319,20 @@ class TelegramChannel:
         ]
         await bot.set_my_commands(default, scope=BotCommandScopeDefault())
 
-    async def handle_update(self, update: Update) -> None:
-        """Hand one update to the engine; raises when the database is away (the caller retries)."""
+    @staticmethod
+    def answer_in_response(update: Update) -> dict[str, str] | None:
+        """The answer to a pressed button as a webhook's response makes it (Telegram calls it)."""
         query = update.callback_query
+        if query is None:
+            return None
+        return {"method": "answerCallbackQuery", "callback_query_id": query.id}
+
+    async def handle_update(self, update: Update, *, answered: bool = False) -> None:
+        """Hand one update to the engine; raises when the database is away (the caller retries).
+
+        `answered`: a pressed button is answered otherwise (in the webhook's response).
+        """
+        query = None if answered else update.callback_query
         # The button's spinner stops at once, while the engine works: the reply does not wait.
         answering = asyncio.ensure_future(self._quietly(query.answer())) if query else None
         try:
@@ -329,7 +340,8 @@ class TelegramChannel:
             if inbound is None:
                 return
             await self.engine.handle(inbound)
-            message = query.message if query is not None else None
+            pressed = update.callback_query
+            message = pressed.message if pressed is not None else None
             if isinstance(message, Message) and message.reply_markup:
                 # The pressed keyboard goes: an old button cannot repeat an action.
                 await self._quietly(message.edit_reply_markup(reply_markup=None))
