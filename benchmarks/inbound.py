@@ -295,9 +295,12 @@ class Person:
 class Load:
     """The simulated people, the updates they post and the replies the fake received."""
 
-    def __init__(self, client: aiohttp.ClientSession, webhook: str, first_chat: int) -> None:
+    def __init__(
+        self, client: aiohttp.ClientSession, bot: BotProcess, fake: Fake, first_chat: int
+    ) -> None:
         self.client = client
-        self.webhook = webhook
+        self.webhook = bot.webhook
+        self.bot_api = f"{fake.base_url}{fake.token}"
         self.next_chat = first_chat
         self.people: dict[int, Person] = {}
         self.ready: list[tuple[float, int]] = []  # (when their question arrived + think, chat)
@@ -386,13 +389,21 @@ class Load:
             "X-Telegram-Bot-Api-Secret-Token": SECRET,
         }
         record.posted = time.monotonic()
+        call: dict[str, Any] | None = None
         try:
             async with self.client.post(self.webhook, data=body, headers=headers) as answer:
-                await answer.read()
+                content = await answer.read()
                 record.status = answer.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                if answer.status == 200 and content:
+                    call = json.loads(content)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             record.failure = type(exc).__name__
         record.answered = time.monotonic()
+        if call is not None:
+            # A method in the answer: Telegram makes that call for the bot.
+            method = call.pop("method")
+            async with self.client.post(f"{self.bot_api}/{method}", json=call) as made:
+                await made.read()
 
     async def run(self, rate: float, seconds: float, poisson: bool = False) -> None:
         """Post updates at `rate` a second for `seconds`, each slot on its schedule."""
@@ -490,7 +501,7 @@ async def issue_callbacks(client: aiohttp.ClientSession, fake: Fake, count: int)
 def client_session() -> aiohttp.ClientSession:
     """An HTTP client like Telegram's side: a bounded number of connections, a timeout."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=CONNECTIONS),
+        connector=aiohttp.TCPConnector(limit=0, limit_per_host=CONNECTIONS),
         timeout=aiohttp.ClientTimeout(total=60),
     )
 
@@ -583,7 +594,7 @@ async def capacity(
             await cli(env, "db", "upgrade")
             async with bot_process(env, folder) as bot, client_session() as client:
                 await issue_callbacks(client, fake, int(rate * (seconds + warmup) * 1.2) + 100)
-                load = Load(client, bot.webhook, 10_000_000)
+                load = Load(client, bot, fake, 10_000_000)
                 load.think = think
                 async with feed(client, fake, load):
                     await load.run(rate, warmup)
@@ -642,7 +653,7 @@ async def drain(wave: int) -> None:
         env = bot_env(f"sqlite:///{folder / 'bench.db'}", fake, free_port(), None)
         await cli(env, "db", "upgrade")
         async with bot_process(env, folder) as bot, client_session() as client:
-            load = Load(client, bot.webhook, 20_000_000)
+            load = Load(client, bot, fake, 20_000_000)
             async with feed(client, fake, load):
                 start = time.monotonic()
                 await load.wave(wave)
@@ -709,12 +720,12 @@ async def priority(rate: float, seconds: float, count: int) -> None:
             texts += [f"--title-{locale}", title, f"--text-{locale}", str(path)]
         async with bot_process(env, folder) as bot, client_session() as client:
             await issue_callbacks(client, fake, int(rate * seconds * 3) + 100)
-            quiet = Load(client, bot.webhook, 40_000_000)
+            quiet = Load(client, bot, fake, 40_000_000)
             quiet.think = 2.0
             async with feed(client, fake, quiet):
                 await quiet.run(rate, seconds)
                 await quiet.settle(grace=30)
-            busy = Load(client, bot.webhook, 50_000_000)
+            busy = Load(client, bot, fake, 50_000_000)
             busy.think = 2.0
             busy.next_query = quiet.next_query
             busy.next_update = quiet.next_update
