@@ -2,7 +2,9 @@
 
 Three processes on 127.0.0.1: the real bot (`icssi-bot serve`, webhook mode, its own database),
 the fake Bot API (`python -m tests.fake_telegram`), and this load generator, which posts real
-Update JSON with the secret header to the bot's /telegram as Telegram would. Each simulated
+Update JSON with the secret header to the bot's /telegram as Telegram would (at most 40
+connections at once, Telegram's default, and making the Bot API call a webhook's answer
+carries, as Telegram does: the answer to a pressed button). Each simulated
 person sends /start, picks a language, then "Report a displaced family", "I agree", a
 governorate and a district: six updates, each button press made on the message that carried the
 button, one after the other (a person answers what they were asked), with at least --think
@@ -36,7 +38,6 @@ import dataclasses
 import heapq
 import json
 import os
-import random
 import signal
 import socket
 import statistics
@@ -312,7 +313,6 @@ class Load:
         self.think = 1.0
         self.next_update = 1
         self.next_query = 1
-        self.random = random.Random(first_chat)
         self.sorry = apologies()
 
     # -- updates as Telegram sends them
@@ -405,8 +405,8 @@ class Load:
             async with self.client.post(f"{self.bot_api}/{method}", json=call) as made:
                 await made.read()
 
-    async def run(self, rate: float, seconds: float, poisson: bool = False) -> None:
-        """Post updates at `rate` a second for `seconds`, each slot on its schedule."""
+    async def run(self, rate: float, seconds: float) -> None:
+        """Post updates at `rate` a second for `seconds`, evenly, each slot on its schedule."""
         start = time.monotonic()
         slot = start
         while slot < start + seconds:
@@ -414,7 +414,7 @@ class Load:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.post(self.pick(time.monotonic()), slot)
-            slot += self.random.expovariate(rate) if poisson else 1.0 / rate
+            slot += 1.0 / rate
 
     async def wave(self, count: int) -> None:
         """`count` newcomers send /start all at once (the client keeps CONNECTIONS open)."""
@@ -600,10 +600,12 @@ async def capacity(
                     await load.run(rate, warmup)
                     measured_from = len(load.posted)
                     before = cpu_seconds(bot.process.pid), cpu_seconds(fake.process.pid)
+                    mine = time.process_time()
                     start = time.monotonic()
                     await load.run(rate, seconds)
                     end = time.monotonic()
                     after = cpu_seconds(bot.process.pid), cpu_seconds(fake.process.pid)
+                    mine = time.process_time() - mine
                     await load.settle(grace=30)
     posted = load.posted[measured_from:]
     first, done = latencies(posted)
@@ -624,6 +626,7 @@ async def capacity(
         "bot_cpu": (after[0][0] - before[0][0]) / (end - start),
         "bot_waited": (after[0][1] - before[0][1]) / (end - start),
         "fake_cpu": (after[1][0] - before[1][0]) / (end - start),
+        "own_cpu": mine / (end - start),
         "people": len(load.people),
     }
 
@@ -640,7 +643,8 @@ def print_capacity(result: dict[str, Any]) -> None:
     print(
         f"{'':10}        answered (next question) {summary(result['done'])}; webhook 200 in "
         f"{summary(result['webhook'])}; bot CPU {result['bot_cpu'] * 100:.0f}% (waited for "
-        f"one {result['bot_waited'] * 100:.0f}%), fake {result['fake_cpu'] * 100:.0f}%; "
+        f"one {result['bot_waited'] * 100:.0f}%), fake {result['fake_cpu'] * 100:.0f}%, "
+        f"this script {result['own_cpu'] * 100:.0f}%; "
         f"schedule lag p99 {ms(result['lag_p99'])} ms; "
         f"{result['people']} people; load {load_average()}"
     )
