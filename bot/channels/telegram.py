@@ -343,7 +343,10 @@ class TelegramChannel:
             pressed = update.callback_query
             message = pressed.message if pressed is not None else None
             if isinstance(message, Message) and message.reply_markup:
-                # The pressed keyboard goes: an old button cannot repeat an action.
+                # The pressed keyboard goes: an old button cannot repeat an action. An edit
+                # counts in Telegram's limit: it takes its turn in the sender's pace.
+                if self.engine.sender is not None:
+                    await self.engine.sender.pace("telegram")
                 await self._quietly(message.edit_reply_markup(reply_markup=None))
         finally:
             if answering is not None:
