@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,12 +21,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from bot import sqlite_driver
+
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
-def _sqlite_setup(engine: AsyncEngine) -> None:
+def _sqlite_setup(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     """WAL, foreign keys, a busy timeout, and BEGIN IMMEDIATE for SQLite connections.
 
     BEGIN IMMEDIATE takes the write lock at the start of a transaction: two transactions that
@@ -40,7 +43,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -50,6 +53,50 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
 class DatabaseInUse(OSError):
     """Another bot process sends from this SQLite database (SQLite serves one such process)."""
+
+
+class Turns:
+    """Turns at SQLite's write lock within this process, in two queues.
+
+    Each queue is first come, first served. When both have work waiting, they alternate: a
+    crowd of people's messages cannot keep the sender from writing down what it sent (and so
+    from sending the replies to them), and the sender cannot keep the messages waiting either.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.queues: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
+            deque(),
+            deque(),
+        )
+        self.last = 0  # the queue served last
+
+    async def acquire(self, behind: bool) -> None:
+        """Wait for a turn: in the second queue when `behind`."""
+        if not self.held:
+            self.held = True
+            self.last = int(behind)
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self.queues[int(behind)].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed over just as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        """End a turn: hand it to the next one waiting, from the other queue if it has any."""
+        for index in (1 - self.last, self.last):
+            queue = self.queues[index]
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():  # not cancelled meanwhile
+                    self.last = index
+                    turn.set_result(None)
+                    return
+        self.held = False
 
 
 class Database:
@@ -63,14 +110,36 @@ class Database:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             self.path = Path(parsed.database)
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {}
+        if self.path is not None:
+            options["async_creator"] = sqlite_driver.creator(str(self.path))
         # hide_parameters: a database error's message must not carry people's data into logs.
         self.engine = create_async_engine(
-            url, echo=echo, pool_pre_ping=not self.is_sqlite, hide_parameters=True
+            url, echo=echo, pool_pre_ping=not self.is_sqlite, hide_parameters=True, **options
         )
         if self.is_sqlite:
-            _sqlite_setup(self.engine)
+            # A file's connections wait for another process's lock in the driver, asynchronously.
+            _sqlite_setup(self.engine, 0 if self.path is not None else 10_000)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and each of our transactions writes (BEGIN
+        # IMMEDIATE): in this process they take turns here rather than by polling SQLite's
+        # lock. The connections run in the loop's thread (bot/sqlite_driver.py), so this also
+        # keeps a transaction from waiting for a lock held by another one of this process that
+        # cannot go on.
+        self._turns = Turns() if self.is_sqlite else None
         self._alone: int | None = None  # the descriptor of the lock file held by hold_alone
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, *, behind: bool = False) -> AsyncIterator[None]:
+        """Wait for this process's turn at SQLite's write lock (no wait for PostgreSQL)."""
+        if self._turns is None:
+            yield
+            return
+        await self._turns.acquire(behind)
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     def hold_alone(self) -> None:
         """On SQLite, make sure that no other bot process sends from this file, until close().
@@ -93,15 +162,23 @@ class Database:
         self._alone = descriptor
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed at the end, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+    async def transaction(self, *, behind: bool = False) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed at the end, rolled back on error.
+
+        `behind`: on SQLite, work that may wait (people's messages, which come in crowds)
+        takes every other turn when other work waits too, however many of it wait.
+        """
+        async with (
+            self._one_at_a_time(behind=behind),
+            self.sessions() as session,
+            session.begin(),
+        ):
             yield session
 
     async def ping(self) -> bool:
         """Whether the database answers."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._one_at_a_time(), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # any failure means "not healthy"; the caller reports it
             logger.warning("database ping failed", exc_info=True)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from bot.i18n import current_locale
 
 CHANNELS = ("telegram", "whatsapp", "console")
+# Channels whose messages may wait until the person writes (WhatsApp's 24-hour window).
+HOLDING_CHANNELS = frozenset({"whatsapp"})
 
 InboundKind = Literal[
     "text", "button", "command", "location", "contact", "photo", "document", "resume", "other"

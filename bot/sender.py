@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -127,7 +127,8 @@ class _Pacer:
 
     The even spacing keeps bursts away; it gives way to that count, not the other way round: a
     send held back by less than an interval does not hold back the ones after it, which catch
-    up, never closer than half an interval. One caller at a time (the worker's planner).
+    up, never closer than half an interval. Callers book one at a time: the worker's planner,
+    and the calls outside the outbox that Telegram counts too (Sender.paced).
     """
 
     TOLERANCE = 0.001  # seconds a send may start before its even turn (the loop's timer grain)
@@ -142,9 +143,14 @@ class _Pacer:
         self.unanswered = 0  # sends started and not yet answered
         self.answered: deque[float] = deque()  # when recent sends were answered, in order
         self.answer = asyncio.Event()
+        self.booking = asyncio.Lock()  # two callers would book the same turn
 
     async def wait(self) -> None:
         """Sleep until the next send may start, and book it; call done() when it is answered."""
+        async with self.booking:
+            await self._book()
+
+    async def _book(self) -> None:
         while True:
             now = self.clock()
             # The platform's rules: its pause, and its count of the last second.
@@ -284,6 +290,12 @@ class ChannelWorker:
         self.requested = 0  # wake-ups asked for
         self.served = 0  # wake-ups answered by a pass that found nothing left to do
         self.stopping = False
+        # Whether the sends in flight are to be followed by a pass once written: the last pass
+        # left rows for a chat with a send in flight, or found only sends in flight. Otherwise
+        # a written send asks for nothing (a pass costs two statements per reply).
+        self.again = True
+        self.flushing = 0  # callers waiting in flush()
+        self.retry_at: float | None = None  # (clock) the first retry postponed by this worker
 
     def wake(self, *, urgent: bool = False) -> None:
         """New rows are waiting; `urgent` (a reply) interrupts a broadcast batch."""
@@ -329,6 +341,9 @@ class ChannelWorker:
                 idle, delay = False, 2.0
             if idle:  # nothing due now: anyone waiting in flush() may go on
                 await self._report_idle(generation)
+            if self.retry_at is not None:
+                due = max(0.0, self.retry_at - self.clock())
+                delay = due if delay is None else min(delay, due)
             if delay is None or delay > self.poll_every:
                 delay = self.poll_every  # rows another process may have added; a safety net
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
@@ -376,10 +391,14 @@ class ChannelWorker:
 
     async def flush(self) -> None:
         """Wait until every row due now (and queued before this call) has been tried."""
-        self.wake()
-        target = self.requested
-        async with self.idle:
-            await self.idle.wait_for(lambda: self.served >= target)
+        self.flushing += 1  # each written send asks for a pass, until one finds nothing to do
+        try:
+            self.wake()
+            target = self.requested
+            async with self.idle:
+                await self.idle.wait_for(lambda: self.served >= target)
+        finally:
+            self.flushing -= 1
 
     async def finish(self, grace: float) -> None:
         """After run() ended: let the sends under way end (`grace` seconds at most), write
@@ -409,6 +428,7 @@ class ChannelWorker:
         (None when none are waiting at all).
         """
         self._start_lanes()
+        self.again = False
         now_utc = datetime.now(UTC)
         async with self.turn, self.db.transaction() as session:
             # Plain columns, not ORM objects: this runs for every batch of a broadcast.
@@ -431,9 +451,10 @@ class ChannelWorker:
                 # Rows under way skipped by the database (they come first in this order): read
                 # and decoded, they would cost more than the rows wanted.
                 query = query.where(OutboxMessage.id.not_in(list(self.in_flight)))
-                query = query.limit(self.batch)
+                limit = self.batch
             else:  # too many to name in a query (the database was away for a while)
-                query = query.limit(self.batch + len(self.in_flight))
+                limit = self.batch + len(self.in_flight)
+            query = query.limit(limit)
             if self.claims:
                 found = await self._claim(session, query, now_utc)
             else:
@@ -441,9 +462,11 @@ class ChannelWorker:
             rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
             if self.sending:
-                return False, 0.02
+                self.again = True  # look again when they are answered
+                return False, None
             # Outcomes first: a row to retry is due at the time they hold.
             await self.record()
+            self.retry_at = None  # _next_due covers every postponed row
             return True, await self._next_due()
         # Keep each chat's order: one send at a time to a chat. A chat found unreachable waits
         # for that to be written (which stops its other rows).
@@ -454,6 +477,7 @@ class ChannelWorker:
             if row.priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
             if row.address in waiting:
+                self.again = True  # after the send in flight to this chat
                 continue
             bucket = self._bucket(row.address)
             pause = bucket.wait_time(self.clock())
@@ -469,7 +493,11 @@ class ChannelWorker:
             # Waits while every lane is busy and a batch is booked ahead of them.
             booked = (row.id, row.address, row.attempts, row.body)
             await self.ready.put((row.priority, next(self.booked), booked))
-        return False, 0.0 if soonest is None else soonest
+        if soonest is not None:
+            return False, soonest
+        # A full batch: more may be due now. Rows left for a chat with a send under way go
+        # when it is answered (`again`).
+        return False, 0.0 if len(found) >= limit else None
 
     def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
         """Rows no other process holds: never claimed, claimed by us, or the claim lapsed."""
@@ -623,8 +651,14 @@ class ChannelWorker:
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. The recorder writes it with the others that finish meanwhile.
         self.done.append((row_id, address, values, unreachable))
+        retry = values.get("not_before")
+        if isinstance(retry, datetime):  # a pass when it is due
+            at = self.clock() + max(0.0, (retry - datetime.now(UTC)).total_seconds())
+            self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
         self.finished.set()
-        self.wakeup.set()
+        # A pass only when one is wanted: each costs statements, and a reply needs none.
+        if self.again or self.flushing or isinstance(retry, datetime):
+            self.wakeup.set()
 
     async def record(self) -> None:
         """Write the outcomes of finished sends, all in one transaction; free their slots."""
@@ -687,6 +721,23 @@ class Sender:
         worker = self.workers.get(channel)
         if worker is not None:
             worker.wake(urgent=urgent)
+
+    @contextlib.asynccontextmanager
+    async def paced(self, channel: str) -> AsyncIterator[None]:
+        """Make a call that is not in the outbox at a moment in the channel's pace.
+
+        Telegram counts a removed keyboard (an edit) in its 30 messages a second: made beside
+        the sender's even pace, such calls brought 429 answers, each holding every send 1 s.
+        """
+        worker = self.workers.get(channel)
+        if worker is None:
+            yield
+            return
+        await worker.pacer.wait()
+        try:
+            yield
+        finally:
+            worker.pacer.done()  # it counts for a second from its answer, like a send
 
     def start(self) -> None:
         """Start every worker in the running loop."""

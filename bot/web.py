@@ -94,8 +94,11 @@ def create_app(
                 update = Update.de_json(json.loads(await request.body()), channel.app.bot)
             except (ValueError, TypeError, KeyError):
                 return Response(status_code=400)
+            # A pressed button is answered in the response, and Telegram makes the call: one
+            # Bot API request fewer for most updates.
+            answer = channel.answer_in_response(update)
             try:
-                await within(channel.handle_update(update))
+                await within(channel.handle_update(update, answered=answer is not None))
             except DBAPIError:
                 # Telegram delivers the update again later; nothing was half-done.
                 logger.warning("database unavailable; update %s refused", update.update_id)
@@ -104,7 +107,7 @@ def create_app(
                 # Still being handled: Telegram delivers it again, and it is skipped if done.
                 logger.warning("update %s not handled in time; asked again", update.update_id)
                 return Response(status_code=503)
-            return Response(status_code=200)
+            return JSONResponse(answer) if answer is not None else Response(status_code=200)
 
         routes.append(Route("/telegram", telegram_webhook, methods=["POST"]))
 

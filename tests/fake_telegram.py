@@ -8,6 +8,7 @@ faults (errors, blocked users, flood control). It never contacts any other addre
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import copy
 import json
 import os
@@ -570,6 +571,10 @@ def _caption(params: dict[str, Any]) -> tuple[str | None, ParsedText]:
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
+# When the request being answered reached the fake (time.monotonic(), one clock for every process
+# on the machine): a benchmark in another process measures from an update to the reply's request.
+_ARRIVED: contextvars.ContextVar[float] = contextvars.ContextVar("arrived")
+
 
 class FakeTelegram:
     """Telegram's Bot API servers, faked on 127.0.0.1 inside the test's event loop."""
@@ -650,6 +655,8 @@ class FakeTelegram:
                 Route("/_fake/stats", self._stats, methods=["GET"]),
                 Route("/_fake/accepted", self._accepted, methods=["GET"]),
                 Route("/_fake/retry_after", self._inject_retry_after, methods=["POST"]),
+                Route("/_fake/sent", self._sent_feed, methods=["GET"]),
+                Route("/_fake/callbacks", self._issue_callbacks, methods=["POST"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
         )
@@ -692,6 +699,47 @@ class FakeTelegram:
         """Answer the next sendMessage with 429 and retry_after=`seconds` (benchmarks)."""
         self.fail_next("sendMessage", retry_after=int(request.query_params["seconds"]))
         return JSONResponse({"ok": True})
+
+    async def _sent_feed(self, request: Request) -> JSONResponse:
+        """The messages sent from number `after` on, each as Telegram's Message and its arrival.
+
+        For a benchmark in another process (not Telegram's API): {"next": N, "messages":
+        [{"at": monotonic seconds, "message": Message, "reply_markup": as sent}, ...]} (the
+        Message carries only an inline keyboard); with `wait`, waits up to that many seconds for
+        a first one.
+        """
+        after = max(0, int(request.query_params.get("after", "0")))
+        wait = min(30.0, float(request.query_params.get("wait", "0")))
+        deadline = time.monotonic() + wait
+        while len(self._sent) <= after and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._sent_event.clear()
+            try:
+                await asyncio.wait_for(self._sent_event.wait(), remaining)
+            except TimeoutError:
+                break
+        sent = self._sent[after:]
+        messages = [
+            {
+                "at": stored["received_at"],
+                "message": _wire(stored),
+                "reply_markup": stored["reply_markup"],
+            }
+            for stored in sent
+        ]
+        return JSONResponse({"next": after + len(sent), "messages": messages})
+
+    async def _issue_callbacks(self, request: Request) -> JSONResponse:
+        """Accept callback query ids a benchmark made for its button presses (not Telegram's API).
+
+        Updates posted straight to the bot's webhook carry ids the fake did not issue; this makes
+        answerCallbackQuery accept them as it accepts those of callback_update().
+        """
+        ids = (await request.json()).get("ids", [])
+        self._issued_callbacks.update(str(query_id) for query_id in ids)
+        return JSONResponse({"issued": len(ids)})
 
     async def start(self) -> None:
         """Serve the fake on 127.0.0.1 on a free port, returning once it accepts requests."""
@@ -762,6 +810,7 @@ class FakeTelegram:
 
     async def _endpoint(self, request: Request) -> JSONResponse:
         """Answer one Bot API call: /bot{token}/{method}."""
+        _ARRIVED.set(time.monotonic())
         try:
             if request.path_params["token"] != self.token:
                 raise ApiError(401, "Unauthorized")
@@ -909,6 +958,7 @@ class FakeTelegram:
             "from": dict(BOT_USER),
             **content,
             "reply_markup": params.get("reply_markup") or None,
+            "received_at": _ARRIVED.get(time.monotonic()),
         }
         self._messages[(chat_id, number)] = stored
         self._sent.append(copy.deepcopy(stored))
@@ -1435,8 +1485,9 @@ class FakeTelegram:
         """Messages sent successfully, as they were when sent, in order (optionally to a chat)."""
         # Each dict has the Message keys, but "text"/"caption" hold what the bot sent (raw HTML);
         # "plain" is what the user sees, "entities" Telegram's entities, "formatted" the
-        # (tag, inner plain text) pairs, "parse_mode", and "reply_markup" the markup sent (any
-        # kind, or None; the wire Message carries only an inline keyboard).
+        # (tag, inner plain text) pairs, "parse_mode", "reply_markup" the markup sent (any
+        # kind, or None; the wire Message carries only an inline keyboard), and "received_at"
+        # when the request reached the fake (time.monotonic()).
         return [
             copy.deepcopy(message)
             for message in self._sent

@@ -433,6 +433,29 @@ async def test_webhook_with_the_right_secret(
     assert await count(db, ProcessedInbound) == 1
 
 
+async def test_a_button_pressed_through_the_webhook_is_answered_in_the_response(
+    webhook: tuple[Bot, httpx.AsyncClient], fake: FakeTelegram
+) -> None:
+    _bot, client = webhook
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    await client.post("/telegram", json=fake.text_update(USER, "/start"), headers=headers)
+    [picker] = await fake.wait_for_sent(1, chat_id=USER)
+    press = fake.callback_update(USER, "lang:en", message_id=picker["message_id"])
+    response = await client.post("/telegram", json=press, headers=headers)
+    # Telegram makes the call given in the answer: the spinner stops with no request of ours.
+    assert response.status_code == 200
+    assert response.json() == {
+        "method": "answerCallbackQuery",
+        "callback_query_id": press["callback_query"]["id"],
+    }
+    assert fake.answered_callbacks == []
+    replies = await fake.wait_for_sent(4, chat_id=USER)
+    assert labels(replies[-1]) == menu_labels("en")
+    pressed = fake.message(USER, picker["message_id"])
+    assert pressed is not None
+    assert pressed["reply_markup"] is None  # the keyboard is gone: no second press
+
+
 @pytest.mark.parametrize("secret", [None, "", "wrong-secret-0123456789", SECRET + "x"])
 async def test_webhook_with_a_wrong_or_missing_secret(
     webhook: tuple[Bot, httpx.AsyncClient], fake: FakeTelegram, db: Database, secret: str | None

@@ -31,6 +31,7 @@ from telegram.constants import ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.i18n import LOCALES, N_, translate_in
@@ -257,9 +258,10 @@ class TelegramChannel:
         if self.webhook:
             builder = builder.updater(None)  # the web app receives the updates
         # Updates of different people run side by side; the engine keeps each person's in order.
-        # The pool need not exceed the sender's sends in flight (16) and the replies of those
-        # updates: httpcore scans every pooled connection for each request.
-        self.app = builder.concurrent_updates(64).connection_pool_size(32).build()
+        # The pool need not exceed the sender's sends in flight and the courtesy calls of the
+        # updates in hand. aiohttp, not httpx: see bot/channels/telegram_http.py.
+        builder = builder.request(AiohttpRequest(32)).get_updates_request(AiohttpRequest(1))
+        self.app = builder.concurrent_updates(64).build()
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
         self.transport = TelegramTransport(
@@ -317,18 +319,40 @@ class TelegramChannel:
         ]
         await bot.set_my_commands(default, scope=BotCommandScopeDefault())
 
-    async def handle_update(self, update: Update) -> None:
-        """Hand one update to the engine; raises when the database is away (the caller retries)."""
+    @staticmethod
+    def answer_in_response(update: Update) -> dict[str, str] | None:
+        """The answer to a pressed button as a webhook's response makes it (Telegram calls it)."""
         query = update.callback_query
-        if query is not None:
-            await self._quietly(query.answer())  # stop the button's spinner at once
-        inbound = to_inbound(update)
-        if inbound is None:
-            return
-        await self.engine.handle(inbound)
-        if query is not None and isinstance(query.message, Message) and query.message.reply_markup:
-            # The pressed keyboard goes: an old button cannot repeat an action.
-            await self._quietly(query.message.edit_reply_markup(reply_markup=None))
+        if query is None:
+            return None
+        return {"method": "answerCallbackQuery", "callback_query_id": query.id}
+
+    async def handle_update(self, update: Update, *, answered: bool = False) -> None:
+        """Hand one update to the engine; raises when the database is away (the caller retries).
+
+        `answered`: a pressed button is answered otherwise (in the webhook's response).
+        """
+        query = None if answered else update.callback_query
+        # The button's spinner stops at once, while the engine works: the reply does not wait.
+        answering = asyncio.ensure_future(self._quietly(query.answer())) if query else None
+        try:
+            inbound = to_inbound(update)
+            if inbound is None:
+                return
+            await self.engine.handle(inbound)
+            pressed = update.callback_query
+            message = pressed.message if pressed is not None else None
+            if isinstance(message, Message) and message.reply_markup:
+                # The pressed keyboard goes: an old button cannot repeat an action. An edit
+                # counts in Telegram's limit: it takes its turn in the sender's pace.
+                if self.engine.sender is None:
+                    await self._quietly(message.edit_reply_markup(reply_markup=None))
+                else:
+                    async with self.engine.sender.paced("telegram"):
+                        await self._quietly(message.edit_reply_markup(reply_markup=None))
+        finally:
+            if answering is not None:
+                await answering
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """Polling: handle an update, waiting out a database that is briefly away."""
