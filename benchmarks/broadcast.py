@@ -221,7 +221,7 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                     )
                     stopped = await session.get(Bulletin, bulletin_id)
                     assert stopped is not None
-                    await bulletins.stop(session, stopped)
+                    await bulletins.stop(session, stopped, "benchmark", datetime.now(UTC))
         times = fake.times(before, before + warmup + count + 1)
         hits = fake.stats()["flood_hits"]
     finally:

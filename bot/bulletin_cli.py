@@ -121,14 +121,14 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                         print(f"\t\t{reason}: {count}")
                 return 0
             if args.action == "cancel":
-                if bulletin.status not in ("scheduled", "recurring"):
+                if bulletin.status not in bulletins.EDITABLE:
                     return fail(f"bulletin {args.id} is {bulletin.status}, not scheduled")
-                bulletin.status = "cancelled"
+                session.add(bulletins.cancel(bulletin, f"cli:{getpass.getuser()}", now))
                 print(f"icssi-bot: bulletin {args.id} cancelled", file=sys.stderr)
                 return 0
             if bulletin.status not in ("sending", "sent"):
                 return fail(f"bulletin {args.id} is {bulletin.status}, not being sent")
-            count = await bulletins.stop(session, bulletin)
+            count = await bulletins.stop(session, bulletin, f"cli:{getpass.getuser()}", now)
             print(f"icssi-bot: stopped; {count} unsent messages cancelled", file=sys.stderr)
             return 0
         texts = {}

@@ -305,15 +305,47 @@ class Renderer:
         return known
 
 
-async def stop(session: AsyncSession, bulletin: Bulletin) -> int:
-    """Stop a broadcast in progress: its unsent deliveries are cancelled."""
+def cancel(bulletin: Bulletin, actor: str, now: datetime) -> AuditEntry:
+    """Cancel a scheduled or recurring bulletin; returns the audit entry (for the caller to add).
+
+    The caller holds the bulletin's row lock, so the scheduler cannot be publishing it.
+    """
+    if bulletin.status not in EDITABLE:
+        raise ValueError(f"bulletin {bulletin.id} is {bulletin.status}, not scheduled")
+    was = bulletin.status
+    bulletin.status = "cancelled"
+    return AuditEntry(
+        at=now, actor=actor, action="bulletin:cancel", detail={"bulletin": bulletin.id, "was": was}
+    )
+
+
+def reschedule(bulletin: Bulletin, moment: datetime, actor: str, now: datetime) -> AuditEntry:
+    """Give a scheduled bulletin a new time; returns the audit entry (for the caller to add)."""
+    if bulletin.status != "scheduled":
+        raise ValueError(f"bulletin {bulletin.id} is {bulletin.status}, not scheduled")
+    before = bulletin.scheduled_at
+    bulletin.scheduled_at = moment
+    bulletin.published_at = None
+    detail = {
+        "bulletin": bulletin.id,
+        "before": before.isoformat() if before else None,
+        "after": moment.isoformat(),
+    }
+    return AuditEntry(at=now, actor=actor, action="bulletin:reschedule", detail=detail)
+
+
+async def stop(session: AsyncSession, bulletin: Bulletin, actor: str, now: datetime) -> int:
+    """Stop a broadcast in progress: its unsent deliveries are cancelled, and it is audited."""
     bulletin.status = "stopped"
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.bulletin_id == bulletin.id, OutboxMessage.status == "pending")
         .values(status="cancelled", error="stopped by a coordinator")
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    detail = {"bulletin": bulletin.id, "cancelled": count}
+    session.add(AuditEntry(at=now, actor=actor, action="bulletin:stop", detail=detail))
+    return count
 
 
 @dataclass

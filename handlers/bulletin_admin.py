@@ -398,13 +398,14 @@ async def on_when(ctx: Ctx) -> Transition:
         bulletin = await ctx.session.get(Bulletin, int(existing), with_for_update=True)
         if bulletin is None or bulletin.status != "scheduled":
             return to_menu()
+        ctx.session.add(bulletins.reschedule(bulletin, moment, str(ctx.address), ctx.now))
     else:
         bulletin = draft(ctx)
         bulletin.public_id = None
         ctx.session.add(bulletin)
-    bulletin.status = "scheduled"
-    bulletin.scheduled_at = moment
-    bulletin.published_at = None
+        bulletin.status = "scheduled"
+        bulletin.scheduled_at = moment
+        bulletin.published_at = None
     ctx.say(
         _("Scheduled for %(when)s.")
         % {"when": isolate(format_datetime(moment, ctx.settings.timezone))}
@@ -590,13 +591,13 @@ async def on_item(ctx: Ctx) -> Transition:
             kept, edit=bulletin.id, texts=copy.deepcopy(bulletin.texts), image=bulletin.image
         )
         return goto("lang")
-    if ctx.choice == "it:cancel" and bulletin.status in ("scheduled", "recurring"):
-        bulletin.status = "cancelled"
+    if ctx.choice == "it:cancel" and bulletin.status in bulletins.EDITABLE:
+        ctx.session.add(bulletins.cancel(bulletin, str(ctx.address), ctx.now))
         ctx.say(_("Cancelled."))
     elif ctx.choice == "it:time" and bulletin.status == "scheduled":
         return goto("when")
     elif ctx.choice == "it:stop" and bulletin.status in ("sending", "sent"):
-        stopped = await bulletins.stop(ctx.session, bulletin)
+        stopped = await bulletins.stop(ctx.session, bulletin, str(ctx.address), ctx.now)
         ctx.say(
             _("Stopped. %(count)s messages not yet sent were cancelled.")
             % {"count": isolate(format_number(stopped))}

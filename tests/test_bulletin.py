@@ -292,6 +292,61 @@ async def test_cancel_and_stop(
     assert await render({"bulletin": bulletin.id, "locale": "en"}, "telegram:60") is None
 
 
+async def test_reschedule_cancel_and_stop_are_audited(
+    engine: Engine, db: Database, db_url: str, settings: Settings, coordinator: Person
+) -> None:
+    await subscribe(engine, "65", "en")
+    await compose(coordinator, {"en": EN})
+    await coordinator.tap("Schedule")
+    await coordinator.send("tomorrow 9:00")
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Scheduled")
+    await coordinator.press(coordinator.options()[0].payload)
+    await coordinator.tap("Change the time")
+    await coordinator.send("2099-01-02 10:30")
+    assert "Scheduled for" in coordinator.text()
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Scheduled")
+    await coordinator.press(coordinator.options()[0].payload)
+    await coordinator.tap("Cancel it")
+    assert "Cancelled." in coordinator.text()
+    async with db.transaction() as session:
+        bulletin = await session.scalar(select(Bulletin))
+        assert bulletin is not None
+        assert bulletin.status == "cancelled"
+        assert bulletin.scheduled_at is not None
+        assert bulletin.scheduled_at.year == 2099
+        entries = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+    assert [e.action for e in entries] == ["bulletin:reschedule", "bulletin:cancel"]
+    assert all(e.actor == str(coordinator.address) for e in entries)
+    assert entries[0].detail["bulletin"] == bulletin.id
+    assert entries[0].detail["after"].startswith("2099-01-02")
+    assert entries[0].detail["before"] != entries[0].detail["after"]
+    assert entries[1].detail == {"bulletin": bulletin.id, "was": "scheduled"}
+
+    # A cancelled bulletin offers nothing more to change.
+    await coordinator.send("/bulletin")
+    await coordinator.tap("Scheduled")
+    assert "Cancel it" not in [b.label for b in coordinator.options()]
+
+    # A broadcast stopped on the server is audited with the count it cancelled.
+    await compose(coordinator, {"en": EN})
+    await coordinator.tap("Send now")
+    await BulletinScheduler(db, settings).sync()
+    async with db.transaction() as session:
+        sending = await session.scalar(select(Bulletin).where(Bulletin.status == "sent"))
+    assert sending is not None
+    code, _out, err = await run_cli(["bulletin", "stop", str(sending.id)], db_url)
+    assert (code, err) == (0, "icssi-bot: stopped; 1 unsent messages cancelled\n")
+    async with db.transaction() as session:
+        entry = await session.scalar(
+            select(AuditEntry).where(AuditEntry.action == "bulletin:stop")
+        )
+    assert entry is not None
+    assert entry.actor.startswith("cli:")
+    assert entry.detail == {"bulletin": sending.id, "cancelled": 1}
+
+
 async def test_a_stop_reaches_the_deliveries_already_fetched(
     engine: Engine, db: Database, settings: Settings, coordinator: Person
 ) -> None:
