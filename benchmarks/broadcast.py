@@ -257,6 +257,7 @@ class BareLoop:
         from telegram.ext import ApplicationBuilder
 
         from bot.channels.telegram import html_text
+        from bot.channels.telegram_http import AiohttpRequest
 
         bulletin = Bulletin(id=1, public_id="B-BENCH1", texts=TEXTS, created_at=datetime.now(UTC))
         self.texts = []
@@ -267,7 +268,9 @@ class BareLoop:
             ApplicationBuilder()
             .token(fake.token)
             .base_url(fake.base_url)
-            .connection_pool_size(32)
+            # The bot's own HTTP stack (python-telegram-bot over aiohttp), as TelegramChannel
+            # builds it: the ceiling is the stack's, and the ratio the sender's own cost.
+            .request(AiohttpRequest(32))
             .updater(None)
             .build()
         )
