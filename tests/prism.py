@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +31,8 @@ import httpx
 import pytest
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
+
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Beside the project, as in CI: ../shared/peers (read from there, never copied in).
@@ -126,13 +127,6 @@ class Prism:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Stop Prism (the process this fixture started)."""
     process.terminate()
@@ -150,7 +144,7 @@ def prism(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prism]:
     folder = tmp_path_factory.mktemp("prism")
     spec = served_spec(folder / "twilio_api_v2010.json")
     log = folder / "prism.log"
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     command = [node, str(PRISM_BIN.resolve()), "mock", "-h", "127.0.0.1", "-p", str(port)]
     started = time.monotonic()

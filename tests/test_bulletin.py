@@ -39,6 +39,13 @@ async def subscribe(engine: Engine, ident: str, locale: str) -> Person:
     return person
 
 
+async def open_newest(coordinator: Person, tab: str) -> None:
+    """Open the newest bulletin of a list ("Scheduled" or "Sent") from /bulletin."""
+    await coordinator.send("/bulletin")
+    await coordinator.tap(tab)
+    await coordinator.press(coordinator.options()[0].payload)
+
+
 async def compose(coordinator: Person, texts: dict[str, dict[str, str]], ui: str = "en") -> None:
     """Write a bulletin in the chat, up to the preview (`ui`: the coordinator's language)."""
     await coordinator.send("/bulletin")
@@ -269,9 +276,7 @@ async def test_cancel_and_stop(
     await compose(coordinator, {"en": EN})
     await coordinator.tap("Send now")
     await BulletinScheduler(db, settings).sync()
-    await coordinator.send("/bulletin")
-    await coordinator.tap("Sent")
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, "Sent")
     assert "Recipients 3 · sent 0 · not yet sent 3" in coordinator.text()
     await coordinator.tap("Stop sending")
     assert "3 messages not yet sent were cancelled" in coordinator.text()
@@ -299,15 +304,11 @@ async def test_reschedule_cancel_and_stop_are_audited(
     await compose(coordinator, {"en": EN})
     await coordinator.tap("Schedule")
     await coordinator.send("tomorrow 9:00")
-    await coordinator.send("/bulletin")
-    await coordinator.tap("Scheduled")
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, "Scheduled")
     await coordinator.tap("Change the time")
     await coordinator.send("2099-01-02 10:30")
     assert "Scheduled for" in coordinator.text()
-    await coordinator.send("/bulletin")
-    await coordinator.tap("Scheduled")
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, "Scheduled")
     await coordinator.tap("Cancel it")
     assert "Cancelled." in coordinator.text()
     async with db.transaction() as session:
@@ -369,9 +370,7 @@ async def test_a_stop_reaches_the_deliveries_already_fetched(
     assert first.text == second.text
     assert (first.address.id, second.address.id) == ("70", "71")
     # Stopped while the sender holds rows it has already read: those are not sent either.
-    await coordinator.send("/bulletin")
-    await coordinator.tap("Sent")
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, "Sent")
     await coordinator.tap("Stop sending")
     assert await render(body, "telegram:71") is None
 
@@ -603,9 +602,7 @@ async def schedule(
 
 async def open_edit(coordinator: Person, ui: str) -> None:
     """/bulletin, Scheduled, the newest one, Edit."""
-    await coordinator.send("/bulletin")
-    await coordinator.tap(t(ui, "Scheduled"))
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, t(ui, "Scheduled"))
     await coordinator.tap(t(ui, "Edit the text or photo"))
 
 
@@ -764,9 +761,7 @@ async def test_a_bulletin_sent_meanwhile_cannot_be_edited(
     assert await audits(db) == []
 
     # A sent bulletin offers no Edit; a view shown before it went out answers the same.
-    await coordinator.send("/bulletin")
-    await coordinator.tap("Sent")
-    await coordinator.press(coordinator.options()[0].payload)
+    await open_newest(coordinator, "Sent")
     assert "Edit the text or photo" not in coordinator.labels()
     other = await schedule(coordinator, db, {"en": EN})
     assert other.scheduled_at is not None

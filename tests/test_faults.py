@@ -31,7 +31,8 @@ from bot.sender import ChannelWorker
 from tests.conftest import ON_POSTGRES, user_url
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import LANGS, t
-from tests.test_telegram_process import SECRET, free_port
+from tests.net import free_port
+from tests.test_telegram_process import SECRET
 
 # The sender's in-flight limit as the running bot uses it (runtime.py keeps the default): the
 # messages that may be on their way when the process dies, so the most that can go out twice.

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from bot.db import Database
 from bot.models import OutboxMessage
 from tests.fake_telegram import FakeTelegram
-from tests.test_telegram_process import SECRET, environment, free_port, start, stop
+from tests.net import free_port, healthy
+from tests.test_telegram_process import SECRET, environment, start, stop
 
 
 @pytest.fixture
@@ -51,13 +52,8 @@ async def test_web_answers_into_the_outbox_and_the_worker_sends(
     web = await start(["serve", "--role", "web"], env)
     worker = None
     try:
+        await healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(150):  # until it listens
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             answer = await client.post(
                 "/telegram",
                 json=telegram.text_update(91, "/start"),

@@ -12,7 +12,7 @@ from telegram.error import NetworkError, TimedOut
 
 from bot.channels.telegram_http import AiohttpRequest
 from tests.fake_telegram import GET_ME, FakeTelegram
-from tests.test_telegram_process import free_port
+from tests.net import free_port
 
 TOKEN = "123456:TEST-token"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,15 +17,9 @@ from bot.db import Database, upgrade_async
 from bot.models import Contact
 from tests.conftest import ON_POSTGRES, user_url
 from tests.fake_telegram import FakeTelegram
+from tests.net import free_port, healthy
 
 SECRET = "process-test-secret-0123456789"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -102,13 +95,8 @@ async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     )
     process = await start(["serve"], env)
     try:
+        await healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(150):  # until it listens
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
             assert fake.webhook is not None
             assert fake.webhook["url"] == "https://bot.example.org/telegram"
             update = fake.text_update(78, "/start")
@@ -123,19 +111,6 @@ async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     finally:
         err = await stop(process)
     assert "Traceback" not in err
-
-
-async def healthy(port: int) -> None:
-    """Wait until `icssi-bot serve` on `port` answers /healthz."""
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-        for _ in range(300):
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answers on port {port}")
 
 
 def web_environment(db_url: str, fake: FakeTelegram, port: int) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -28,19 +27,13 @@ from bot.runtime import Bot, running
 from bot.web import create_app
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import t
+from tests.net import free_port
 
 FAMILY = "+9647701234567"
 COORDINATOR = "+9647700000001"  # a WhatsApp coordinator in the test settings
 INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 TEMPLATE_AR = "HX" + "a" * 32
 TEMPLATE_EN = "HX" + "e" * 32
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
