@@ -38,6 +38,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
 EDITABLE = ("scheduled", "recurring")  # not yet out: their texts may still change
+PUBLISHED = ("sending", "sent", "stopped")  # out, under a public id
 
 
 def language_for(bulletin: Bulletin, locale: str) -> str:
@@ -205,7 +206,44 @@ async def queue_deliveries(
         await asyncio.sleep(PAUSE)
 
 
-def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> Outbound:
+def is_file_id(image: str | None) -> bool:
+    """Whether a bulletin's picture is a Telegram file id (sent on Telegram), not an address."""
+    return bool(image) and not str(image).startswith(("https://", "http://"))
+
+
+def picture_for(bulletin: Bulletin, channel: str, public_url: str | None) -> str | None:
+    """The bulletin's picture as `channel` can send it.
+
+    A picture composed on Telegram is a file id that only Telegram knows. WhatsApp gets it
+    through Twilio, which fetches an address: the web app serves the published bulletin's
+    picture at PUBLIC_URL/media/bulletin/<public id> (bot/web.py), taken from Telegram.
+    """
+    image = bulletin.image
+    if channel != "whatsapp" or not is_file_id(image):
+        return image
+    if public_url is None or bulletin.status not in PUBLISHED or not bulletin.public_id:
+        return None  # a preview, or no address to serve it from: the text goes alone
+    return f"{public_url.rstrip('/')}/media/bulletin/{bulletin.public_id}"
+
+
+async def published_picture(db: Database, public_id: str) -> str | None:
+    """The Telegram file id of a published bulletin's picture; None if there is none."""
+    async with db.transaction() as session:
+        image = await session.scalar(
+            select(Bulletin.image).where(
+                Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED)
+            )
+        )
+    return image if is_file_id(image) else None
+
+
+def render(
+    bulletin: Bulletin,
+    address: Address,
+    locale: str,
+    timezone: str,
+    public_url: str | None = None,
+) -> Outbound:
     """A bulletin as one subscriber sees it, in their language (or the fallback, said so)."""
     shown = language_for(bulletin, locale)
     text = bulletin.texts[shown]
@@ -231,7 +269,7 @@ def render(bulletin: Bulletin, address: Address, locale: str, timezone: str) -> 
         address=address,
         text="\n".join(parts),
         title=title,
-        photo=bulletin.image,
+        photo=picture_for(bulletin, address.channel, public_url),
         priority="broadcast",
         locale=locale,
     )
@@ -244,7 +282,7 @@ class _Known:
     bulletin: Bulletin
     checked: float  # time.monotonic() of the last look at its status
     stopped: bool = False
-    rendered: dict[str, Outbound] = field(default_factory=dict)  # by the recipient's locale
+    rendered: dict[tuple[str, str], Outbound] = field(default_factory=dict)  # locale, channel
 
 
 class Renderer:
@@ -254,9 +292,10 @@ class Renderer:
     # within this, also for the deliveries the sender has already fetched.
     REFRESH = 1.0
 
-    def __init__(self, db: Database, timezone: str) -> None:
+    def __init__(self, db: Database, timezone: str, public_url: str | None = None) -> None:
         self.db = db
         self.timezone = timezone
+        self.public_url = public_url
         self._known: dict[int, _Known] = {}
         self._lock = asyncio.Lock()
 
@@ -270,11 +309,13 @@ class Renderer:
         # Every subscriber of a language gets the same text: it is rendered once per language
         # (dates, catalogs and bidi marks cost more than the send), then only addressed.
         locale = str(body.get("locale", "ar"))
-        template = known.rendered.get(locale)
+        to = Address.parse(address)
+        key = (locale, to.channel)  # the picture differs by channel
+        template = known.rendered.get(key)
         if template is None:
-            template = render(known.bulletin, Address.parse(address), locale, self.timezone)
-            known.rendered[locale] = template
-        return dataclasses.replace(template, address=Address.parse(address))
+            template = render(known.bulletin, to, locale, self.timezone, self.public_url)
+            known.rendered[key] = template
+        return dataclasses.replace(template, address=to)
 
     async def _bulletin(self, bulletin_id: int) -> _Known | None:
         """The bulletin, its status looked at again when the last look is REFRESH old."""

@@ -69,7 +69,7 @@ async def running(settings: Settings, role: Role = "all") -> AsyncIterator[Bot]:
     sender = Sender(
         db,
         transports,
-        render=Renderer(db, settings.timezone),
+        render=Renderer(db, settings.timezone, settings.public_url),
         poll_every=0.5 if role == "worker" else 5.0,
     )
     engine.sender = sender if sends else None

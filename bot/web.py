@@ -6,6 +6,8 @@ import asyncio
 import hmac
 import json
 import logging
+import mimetypes
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from telegram import Update
+from telegram.error import TelegramError
 
+from bot import bulletins
 from bot.db import Database
 
 if TYPE_CHECKING:
@@ -33,6 +37,8 @@ T = TypeVar("T")
 # timeout, while Telegram holds back that chat's next updates behind it; a quick 503 makes it
 # deliver the update again, and the engine skips it then if it was handled meanwhile.
 ANSWER_WITHIN = 5.0
+PICTURES_KEPT = 8  # bulletins' pictures held in memory: Twilio fetches one for every message
+PICTURE_WITHIN = 30.0  # seconds to take a picture from Telegram
 
 
 def create_app(
@@ -111,10 +117,60 @@ def create_app(
 
         routes.append(Route("/telegram", telegram_webhook, methods=["POST"]))
 
+    if telegram is not None:
+        routes.append(picture_route(db, telegram, within))
+
     if whatsapp is not None:
         routes += whatsapp_routes(whatsapp, within)
 
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def picture_route(
+    db: Database,
+    telegram: TelegramChannel,
+    within: Callable[[Coroutine[Any, Any, str | None]], Awaitable[str | None]],
+) -> Route:
+    """GET /media/bulletin/<public id>: a published bulletin's picture composed on Telegram.
+
+    WhatsApp's messages carry pictures by address (Twilio fetches them), and a picture sent to
+    the bot on Telegram is a file id: this serves it, taken from Telegram once and kept. Only
+    published bulletins' pictures, which every subscriber gets anyway; drafts are not served.
+    """
+    kept: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
+    fetching = asyncio.Lock()  # ten thousand fetches at once take it from Telegram once
+
+    async def picture(request: Request) -> Response:
+        """The picture's bytes; 404 for no such published picture, 502 if Telegram fails."""
+        public_id = str(request.path_params["public_id"])
+        async with fetching:
+            if public_id not in kept:
+                try:
+                    file_id = await within(bulletins.published_picture(db, public_id))
+                except (DBAPIError, TimeoutError):
+                    return Response(status_code=503)
+                if file_id is None:
+                    return Response(status_code=404)
+                try:
+                    async with asyncio.timeout(PICTURE_WITHIN):
+                        file = await telegram.app.bot.get_file(file_id)
+                        content = bytes(await file.download_as_bytearray())
+                except (TelegramError, TimeoutError) as exc:
+                    logger.warning(
+                        "bulletin %s: its picture could not be taken: %s", public_id, exc
+                    )
+                    return Response(status_code=502)
+                kind = mimetypes.guess_type(file.file_path or "")[0] or "image/jpeg"
+                kept[public_id] = (content, kind)
+                while len(kept) > PICTURES_KEPT:
+                    kept.popitem(last=False)
+            kept.move_to_end(public_id)
+            content, kind = kept[public_id]
+        return Response(
+            content, media_type=kind, headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    return Route("/media/bulletin/{public_id}", picture, methods=["GET"])
 
 
 class Form(dict[str, list[str]]):

@@ -87,7 +87,9 @@ def when(bulletin: Bulletin) -> datetime:
 
 def show(ctx: Ctx, bulletin: Bulletin) -> None:
     """Send one bulletin as a subscriber gets it."""
-    shown = bulletins.render(bulletin, ctx.address, ctx.locale, ctx.settings.timezone)
+    shown = bulletins.render(
+        bulletin, ctx.address, ctx.locale, ctx.settings.timezone, ctx.settings.public_url
+    )
     # Asked for, so a reply: it comes before the menu that follows it, not after.
     ctx.replies.append(dataclasses.replace(shown, priority="reply"))
 

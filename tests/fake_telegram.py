@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 JSON_KEYS = frozenset(
@@ -633,6 +633,7 @@ class FakeTelegram:
                 "sendDocument": self._send_document,
                 "sendLocation": self._send_location,
                 "sendChatAction": self._send_chat_action,
+                "getFile": self._get_file,
                 "editMessageText": self._edit_message_text,
                 "editMessageReplyMarkup": self._edit_message_reply_markup,
                 "deleteMessage": self._delete_message,
@@ -652,6 +653,7 @@ class FakeTelegram:
         self.app = Starlette(
             routes=[
                 Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self._download, methods=["GET"]),
                 Route("/_fake/stats", self._stats, methods=["GET"]),
                 Route("/_fake/accepted", self._accepted, methods=["GET"]),
                 Route("/_fake/retry_after", self._inject_retry_after, methods=["POST"]),
@@ -1068,6 +1070,35 @@ class FakeTelegram:
             "parse_mode": None,
         }
         return self._new_message(chat_id, params, content)
+
+    @staticmethod
+    def file_bytes(file_id: str) -> bytes:
+        """The content the fake serves for a file id it issued (a JPEG's first bytes, and more)."""
+        return b"\xff\xd8\xff\xe0" + f"fake telegram file {file_id}".encode() * 64
+
+    async def _get_file(self, params: dict[str, Any]) -> Any:
+        """getFile: a File with its path under /file/bot<token>/ (400 for ids never issued)."""
+        file_id = str(params.get("file_id", ""))
+        if not re.fullmatch(r"(user-)?(photo|document)-[\d-]+", file_id):
+            raise _bad_request("invalid file_id")
+        folder = "photos" if "photo" in file_id else "documents"
+        extension = "jpg" if folder == "photos" else "pdf"
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"f{file_id}",
+            "file_size": len(self.file_bytes(file_id)),
+            "file_path": f"{folder}/{file_id}.{extension}",
+        }
+
+    async def _download(self, request: Request) -> Response:
+        """A file's content at /file/bot<token>/<file_path>, as Telegram serves it."""
+        if request.path_params["token"] != self.token:
+            return Response(status_code=401)
+        path = str(request.path_params["path"])
+        found = re.fullmatch(r"(?:photos|documents)/(.+)\.(?:jpg|pdf)", path)
+        if found is None:
+            return Response(status_code=404)
+        return Response(self.file_bytes(found.group(1)), media_type="application/octet-stream")
 
     async def _send_chat_action(self, params: dict[str, Any]) -> Any:
         """sendChatAction: true (403 when blocked)."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy import select, update
@@ -25,6 +26,7 @@ from bot.messages import Address
 from bot.models import Bulletin, Contact, OutboxMessage, Report, Signature
 from bot.runtime import Bot, running
 from bot.web import create_app
+from tests.fake_telegram import FakeTelegram
 from tests.fake_twilio import FakeTwilio
 from tests.helpers import t
 from tests.net import free_port
@@ -515,3 +517,98 @@ async def test_the_figures_count_delivered_held_and_why_others_failed(
     assert "Delivered: 1" in shown
     assert "(WhatsApp's 24-hour window): 1" in shown
     assert "opted out (21610): 1" in shown
+
+
+@pytest.fixture
+async def both(
+    fake: FakeTwilio, settings: Settings, db: Database
+) -> AsyncIterator[tuple[Bot, FakeTelegram]]:
+    """The whole bot with Telegram and WhatsApp, its web app listening on 127.0.0.1."""
+    port = free_port()
+    async with FakeTelegram() as telegram:
+        configured = dataclasses.replace(
+            settings,
+            public_url=f"http://127.0.0.1:{port}",
+            telegram_bot_token=telegram.token,
+            telegram_api_base_url=telegram.base_url,
+            telegram_file_base_url=telegram.base_file_url,
+            telegram_webhook_secret="picture-test-secret-0123456789",
+            twilio_account_sid=fake.account_sid,
+            twilio_auth_token=fake.auth_token,
+            twilio_whatsapp_from=fake.number,
+            twilio_api_base_url=fake.base_url,
+        )
+        async with running(configured) as started:
+            app = create_app(started.db, started.telegram, started.whatsapp)
+            server = uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+            )
+            serving = asyncio.create_task(server.serve())
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
+                await asyncio.sleep(0.01)
+            yield started, telegram
+            server.should_exit = True
+            await serving
+
+
+async def test_a_picture_composed_on_telegram_reaches_whatsapp(
+    fake: FakeTwilio, both: tuple[Bot, FakeTelegram], db: Database
+) -> None:
+    bot, telegram = both
+    photo = "user-photo-7-2"  # a file id, as a coordinator's photo on Telegram gives
+    await subscriber(db, FAMILY, "ar", timedelta(hours=1))
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        session.add(
+            Contact(address="telegram:4242", channel="telegram", locale="en", subscribed=True)
+        )
+        bulletin = Bulletin(texts=TEXTS, image=photo, created_by="telegram:1")
+        draft = Bulletin(texts=TEXTS, image=photo, created_by="telegram:1", status="scheduled")
+        session.add_all([bulletin, draft])
+        await session.flush()
+        await bulletins.publish(session, bulletin, now)
+        public_id, draft.public_id = bulletin.public_id, "B-DRAFT1"
+    assert public_id is not None
+    await bulletins.queue_deliveries(db, bulletin.id, now)
+    bot.sender.wake("whatsapp")
+    bot.sender.wake("telegram")
+    await bot.sender.flush("whatsapp")
+    await bot.sender.flush("telegram")
+
+    # WhatsApp: the picture by its address on this bot, the text as its caption.
+    [sent] = fake.sent(f"whatsapp:{FAMILY}")
+    address = f"{bot.settings.public_url}/media/bulletin/{public_id}"
+    assert sent.media_urls == [address]
+    assert "يبدأ توزيع البطانيات" in (sent.body or "")
+    # Telegram: the file id itself, as before.
+    [on_telegram] = [c for c in telegram.calls if c.method == "sendPhoto"]
+    assert on_telegram.params["photo"] == photo
+    assert len(telegram.sent(4242)) == 1
+
+    # Twilio fetches the address: the picture's bytes, taken from Telegram once.
+    async with httpx.AsyncClient() as client:
+        first = await client.get(address)
+        again = await client.get(address)
+        assert first.status_code == 200
+        assert first.headers["content-type"] == "image/jpeg"
+        assert first.content == FakeTelegram.file_bytes(photo)
+        assert again.content == first.content
+        assert len([c for c in telegram.calls if c.method == "getFile"]) == 1
+        # A draft's picture, and a bulletin that does not exist, are not served.
+        for other in ("B-DRAFT1", "B-NONE99"):
+            refused = await client.get(f"{bot.settings.public_url}/media/bulletin/{other}")
+            assert refused.status_code == 404
+
+
+async def test_a_preview_on_whatsapp_goes_without_a_telegram_picture() -> None:
+    draft = Bulletin(texts=TEXTS, image="user-photo-1-2", public_id="B-PREVIEW", status="draft")
+    draft.published_at = datetime.now(UTC)
+    address = Address("whatsapp", FAMILY)
+    shown = bulletins.render(draft, address, "ar", "Asia/Baghdad", "https://bot.example.org")
+    assert shown.photo is None
+    assert "يبدأ توزيع البطانيات" in shown.text
+    on_telegram = bulletins.render(draft, Address("telegram", "1"), "ar", "Asia/Baghdad")
+    assert on_telegram.photo == "user-photo-1-2"
+    # A picture given as an address is sent as it is on both.
+    draft.image = "https://example.org/p.jpg"
+    assert bulletins.render(draft, address, "ar", "Asia/Baghdad").photo == draft.image
