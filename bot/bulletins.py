@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -206,35 +207,52 @@ async def queue_deliveries(
         await asyncio.sleep(PAUSE)
 
 
-def is_file_id(image: str | None) -> bool:
-    """Whether a bulletin's picture is a Telegram file id (sent on Telegram), not an address."""
-    return bool(image) and not str(image).startswith(("https://", "http://"))
+# Where a picture sent to the bot came from: a Telegram file id, or Twilio's address of a
+# WhatsApp message's media (which needs the account's credentials when media authentication
+# is on). Anything else is an address given with --image, which anyone may fetch.
+TWILIO_MEDIA = re.compile(
+    r"/Accounts/AC[0-9a-f]{32}/Messages/MM[0-9a-f]{32}/Media/ME[0-9a-f]{32}$"
+)
+
+
+def picture_source(image: str | None) -> str | None:
+    """ "telegram", "whatsapp" or "public" for a bulletin's picture; None when it has none."""
+    if not image:
+        return None
+    if not image.startswith(("https://", "http://")):
+        return "telegram"
+    return "whatsapp" if TWILIO_MEDIA.search(image.split("?")[0]) else "public"
 
 
 def picture_for(bulletin: Bulletin, channel: str, public_url: str | None) -> str | None:
     """The bulletin's picture as `channel` can send it.
 
-    A picture composed on Telegram is a file id that only Telegram knows. WhatsApp gets it
-    through Twilio, which fetches an address: the web app serves the published bulletin's
-    picture at PUBLIC_URL/media/bulletin/<public id> (bot/web.py), taken from Telegram.
+    A photo sent to the bot is known to the platform it came from only: a Telegram file id, or
+    a Twilio address that may need the account's credentials. The other platform gets it from
+    the web app, which serves a published bulletin's picture at PUBLIC_URL/media/bulletin/<public
+    id> (bot/web.py), taken from where it came from.
     """
-    image = bulletin.image
-    if channel != "whatsapp" or not is_file_id(image):
-        return image
+    source = picture_source(bulletin.image)
+    if source in (None, "public") or (source == channel == "telegram"):
+        return bulletin.image
+    # A Telegram file id elsewhere, or Twilio's address (even on WhatsApp: Twilio's media may
+    # ask for credentials, which the web app has).
     if public_url is None or bulletin.status not in PUBLISHED or not bulletin.public_id:
-        return None  # a preview, or no address to serve it from: the text goes alone
+        # A preview, or no address to serve it from: the text goes alone, or the picture to
+        # the platform it came from.
+        return bulletin.image if source == channel else None
     return f"{public_url.rstrip('/')}/media/bulletin/{bulletin.public_id}"
 
 
 async def published_picture(db: Database, public_id: str) -> str | None:
-    """The Telegram file id of a published bulletin's picture; None if there is none."""
+    """A published bulletin's picture as the platform it came from knows it; None if none."""
     async with db.transaction() as session:
         image = await session.scalar(
             select(Bulletin.image).where(
                 Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED)
             )
         )
-    return image if is_file_id(image) else None
+    return image if picture_source(image) in ("telegram", "whatsapp") else None
 
 
 def render(

@@ -6,13 +6,13 @@ import asyncio
 import hmac
 import json
 import logging
-import mimetypes
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
+import httpx
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -117,8 +117,8 @@ def create_app(
 
         routes.append(Route("/telegram", telegram_webhook, methods=["POST"]))
 
-    if telegram is not None:
-        routes.append(picture_route(db, telegram, within))
+    if telegram is not None or whatsapp is not None:
+        routes.append(picture_route(db, telegram, whatsapp, within))
 
     if whatsapp is not None:
         routes += whatsapp_routes(whatsapp, within)
@@ -128,47 +128,55 @@ def create_app(
 
 def picture_route(
     db: Database,
-    telegram: TelegramChannel,
+    telegram: TelegramChannel | None,
+    whatsapp: WhatsAppChannel | None,
     within: Callable[[Coroutine[Any, Any, str | None]], Awaitable[str | None]],
 ) -> Route:
-    """GET /media/bulletin/<public id>: a published bulletin's picture composed on Telegram.
+    """GET /media/bulletin/<public id>: a published bulletin's picture, for the other platform.
 
-    WhatsApp's messages carry pictures by address (Twilio fetches them), and a picture sent to
-    the bot on Telegram is a file id: this serves it, taken from Telegram once and kept. Only
-    published bulletins' pictures, which every subscriber gets anyway; drafts are not served.
+    A photo sent to the bot is known to the platform it came from only (a Telegram file id, or
+    Twilio's address, which may need the account's credentials): this serves it, taken from
+    there once and kept. Only published bulletins' pictures, which every subscriber gets
+    anyway; drafts are not served.
     """
     kept: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
-    fetching = asyncio.Lock()  # ten thousand fetches at once take it from Telegram once
+    fetching = asyncio.Lock()  # ten thousand fetches at once take it from the platform once
+
+    async def take(reference: str) -> tuple[bytes, str] | None:
+        """The picture's bytes and type from the platform it came from (None: not here)."""
+        source = bulletins.picture_source(reference)
+        if source == "telegram" and telegram is not None:
+            return await telegram.picture(reference)
+        if source == "whatsapp" and whatsapp is not None:
+            return await whatsapp.picture(reference)
+        return None
 
     async def picture(request: Request) -> Response:
-        """The picture's bytes; 404 for no such published picture, 502 if Telegram fails."""
+        """The picture's bytes; 404 for no such published picture, 502 if the platform fails."""
         public_id = str(request.path_params["public_id"])
         async with fetching:
             if public_id not in kept:
                 try:
-                    file_id = await within(bulletins.published_picture(db, public_id))
+                    reference = await within(bulletins.published_picture(db, public_id))
                 except (DBAPIError, TimeoutError):
                     return Response(status_code=503)
-                if file_id is None:
+                if reference is None:
                     return Response(status_code=404)
                 try:
                     async with asyncio.timeout(PICTURE_WITHIN):
-                        file = await telegram.app.bot.get_file(file_id)
-                        content = bytes(await file.download_as_bytearray())
-                except (TelegramError, TimeoutError) as exc:
-                    logger.warning(
-                        "bulletin %s: its picture could not be taken: %s", public_id, exc
-                    )
+                        taken = await take(reference)
+                except (TelegramError, httpx.HTTPError, ValueError, TimeoutError) as exc:
+                    logger.warning("bulletin %s: no picture from its platform: %s", public_id, exc)
+                    taken = None
+                if taken is None:
                     return Response(status_code=502)
-                kind = mimetypes.guess_type(file.file_path or "")[0] or "image/jpeg"
-                kept[public_id] = (content, kind)
+                kept[public_id] = taken
                 while len(kept) > PICTURES_KEPT:
                     kept.popitem(last=False)
             kept.move_to_end(public_id)
             content, kind = kept[public_id]
-        return Response(
-            content, media_type=kind, headers={"Cache-Control": "public, max-age=86400"}
-        )
+        cache = {"Cache-Control": "public, max-age=86400"}
+        return Response(content, media_type=kind, headers=cache)
 
     return Route("/media/bulletin/{public_id}", picture, methods=["GET"])
 

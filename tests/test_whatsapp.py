@@ -612,3 +612,68 @@ async def test_a_preview_on_whatsapp_goes_without_a_telegram_picture() -> None:
     # A picture given as an address is sent as it is on both.
     draft.image = "https://example.org/p.jpg"
     assert bulletins.render(draft, address, "ar", "Asia/Baghdad").photo == draft.image
+    # A preview of a photo sent on WhatsApp: to WhatsApp as it is, to Telegram the text alone.
+    draft.image = (
+        "https://api.twilio.com/2010-04-01/Accounts/AC"
+        + "0" * 32
+        + "/Messages/MM"
+        + "1" * 32
+        + "/Media/ME"
+        + "2" * 32
+    )
+    assert bulletins.render(draft, address, "ar", "Asia/Baghdad").photo == draft.image
+    telegram = Address("telegram", "1")
+    assert bulletins.render(draft, telegram, "ar", "Asia/Baghdad", "https://b.org").photo is None
+
+
+async def test_a_picture_sent_on_whatsapp_reaches_telegram(
+    fake: FakeTwilio, both: tuple[Bot, FakeTelegram], db: Database
+) -> None:
+    bot, telegram = both
+    form = fake.inbound_photo(COORDINATOR, data=b"\xff\xd8\xff\xe0a-photo-from-whatsapp\xff\xd9")
+    media = form["MediaUrl0"]  # as a coordinator's photo on WhatsApp gives it
+    assert bulletins.picture_source(media) == "whatsapp"
+    await subscriber(db, FAMILY, "ar", timedelta(hours=1))
+    now = datetime.now(UTC)
+    async with db.transaction() as session:
+        session.add(
+            Contact(address="telegram:4343", channel="telegram", locale="en", subscribed=True)
+        )
+        bulletin = Bulletin(texts=TEXTS, image=media, created_by="whatsapp:" + COORDINATOR)
+        session.add(bulletin)
+        await session.flush()
+        await bulletins.publish(session, bulletin, now)
+        public_id = bulletin.public_id
+    await bulletins.queue_deliveries(db, bulletin.id, now)
+    for channel in ("telegram", "whatsapp"):
+        bot.sender.wake(channel)
+        await bot.sender.flush(channel)
+
+    # Both platforms get it from this bot: Twilio's address may need the account's credentials.
+    address = f"{bot.settings.public_url}/media/bulletin/{public_id}"
+    [on_telegram] = [c for c in telegram.calls if c.method == "sendPhoto"]
+    assert on_telegram.params["photo"] == address
+    [on_whatsapp] = fake.sent(f"whatsapp:{FAMILY}")
+    assert on_whatsapp.media_urls == [address]
+    async with httpx.AsyncClient() as client:
+        served = await client.get(address)
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/jpeg"
+    assert served.content == b"\xff\xd8\xff\xe0a-photo-from-whatsapp\xff\xd9"
+
+
+def test_where_a_picture_came_from() -> None:
+    twilio = (
+        "https://api.twilio.com/2010-04-01/Accounts/AC"
+        + "0" * 32
+        + "/Messages/MM"
+        + "1" * 32
+        + "/Media/ME"
+        + "2" * 32
+    )
+    assert bulletins.picture_source(twilio) == "whatsapp"
+    assert bulletins.picture_source(twilio + "?x=1") == "whatsapp"
+    assert bulletins.picture_source("https://example.org/p.jpg") == "public"
+    assert bulletins.picture_source("AgACAgIAAxkBAAI") == "telegram"
+    assert bulletins.picture_source(None) is None
+    assert bulletins.picture_source("") is None

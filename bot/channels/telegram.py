@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import mimetypes
 import os
 import warnings
 from collections.abc import Awaitable
@@ -352,6 +353,12 @@ class TelegramChannel:
         if query is None:
             return None
         return {"method": "answerCallbackQuery", "callback_query_id": query.id}
+
+    async def picture(self, file_id: str) -> tuple[bytes, str]:
+        """A photo sent to the bot, by its file id: its bytes and content type."""
+        file = await self.app.bot.get_file(file_id)
+        content = bytes(await file.download_as_bytearray())
+        return content, mimetypes.guess_type(file.file_path or "")[0] or "image/jpeg"
 
     async def handle_update(self, update: Update, *, answered: bool = False) -> None:
         """Hand one update to the engine; raises when the database is away (the caller retries).

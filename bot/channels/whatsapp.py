@@ -21,7 +21,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import select, update
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
@@ -429,6 +431,25 @@ class WhatsAppChannel:
         self.validator = RequestValidator(settings.twilio_auth_token)
         self.transport = WhatsAppTransport(settings, engine.db)
         self.record_status = StatusRecorder(engine.db, settings, wake=self.wake_sender)
+
+    async def picture(self, url: str) -> tuple[bytes, str]:
+        """A message's media from Twilio, with the account's credentials: bytes and type.
+
+        Only from Twilio's own host: the credentials never go anywhere else (httpx also drops
+        them on the redirect to where Twilio keeps the file).
+        """
+        api = urlsplit(self.settings.twilio_api_base_url or "https://api.twilio.com")
+        if urlsplit(url).netloc != api.netloc:
+            raise ValueError("not an address of Twilio's")
+        credentials = (
+            self.settings.twilio_account_sid or "",
+            self.settings.twilio_auth_token or "",
+        )
+        async with httpx.AsyncClient(timeout=20.0, follow_redirects=True) as client:
+            answer = await client.get(url, auth=credentials)
+            answer.raise_for_status()
+        kind = answer.headers.get("content-type", "image/jpeg").split(";")[0].strip()
+        return answer.content, kind or "image/jpeg"
 
     def wake_sender(self) -> None:
         """Tell the sender that WhatsApp rows are due (when it runs in this process)."""
