@@ -65,6 +65,7 @@ class Turns:
 
     def __init__(self) -> None:
         self.held = False
+        self.holder: asyncio.Task[Any] | None = None  # the task whose turn it is
         self.queues: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (
             deque(),
             deque(),
@@ -73,8 +74,14 @@ class Turns:
 
     async def acquire(self, behind: bool) -> None:
         """Wait for a turn: in the second queue when `behind`."""
+        task = asyncio.current_task()
+        if self.held and task is not None and self.holder is task:
+            # It would wait for its own turn for ever, and every transaction of the process
+            # behind it: a loud error instead, for a code path that nests transactions.
+            raise RuntimeError("a transaction inside another of the same task (SQLite)")
         if not self.held:
             self.held = True
+            self.holder = task
             self.last = int(behind)
             return
         turn = asyncio.get_running_loop().create_future()
@@ -85,9 +92,11 @@ class Turns:
             if turn.done() and not turn.cancelled():
                 self.release()  # handed over just as it was cancelled: pass it on
             raise
+        self.holder = task
 
     def release(self) -> None:
         """End a turn: hand it to the next one waiting, from the other queue if it has any."""
+        self.holder = None
         for index in (1 - self.last, self.last):
             queue = self.queues[index]
             while queue:

@@ -143,3 +143,18 @@ async def test_a_cancelled_waiter_passes_its_turn_on() -> None:
     await asyncio.wait_for(waiting, 1)  # the turn went past the cancelled one
     turns.release()
     assert not turns.held
+
+
+async def test_a_transaction_inside_another_of_the_same_task_is_refused(db: Database) -> None:
+    # It would wait for its own turn for ever, and every transaction of the process with it.
+    async with db.transaction() as session:
+        session.add(add_contact(1))
+        with pytest.raises(RuntimeError, match="inside another"):
+            async with asyncio.timeout(5):  # in this task (wait_for would make another)
+                await write_one(db, 2)
+        # Another task's transaction only waits for this one's turn.
+        other = asyncio.create_task(write_one(db, 3))
+        await asyncio.sleep(0.05)
+        assert not other.done()
+    await asyncio.wait_for(other, 5)
+    assert await contacts(db) == 2
