@@ -219,9 +219,9 @@ class ChannelWorker:
     books each send with the pacer and hands it to lanes that send one message after another;
     a recorder writes each outcome as soon as it can, and a lane starts a send only while
     fewer than `max_in_flight` are sent or sending and not yet written: a crash repeats at
-    most that many. That bound is what costs throughput (a write per few sends, about 2 ms of
-    CPU each through SQLAlchemy and aiosqlite): 6 gives about half a bare send loop's rate,
-    48 about nine tenths (benchmarks/broadcast.py).
+    most that many. That bound is what costs throughput (a transaction per few sends): with 6
+    the sender reaches about 0.6 of a bare send loop's rate, with 24 about 0.7
+    (benchmarks/broadcast.py, README).
     """
 
     EXCLUDE = 10_000  # at most this many rows under way are named in the outbox query
@@ -266,8 +266,9 @@ class ChannelWorker:
         self.pacer = _Pacer(transport.rate, clock)
         # Rows sent or sending and not yet written: a crash repeats at most `max_in_flight`.
         self.slots = asyncio.Semaphore(max_in_flight)
-        # The worker's own transactions take turns here rather than in SQLite, whose waiters
-        # sleep for growing times (up to 0.1 s) before they try again.
+        # The worker's own transactions take turns: a pass must not read a row as pending while
+        # the recorder writes its outcome, then find it no longer in flight and send it again
+        # (on PostgreSQL the two could otherwise run at once).
         self.turn = asyncio.Lock()
         # Rows booked and not yet taken by a lane, by priority then booking (None tells a lane
         # to end). A batch of them: the lanes never wait while the planner reads the next one,
@@ -322,11 +323,6 @@ class ChannelWorker:
             lane = asyncio.create_task(self._lane(), name=f"send-{self.channel}-lane")
             self.lanes.add(lane)
             lane.add_done_callback(self.lanes.discard)
-
-    @property
-    def tasks(self) -> set[asyncio.Task[None]]:
-        """The tasks that send (the lanes)."""
-        return self.lanes
 
     async def _plan(self) -> None:
         """Pass over the outbox again and again, waiting for rows in between."""

@@ -38,7 +38,7 @@ T = TypeVar("T")
 # deliver the update again, and the engine skips it then if it was handled meanwhile.
 ANSWER_WITHIN = 5.0
 PICTURES_KEPT = 8  # bulletins' pictures held in memory: Twilio fetches one for every message
-PICTURE_WITHIN = 30.0  # seconds to take a picture from Telegram
+PICTURE_WITHIN = 30.0  # seconds to take a picture from the platform it was sent on
 
 
 def create_app(

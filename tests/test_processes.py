@@ -91,9 +91,10 @@ async def test_the_messages_of_a_process_that_died_are_sent_by_another(
     await worker.pass_once()  # it claims the six and starts sending; the sends hang
     await asyncio.wait_for(hung.stuck.wait(), timeout=30)
     # The process dies: nothing recorded, nothing given back, its connections gone.
-    for task in worker.tasks:
-        task.cancel()
-    await asyncio.gather(*worker.tasks, return_exceptions=True)
+    lanes = set(worker.lanes)
+    for lane in lanes:
+        lane.cancel()
+    await asyncio.gather(*lanes, return_exceptions=True)
     await dying.close()
 
     alive = FakePlatform()

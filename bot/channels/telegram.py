@@ -7,6 +7,7 @@ A thin adapter: no flow logic here. Polling when PUBLIC_URL is not set; otherwis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import mimetypes
@@ -377,12 +378,11 @@ class TelegramChannel:
             message = pressed.message if pressed is not None else None
             if isinstance(message, Message) and message.reply_markup:
                 # The pressed keyboard goes: an old button cannot repeat an action. An edit
-                # counts in Telegram's limit: it takes its turn in the sender's pace.
-                if self.engine.sender is None:
+                # counts in Telegram's limit: it takes its turn in the sender's pace (when the
+                # sender runs in this process).
+                sender = self.engine.sender
+                async with sender.paced("telegram") if sender else contextlib.nullcontext():
                     await self._quietly(remove_keyboard(self.app.bot, message))
-                else:
-                    async with self.engine.sender.paced("telegram"):
-                        await self._quietly(remove_keyboard(self.app.bot, message))
         finally:
             if answering is not None:
                 await answering
