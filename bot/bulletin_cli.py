@@ -95,6 +95,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
+    actor = f"cli:{getpass.getuser()}"  # who, in the audit log and as a bulletin's author
     async with db.transaction() as session:
         if args.action == "list":
             rows = await session.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(50))
@@ -105,7 +106,7 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
                 print(f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M}Z\t{title}")
             return 0
         if args.action == "edit":
-            return await edit(session, args, now)
+            return await edit(session, args, now, actor)
         if args.action in ("cancel", "stop", "stats"):
             # Locked: the scheduler publishing it at this moment goes first, or waits.
             bulletin = await session.get(Bulletin, args.id, with_for_update=True)
@@ -123,12 +124,12 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             if args.action == "cancel":
                 if bulletin.status not in bulletins.EDITABLE:
                     return fail(f"bulletin {args.id} is {bulletin.status}, not scheduled")
-                session.add(bulletins.cancel(bulletin, f"cli:{getpass.getuser()}", now))
+                session.add(bulletins.cancel(bulletin, actor, now))
                 print(f"icssi-bot: bulletin {args.id} cancelled", file=sys.stderr)
                 return 0
             if bulletin.status not in ("sending", "sent"):
                 return fail(f"bulletin {args.id} is {bulletin.status}, not being sent")
-            count = await bulletins.stop(session, bulletin, f"cli:{getpass.getuser()}", now)
+            count = await bulletins.stop(session, bulletin, actor, now)
             print(f"icssi-bot: stopped; {count} unsent messages cancelled", file=sys.stderr)
             return 0
         texts = {}
@@ -154,7 +155,7 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
         bulletin = Bulletin(
             texts=texts,
             image=args.image,
-            created_by=f"cli:{getpass.getuser()}",
+            created_by=actor,
             created_at=now,
         )
         if args.now:
@@ -179,7 +180,7 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
     return 0
 
 
-async def edit(session: AsyncSession, args: argparse.Namespace, now: datetime) -> int:
+async def edit(session: AsyncSession, args: argparse.Namespace, now: datetime, actor: str) -> int:
     """`bulletin edit`: one language's title or text changed, added or removed; or the photo."""
     changes_text = args.title is not None or args.text is not None or args.text_file is not None
     if (changes_text or args.remove) and args.lang is None:
@@ -232,7 +233,7 @@ async def edit(session: AsyncSession, args: argparse.Namespace, now: datetime) -
             return fail(problem)
         texts[args.lang] = item
     image = None if args.no_image else args.image or bulletin.image
-    entry = bulletins.edit(bulletin, texts, image, f"cli:{getpass.getuser()}", now)
+    entry = bulletins.edit(bulletin, texts, image, actor, now)
     if entry is None:
         print(f"icssi-bot: bulletin {args.id} already reads so; nothing changed", file=sys.stderr)
     else:

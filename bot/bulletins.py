@@ -216,7 +216,7 @@ TWILIO_MEDIA = re.compile(
 
 
 def picture_source(image: str | None) -> str | None:
-    """ "telegram", "whatsapp" or "public" for a bulletin's picture; None when it has none."""
+    """Where a bulletin's picture came from: telegram, whatsapp or public (None: no picture)."""
     if not image:
         return None
     if not image.startswith(("https://", "http://")):
