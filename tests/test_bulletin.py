@@ -39,6 +39,13 @@ async def subscribe(engine: Engine, ident: str, locale: str) -> Person:
     return person
 
 
+async def send_now(coordinator: Person, db: Database, settings: Settings) -> None:
+    """Write an English bulletin in the chat, send it now, and let the scheduler queue it."""
+    await compose(coordinator, {"en": EN})
+    await coordinator.tap("Send now")
+    await BulletinScheduler(db, settings).sync()
+
+
 async def open_newest(coordinator: Person, tab: str) -> None:
     """Open the newest bulletin of a list ("Scheduled" or "Sent") from /bulletin."""
     await coordinator.send("/bulletin")
@@ -273,9 +280,7 @@ async def test_cancel_and_stop(
 ) -> None:
     for n in range(3):
         await subscribe(engine, f"6{n}", "en")
-    await compose(coordinator, {"en": EN})
-    await coordinator.tap("Send now")
-    await BulletinScheduler(db, settings).sync()
+    await send_now(coordinator, db, settings)
     await open_newest(coordinator, "Sent")
     assert "Recipients 3 · sent 0 · not yet sent 3" in coordinator.text()
     await coordinator.tap("Stop sending")
@@ -331,9 +336,7 @@ async def test_reschedule_cancel_and_stop_are_audited(
     assert "Cancel it" not in [b.label for b in coordinator.options()]
 
     # A broadcast stopped on the server is audited with the count it cancelled.
-    await compose(coordinator, {"en": EN})
-    await coordinator.tap("Send now")
-    await BulletinScheduler(db, settings).sync()
+    await send_now(coordinator, db, settings)
     async with db.transaction() as session:
         sending = await session.scalar(select(Bulletin).where(Bulletin.status == "sent"))
     assert sending is not None
@@ -353,9 +356,7 @@ async def test_a_stop_reaches_the_deliveries_already_fetched(
 ) -> None:
     for n in range(2):
         await subscribe(engine, f"7{n}", "en")
-    await compose(coordinator, {"en": EN})
-    await coordinator.tap("Send now")
-    await BulletinScheduler(db, settings).sync()
+    await send_now(coordinator, db, settings)
     async with db.transaction() as session:
         bulletin = await session.scalar(select(Bulletin))
     assert bulletin is not None

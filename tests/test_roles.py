@@ -13,7 +13,7 @@ from bot.db import Database
 from bot.models import OutboxMessage
 from tests.fake_telegram import FakeTelegram
 from tests.net import free_port, healthy
-from tests.test_telegram_process import SECRET, environment, start, stop
+from tests.test_telegram_process import SECRET, start, stop, web_environment
 
 
 @pytest.fixture
@@ -41,14 +41,7 @@ async def test_web_answers_into_the_outbox_and_the_worker_sends(
     db_url: str, telegram: FakeTelegram
 ) -> None:
     port = free_port()
-    env = environment(
-        db_url,
-        telegram,
-        PUBLIC_URL="https://bot.example.org",
-        TELEGRAM_WEBHOOK_SECRET=SECRET,
-        HOST="127.0.0.1",
-        PORT=str(port),
-    )
+    env = web_environment(db_url, telegram, port)
     web = await start(["serve", "--role", "web"], env)
     worker = None
     try:

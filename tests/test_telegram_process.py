@@ -42,6 +42,18 @@ def environment(db_url: str, fake: FakeTelegram, **more: str) -> dict[str, str]:
     return env
 
 
+def web_environment(db_url: str, fake: FakeTelegram, port: int) -> dict[str, str]:
+    """A web process's environment, on `port`."""
+    return environment(
+        db_url,
+        fake,
+        PUBLIC_URL="https://bot.example.org",
+        TELEGRAM_WEBHOOK_SECRET=SECRET,
+        HOST="127.0.0.1",
+        PORT=str(port),
+    )
+
+
 async def start(
     args: list[str], env: dict[str, str], *, migrate: bool = True
 ) -> asyncio.subprocess.Process:
@@ -85,15 +97,7 @@ async def test_run_polls_telegram_and_stops_cleanly(db_url: str, fake: FakeTeleg
 
 async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     port = free_port()
-    env = environment(
-        db_url,
-        fake,
-        PUBLIC_URL="https://bot.example.org",
-        TELEGRAM_WEBHOOK_SECRET=SECRET,
-        HOST="127.0.0.1",
-        PORT=str(port),
-    )
-    process = await start(["serve"], env)
+    process = await start(["serve"], web_environment(db_url, fake, port))
     try:
         await healthy(port)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -111,18 +115,6 @@ async def test_serve_takes_the_webhook(db_url: str, fake: FakeTelegram) -> None:
     finally:
         err = await stop(process)
     assert "Traceback" not in err
-
-
-def web_environment(db_url: str, fake: FakeTelegram, port: int) -> dict[str, str]:
-    """A web process's environment, on `port`."""
-    return environment(
-        db_url,
-        fake,
-        PUBLIC_URL="https://bot.example.org",
-        TELEGRAM_WEBHOOK_SECRET=SECRET,
-        HOST="127.0.0.1",
-        PORT=str(port),
-    )
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="SQLite serves one process; several need PostgreSQL")

@@ -8,10 +8,12 @@ status callbacks back. What a person reads is what the fake received.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -50,18 +52,35 @@ async def fake() -> AsyncIterator[FakeTwilio]:
 async def bot(fake: FakeTwilio, settings: Settings, db: Database) -> AsyncIterator[Bot]:
     """The whole bot with WhatsApp only, its web app listening on 127.0.0.1."""
     port = free_port()
-    configured = dataclasses.replace(
+    configured = with_twilio(
+        settings,
+        fake,
+        port,
+        twilio_template_bulletin_ar=TEMPLATE_AR,
+        twilio_template_bulletin_en=TEMPLATE_EN,
+    )
+    async with listening(configured, port) as started:
+        yield started
+
+
+def with_twilio(settings: Settings, fake: FakeTwilio, port: int, **more: Any) -> Settings:
+    """The test settings with the fake as Twilio and the web app on 127.0.0.1:`port`."""
+    return dataclasses.replace(
         settings,
         public_url=f"http://127.0.0.1:{port}",
         twilio_account_sid=fake.account_sid,
         twilio_auth_token=fake.auth_token,
         twilio_whatsapp_from=fake.number,
         twilio_api_base_url=fake.base_url,
-        twilio_template_bulletin_ar=TEMPLATE_AR,
-        twilio_template_bulletin_en=TEMPLATE_EN,
+        **more,
     )
+
+
+@contextlib.asynccontextmanager
+async def listening(configured: Settings, port: int) -> AsyncIterator[Bot]:
+    """The whole bot as configured, its web app listening on 127.0.0.1:`port`."""
     async with running(configured) as started:
-        app = create_app(started.db, whatsapp=started.whatsapp)
+        app = create_app(started.db, started.telegram, started.whatsapp)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
         )
@@ -526,29 +545,17 @@ async def both(
     """The whole bot with Telegram and WhatsApp, its web app listening on 127.0.0.1."""
     port = free_port()
     async with FakeTelegram() as telegram:
-        configured = dataclasses.replace(
+        configured = with_twilio(
             settings,
-            public_url=f"http://127.0.0.1:{port}",
+            fake,
+            port,
             telegram_bot_token=telegram.token,
             telegram_api_base_url=telegram.base_url,
             telegram_file_base_url=telegram.base_file_url,
             telegram_webhook_secret="picture-test-secret-0123456789",
-            twilio_account_sid=fake.account_sid,
-            twilio_auth_token=fake.auth_token,
-            twilio_whatsapp_from=fake.number,
-            twilio_api_base_url=fake.base_url,
         )
-        async with running(configured) as started:
-            app = create_app(started.db, started.telegram, started.whatsapp)
-            server = uvicorn.Server(
-                uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-            )
-            serving = asyncio.create_task(server.serve())
-            while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
-                await asyncio.sleep(0.01)
+        async with listening(configured, port) as started:
             yield started, telegram
-            server.should_exit = True
-            await serving
 
 
 async def test_a_picture_composed_on_telegram_reaches_whatsapp(
