@@ -198,7 +198,7 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                     if now >= next_reply:
                         chat = f"telegram:{900 + len(queued_at)}"
                         async with bot.db.transaction() as session:
-                            enqueue(session, [Outbound(Address.parse(chat), "reply")], None)
+                            await enqueue(session, [Outbound(Address.parse(chat), "reply")], None)
                         queued_at[chat] = datetime.now(UTC)
                         bot.sender.wake("telegram", urgent=True)
                         next_reply = now + 0.5

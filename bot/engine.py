@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from weakref import WeakValueDictionary
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, Row, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.config import Settings
 from bot.db import Database
@@ -41,6 +42,50 @@ from bot.text import clean_input
 
 logger = logging.getLogger(__name__)
 
+# A conversation as stored: flow, step, data, history, offered.
+Saved = Row[str, str, dict[str, Any], list[Any], list[Any]]
+
+# The statements of the hot path, built once: each message of each person runs them, and ORM
+# objects (identity map, unit of work) or statements built anew each time cost several times as
+# much CPU as the statements themselves.
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_CONTACTS = cast(Table, Contact.__table__)
+_PROCESSED = cast(Table, ProcessedInbound.__table__)
+_NOW = bindparam("now", type_=_CONTACTS.c.last_seen.type)
+QUEUE = insert(_OUTBOX)  # executemany: one dict of columns a message
+# One statement marks a message handled: a second delivery inserts nothing. On PostgreSQL, a
+# delivery being handled by another process at this moment waits for it, then inserts nothing.
+MARK_HANDLED = {
+    dialect: upsert(_PROCESSED).on_conflict_do_nothing(index_elements=["channel", "message_id"])
+    for dialect, upsert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
+CONTACT = select(Contact).where(Contact.address == bindparam("to")).with_for_update()
+# A person who writes to us can be reached again, whatever failed before.
+SEEN = (
+    update(_CONTACTS)
+    .where(_CONTACTS.c.id == bindparam("who"))
+    .values(last_seen=_NOW, last_inbound_at=_NOW, unreachable=False, unreachable_reason=None)
+)
+# Messages held until the person wrote (WhatsApp's 24-hour window) may go now.
+RELEASE_HELD = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.address == bindparam("to"), _OUTBOX.c.status == "held")
+    .values(status="pending", not_before=None, delivered_at=None)
+)
+STATE = ("flow", "step", "data", "history", "offered")
+CONVERSATION = (
+    select(*(_CONVERSATIONS.c[key] for key in STATE))
+    .where(_CONVERSATIONS.c.contact_id == bindparam("who"))
+    .with_for_update()
+)
+NEW_CONVERSATION = insert(_CONVERSATIONS)
+MOVE_CONVERSATION = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.contact_id == bindparam("who"))
+    .values({key: bindparam(f"new_{key}", type_=_CONVERSATIONS.c[key].type) for key in STATE})
+)
+
 
 HANDLING = 8  # messages handled at once
 
@@ -62,18 +107,24 @@ def media_hint() -> str:
     )
 
 
-def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
+async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
     """Add messages to the outbox, in this transaction."""
-    for message in messages:
-        session.add(
-            OutboxMessage(
-                channel=message.address.channel,
-                address=str(message.address),
-                contact_id=contact_id if contact_id is not None else None,
-                priority=PRIORITIES[message.priority],
-                body=message.to_json(),
-            )
-        )
+    if not messages:
+        return
+    # One Core statement for them all: ORM objects would cost a unit of work at each message.
+    await session.execute(
+        QUEUE,
+        [
+            {
+                "channel": message.address.channel,
+                "address": str(message.address),
+                "contact_id": contact_id,
+                "priority": PRIORITIES[message.priority],
+                "body": message.to_json(),
+            }
+            for message in messages
+        ],
+    )
 
 
 class Engine:
@@ -128,18 +179,18 @@ class Engine:
                 logger.info("duplicate inbound %s skipped", inbound.message_id)
                 return []
             contact = await self._contact(session, inbound)
-            conversation = await session.get(Conversation, contact.id, with_for_update=True)
+            saved = await self._conversation(session, contact.id)
             ctx = Ctx(
                 inbound=inbound,
                 contact=contact,
                 session=session,
                 settings=self.settings,
                 now=self.clock(),
-                flow=conversation.flow if conversation else "",
-                step=conversation.step if conversation else "",
-                data=dict(conversation.data) if conversation else {},
-                history=list(conversation.history) if conversation else [],
-                offered=[(p, label) for p, label in conversation.offered] if conversation else [],
+                flow=saved.flow if saved else "",
+                step=saved.step if saved else "",
+                data=dict(saved.data) if saved else {},
+                history=list(saved.history) if saved else [],
+                offered=[(p, label) for p, label in saved.offered] if saved else [],
             )
             with use_locale(contact.locale or self.settings.default_locale):
                 try:
@@ -154,18 +205,34 @@ class Engine:
                     raise HandlerFailed from exc
             if ctx.forget:
                 return await self._forget(session, contact, ctx.replies)
-            if conversation is None and ctx.flow:  # not for a group's message: no step yet
-                conversation = Conversation(contact_id=contact.id)
-                session.add(conversation)
-            if conversation is not None:
-                conversation.flow = ctx.flow
-                conversation.step = ctx.step
-                conversation.data = ctx.data
-                conversation.history = ctx.history
-                conversation.offered = [list(pair) for pair in ctx.offered]
-            enqueue(session, ctx.replies, contact.id)
-            enqueue(session, ctx.extra, None)
+            await self._save_conversation(session, contact.id, saved, ctx)
+            await enqueue(session, ctx.replies, contact.id)
+            await enqueue(session, ctx.extra, None)
             return ctx.replies + ctx.extra
+
+    @staticmethod
+    async def _conversation(session: AsyncSession, contact_id: int) -> Saved | None:
+        """The contact's conversation (locked for this transaction on PostgreSQL), if any."""
+        return (await session.execute(CONVERSATION, {"who": contact_id})).first()
+
+    @staticmethod
+    async def _save_conversation(
+        session: AsyncSession, contact_id: int, saved: Saved | None, ctx: Ctx
+    ) -> None:
+        """Write where the conversation now stands, if it moved (a group's message has none)."""
+        state = {
+            "flow": ctx.flow,
+            "step": ctx.step,
+            "data": ctx.data,
+            "history": ctx.history,
+            "offered": [list(pair) for pair in ctx.offered],
+        }
+        if saved is None:
+            if ctx.flow:
+                await session.execute(NEW_CONVERSATION, {"contact_id": contact_id, **state})
+        elif tuple(saved) != tuple(state.values()):
+            params = {f"new_{key}": value for key, value in state.items()}
+            await session.execute(MOVE_CONVERSATION, {"who": contact_id, **params})
 
     async def _forget(
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
@@ -178,7 +245,7 @@ class Engine:
         await session.flush()
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
         farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
-        enqueue(session, farewell, None)
+        await enqueue(session, farewell, None)
         return farewell
 
     async def _apologize(self, inbound: Inbound) -> list[Outbound]:
@@ -187,8 +254,8 @@ class Engine:
             if await self._seen(session, inbound):
                 return []
             contact = await self._contact(session, inbound)
-            conversation = await session.get(Conversation, contact.id)
-            offered = conversation.offered if conversation else []
+            saved = await self._conversation(session, contact.id)
+            offered = saved.offered if saved else []
             with use_locale(contact.locale or self.settings.default_locale):
                 reply = Outbound(
                     address=inbound.address,
@@ -197,33 +264,27 @@ class Engine:
                     ),
                     buttons=tuple((Button(label, payload),) for payload, label in offered),
                 )
-            enqueue(session, [reply], contact.id)
+            await enqueue(session, [reply], contact.id)
             return [reply]
 
     async def _seen(self, session: AsyncSession, inbound: Inbound) -> bool:
         """Whether this platform message was handled before; if not, mark it handled."""
         if inbound.kind == "resume":
             return False
-        # One statement: a second delivery inserts nothing. On PostgreSQL, a delivery being
-        # handled by another process at this moment waits for it, then inserts nothing.
-        dialect = session.get_bind().dialect.name
-        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        statement = MARK_HANDLED[session.get_bind().dialect.name]
         result = await session.execute(
-            insert(ProcessedInbound)
-            .values(channel=inbound.address.channel, message_id=inbound.message_id)
-            .on_conflict_do_nothing(index_elements=["channel", "message_id"])
+            statement, {"channel": inbound.address.channel, "message_id": inbound.message_id}
         )
         return cast(CursorResult[Any], result).rowcount == 0
 
     async def _contact(self, session: AsyncSession, inbound: Inbound) -> Contact:
         """Load the contact (locked for this transaction on PostgreSQL) or create it."""
         now = self.clock()
-        contact = await session.scalar(
-            select(Contact).where(Contact.address == str(inbound.address)).with_for_update()
-        )
+        address = str(inbound.address)
+        contact = await session.scalar(CONTACT, {"to": address})
         if contact is None:
             contact = Contact(
-                address=str(inbound.address),
+                address=address,
                 channel=inbound.address.channel,
                 first_seen=now,
                 last_seen=now,
@@ -234,23 +295,21 @@ class Engine:
             )
             session.add(contact)
             await session.flush()
-        if inbound.kind != "resume":
-            contact.last_seen = now
-            contact.last_inbound_at = now
-            # A person who writes to us can be reached again, whatever failed before.
-            contact.unreachable = False
-            contact.unreachable_reason = None
-            if contact.channel in HOLDING_CHANNELS:
-                # Messages held until the person wrote (the 24-hour window) may go now. No
-                # outbox row is loaded in this session: nothing to synchronize (costly).
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.address == contact.address, OutboxMessage.status == "held"
-                    )
-                    .values(status="pending", not_before=None, delivered_at=None)
-                    .execution_options(synchronize_session=False)
-                )
+            return contact
+        if inbound.kind == "resume":
+            return contact
+        await session.execute(SEEN, {"who": contact.id, "now": now})
+        # The object is told these are its values in the database: the unit of work then
+        # writes the contact only if a step changes it (its language, say).
+        for key, value in (
+            ("last_seen", now),
+            ("last_inbound_at", now),
+            ("unreachable", False),
+            ("unreachable_reason", None),
+        ):
+            set_committed_value(contact, key, value)
+        if contact.channel in HOLDING_CHANNELS:
+            await session.execute(RELEASE_HELD, {"to": address})
         return contact
 
     # Routing ---------------------------------------------------------------------------------

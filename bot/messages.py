@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -125,10 +124,18 @@ class Outbound:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, for the outbox."""
-        data = dataclasses.asdict(self)
-        data["address"] = str(self.address)
-        data["buttons"] = [[[b.label, b.payload] for b in row] for row in self.buttons]
-        return data
+        # Field by field: dataclasses.asdict copies deeply, and this runs for every reply.
+        return {
+            "address": str(self.address),
+            "text": self.text,
+            "title": self.title,
+            "buttons": [[[b.label, b.payload] for b in row] for row in self.buttons],
+            "photo": self.photo,
+            "document": self.document,
+            "priority": self.priority,
+            "locale": self.locale,
+            "numbered": self.numbered,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outbound:

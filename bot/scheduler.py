@@ -268,4 +268,4 @@ class BulletinScheduler:
                     bulletin.scheduled_at.isoformat() if bulletin.scheduled_at else "-"
                 )
             }
-            enqueue(session, [Outbound(address, direct(text), priority="notice")], None)
+            await enqueue(session, [Outbound(address, direct(text), priority="notice")], None)

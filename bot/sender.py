@@ -199,6 +199,34 @@ class _Pacer:
 
 
 @functools.cache
+def _due_rows(*, exclude: bool) -> Select[Any]:
+    """The due rows of a channel, replies first, at most :limit; built once (each pass runs it).
+
+    `exclude`: without the ids in :under_way (the rows in flight).
+    """
+    query = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.address,
+            OutboxMessage.priority,
+            OutboxMessage.attempts,
+            OutboxMessage.body,
+        )
+        .where(
+            OutboxMessage.channel == bindparam("of_channel"),
+            OutboxMessage.status == "pending",
+            OutboxMessage.not_before.is_(None)
+            | (OutboxMessage.not_before <= bindparam("now", type_=OutboxMessage.not_before.type)),
+        )
+        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .limit(bindparam("limit"))
+    )
+    if exclude:
+        query = query.where(OutboxMessage.id.not_in(bindparam("under_way", expanding=True)))
+    return query
+
+
+@functools.cache
 def _outcome_update(keys: tuple[str, ...]) -> Update:
     """UPDATE outbox SET the columns `keys` WHERE id = :row_id, for executemany."""
     table = cast(Table, OutboxMessage.__table__)
@@ -427,34 +455,21 @@ class ChannelWorker:
         self.again = False
         now_utc = datetime.now(UTC)
         async with self.turn, self.db.transaction() as session:
-            # Plain columns, not ORM objects: this runs for every batch of a broadcast.
-            query = (
-                select(
-                    OutboxMessage.id,
-                    OutboxMessage.address,
-                    OutboxMessage.priority,
-                    OutboxMessage.attempts,
-                    OutboxMessage.body,
-                )
-                .where(
-                    OutboxMessage.channel == self.channel,
-                    OutboxMessage.status == "pending",
-                    (OutboxMessage.not_before.is_(None)) | (OutboxMessage.not_before <= now_utc),
-                )
-                .order_by(OutboxMessage.priority, OutboxMessage.id)
-            )
+            params: dict[str, object] = {"of_channel": self.channel, "now": now_utc}
             if len(self.in_flight) <= self.EXCLUDE:
                 # Rows under way skipped by the database (they come first in this order): read
                 # and decoded, they would cost more than the rows wanted.
-                query = query.where(OutboxMessage.id.not_in(list(self.in_flight)))
+                query = _due_rows(exclude=True)
+                params["under_way"] = list(self.in_flight)
                 limit = self.batch
             else:  # too many to name in a query (the database was away for a while)
+                query = _due_rows(exclude=False)
                 limit = self.batch + len(self.in_flight)
-            query = query.limit(limit)
+            params["limit"] = limit
             if self.claims:
-                found = await self._claim(session, query, now_utc)
+                found = await self._claim(session, query, params)
             else:
-                found = list(await session.execute(query))
+                found = list(await session.execute(query, params))
             rows = [row for row in found if row.id not in self.in_flight]
         if not rows:
             if self.sending:
@@ -504,7 +519,7 @@ class ChannelWorker:
         )
 
     async def _claim(
-        self, session: AsyncSession, due: Select[Any], now_utc: datetime
+        self, session: AsyncSession, due: Select[Any], params: dict[str, object]
     ) -> list[Row[Any]]:
         """Claim the rows of `due` that no other process holds, and return them (PostgreSQL).
 
@@ -513,6 +528,7 @@ class ChannelWorker:
         pass while its process lives; when the process dies, it lapses and its rows are taken
         over.
         """
+        now_utc = cast(datetime, params["now"])
         ids = (
             due.with_only_columns(OutboxMessage.id)
             .where(self._unclaimed(now_utc))
@@ -526,7 +542,8 @@ class ChannelWorker:
                 claimed_until=now_utc + timedelta(seconds=self.claim_lease),
             )
             .returning(*due.selected_columns)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
+            params,
         )
         return sorted(claimed, key=lambda row: (row.priority, row.id))  # RETURNING has no order
 

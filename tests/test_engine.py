@@ -266,3 +266,27 @@ async def test_a_photo_captioned_with_an_escape(
     assert t(locale, apology) not in person.text()
     now = await state(db, ME)
     assert (now["flow"], now["step"]) == where
+
+
+def test_an_outbound_message_survives_the_outbox_with_every_field() -> None:
+    """Outbound.to_json names its fields one by one: a field added later must not be lost."""
+    import dataclasses
+
+    from bot.messages import Button, Outbound
+
+    message = Outbound(
+        address=Address("whatsapp", "+9647701234567"),
+        text="نص",
+        title="عنوان",
+        buttons=((Button("نعم", "yes"), Button("لا", "no")), (Button("Back", "nav:back"),)),
+        photo="https://example.org/p.jpg",
+        document="/tmp/export.csv",
+        priority="notice",
+        locale="ckb",
+        numbered=False,
+    )
+    stored = message.to_json()
+    assert set(stored) == {field.name for field in dataclasses.fields(Outbound)}
+    assert stored["address"] == "whatsapp:+9647701234567"
+    assert stored["buttons"] == [[["نعم", "yes"], ["لا", "no"]], [["Back", "nav:back"]]]
+    assert Outbound.from_json(stored) == message

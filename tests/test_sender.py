@@ -54,7 +54,7 @@ async def queue(db: Database, *items: tuple[str, str, Priority]) -> None:
     async with db.transaction() as session:
         for chat, text, priority in items:
             message = Outbound(Address("telegram", chat), text, priority=priority)
-            enqueue(session, [message], None)
+            await enqueue(session, [message], None)
 
 
 async def rows(db: Database) -> list[OutboxMessage]:

@@ -418,7 +418,7 @@ class StatusRecorder:
         for address, locale in await coordinators(session, self.settings):
             text = translate_in(locale, TIER_CAP_NOTICE)
             notices.append(Outbound(address, text, priority="notice", locale=locale))
-        enqueue(session, notices, None)
+        await enqueue(session, notices, None)
 
 
 class WhatsAppChannel:
