@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,52 @@ def test_an_outbound_message_survives_the_outbox_with_every_field() -> None:
     assert stored["address"] == "whatsapp:+9647701234567"
     assert stored["buttons"] == [[["نعم", "yes"], ["لا", "no"]], [["Back", "nav:back"]]]
     assert Outbound.from_json(stored) == message
+
+
+async def test_each_message_marks_the_person_seen_and_reachable(
+    db: Database, settings: Settings
+) -> None:
+    """The contact's seen times and reachability are written with each message; a resume after a
+    restart changes neither; a step's own change (the language) is written beside them."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from bot.models import Contact
+
+    moments = iter(
+        datetime(2026, 12, 1, 9, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(9)
+    )
+    engine = Engine(db, settings, build_registry(), clock=lambda: next(moments))
+    me = Person(engine, Address("console", "seen"))
+    await me.send("/start")  # 09:00 on creating the contact, 09:01 for the step
+    async with db.transaction() as session:
+        await session.execute(
+            update(Contact).values(unreachable=True, unreachable_reason="blocked the bot")
+        )
+
+    async def stored() -> tuple[Any, ...]:
+        async with db.transaction() as session:
+            contact = await session.scalar(
+                select(Contact).where(Contact.address == "console:seen")
+            )
+            assert contact is not None
+            return (
+                contact.locale,
+                contact.last_seen,
+                contact.last_inbound_at,
+                contact.unreachable,
+                contact.unreachable_reason,
+            )
+
+    await me.press("lang:ckb")  # 09:02 seen, 09:03 the step's clock
+    assert await stored() == (
+        "ckb",
+        datetime(2026, 12, 1, 9, 2, tzinfo=UTC),
+        datetime(2026, 12, 1, 9, 2, tzinfo=UTC),
+        False,
+        None,
+    )
+    await me.deliver(Inbound(me.address, "resume-1", kind="resume"))  # not the person writing
+    assert (await stored())[1:3] == (datetime(2026, 12, 1, 9, 2, tzinfo=UTC),) * 2
+    assert me.replies  # the question asked again, where the person was
