@@ -293,3 +293,37 @@ async def test_a_slow_batch_keeps_its_claim_to_the_end(db: Database, settings: S
         await other.close()
     assert sorted(slow.texts() + fast.texts()) == [f"m{n}" for n in range(6)]
     assert fast.texts() == []
+
+
+@postgres_only
+async def test_a_contact_made_meanwhile_by_another_process_is_taken_up(
+    db: Database, settings: Settings
+) -> None:
+    """Two first messages of one person reach two processes at once: the one that finds its
+    contact made meanwhile by the other (a unique address) tries again and answers."""
+    from bot.engine import Engine
+    from bot.messages import Address, Inbound
+    from bot.models import Contact, ProcessedInbound
+    from handlers import build_registry
+
+    other = Database(settings.database_url)
+    try:
+        async with other.transaction() as session:
+            now = datetime.now(UTC)
+            session.add(Contact(address="telegram:4242", channel="telegram", first_seen=now))
+            await session.flush()  # the row exists, uncommitted: the engine's INSERT waits
+            engine = Engine(db, settings, build_registry())
+            first = Inbound(Address("telegram", "4242"), "u1", kind="command", text="/start")
+            handling = asyncio.create_task(engine.handle(first))
+            await asyncio.sleep(1.0)
+            assert not handling.done()  # waiting for the other process's transaction
+        replies = await asyncio.wait_for(handling, timeout=30)  # the other one committed
+    finally:
+        await other.close()
+    assert replies
+    assert replies[0].address == Address("telegram", "4242")
+    async with db.transaction() as session:
+        contacts = (await session.scalars(select(Contact.address))).all()
+        handled = (await session.scalars(select(ProcessedInbound.message_id))).all()
+    assert contacts == ["telegram:4242"]
+    assert handled == ["u1"]
