@@ -606,6 +606,8 @@ def _arrive(
         cursor.execute(hot.contact.sql, hot.contact.bind({"to": address}))
         row = cursor.fetchone()
         if row is None:
+            # Every column (a column added to Contact is added here too, or every first
+            # message fails on its missing value): the object is given to the steps as loaded.
             values: dict[str, Any] = {
                 "address": address,
                 "channel": inbound.address.channel,
