@@ -23,10 +23,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Row, Select, Table, Update, bindparam, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 
 from bot.db import Database
+from bot.dbapi import HeldConnection, Prepared
 from bot.messages import Outbound, Priority
 from bot.models import Contact, OutboxMessage
 
@@ -198,7 +208,6 @@ class _Pacer:
             left = self.paused_until - self.clock()
 
 
-@functools.cache
 def _outcome_update(keys: tuple[str, ...]) -> Update:
     """UPDATE outbox SET the columns `keys` WHERE id = :row_id, for executemany."""
     table = cast(Table, OutboxMessage.__table__)
@@ -206,6 +215,67 @@ def _outcome_update(keys: tuple[str, ...]) -> Update:
         update(table)
         .where(table.c.id == bindparam("row_id"))
         .values({key: bindparam(f"new_{key}") for key in keys})
+    )
+
+
+def _due() -> Select[Any]:
+    """A channel's rows due now (:channel, :now), replies first, then in order (:limit)."""
+    return (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.address,
+            OutboxMessage.priority,
+            OutboxMessage.attempts,
+            OutboxMessage.body,
+        )
+        .where(
+            OutboxMessage.channel == bindparam("channel"),
+            OutboxMessage.status == "pending",
+            or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= bindparam("now")),
+        )
+        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+def _claim_due() -> Update:
+    """Claim the rows of _due() that no other process holds for :claimant until :until, and
+    return them (PostgreSQL).
+
+    FOR UPDATE SKIP LOCKED passes over the rows another process is claiming at this moment, and
+    `claimed_until` over those it claimed before. A claim is renewed at each pass while its
+    process lives; when the process dies, it lapses and its rows are taken over.
+    """
+    due = _due()
+    unclaimed = or_(
+        OutboxMessage.claimed_until.is_(None),
+        OutboxMessage.claimed_until < bindparam("now"),
+        OutboxMessage.claimed_by == bindparam("claimant"),
+    )
+    ids = due.with_only_columns(OutboxMessage.id).where(unclaimed)
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(claimed_by=bindparam("claimant"), claimed_until=bindparam("until"))
+        .returning(*due.selected_columns)
+    )
+
+
+def _unreachable_contact() -> Update:
+    """Mark the contact at :address unreachable, for :reason."""
+    return (
+        update(Contact)
+        .where(Contact.address == bindparam("address"))
+        .values(unreachable=True, unreachable_reason=bindparam("reason"))
+    )
+
+
+def _unreachable_rows() -> Update:
+    """Stop the pending messages to :address, for :reason."""
+    return (
+        update(OutboxMessage)
+        .where(OutboxMessage.address == bindparam("address"), OutboxMessage.status == "pending")
+        .values(status="unreachable", error=bindparam("reason"))
     )
 
 
@@ -224,7 +294,6 @@ class ChannelWorker:
     (benchmarks/broadcast.py, README).
     """
 
-    EXCLUDE = 10_000  # at most this many rows under way are named in the outbox query
     # Sends at a time, at most (fewer when max_in_flight is smaller): python-telegram-bot's
     # pool is no faster with more, and each costs it more per request.
     LANES = 6
@@ -253,6 +322,9 @@ class ChannelWorker:
         self.claims = not db.is_sqlite
         self.claimant = uuid.uuid4().hex
         self.claim_lease = claim_lease
+        # The outbox reads and the outcome writes go straight to the driver on a connection the
+        # worker keeps while it has work: through a Session they cost more than the sends.
+        self.held = HeldConnection(db)
         # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
         # seconds: a message goes out at most 30 s after the platform is back, however long it
         # was away; 24 tries keep trying for 10 minutes before the message is given up.
@@ -381,6 +453,9 @@ class ChannelWorker:
     async def _report_idle(self, generation: int) -> None:
         await self.ready.join()  # every booked row sent
         await self.record()
+        if not self.in_flight:  # the connection goes back to the pool while there is no work
+            async with self.turn:
+                await self.held.release()
         async with self.idle:
             self.served = max(self.served, generation)
             self.idle.notify_all()
@@ -416,6 +491,8 @@ class ChannelWorker:
         with contextlib.suppress(Exception):  # a database away: the rows stay pending
             await self.record()
             await self.release()
+        with contextlib.suppress(Exception):
+            await self.held.release()
 
     async def pass_once(self) -> tuple[bool, float | None]:
         """Book the due rows and hand them to the lanes.
@@ -426,36 +503,24 @@ class ChannelWorker:
         self._start_lanes()
         self.again = False
         now_utc = datetime.now(UTC)
-        async with self.turn, self.db.transaction() as session:
-            # Plain columns, not ORM objects: this runs for every batch of a broadcast.
-            query = (
-                select(
-                    OutboxMessage.id,
-                    OutboxMessage.address,
-                    OutboxMessage.priority,
-                    OutboxMessage.attempts,
-                    OutboxMessage.body,
-                )
-                .where(
-                    OutboxMessage.channel == self.channel,
-                    OutboxMessage.status == "pending",
-                    (OutboxMessage.not_before.is_(None)) | (OutboxMessage.not_before <= now_utc),
-                )
-                .order_by(OutboxMessage.priority, OutboxMessage.id)
-            )
-            if len(self.in_flight) <= self.EXCLUDE:
-                # Rows under way skipped by the database (they come first in this order): read
-                # and decoded, they would cost more than the rows wanted.
-                query = query.where(OutboxMessage.id.not_in(list(self.in_flight)))
-                limit = self.batch
-            else:  # too many to name in a query (the database was away for a while)
-                limit = self.batch + len(self.in_flight)
-            query = query.limit(limit)
+        # The rows under way are pending still, and come first in this order: they are read
+        # again, and left out here (naming them in the query cost more than reading them).
+        limit = self.batch + len(self.in_flight)
+        values: dict[str, object] = {"channel": self.channel, "now": now_utc, "limit": limit}
+        async with self.turn:
             if self.claims:
-                found = await self._claim(session, query, now_utc)
+                values.update(
+                    claimant=self.claimant,
+                    until=now_utc + timedelta(seconds=self.claim_lease),
+                )
+                statement = self._statement("claim", _claim_due)
+                found = await self.held.fetch(statement, values)
+                found.sort(key=lambda row: (row[2], row[0]))  # RETURNING has no order
             else:
-                found = list(await session.execute(query))
-            rows = [row for row in found if row.id not in self.in_flight]
+                statement = self._statement("due", _due)
+                found = await self.held.fetch(statement, values)
+        # Ids and priorities are plain integers: only the rows kept are converted (bodies).
+        rows = [statement.read(row) for row in found if row[0] not in self.in_flight]
         if not rows:
             if self.sending:
                 self.again = True  # look again when they are answered
@@ -469,26 +534,26 @@ class ChannelWorker:
         waiting = set(self.sending.values())
         waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
         soonest: float | None = None
-        for row in rows:
-            if row.priority > 0 and self.urgent.is_set():
+        for row_id, address, priority, attempts, body in rows:
+            if priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
-            if row.address in waiting:
+            if address in waiting:
                 self.again = True  # after the send in flight to this chat
                 continue
-            bucket = self._bucket(row.address)
+            bucket = self._bucket(address)
             pause = bucket.wait_time(self.clock())
             if pause > 0:
-                waiting.add(row.address)
+                waiting.add(address)
                 soonest = pause if soonest is None else min(soonest, pause)
                 continue
             await self.pacer.wait()
             bucket.take()
-            waiting.add(row.address)
-            self.in_flight[row.id] = row.address
-            self.sending[row.id] = row.address
+            waiting.add(address)
+            self.in_flight[row_id] = address
+            self.sending[row_id] = address
             # Waits while every lane is busy and a batch is booked ahead of them.
-            booked = (row.id, row.address, row.attempts, row.body)
-            await self.ready.put((row.priority, next(self.booked), booked))
+            booked = (row_id, address, attempts, body)
+            await self.ready.put((priority, next(self.booked), booked))
         if soonest is not None:
             return False, soonest
         # A full batch: more may be due now. Rows left for a chat with a send under way go
@@ -503,32 +568,9 @@ class ChannelWorker:
             OutboxMessage.claimed_by == self.claimant,
         )
 
-    async def _claim(
-        self, session: AsyncSession, due: Select[Any], now_utc: datetime
-    ) -> list[Row[Any]]:
-        """Claim the rows of `due` that no other process holds, and return them (PostgreSQL).
-
-        FOR UPDATE SKIP LOCKED passes over the rows another process is claiming at this
-        moment, and `claimed_until` over those it claimed before. A claim is renewed at each
-        pass while its process lives; when the process dies, it lapses and its rows are taken
-        over.
-        """
-        ids = (
-            due.with_only_columns(OutboxMessage.id)
-            .where(self._unclaimed(now_utc))
-            .with_for_update(skip_locked=True)
-        )
-        claimed = await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids.scalar_subquery()))
-            .values(
-                claimed_by=self.claimant,
-                claimed_until=now_utc + timedelta(seconds=self.claim_lease),
-            )
-            .returning(*due.selected_columns)
-            .execution_options(synchronize_session=False)
-        )
-        return sorted(claimed, key=lambda row: (row.priority, row.id))  # RETURNING has no order
+    def _statement(self, key: str, build: Callable[[], Any]) -> Prepared:
+        """One of the worker's statements, compiled once for the database."""
+        return self.held.compiled(key, build)
 
     async def keep_claims(self) -> None:
         """Renew this process's claims while it lives (PostgreSQL), every third of the lease.
@@ -669,39 +711,30 @@ class ChannelWorker:
                 return
             batch, self.done = self.done, []
             # One executemany per kind of outcome: a statement per row would cost more than
-            # the send itself (a round trip to the database thread each).
+            # the send itself.
             groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
-            for row_id, _address, values, _unreachable in batch:
+            unreachable: list[dict[str, object]] = []
+            for row_id, address, values, reason in batch:
                 params = {f"new_{key}": value for key, value in {**values, **claim}.items()}
                 params["row_id"] = row_id
                 groups.setdefault(tuple(sorted({**values, **claim})), []).append(params)
+                if reason is not None:
+                    unreachable.append({"address": address, "reason": reason})
+            statements = [
+                (self._statement(f"outcome {keys}", functools.partial(_outcome_update, keys)), p)
+                for keys, p in groups.items()
+            ]
+            if unreachable:  # the contact, and its other pending messages stopped
+                statements.append((self._statement("contact", _unreachable_contact), unreachable))
+                statements.append((self._statement("stopped", _unreachable_rows), unreachable))
             try:
-                async with self.db.transaction() as session:
-                    for keys, params_list in groups.items():
-                        await session.execute(_outcome_update(keys), params_list)
-                    for _row_id, address, _values, unreachable in batch:
-                        if unreachable is not None:
-                            await self._mark_unreachable(session, address, unreachable)
+                await self.held.write(statements)
             except BaseException:  # also cancelled: these rows must not be sent again
                 self.done = batch + self.done  # try again next time
                 raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
             self.slots.release()
-
-    @staticmethod
-    async def _mark_unreachable(session: AsyncSession, address: str, reason: str) -> None:
-        """Mark the contact unreachable and stop its other pending messages."""
-        await session.execute(
-            update(Contact)
-            .where(Contact.address == address)
-            .values(unreachable=True, unreachable_reason=reason)
-        )
-        await session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.address == address, OutboxMessage.status == "pending")
-            .values(status="unreachable", error=reason)
-        )
 
 
 class Sender:
