@@ -363,10 +363,13 @@ class ChannelWorker:
         self.requested = 0  # wake-ups asked for
         self.served = 0  # wake-ups answered by a pass that found nothing left to do
         self.stopping = False
-        # Whether the sends in flight are to be followed by a pass once written: the last pass
-        # left rows for a chat with a send in flight, or found only sends in flight. Otherwise
-        # a written send asks for nothing (a pass costs two statements per reply).
+        # Whether each send in flight is to be followed by a pass once answered: the last pass
+        # left rows for a chat with a send in flight. Whether the last of them is: the last pass
+        # found only sends in flight (then the next one finds nothing to do, and says so).
+        # Otherwise a send asks for nothing: a pass costs statements, and at the end of a
+        # broadcast one after each of the last sends read the hundreds still booked each time.
         self.again = True
+        self.after_all = False
         self.flushing = 0  # callers waiting in flush()
         self.retry_at: float | None = None  # (clock) the first retry postponed by this worker
 
@@ -462,7 +465,7 @@ class ChannelWorker:
 
     async def flush(self) -> None:
         """Wait until every row due now (and queued before this call) has been tried."""
-        self.flushing += 1  # each written send asks for a pass, until one finds nothing to do
+        self.flushing += 1  # the last send answered asks for a pass, until one finds nothing
         try:
             self.wake()
             target = self.requested
@@ -501,7 +504,7 @@ class ChannelWorker:
         (None when none are waiting at all).
         """
         self._start_lanes()
-        self.again = False
+        self.again = self.after_all = False
         now_utc = datetime.now(UTC)
         # The rows under way are pending still, and come first in this order: they are read
         # again, and left out here (naming them in the query cost more than reading them).
@@ -523,7 +526,7 @@ class ChannelWorker:
         rows = [statement.read(row) for row in found if row[0] not in self.in_flight]
         if not rows:
             if self.sending:
-                self.again = True  # look again when they are answered
+                self.after_all = True  # look again when they are answered
                 return False, None
             # Outcomes first: a row to retry is due at the time they hold.
             await self.record()
@@ -694,8 +697,10 @@ class ChannelWorker:
             at = self.clock() + max(0.0, (retry - datetime.now(UTC)).total_seconds())
             self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
         self.finished.set()
-        # A pass only when one is wanted: each costs statements, and a reply needs none.
-        if self.again or self.flushing or isinstance(retry, datetime):
+        # A pass only when one is wanted: each costs statements, and a reply needs none. Those
+        # waiting in flush() want one once the last send is answered, to find nothing to do.
+        last = not self.sending and (self.after_all or self.flushing > 0)
+        if self.again or last or isinstance(retry, datetime):
             self.wakeup.set()
 
     async def record(self) -> None:
