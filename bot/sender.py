@@ -297,7 +297,7 @@ class ChannelWorker:
     # Sends at a time, at most (fewer when max_in_flight is smaller): python-telegram-bot's
     # pool is no faster with more, and each costs it more per request.
     LANES = 6
-    # Seconds an outcome waits, at most, for others to be written with it (see _gather).
+    # Seconds an outcome waits, at most, for others to be written with it (see _send).
     GATHER = 0.05
 
     def __init__(
@@ -341,9 +341,10 @@ class ChannelWorker:
         # Rows sent or sending and not yet written: a crash repeats at most `max_in_flight`.
         self.slots = asyncio.Semaphore(max_in_flight)
         # Outcomes written together, when sends are under way: half the slots, so that the
-        # other half go on sending meanwhile (see _gather).
+        # other half go on sending meanwhile (see _send).
         self.gather = max(1, max_in_flight // 2)
         self.delivering = 0  # lanes in the middle of a send
+        self.overdue: asyncio.TimerHandle | None = None  # when waiting outcomes are written
         # The worker's own transactions take turns: a pass must not read a row as pending while
         # the recorder writes its outcome, then find it no longer in flight and send it again
         # (on PostgreSQL the two could otherwise run at once).
@@ -363,7 +364,7 @@ class ChannelWorker:
         self.sending: dict[int, str] = {}  # outbox id -> address, until the platform answers
         self.done: list[tuple[int, str, dict[str, object], str | None]] = []
         self.wakeup = asyncio.Event()
-        self.finished = asyncio.Event()  # outcomes wait to be written
+        self.finished = asyncio.Event()  # outcomes are to be written now
         self.urgent = asyncio.Event()
         self.idle = asyncio.Condition()
         self.requested = 0  # wake-ups asked for
@@ -451,7 +452,6 @@ class ChannelWorker:
         write, and the slots they hold are free again once it is done."""
         while True:
             await self.finished.wait()
-            await self._gather()
             self.finished.clear()
             try:
                 await self.record()
@@ -459,23 +459,6 @@ class ChannelWorker:
                 logger.warning("%s outcomes wait to be written: %s", self.channel, exc)
                 self.finished.set()
                 await asyncio.sleep(1.0)
-
-    async def _gather(self) -> None:
-        """Wait until `gather` outcomes wait to be written, or no send is under way (no other
-        would come soon), or GATHER seconds have passed.
-
-        A transaction costs more than the rows it writes: written as they came, outcomes took
-        0.92 transactions per message at high rates, nearly a fifth of the bot's CPU. Three at
-        a time take a third as many (benchmarks/broadcast.py), and the lanes that wait for
-        their slots meanwhile are never more than half.
-        """
-        if len(self.done) >= self.gather or not self.delivering:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.GATHER):
-                while len(self.done) < self.gather and self.delivering:
-                    self.finished.clear()
-                    await self.finished.wait()
 
     async def _report_idle(self, generation: int) -> None:
         await self.ready.join()  # every booked row sent
@@ -722,7 +705,15 @@ class ChannelWorker:
         if isinstance(retry, datetime):  # a pass when it is due
             at = self.clock() + max(0.0, (retry - datetime.now(UTC)).total_seconds())
             self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
-        self.finished.set()
+        # A transaction costs more than the rows it writes: written as they came, outcomes took
+        # 0.92 transactions per message at high rates, nearly a fifth of the bot's CPU. They
+        # are written `gather` at a time (a third as many transactions; the lanes that wait for
+        # their slots meanwhile are never more than half), or at once when no other send is
+        # under way (none would join them soon), and GATHER seconds after the first at most.
+        if len(self.done) >= self.gather or not self.delivering:
+            self.finished.set()
+        elif self.overdue is None:
+            self.overdue = asyncio.get_running_loop().call_later(self.GATHER, self.finished.set)
         # A pass only when one is wanted: each costs statements, and a reply needs none. Those
         # waiting in flush() want one once the last send is answered, to find nothing to do.
         last = not self.sending and (self.after_all or self.flushing > 0)
@@ -741,6 +732,9 @@ class ChannelWorker:
             if not self.done:
                 return
             batch, self.done = self.done, []
+            if self.overdue is not None:  # those that come next have a GATHER of their own
+                self.overdue.cancel()
+                self.overdue = None
             # One executemany per kind of outcome: a statement per row would cost more than
             # the send itself.
             groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
