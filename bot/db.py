@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -137,6 +139,8 @@ class Database:
         # cannot go on.
         self._turns = Turns() if self.is_sqlite else None
         self._alone: int | None = None  # the descriptor of the lock file held by hold_alone
+        # Connections kept out of the pool by their users (bot/dbapi.py): closed with the rest.
+        self.held: set[AsyncConnection] = set()
 
     @asynccontextmanager
     async def _one_at_a_time(self, *, behind: bool = False) -> AsyncIterator[None]:
@@ -149,6 +153,10 @@ class Database:
             yield
         finally:
             self._turns.release()
+
+    def turn(self) -> AbstractAsyncContextManager[None]:
+        """This process's turn at SQLite's write lock, for a transaction made without a session."""
+        return self._one_at_a_time()
 
     def hold_alone(self) -> None:
         """On SQLite, make sure that no other bot process sends from this file, until close().
@@ -196,6 +204,10 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection (and let another process hold the SQLite file)."""
+        for connection in list(self.held):
+            with contextlib.suppress(Exception):  # a broken one is discarded all the same
+                await connection.close()
+        self.held.clear()
         await self.engine.dispose()
         if self._alone is not None:
             os.close(self._alone)  # frees the lock

@@ -985,6 +985,7 @@ class FakeTelegram:
             "entities": parsed.entities,
             "formatted": parsed.formatted,
             "parse_mode": params.get("parse_mode"),
+            "link_preview_options": params.get("link_preview_options"),
         }
         return self._new_message(chat_id, params, content)
 
@@ -1516,9 +1517,9 @@ class FakeTelegram:
         """Messages sent successfully, as they were when sent, in order (optionally to a chat)."""
         # Each dict has the Message keys, but "text"/"caption" hold what the bot sent (raw HTML);
         # "plain" is what the user sees, "entities" Telegram's entities, "formatted" the
-        # (tag, inner plain text) pairs, "parse_mode", "reply_markup" the markup sent (any
-        # kind, or None; the wire Message carries only an inline keyboard), and "received_at"
-        # when the request reached the fake (time.monotonic()).
+        # (tag, inner plain text) pairs, "parse_mode", "link_preview_options" (texts), the
+        # "reply_markup" sent (any kind, or None; the wire Message carries only an inline
+        # keyboard), and "received_at" when the request reached the fake (time.monotonic()).
         return [
             copy.deepcopy(message)
             for message in self._sent

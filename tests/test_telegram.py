@@ -289,6 +289,7 @@ async def test_text_from_users_cannot_inject_formatting(
     [message] = fake.sent(USER)
     assert message["plain"] == f"Your report <i>\nName: {typed}"
     assert message["formatted"] == [("b", "Your report <i>")]
+    assert message["link_preview_options"] == {"is_disabled": True}  # nor a preview of the link
 
 
 async def test_a_long_text_is_split_with_the_buttons_on_the_last_part(
