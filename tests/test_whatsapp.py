@@ -38,6 +38,15 @@ COORDINATOR = "+9647700000001"  # a WhatsApp coordinator in the test settings
 INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 TEMPLATE_AR = "HX" + "a" * 32
 TEMPLATE_EN = "HX" + "e" * 32
+# A photo's address as Twilio gives it (MediaUrl0): it needs the account's credentials.
+TWILIO_MEDIA = (
+    "https://api.twilio.com/2010-04-01/Accounts/AC"
+    + "0" * 32
+    + "/Messages/MM"
+    + "1" * 32
+    + "/Media/ME"
+    + "2" * 32
+)
 
 
 @pytest.fixture
@@ -620,14 +629,7 @@ async def test_a_preview_on_whatsapp_goes_without_a_telegram_picture() -> None:
     draft.image = "https://example.org/p.jpg"
     assert bulletins.render(draft, address, "ar", "Asia/Baghdad").photo == draft.image
     # A preview of a photo sent on WhatsApp: to WhatsApp as it is, to Telegram the text alone.
-    draft.image = (
-        "https://api.twilio.com/2010-04-01/Accounts/AC"
-        + "0" * 32
-        + "/Messages/MM"
-        + "1" * 32
-        + "/Media/ME"
-        + "2" * 32
-    )
+    draft.image = TWILIO_MEDIA
     assert bulletins.render(draft, address, "ar", "Asia/Baghdad").photo == draft.image
     telegram = Address("telegram", "1")
     assert bulletins.render(draft, telegram, "ar", "Asia/Baghdad", "https://b.org").photo is None
@@ -670,14 +672,7 @@ async def test_a_picture_sent_on_whatsapp_reaches_telegram(
 
 
 def test_where_a_picture_came_from() -> None:
-    twilio = (
-        "https://api.twilio.com/2010-04-01/Accounts/AC"
-        + "0" * 32
-        + "/Messages/MM"
-        + "1" * 32
-        + "/Media/ME"
-        + "2" * 32
-    )
+    twilio = TWILIO_MEDIA
     assert bulletins.picture_source(twilio) == "whatsapp"
     assert bulletins.picture_source(twilio + "?x=1") == "whatsapp"
     assert bulletins.picture_source("https://example.org/p.jpg") == "public"
