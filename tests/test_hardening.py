@@ -1,0 +1,217 @@
+"""What an attacker tries on the web app: bodies too large, malformed bodies, pictures asked for
+at random. Through the real web app, with the real channels and the fakes of the platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from bot import bulletins
+from bot.db import Database
+from bot.models import Bulletin, ProcessedInbound
+from bot.runtime import Bot, running
+from bot.web import create_app
+from tests.fake_telegram import FakeTelegram
+from tests.helpers import count
+from tests.test_telegram import SECRET, telegram_settings
+from tests.test_whatsapp import TEXTS
+from tests.test_whatsapp_webhook import URL, sign, twilio_form, whatsapp_settings
+
+USER = 4321
+HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+async def webhook(
+    settings: Any, fake: FakeTelegram, db: Database
+) -> AsyncIterator[tuple[Bot, httpx.AsyncClient]]:
+    """The bot in webhook mode (Telegram and WhatsApp), and an HTTP client for its web app."""
+    configured = whatsapp_settings(
+        telegram_settings(settings, fake, telegram_webhook_secret=SECRET)
+    )
+    async with running(configured) as bot:
+        app = create_app(bot.db, bot.telegram, bot.whatsapp)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bot.test") as client:
+            yield bot, client
+
+
+def nested(depth: int) -> bytes:
+    """An update whose text is a list nested `depth` deep."""
+    return b'{"update_id": 1, "message": {"text": ' + b"[" * depth + b"]" * depth + b"}}"
+
+
+def with_text(text: object) -> bytes:
+    """A private text update whose text is `text`, of whatever type."""
+    person = {"id": USER, "is_bot": False, "first_name": "Sara"}
+    update = {
+        "update_id": 1001,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": USER, "type": "private", "first_name": "Sara"},
+            "from": person,
+            "text": text,
+        },
+    }
+    return json.dumps(update).encode()
+
+
+MALFORMED = {
+    "not JSON": b"{not json",
+    "a list": b"[1, 2, 3]",
+    "a number": b"42",
+    "a string": b'"update"',
+    "null": b"null",
+    "no update_id": b'{"message": {}}',
+    "update_id a string": b'{"update_id": "7"}',
+    "text a number": with_text(123),
+    "text an object": with_text({"a": 1}),
+    "100,000 levels deep": nested(100_000),
+    "not UTF-8": b'{"update_id": 1, "message": "\xff\xfe"}',
+    "message a list": b'{"update_id": 1, "message": [1]}',
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+async def test_a_malformed_update_gets_400_and_nothing_is_stored(
+    webhook: tuple[Bot, httpx.AsyncClient],
+    fake: FakeTelegram,
+    db: Database,
+    case: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot, client = webhook
+    with caplog.at_level("WARNING"):
+        response = await client.post(
+            "/telegram",
+            content=MALFORMED[case],
+            headers={**HEADERS, "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, case
+    assert await count(db, ProcessedInbound) == 0
+    await bot.sender.flush("telegram")
+    assert fake.sent(USER) == []
+    # Logged, without the content.
+    assert "malformed update" in caplog.text
+    assert "123" not in caplog.text
+    assert "[[[" not in caplog.text
+
+
+async def test_a_well_formed_update_still_goes_through(
+    webhook: tuple[Bot, httpx.AsyncClient], fake: FakeTelegram
+) -> None:
+    _bot, client = webhook
+    response = await client.post("/telegram", content=with_text("/start"), headers=HEADERS)
+    assert response.status_code == 200
+    [picker] = await fake.wait_for_sent(1, chat_id=USER)
+    assert "English" in str(picker["reply_markup"])
+
+
+async def chunks(total: int, size: int = 65_536) -> AsyncIterator[bytes]:
+    """A body of `total` bytes in pieces, sent chunked (no Content-Length)."""
+    for start in range(0, total, size):
+        yield b" " * min(size, total - start)
+
+
+async def test_bodies_over_the_limit_get_413(
+    webhook: tuple[Bot, httpx.AsyncClient], db: Database
+) -> None:
+    bot, client = webhook
+    limit, twilio_limit = bot.settings.telegram_max_body, bot.settings.twilio_max_body
+    assert (limit, twilio_limit) == (1_048_576, 65_536)  # the defaults
+    update = with_text("/start")
+    padded = update[:-1] + b" " * (limit - len(update)) + b"}"  # exactly at the limit: taken
+    assert (await client.post("/telegram", content=padded, headers=HEADERS)).status_code == 200
+    over = padded + b" "
+    assert (await client.post("/telegram", content=over, headers=HEADERS)).status_code == 413
+    # Without Content-Length the bytes are counted as they come.
+    streamed = await client.post("/telegram", content=chunks(limit + 1), headers=HEADERS)
+    assert streamed.status_code == 413
+    assert "content-length" not in streamed.request.headers
+    # A Content-Length that is not a number.
+    lying = await client.post(
+        "/telegram", content=b"{}", headers={**HEADERS, "Content-Length": "x"}
+    )
+    assert lying.status_code in (400, 413)
+    form = twilio_form("/start", Extra="x" * twilio_limit)
+    signed = {"X-Twilio-Signature": sign(URL, form)}
+    for path in ("/twilio/whatsapp", "/twilio/status"):
+        assert (await client.post(path, data=form, headers=signed)).status_code == 413
+        piecemeal = await client.post(path, content=chunks(twilio_limit + 1), headers=signed)
+        assert piecemeal.status_code == 413
+    assert await count(db, ProcessedInbound) == 1  # the update at the limit, only
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"just words", b"a=1&&b=2", b"Body=\xff\xfe&From=whatsapp%3A%2B9647701234567"],
+    ids=["not a form", "an empty field", "not UTF-8"],
+)
+async def test_a_body_that_is_not_a_form_gets_400(
+    webhook: tuple[Bot, httpx.AsyncClient], db: Database, body: bytes
+) -> None:
+    _bot, client = webhook
+    for path in ("/twilio/whatsapp", "/twilio/status"):
+        response = await client.post(
+            path,
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 400
+    assert await count(db, ProcessedInbound) == 0
+
+
+async def test_an_unknown_picture_is_404_without_waiting_for_the_write_lock(
+    webhook: tuple[Bot, httpx.AsyncClient], db: Database
+) -> None:
+    bot, client = webhook
+    # Someone holds the database's write lock (a long transaction): a picture that does not
+    # exist is still answered at once, from a read.
+    async with bot.db.transaction():
+        started = time.monotonic()
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(client.get(f"/media/bulletin/B-NONE{i:02}") for i in range(20))),
+            timeout=3.0,
+        )
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [404] * 20
+    assert took < 2.0
+
+
+async def test_a_slow_picture_holds_up_no_other_request(
+    webhook: tuple[Bot, httpx.AsyncClient], fake: FakeTelegram
+) -> None:
+    bot, client = webhook
+    now = datetime.now(UTC)
+    async with bot.db.transaction() as session:
+        bulletin = Bulletin(texts=TEXTS, image="user-photo-9-1", created_by="telegram:1")
+        session.add(bulletin)
+        await session.flush()
+        await bulletins.publish(session, bulletin, now)
+        public_id = bulletin.public_id
+    fake.download_delay = 1.5  # Telegram's file server is slow today
+    slow = [asyncio.ensure_future(client.get(f"/media/bulletin/{public_id}")) for _ in range(5)]
+    await asyncio.sleep(0.2)  # the fetch is under way
+    started = time.monotonic()
+    unknown = await client.get("/media/bulletin/B-NONE77")
+    assert unknown.status_code == 404
+    assert time.monotonic() - started < 1.0  # not behind the fetch of another picture
+    answers = await asyncio.wait_for(asyncio.gather(*slow), timeout=10)
+    assert [a.status_code for a in answers] == [200] * 5
+    assert all(a.content == FakeTelegram.file_bytes("user-photo-9-1") for a in answers)
+    # Five asked at once, one fetch from the platform.
+    assert len([c for c in fake.calls if c.method == "getFile"]) == 1
