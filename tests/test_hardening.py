@@ -4,6 +4,7 @@ at random. Through the real web app, with the real channels and the fakes of the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,10 @@ from bot.runtime import Bot, running
 from bot.web import create_app
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import count
+from tests.net import free_port, healthy
 from tests.test_telegram import SECRET, telegram_settings
+from tests.test_telegram_process import SECRET as PROCESS_SECRET
+from tests.test_telegram_process import start, stop, web_environment
 from tests.test_whatsapp import TEXTS
 from tests.test_whatsapp_webhook import URL, sign, twilio_form, whatsapp_settings
 
@@ -123,8 +127,8 @@ async def test_a_well_formed_update_still_goes_through(
 
 async def chunks(total: int, size: int = 65_536) -> AsyncIterator[bytes]:
     """A body of `total` bytes in pieces, sent chunked (no Content-Length)."""
-    for start in range(0, total, size):
-        yield b" " * min(size, total - start)
+    for offset in range(0, total, size):
+        yield b" " * min(size, total - offset)
 
 
 async def test_bodies_over_the_limit_get_413(
@@ -215,3 +219,91 @@ async def test_a_slow_picture_holds_up_no_other_request(
     assert all(a.content == FakeTelegram.file_bytes("user-photo-9-1") for a in answers)
     # Five asked at once, one fetch from the platform.
     assert len([c for c in fake.calls if c.method == "getFile"]) == 1
+
+
+def peak_memory(pid: int) -> int:
+    """The process's peak resident memory so far, in bytes (Linux)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+async def post_huge(
+    port: int, path: str, headers: dict[str, str], total: int, *, announced: bool
+) -> tuple[int, float, int]:
+    """POST a body of `total` bytes (announced by Content-Length, or chunked) until the answer
+    comes; return its status, the seconds it took and the bytes sent by then."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    framing = f"Content-Length: {total}" if announced else "Transfer-Encoding: chunked"
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", framing]
+    lines += [f"{key}: {value}" for key, value in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    piece = b"x" * 1_048_576
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        with contextlib.suppress(ConnectionError):
+            while sent < total:
+                writer.write(piece if announced else b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                sent += len(piece)
+            if not announced:
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+
+    started = time.monotonic()
+    sending = asyncio.ensure_future(send())
+    try:
+        status_line = await asyncio.wait_for(reader.readline(), timeout=30)
+        took = time.monotonic() - started
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return int(status_line.split()[1]), took, sent
+
+
+async def test_100_mb_bodies_to_the_real_serve_process(db_url: str, fake: FakeTelegram) -> None:
+    port = free_port()
+    env = web_environment(db_url, fake, port)
+    env.update(  # WhatsApp on too; Twilio's API is never called in this test
+        TWILIO_ACCOUNT_SID="AC" + "1" * 32,
+        TWILIO_AUTH_TOKEN="0123456789abcdef0123456789abcdef",
+        TWILIO_WHATSAPP_FROM="whatsapp:+14155238886",
+        TWILIO_API_BASE_URL="http://127.0.0.1:9",
+    )
+    process = await start(["serve"], env)
+    hundred_mb = 100 * 1_048_576
+    try:
+        await healthy(port)
+        before = peak_memory(process.pid)
+        cases = [
+            ("/telegram", {"X-Telegram-Bot-Api-Secret-Token": PROCESS_SECRET}),
+            ("/twilio/whatsapp", {"X-Twilio-Signature": "forged"}),
+            ("/twilio/status", {}),
+        ]
+        for path, headers in cases:
+            for announced in (True, False):
+                status, took, sent = await post_huge(
+                    port, path, headers, hundred_mb, announced=announced
+                )
+                assert status == 413, (path, announced)
+                assert took < 5.0, (path, announced, took)
+                assert sent < hundred_mb  # it stopped reading long before the end
+        # Four at once, unannounced: still refused, and the process stays small.
+        answers = await asyncio.gather(
+            *(post_huge(port, "/twilio/whatsapp", {}, hundred_mb, announced=False) for _ in "1234")
+        )
+        assert [status for status, _took, _sent in answers] == [413] * 4
+        grown = peak_memory(process.pid) - before
+        assert grown < 30 * 1_048_576, f"peak memory grew by {grown / 1_048_576:.0f} MB"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        err = await stop(process)
+    assert "Traceback" not in err
