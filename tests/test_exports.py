@@ -279,8 +279,8 @@ async def test_no_csv_export_holds_a_formula(db: Database) -> None:
         out = io.StringIO()
         await exports.export_signatures(db, "csv", out, private=private)
         outputs[f"signatures{' private' if private else ''}"] = out.getvalue()
-    for name, text in outputs.items():
-        rows = list(csv.reader(io.StringIO(text)))
+    for name, written in outputs.items():
+        rows = list(csv.reader(io.StringIO(written)))
         assert len(rows) > len(HOSTILE), name  # every row is there
         header = rows[0]
         for row in rows[2:] if "hxl" in name else rows[1:]:  # HXL: after the hashtag row
