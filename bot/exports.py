@@ -92,8 +92,7 @@ def phone_cell(phone: str) -> str:
 def csv_row(row: dict[str, Any], names: list[str]) -> list[Any]:
     """A row's cells for CSV, in the order of `names`: phones as tel: URIs, texts neutralized."""
     return [
-        phone_cell(row[name]) if name in PHONE_COLUMNS else neutralize(row[name])
-        for name in names
+        phone_cell(row[name]) if name in PHONE_COLUMNS else neutralize(row[name]) for name in names
     ]
 
 
