@@ -37,6 +37,7 @@ from bot.flows import (
     snapshot,
 )
 from bot.i18n import _, direct, use_locale
+from bot.limits import InboundLimit, Verdict
 from bot.messages import HOLDING_CHANNELS, Button, Inbound, Outbound
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from bot.sender import PRIORITIES, Sender
@@ -237,17 +238,25 @@ class Engine:
         # one writer), and a crowd of them would take the event loop from the sender (with 40
         # updates in hand on PostgreSQL, replies fell to 11 a second at 100 updates a second).
         self._handling = asyncio.Semaphore(HANDLING)
+        self.limit = InboundLimit(settings.inbound_per_minute)
 
     async def handle(self, inbound: Inbound) -> list[Outbound]:
         """Handle one inbound message; return the replies queued for it (none if a duplicate)."""
         key = str(inbound.address)
+        verdict: Verdict = "read"
+        # A restart's resume is not the person writing; coordinators are trusted with more.
+        if inbound.kind != "resume" and inbound.address not in self.settings.coordinators:
+            verdict = self.limit.check(key)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock, self._handling:
             for attempt in range(3):
                 try:
-                    replies = await self._handle_once(inbound)
+                    if verdict == "read":
+                        replies = await self._handle_once(inbound)
+                    else:
+                        replies = await self._slow_down(inbound, tell=verdict == "tell")
                 except HandlerFailed:
                     replies = await self._apologize(inbound)
                 except IntegrityError:
@@ -345,6 +354,28 @@ class Engine:
         farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
         await enqueue(session, farewell, None)
         return farewell
+
+    async def _slow_down(self, inbound: Inbound, *, tell: bool) -> list[Outbound]:
+        """A message past the person's limit: recorded as handled (not read again when it is
+        delivered again), the conversation left where it was; with `tell`, one notice."""
+        async with self.db.transaction(behind=True) as session:
+            arrived = await self._arrive(session, inbound)
+            if arrived is None or not tell:
+                return []
+            contact, _saved = arrived
+            with use_locale(contact.locale or self.settings.default_locale):
+                notice = Outbound(
+                    address=inbound.address,
+                    text=direct(
+                        _(
+                            "You are sending messages faster than I can read them. "
+                            "I will read your messages again in a minute."
+                        )
+                    ),
+                )
+            await enqueue(session, [notice], contact.id)
+            logger.info("a %s person is over the inbound limit", inbound.address.channel)
+            return [notice]
 
     async def _apologize(self, inbound: Inbound) -> list[Outbound]:
         """Record the message as handled and say sorry; the conversation stays where it was."""

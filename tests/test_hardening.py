@@ -13,14 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from bot import bulletins
 from bot.db import Database
-from bot.models import Bulletin, ProcessedInbound
+from bot.engine import enqueue as engine_enqueue
+from bot.limits import InboundLimit
+from bot.messages import Address, Outbound
+from bot.models import Bulletin, OutboxMessage, ProcessedInbound
 from bot.runtime import Bot, running
 from bot.web import create_app
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import count
+from tests.helpers import count, t
 from tests.net import free_port, healthy
 from tests.test_telegram import SECRET, telegram_settings
 from tests.test_telegram_process import SECRET as PROCESS_SECRET
@@ -44,7 +48,8 @@ async def webhook(
 ) -> AsyncIterator[tuple[Bot, httpx.AsyncClient]]:
     """The bot in webhook mode (Telegram and WhatsApp), and an HTTP client for its web app."""
     configured = whatsapp_settings(
-        telegram_settings(settings, fake, telegram_webhook_secret=SECRET)
+        telegram_settings(settings, fake, telegram_webhook_secret=SECRET),
+        inbound_per_minute=20,  # the default (the other tests lift it)
     )
     async with running(configured) as bot:
         app = create_app(bot.db, bot.telegram, bot.whatsapp)
@@ -307,3 +312,83 @@ async def test_100_mb_bodies_to_the_real_serve_process(db_url: str, fake: FakeTe
     finally:
         err = await stop(process)
     assert "Traceback" not in err
+
+
+SLOW_DOWN = (
+    "You are sending messages faster than I can read them. "
+    "I will read your messages again in a minute."
+)
+
+
+async def test_past_the_inbound_limit_one_notice_then_nothing(
+    webhook: tuple[Bot, httpx.AsyncClient], fake: FakeTelegram, db: Database
+) -> None:
+    bot, client = webhook
+    notice = t("ar", SLOW_DOWN)
+    assert notice != SLOW_DOWN  # in Arabic
+
+    async def post(update: dict[str, Any]) -> None:
+        response = await client.post("/telegram", json=update, headers=HEADERS)
+        assert response.status_code == 200
+
+    await post(fake.text_update(USER, "/start"))  # 1
+    [picker] = await fake.wait_for_sent(1, chat_id=USER)
+    await post(fake.callback_update(USER, "lang:ar", message_id=picker["message_id"]))  # 2
+    await bot.sender.flush("telegram")
+    before = len(fake.sent(USER))
+    for number in range(40):  # messages 3 to 42: 18 read, one notice, 21 dropped
+        await post(fake.text_update(USER, f"مرحبا {number}"))
+    await post(fake.text_update(USER + 1, "/start"))  # someone else is read all the same
+    await bot.sender.flush("telegram")
+    sent = [message["plain"] for message in fake.sent(USER)[before:]]
+    assert sent.count(notice) == 1
+    assert sent[-1] == notice  # nothing after it: the rest were dropped, no reply queued
+    assert len(fake.sent(USER + 1)) == 1
+    assert await count(db, ProcessedInbound) == 43  # every message recorded as handled
+    async with db.transaction() as session:
+        rows = await session.scalar(
+            select(func.count()).where(OutboxMessage.address == f"telegram:{USER}")
+        )
+    assert rows == len(fake.sent(USER))  # nothing else queued for them
+
+    # A minute later they are read again.
+    real = bot.engine.limit.clock
+    bot.engine.limit.clock = lambda: real() + 61
+    await post(fake.text_update(USER, "/menu"))
+    await bot.sender.flush("telegram")
+    later = [message["plain"] for message in fake.sent(USER)[before + len(sent) :]]
+    assert later
+    assert notice not in later
+
+
+def test_the_inbound_limit_counts_each_person_over_the_last_minute() -> None:
+    now = [0.0]
+    limit = InboundLimit(3, clock=lambda: now[0])
+    said = []
+    for at in (0, 10, 20, 30, 40):
+        now[0] = at
+        said.append(limit.check("telegram:1"))
+    assert said == ["read", "read", "read", "tell", "drop"]
+    assert limit.check("telegram:2") == "read"  # another person is counted apart
+    now[0] = 59.9
+    assert limit.check("telegram:1") == "drop"
+    now[0] = 60.1  # the message read at 0 is a minute old: room for one
+    assert limit.check("telegram:1") == "read"
+    assert limit.check("telegram:1") == "tell"  # full again: told again, once
+    assert limit.check("telegram:1") == "drop"
+
+
+async def test_after_a_restart_the_first_send_goes_out_at_once(
+    settings: Any, fake: FakeTelegram, db: Database
+) -> None:
+    async with db.transaction() as session:  # a reply left unsent by the last run
+        await engine_enqueue(
+            session, [Outbound(Address("telegram", str(USER)), "Still here")], None
+        )
+    async with running(telegram_settings(settings, fake)) as bot:
+        await fake.wait_for_sent(1, chat_id=USER)
+        await bot.sender.flush("telegram")
+    async with db.transaction() as session:
+        row = await session.scalar(select(OutboxMessage))
+    assert row is not None
+    assert (row.status, row.attempts, row.error) == ("sent", 1, None)
