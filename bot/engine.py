@@ -10,7 +10,18 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from weakref import WeakValueDictionary
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -141,7 +152,7 @@ class _Hot:
         )
         self.queue = Prepared(
             insert(_OUTBOX).values(
-                _bound(
+                **_bound(
                     _OUTBOX,
                     (
                         "channel",
@@ -153,10 +164,29 @@ class _Hot:
                         "attempts",
                         "created_at",
                     ),
-                )
+                ),
+                turn=next_turn(bindparam("b_address", type_=_OUTBOX.c.address.type)),
             ),
             dialect,
         )
+
+
+def next_turn(address: Any) -> Any:
+    """The turn of a message queued now for `address`: one past that of its messages still
+    waiting (pending, or held for WhatsApp's window), 0 when none wait (see OutboxMessage.turn).
+
+    Each message of a person comes after their earlier ones, and a person with nothing waiting
+    comes ahead of everyone who has: one person's backlog cannot hold up another's reply.
+    """
+    waiting = _OUTBOX.alias("waiting")
+    return (
+        select(func.coalesce(func.max(waiting.c.turn) + 1, 0))
+        .where(
+            waiting.c.address == address,
+            or_(waiting.c.status == "pending", waiting.c.status == "held"),  # no IN: compiled once
+        )
+        .scalar_subquery()
+    )
 
 
 _HOT: dict[str, _Hot] = {}
@@ -211,9 +241,12 @@ def media_hint() -> str:
 
 async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
     """Add messages to the outbox, in this transaction."""
-    if messages:  # one statement for them all
+    if messages:  # one statement for them all, each row with its turn
         rows = _outbox_rows(messages, contact_id, datetime.now(UTC))
-        await session.execute(insert(_OUTBOX), rows)
+        turn = next_turn(bindparam("turn_of", type_=_OUTBOX.c.address.type))
+        for row in rows:
+            row["turn_of"] = row["address"]
+        await session.execute(insert(_OUTBOX).values(turn=turn), rows)
 
 
 class Engine:

@@ -133,7 +133,7 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_pending", "channel", "status", "priority", "id"),
+        Index("ix_outbox_pending", "channel", "status", "priority", "turn", "id"),
         UniqueConstraint("bulletin_id", "contact_id"),
     )
 
@@ -144,6 +144,10 @@ class OutboxMessage(Base):
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     priority: Mapped[int] = mapped_column(Integer)  # 0 reply, 1 notice, 2 broadcast
+    # Fairness between people: how many messages to the same address were waiting when this
+    # one was queued (bot.engine.next_turn). The sender takes rows by (priority, turn, id), so
+    # one person's first reply goes ahead of another's hundredth: round-robin by address.
+    turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     body: Mapped[dict[str, Any]]
     # pending -> sent; or failed (given up, with error); unreachable; cancelled (a bulletin
     # stopped); held (waiting until the person writes: WhatsApp's 24-hour window)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -392,3 +393,48 @@ async def test_after_a_restart_the_first_send_goes_out_at_once(
         row = await session.scalar(select(OutboxMessage))
     assert row is not None
     assert (row.status, row.attempts, row.error) == ("sent", 1, None)
+
+
+async def test_one_persons_backlog_does_not_hold_up_anothers_reply(
+    settings: Any, fake: FakeTelegram, db: Database
+) -> None:
+    """More replies queued for one chat than the sender reads at once (its batch is 500), at
+    Telegram's pace of one a second to a chat: a newcomer's reply still goes out at once."""
+    configured = dataclasses.replace(
+        telegram_settings(
+            settings, fake, public_url="https://bot.example.org", telegram_webhook_secret=SECRET
+        ),
+        telegram_chat_rate=1.0,
+    )
+    flooder, newcomer = 5001, 5002
+    async with running(configured) as bot:
+        transport = httpx.ASGITransport(app=create_app(bot.db, bot.telegram))
+        async with httpx.AsyncClient(transport=transport, base_url="http://bot.test") as client:
+
+            async def waiting_for(chat: int) -> int:
+                async with db.transaction() as session:
+                    found = await session.scalar(
+                        select(func.count()).where(
+                            OutboxMessage.address == f"telegram:{chat}",
+                            OutboxMessage.status == "pending",
+                        )
+                    )
+                return int(found or 0)
+
+            number = 0
+            while await waiting_for(flooder) <= 600:
+                for _ in range(50):
+                    number += 1
+                    update = fake.text_update(flooder, f"hello {number}")
+                    response = await client.post("/telegram", json=update, headers=HEADERS)
+                    assert response.status_code == 200
+            started = time.monotonic()
+            update = fake.text_update(newcomer, "/start")
+            assert (
+                await client.post("/telegram", json=update, headers=HEADERS)
+            ).status_code == 200
+            [picker] = await fake.wait_for_sent(1, chat_id=newcomer, timeout=10)
+            took = time.monotonic() - started
+            assert "English" in str(picker["reply_markup"])
+            assert took < 2.0, f"the newcomer waited {took:.1f} s"
+            assert await waiting_for(flooder) > 500  # the backlog is still there
