@@ -52,7 +52,7 @@ from bot.limits import InboundLimit, Verdict
 from bot.messages import HOLDING_CHANNELS, Button, Inbound, Outbound
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from bot.sender import PRIORITIES, Sender
-from bot.text import clean_input
+from bot.text import MAX_INPUT, clean_input
 
 logger = logging.getLogger(__name__)
 
@@ -538,6 +538,7 @@ class Engine:
             return
         inbound = ctx.inbound
         ctx.text = clean_input(inbound.text)
+        ctx.cut = len(inbound.text) > MAX_INPUT and len(ctx.text) == MAX_INPUT
         offered_payloads = {payload for payload, _label in ctx.offered}
         if inbound.payload is not None:
             if await self.run_action(ctx, inbound.payload):
