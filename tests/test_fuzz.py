@@ -640,7 +640,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     config = Settings(
         database_url=url,
         coordinators=frozenset({COORDINATOR, WHATSAPP_COORDINATOR}),
-        inbound_per_minute=1000,  # one engine takes every example's messages
+        inbound_per_minute=10**9,  # one engine takes every example's messages, in seconds
     )
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)
