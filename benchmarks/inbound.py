@@ -832,6 +832,8 @@ async def flood(seconds: float, limit: str, burst: int, conversing: int) -> dict
                     statuses.append(None)
 
             async def flooder(until: float) -> None:
+                if not burst:  # the baseline: nobody floods
+                    return
                 sent = []
                 for number in range(burst):  # `burst` in about 3 s
                     sent.append(asyncio.create_task(post_flood(number)))
@@ -932,7 +934,12 @@ if __name__ == "__main__":
         default=["capacity", "drain", "priority"],
     )
     parser.add_argument("--flood", action="store_true", help="the flood alone (--only flood)")
-    parser.add_argument("--burst", type=int, default=400, help="the flooder's first messages")
+    parser.add_argument(
+        "--burst", type=int, default=400, help="the flooder's first messages (0: no flooder)"
+    )
+    parser.add_argument(
+        "--bot-root", type=Path, help="run the bot of another checkout (to compare versions)"
+    )
     parser.add_argument("--conversing", type=int, default=20, help="people talking meanwhile")
     parser.add_argument("--flood-seconds", type=float, default=40.0)
     parser.add_argument(
@@ -944,4 +951,6 @@ if __name__ == "__main__":
     arguments = parser.parse_args()
     if arguments.flood:
         arguments.only = ["flood"]
+    if arguments.bot_root is not None:
+        BOT_ROOT = arguments.bot_root.resolve()
     asyncio.run(main(arguments))
