@@ -295,12 +295,13 @@ async def test_100_mb_bodies_to_the_real_serve_process(db_url: str, fake: FakeTe
         ]
         for path, headers in cases:
             for announced in (True, False):
-                status, took, sent = await post_huge(
+                status, took, _sent = await post_huge(
                     port, path, headers, hundred_mb, announced=announced
                 )
+                # Answered long before 100 MB could be read (uvicorn may still take in and drop
+                # the rest, to keep the connection: what counts is the answer and the memory).
                 assert status == 413, (path, announced)
                 assert took < 5.0, (path, announced, took)
-                assert sent < hundred_mb  # it stopped reading long before the end
         # Four at once, unannounced: still refused, and the process stays small.
         answers = await asyncio.gather(
             *(post_huge(port, "/twilio/whatsapp", {}, hundred_mb, announced=False) for _ in "1234")
