@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from weakref import WeakValueDictionary
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from bot import privacy
 from bot.config import Settings
 from bot.db import Database
 from bot.dbapi import Prepared
@@ -146,6 +147,7 @@ class _Hot:
                         "channel",
                         "address",
                         "contact_id",
+                        "subject_id",
                         "priority",
                         "body",
                         "status",
@@ -178,6 +180,7 @@ def _outbox_rows(
             "channel": message.address.channel,
             "address": str(message.address),
             "contact_id": contact_id,
+            "subject_id": message.about,
             "priority": PRIORITIES[message.priority],
             "body": message.to_json(),
             "status": "pending",
@@ -335,14 +338,10 @@ class Engine:
     async def _forget(
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
     ) -> list[Outbound]:
-        """Delete a contact, its conversation and the messages to it; send only the goodbye."""
-        await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.address == contact.address)
-        )
-        await session.delete(contact)  # the conversation goes with it (ON DELETE CASCADE)
-        await session.flush()
+        """Forget a person (bot.privacy.forget); send only the goodbye, which leaves no trace."""
+        await privacy.forget(session, contact, self.clock())
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
-        farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
+        farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
         await enqueue(session, farewell, None)
         return farewell
 

@@ -226,6 +226,7 @@ async def ask_show(ctx: Ctx) -> None:
             [Button(_("Reports"), "show:list")],
             nav_buttons(MENU),
         ],
+        about=report.contact_id,
     )
 
 

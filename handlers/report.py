@@ -14,7 +14,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, or_, select
 
-from bot import gazetteer
+from bot import crypto, gazetteer
 from bot.config import NEEDS
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
 from bot.i18n import (
@@ -29,7 +29,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Button, Outbound
-from bot.models import Report
+from bot.models import Report, ReportMark
 from bot.text import ascii_digits, parse_int
 
 PLACE_LIMIT = 200
@@ -355,6 +355,12 @@ async def ask_precision(ctx: Ctx) -> None:
 async def on_precision(ctx: Ctx) -> Transition:
     """Store the choice."""
     ctx.data["precision"] = "exact" if ctx.choice == "prec:exact" else "area"
+    if ctx.data["precision"] == "area":
+        # Only the area is kept from now on, in the conversation too: the exact point is not
+        # held anywhere once the family chose not to share it.
+        for key in ("lat", "lon"):
+            if ctx.data.get(key) is not None:
+                ctx.data[key] = round(float(ctx.data[key]), 2)
     return next_step(ctx, "precision")
 
 
@@ -773,12 +779,13 @@ def limit_text(ctx: Ctx) -> str:
 
 
 async def reports_today(ctx: Ctx) -> int:
-    """How many reports this contact sent in the last 24 hours."""
+    """How many reports this address sent in the last 24 hours, by the marks their reports left
+    (bot.models.ReportMark): they outlive "Delete my data", so that deleting does not reset it."""
     since = ctx.now - timedelta(days=1)
     return int(
         await ctx.session.scalar(
-            select(func.count(Report.id)).where(
-                Report.contact_id == ctx.contact.id, Report.created_at >= since
+            select(func.count(ReportMark.id)).where(
+                ReportMark.key == crypto.keyed_hash(str(ctx.address)), ReportMark.at >= since
             )
         )
         or 0
@@ -833,6 +840,7 @@ async def store(ctx: Ctx) -> Report:
     )
     report.duplicate_of = await probable_duplicate(ctx, report)
     ctx.session.add(report)
+    ctx.session.add(ReportMark(key=crypto.keyed_hash(str(ctx.address)), at=ctx.now))
     await ctx.session.flush()
     alert = set(report.needs) & ctx.settings.report_alert_needs
     if alert or report.duplicate_of is not None:
@@ -888,6 +896,7 @@ def coordinator_alert(address: Address, report: Report) -> Outbound:
         text=direct("\n".join(lines)),
         buttons=((Button(_("Open the report"), f"rep:open:{report.reference}"),),),
         priority="notice",
+        about=report.contact_id,
     )
 
 

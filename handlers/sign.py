@@ -89,7 +89,9 @@ def is_arabic_script(text: str) -> bool:
 def applies(data: dict[str, Any], step: str) -> bool:
     """Whether a question is asked, given the answers so far."""
     if step == "similar":
-        return data.get("similar_to") is not None
+        # Asked only about a verified signature: a pending one is not public, and saying that
+        # an organization "has already signed" would reveal it. Coordinators see the flag.
+        return data.get("similar_to") is not None and bool(data.get("similar_verified"))
     return True
 
 
@@ -213,11 +215,12 @@ async def check_similar(ctx: Ctx) -> None:
     """Flag a probable duplicate among the signatures that stand (not withdrawn or rejected)."""
     rows = (
         await ctx.session.execute(
-            select(Signature.id, Signature.name_ar, Signature.name_en).where(
+            select(Signature.id, Signature.name_ar, Signature.name_en, Signature.status).where(
                 Signature.status.in_(("pending", "verified"))
             )
         )
     ).all()
+    verified = {row.id for row in rows if row.status == "verified"}
     # Every name of every standing signature, in either language, normalized.
     choices = [
         (row.id, organization_key(n)) for row in rows for n in (row.name_ar, row.name_en) if n
@@ -233,6 +236,7 @@ async def check_similar(ctx: Ctx) -> None:
         if found is not None and (best is None or found[1] > best[1]):
             best = (choices[found[2]][0], float(found[1]))
     ctx.data["similar_to"] = best[0] if best else None
+    ctx.data["similar_verified"] = best is not None and best[0] in verified
     ctx.data.pop("similar", None)
 
 
@@ -431,7 +435,15 @@ async def on_summary(ctx: Ctx) -> Transition:
     if ctx.choice and ctx.choice.startswith("edit:"):
         step = ctx.choice[5:]
         if step == "name":
-            for key in ("name", "name_ar", "name_en", "other_name", "similar", "similar_to"):
+            for key in (
+                "name",
+                "name_ar",
+                "name_en",
+                "other_name",
+                "similar",
+                "similar_to",
+                "similar_verified",
+            ):
                 ctx.data.pop(key, None)
         return goto(step)
     if ctx.choice != "sig:confirm":

@@ -679,3 +679,30 @@ def test_where_a_picture_came_from() -> None:
     assert bulletins.picture_source("AgACAgIAAxkBAAI") == "telegram"
     assert bulletins.picture_source(None) is None
     assert bulletins.picture_source("") is None
+
+
+async def test_forgetting_on_whatsapp_leaves_neither_the_text_nor_the_address(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    """A reply keeps its text until Twilio says it was delivered (a failed delivery sends it
+    again); the goodbye to a forgotten person goes, then its row goes too."""
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    await user.say("Sharya camp, tent 12")
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert any(row.body for row in rows if row.status == "sent")  # not confirmed yet
+    await fake.wait_for_callbacks()  # "delivered", from the fake Twilio
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.body for row in rows if row.status == "sent"] == [{}] * len(rows)
+    await user.say("/forget")
+    await user.pick("Yes, delete my data")
+    assert "Your data has been deleted" in user.last
+    await fake.wait_for_callbacks()
+    async with db.transaction() as session:
+        left = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.address for row in left if row.address == user.address] == []
