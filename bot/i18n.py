@@ -21,8 +21,9 @@ from babel.support import NullTranslations, Translations
 
 LOCALES: tuple[str, ...] = ("ar", "ckb", "en")
 RTL_LOCALES = frozenset({"ar", "ckb"})
-# Each language named in its own script, as the language picker shows it.
-LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+# Each language named in its own script, as the language picker shows it; Kurdish says which
+# Kurdish (Sorani), so that Badini (Kurmanji) speakers are not surprised.
+LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
 
 FSI, PDI, RLM = "\u2068", "\u2069", "\u200f"
 

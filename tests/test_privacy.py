@@ -62,7 +62,7 @@ async def test_forget_deletes_the_person_and_blanks_the_reports(
     assert tuple(raw) == (None, None, None)
     # Writing again starts afresh.
     await person.send("hello")
-    assert person.labels()[:3] == ["العربية", "کوردی", "English"]
+    assert person.labels()[:3] == ["العربية", "کوردی (سۆرانی)", "English"]
 
 
 async def test_forget_can_be_declined(person: Person, db: Database) -> None:
