@@ -79,6 +79,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalog(current_locale()).ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """Translate `message` in a context, for one English text that needs two translations."""
+    return str(catalog(current_locale()).pgettext(context, message))
+
+
 def N_(message: str) -> str:
     """Mark a message for extraction without translating it yet (translate with `_` later)."""
     return message
@@ -100,10 +105,19 @@ def format_number(number: int | float) -> str:
     return format_decimal(number, locale=babel_locale())
 
 
+# CLDR's medium Sorani pattern reads "2026 کانونی یەکەم 6 7:05:00 د.ن" (year first, then a
+# morning or afternoon sign); Sorani writers put the day first, with the izafe:
+# "6ی کانونی یەکەمی 2026، 19:05".
+_DATETIME_PATTERNS: dict[str, str] = {"ckb": "d'ی' MMMM'ی' y، HH:mm"}
+
+
 def format_datetime(moment: datetime, timezone: str = "Asia/Baghdad") -> str:
     """A moment in time, shown in `timezone` in the current locale."""
     return _babel_datetime(
-        moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale()
+        moment,
+        format=_DATETIME_PATTERNS.get(current_locale(), "medium"),
+        tzinfo=ZoneInfo(timezone),
+        locale=babel_locale(),
     )
 
 

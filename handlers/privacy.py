@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.flows import MENU, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
-from bot.i18n import LANGUAGE_NAMES, _, format_datetime, isolate
+from bot.i18n import LANGUAGE_NAMES, _, format_datetime, isolate, pgettext
 from bot.messages import Button
 from bot.models import Report
 from bot.retention import anonymize_reports
@@ -88,7 +88,10 @@ async def ask_forget(ctx: Ctx) -> None:
             "number). The reports stay only as anonymous numbers for relief planning. This "
             "cannot be undone. Delete?"
         ),
-        [Button(_("Yes, delete my data"), "forget:yes"), Button(_("No, keep it"), "forget:no")],
+        [
+            Button(_("Yes, delete my data"), "forget:yes"),
+            Button(pgettext("data", "No, keep it"), "forget:no"),
+        ],
         title=_("Delete my data"),
     )
 

@@ -51,6 +51,16 @@ NEED_LABELS: dict[str, str] = {
     "cash": N_("Cash"),
     "psychosocial": N_("Psychosocial support"),
 }
+# Buttons of the needs stand two to a row: each has a short label (at most 20 characters in every
+# language, tests/test_i18n.py checks it); the summary keeps the full wording above.
+NEED_BUTTONS: dict[str, str] = {
+    **NEED_LABELS,
+    "shelter": N_("Shelter, home items"),
+    "health": N_("Health and medicine"),
+    "wash": N_("Sanitation, hygiene"),
+    "legal": N_("Documents, legal aid"),
+    "psychosocial": N_("Emotional support"),
+}
 SHELTER_LABELS: dict[str, str] = {
     "camp": N_("Camp"),
     "informal": N_("Informal settlement"),
@@ -74,6 +84,33 @@ STATUS_LABELS: dict[str, str] = {
     "resolved": N_("Resolved"),
     "duplicate": N_("Duplicate"),
     "invalid": N_("Closed"),
+}
+# What each status means for the family, in plain words: a bare "Duplicate" or "Closed" reads
+# like a refusal.
+STATUS_NOTICES: dict[str, str] = {
+    "new": N_(
+        "Your report %(reference)s was received. A coordinator of the Initiative will read it."
+    ),
+    "verified": N_(
+        "A coordinator has checked your report %(reference)s and is now looking for help "
+        "for your family."
+    ),
+    "referred": N_(
+        "Your report %(reference)s was passed to a relief organization, which will look at how "
+        "it can help your family."
+    ),
+    "resolved": N_(
+        "Your report %(reference)s was followed up and the help it asked for was given. If "
+        "your family still needs help, you can send a new report."
+    ),
+    "duplicate": N_(
+        "Your report %(reference)s repeats an earlier request. Nothing is lost: your earlier "
+        "request is being followed."
+    ),
+    "invalid": N_(
+        "Your report %(reference)s was closed after follow-up. If your family still needs "
+        "help, you can send a new report."
+    ),
 }
 COUNTS: dict[str, tuple[str, str]] = {
     "children": (N_("How many of them are children under 5?"), N_("Children under 5")),
@@ -521,7 +558,7 @@ async def ask_needs(ctx: Ctx) -> None:
     chosen = ctx.data.get("needs", [])
     buttons = [
         Button(("✅ " if code in chosen else "") + _(label), f"need:{code}")
-        for code, label in NEED_LABELS.items()
+        for code, label in NEED_BUTTONS.items()
     ]
     buttons.append(Button(_("Done"), "need:done"))
     ctx.ask(
@@ -558,7 +595,7 @@ async def ask_urgent(ctx: Ctx) -> None:
     """Which need is the most urgent."""
     ctx.ask(
         _("Which of these is the most urgent?") + current(ctx, "urgent"),
-        [Button(_(NEED_LABELS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
+        [Button(_(NEED_BUTTONS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
     )
 
 
@@ -944,8 +981,6 @@ MINE = Flow("myreports", {"list": Step(ask_mine)})
 def status_notice(report: Report, address: Address, locale: str) -> Outbound:
     """Tell a reporter, in their language, that their report's status changed."""
     with use_locale(locale):
-        text = _("The status of your report %(reference)s is now: %(status)s") % {
-            "reference": isolate(report.reference),
-            "status": _(STATUS_LABELS.get(report.status, "Received")),
-        }
+        notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
+        text = _(notice) % {"reference": isolate(report.reference)}
         return Outbound(address=address, text=direct(text), priority="notice")

@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.engine import Engine
+from bot.i18n import FSI, PDI, direct
 from bot.messages import Address
 from bot.models import AuditEntry
+from handlers.report import STATUS_NOTICES
 from tests.conftest import Person
 from tests.helpers import choose_language, menu_labels, t
 from tests.test_report import by_buttons_to_summary_with_needs, reports
@@ -68,10 +70,10 @@ async def test_open_verify_and_the_family_is_told_in_its_language(
     await coordinator.send("اتصلنا بالعائلة")
     to_family = [m for m in coordinator.sent if m.address == family.address]
     assert len(to_family) == 1
-    assert t("ckb", "The status of your report %(reference)s is now: %(status)s").split("%")[0][
-        :8
-    ] in (to_family[0].text)
-    assert t("ckb", "Verified") in to_family[0].text
+    # The family is told what the new status means for it, in its language.
+    notice = STATUS_NOTICES["verified"]
+    reference = f"{FSI}{report.reference}{PDI}"
+    assert to_family[0].text == direct(t("ckb", notice) % {"reference": reference}, "ckb")
     assert report.reference in to_family[0].text
     [stored] = await reports(db)
     assert stored.status == "verified"

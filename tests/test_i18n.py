@@ -50,19 +50,20 @@ def strings_of(message: Message) -> list[str]:
     return [str(v or "") for v in value or [""]]
 
 
-def ids(catalog: Catalog) -> set[str]:
-    return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}
+def ids(catalog: Catalog) -> set[tuple[str | None, str]]:
+    """Each message's (context, id): one English text may have two contexts."""
+    return {(m.context, m.id if isinstance(m.id, str) else m.id[0]) for m in catalog if m.id}
 
 
-def extracted_from_code() -> set[str]:
-    """What pybabel would extract now, with the Makefile's keywords."""
-    found: set[str] = set()
-    keywords = {"_": None, "N_": None, "ngettext": (1, 2)}
+def extracted_from_code() -> set[tuple[str | None, str]]:
+    """What pybabel would extract now, with the Makefile's keywords (and its default pgettext)."""
+    found: set[tuple[str | None, str]] = set()
+    keywords = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
     for folder in ("bot", "handlers"):
-        for _file, _line, message, _comments, _ctx in extract_from_dir(
+        for _file, _line, message, _comments, context in extract_from_dir(
             ROOT / folder, method_map=[("**.py", "python")], keywords=keywords
         ):
-            found.add(message if isinstance(message, str) else message[0])
+            found.add((context, message if isinstance(message, str) else message[0]))
     return found
 
 
