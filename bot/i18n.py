@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,14 +36,42 @@ def locales_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "locales"
 
 
+# A left-to-right run inside right-to-left text: placeholders, /commands, Latin words, numbers,
+# dates, times, phone numbers and addresses, with the spaces and punctuation inside them
+# ("0770 123 4567", "2026-12-01 09:00", "icssi-bot export").
+_LTR_TOKEN = r"(?:%\(\w+\)s|/[a-z]\w*|[A-Za-z0-9](?:[A-Za-z0-9._:/@+,-]*[A-Za-z0-9])?)"
+_LTR_RUN = re.compile(rf"(?<![\u2066\u2068]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
+
+
+def isolate_runs(text: str) -> str:
+    """Wrap each left-to-right run of a right-to-left text in FSI ... PDI.
+
+    Unisolated, the bidi algorithm reorders such runs: "0770 123 4567" is drawn "4567 123 0770",
+    "/mydata" "mydata/". A placeholder is isolated too, whatever fills it.
+    """
+    return _LTR_RUN.sub(lambda m: f"{FSI}{m.group(0)}{PDI}", text)
+
+
 @cache
 def catalog(locale: str) -> NullTranslations:
-    """The gettext catalog of a locale, compiled from its .po in memory (so never stale)."""
+    """The gettext catalog of a locale, compiled from its .po in memory (so never stale).
+
+    In right-to-left locales every left-to-right run of a translation is isolated here, once,
+    so that translators need not type invisible marks and no new text can forget them.
+    """
     po_path = locales_dir() / locale / "LC_MESSAGES" / "messages.po"
     if not po_path.exists():
         return NullTranslations()
     with po_path.open("rb") as fh:
         parsed = read_po(fh, locale=locale)
+    if locale in RTL_LOCALES:
+        for message in parsed:
+            if not message.id:
+                continue
+            if isinstance(message.string, str):
+                message.string = isolate_runs(message.string)
+            elif message.string:
+                message.string = tuple(isolate_runs(str(s or "")) for s in message.string)
     buffer = io.BytesIO()
     write_mo(buffer, parsed, use_fuzzy=False)
     buffer.seek(0)
