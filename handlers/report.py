@@ -202,7 +202,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "place":
         parts = []
         if data.get("place"):
-            parts.append(str(data["place"]))
+            parts.append(isolate(str(data["place"])))  # typed: "12 Sharya Camp" keeps its order
         if data.get("lat") is not None:
             parts.append(_("location shared"))
         return " · ".join(parts) or _("Not given")
@@ -225,7 +225,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "urgent":
         return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
     if step == "notes":
-        parts = [str(data["notes"])] if data.get("notes") else []
+        parts = [isolate(str(data["notes"]))] if data.get("notes") else []
         if data.get("photo"):
             parts.append(_("a photo"))
         return " · ".join(parts) or _("Nothing")

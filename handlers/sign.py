@@ -107,7 +107,7 @@ def next_step(ctx: Ctx, after: str) -> Transition:
 
 def shown_name(data: dict[str, Any]) -> str:
     """The organization's names as given."""
-    return " / ".join(str(n) for n in (data.get("name_ar"), data.get("name_en")) if n)
+    return " / ".join(isolate(str(n)) for n in (data.get("name_ar"), data.get("name_en")) if n)
 
 
 async def skip_read(ctx: Ctx) -> str | None:
@@ -409,9 +409,8 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "gov":
         found = gazetteer.place(str(value))
         return found.name(current_locale()) if found else "-"
-    if step in ("phone", "email"):
-        return isolate(str(value)) if value else "-"
-    return str(value or "-")
+    # Typed answers keep their order inside right-to-left lines ("2 Ankawa Street").
+    return isolate(str(value)) if value else "-"
 
 
 async def ask_summary(ctx: Ctx) -> None:
