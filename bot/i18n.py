@@ -40,7 +40,7 @@ def locales_dir() -> Path:
 # dates, times, phone numbers and addresses, with the spaces and punctuation inside them
 # ("0770 123 4567", "2026-12-01 09:00", "icssi-bot export").
 _LTR_TOKEN = r"(?:%\(\w+\)s|/[a-z]\w*|[A-Za-z0-9](?:[A-Za-z0-9._:/@+,-]*[A-Za-z0-9])?)"
-_LTR_RUN = re.compile(rf"(?<![\u2066\u2068]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
+_LTR_RUN = re.compile(rf"(?<![\u2066\u2068/A-Za-z0-9_]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
 
 
 def isolate_runs(text: str) -> str:

@@ -59,6 +59,7 @@ NEED_BUTTONS: dict[str, str] = {
     "health": N_("Health and medicine"),
     "wash": N_("Sanitation, hygiene"),
     "legal": N_("Documents, legal aid"),
+    "protection": N_("Protection"),
     "psychosocial": N_("Emotional support"),
 }
 SHELTER_LABELS: dict[str, str] = {
