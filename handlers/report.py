@@ -86,6 +86,16 @@ STATUS_LABELS: dict[str, str] = {
     "duplicate": N_("Duplicate"),
     "invalid": N_("Closed"),
 }
+# The status as "My reports" shows it to the family: coordinators' words such as "Duplicate" or
+# "Closed" read like a refusal.
+MY_STATUS_LABELS: dict[str, str] = {
+    "new": N_("Received"),
+    "verified": N_("Checked; help is being sought"),
+    "referred": N_("Referred to a relief organization"),
+    "resolved": N_("Followed up; help given"),
+    "duplicate": N_("Followed with your earlier request"),
+    "invalid": N_("Closed after follow-up"),
+}
 # What each status means for the family, in plain words: a bare "Duplicate" or "Closed" reads
 # like a refusal.
 STATUS_NOTICES: dict[str, str] = {
@@ -970,7 +980,7 @@ async def ask_mine(ctx: Ctx) -> None:
     else:
         text = "\n".join(
             f"• {isolate(r.reference)} · {place_name(r.governorate)} · "
-            f"{_(STATUS_LABELS.get(r.status, 'Received'))}"
+            f"{_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
             for r in reports
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])

@@ -96,6 +96,21 @@ async def test_the_family_sees_the_new_status(
     assert "Referred to a relief organization" in family.text()
 
 
+async def test_a_duplicate_is_told_as_followed_not_as_refused(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    family = await family_report(engine, "ar", needs="need:food")
+    [report] = await reports(db)
+    await coordinator.send(f"/report {report.reference.lower()}")
+    await coordinator.tap(t("ar", "Duplicate"))
+    await coordinator.tap(t("ar", "Skip"))
+    [notice] = [m for m in coordinator.sent if m.address == family.address]
+    assert "طلبك السابق قيد المتابعة" in notice.text
+    await family.tap(t("ar", "My reports"))
+    assert "يُتابَع مع طلبك السابق" in family.text()
+    assert t("ar", "Duplicate") not in family.text()  # «مكرر» reads like a refusal
+
+
 async def test_the_list_with_filters_and_pages(
     engine: Engine, db: Database, coordinator: Person
 ) -> None:
