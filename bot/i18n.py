@@ -40,7 +40,9 @@ def locales_dir() -> Path:
 # dates, times, phone numbers and addresses, with the spaces and punctuation inside them
 # ("0770 123 4567", "2026-12-01 09:00", "icssi-bot export").
 _LTR_TOKEN = r"(?:%\(\w+\)s|/[a-z]\w*|[A-Za-z0-9](?:[A-Za-z0-9._:/@+,-]*[A-Za-z0-9])?)"
-_LTR_RUN = re.compile(rf"(?<![\u2066\u2068/A-Za-z0-9_]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
+# An isolate already there (LRI or FSI ... PDI) is kept as it is: isolating twice changes nothing.
+_ISOLATED = r"([\u2066\u2068][^\u2066\u2068\u2069]*\u2069)"
+_LTR_RUN = re.compile(rf"{_ISOLATED}|(?<![/A-Za-z0-9_]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
 
 
 def isolate_runs(text: str) -> str:
@@ -49,7 +51,7 @@ def isolate_runs(text: str) -> str:
     Unisolated, the bidi algorithm reorders such runs: "0770 123 4567" is drawn "4567 123 0770",
     "/mydata" "mydata/". A placeholder is isolated too, whatever fills it.
     """
-    return _LTR_RUN.sub(lambda m: f"{FSI}{m.group(0)}{PDI}", text)
+    return _LTR_RUN.sub(lambda m: m.group(1) or f"{FSI}{m.group(0)}{PDI}", text)
 
 
 @cache

@@ -9,6 +9,8 @@ import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.i18n import (
     FSI,
@@ -326,3 +328,13 @@ def test_right_to_left_catalogs_isolate_every_left_to_right_run() -> None:
         "en", "That does not look like a phone number. Please type it like 0770 123 4567."
     )
     assert FSI not in english
+
+
+@given(st.text(alphabet=st.sampled_from("ab 09-/:.%()s\u2068\u2069يکە،"), max_size=40))
+def test_isolating_runs_only_adds_marks_and_is_done_once(text: str) -> None:
+    from bot.i18n import isolate_runs
+    from bot.text import strip_bidi
+
+    once = isolate_runs(text)
+    assert strip_bidi(once) == strip_bidi(text)
+    assert isolate_runs(once) == once
