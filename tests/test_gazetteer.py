@@ -131,8 +131,9 @@ def test_well_known_sorani_names() -> None:
     assert names["IQG11"] == "هەولێر"
     assert names["IQG16"] == "سەڵاحەدین"
     assert names["IQG17"] == "زیقار"
-    assert place("IQG15Q05") is not None
-    assert place("IQG15Q05").name("ckb") == "مووسڵ"  # type: ignore[union-attr]
+    mosul = place("IQG15Q05")
+    assert mosul is not None
+    assert mosul.name("ckb") == "مووسڵ"
 
 
 def test_corrected_arabic_names_and_halabja() -> None:
