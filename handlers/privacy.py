@@ -13,7 +13,16 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.flows import MENU, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
-from bot.i18n import LANGUAGE_NAMES, N_, _, format_datetime, format_number, isolate, ngettext
+from bot.i18n import (
+    LANGUAGE_NAMES,
+    N_,
+    _,
+    format_datetime,
+    format_number,
+    isolate,
+    ngettext,
+    pgettext,
+)
 from bot.messages import Button
 from bot.models import Report, Signature
 from bot.privacy import Holding, holdings
@@ -64,7 +73,7 @@ def formatters(ctx: Ctx) -> dict[str, Callable[[Any], str]]:
         "shelter": _labelled(report_flow.SHELTER_LABELS, "Other"),
         "when": lambda v: report_flow.describe({"when": v}, "when"),
         "point": lambda v: isolate(f"{float(v):.2f}"),
-        "report_status": _labelled(report_flow.STATUS_LABELS, "Received"),
+        "report_status": _labelled(report_flow.MY_STATUS_LABELS, "Received"),
         "org_type": _labelled(sign_flow.TYPE_LABELS, "Other"),
         "signature_status": _labelled(sign_flow.STATUS_LABELS, "Pending verification"),
         "photo": lambda v: _("a photo"),
@@ -189,7 +198,10 @@ async def ask_forget(ctx: Ctx) -> None:
     parts.append(_("This cannot be undone. Delete?"))
     ctx.ask(
         "\n\n".join(parts),
-        [Button(_("Yes, delete my data"), "forget:yes"), Button(_("No, keep it"), "forget:no")],
+        [
+            Button(_("Yes, delete my data"), "forget:yes"),
+            Button(pgettext("data", "No, keep it"), "forget:no"),
+        ],
         title=_("Delete my data"),
     )
 

@@ -22,6 +22,7 @@ from bot.i18n import (
     direct,
     format_number,
     isolate,
+    pgettext,
     use_locale,
 )
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
@@ -108,7 +109,7 @@ def next_step(ctx: Ctx, after: str) -> Transition:
 
 def shown_name(data: dict[str, Any]) -> str:
     """The organization's names as given."""
-    return " / ".join(str(n) for n in (data.get("name_ar"), data.get("name_en")) if n)
+    return " / ".join(isolate(str(n)) for n in (data.get("name_ar"), data.get("name_en")) if n)
 
 
 async def skip_read(ctx: Ctx) -> str | None:
@@ -166,7 +167,13 @@ async def on_read(ctx: Ctx) -> Transition:
 
 async def ask_name(ctx: Ctx) -> None:
     """The organization's name."""
-    ctx.ask(_("What is the name of your organization? Write it in Arabic or in English."))
+    if current_locale() == "ckb":
+        # Kurdish organizations are asked for their name in Kurdish first, not in Arabic.
+        ctx.ask(
+            _("What is the name of your organization? Write it in Kurdish, Arabic or English.")
+        )
+    else:
+        ctx.ask(_("What is the name of your organization? Write it in Arabic or in English."))
 
 
 async def on_name(ctx: Ctx) -> Transition:
@@ -185,7 +192,13 @@ async def on_name(ctx: Ctx) -> Transition:
 
 async def ask_other_name(ctx: Ctx) -> None:
     """The name in the other language, if it has one."""
-    other = _("English") if ctx.data.get("name_ar") else _("Arabic")
+    # The first name was in Arabic script (Arabic or Kurdish) or in Latin letters.
+    if ctx.data.get("name_ar"):
+        other = _("English")
+    elif current_locale() == "ckb":
+        other = _("Kurdish or Arabic")
+    else:
+        other = _("Arabic")
     ctx.ask(
         _("Does it also have a name in %(language)s? Write it, or press Skip.")
         % {"language": other},
@@ -400,9 +413,8 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "gov":
         found = gazetteer.place(str(value))
         return found.name(current_locale()) if found else "-"
-    if step in ("phone", "email"):
-        return isolate(str(value)) if value else "-"
-    return str(value or "-")
+    # Typed answers keep their order inside right-to-left lines ("2 Ankawa Street").
+    return isolate(str(value)) if value else "-"
 
 
 async def ask_summary(ctx: Ctx) -> None:
@@ -564,7 +576,10 @@ async def ask_withdraw(ctx: Ctx) -> None:
     """Confirm the withdrawal."""
     ctx.ask(
         _("Withdraw your organization's signature of the declaration?"),
-        [Button(_("Yes, withdraw it"), "wd:yes"), Button(_("No, keep it"), "wd:no")],
+        [
+            Button(_("Yes, withdraw it"), "wd:yes"),
+            Button(pgettext("signature", "No, keep it"), "wd:no"),
+        ],
     )
 
 

@@ -109,7 +109,7 @@ async def test_a_failing_step_apologizes_and_keeps_the_place(
     )
     person = Person(Engine(db, settings, registry), Address("console", "tester"))
     await person.send("/start boom")
-    await person.tap("کوردی")
+    await person.tap("کوردی (سۆرانی)")
     before = await state(db, ME)
     assert before["flow"] == "boom"
     with caplog.at_level(logging.ERROR):

@@ -481,3 +481,20 @@ async def test_two_coordinators_deciding_at_once_decide_once(
     assert [a.action for a in audits] == [f"signature:{decided.status}"]
     outcome = [row for row in notices if signature.receipt in row.body["text"]]
     assert len(outcome) == 2  # the receipt when signing, and one decision
+
+
+async def test_sorani_representatives_are_asked_for_the_name_in_kurdish(
+    person: Person, db: Database
+) -> None:
+    await choose_language(person, "ckb")
+    await person.tap(t("ckb", "Sign the declaration"))
+    if t("ckb", "I have read it") in person.labels():
+        await person.tap(t("ckb", "I have read it"))
+    question = "What is the name of your organization? Write it in Kurdish, Arabic or English."
+    assert t("ckb", question) in person.text()
+    assert "کوردی" in t("ckb", question)
+    await person.send("Zagros Teachers Union")
+    # The follow-up does not take the first name for Arabic, nor ask only for Arabic.
+    assert t("ckb", "Kurdish or Arabic") in person.text()
+    await person.send("سەندیکای مامۆستایانی زاگرۆس")
+    assert t("ckb", "What kind of organization is it?") in person.text()

@@ -156,7 +156,7 @@ async def start_in(user: WhatsAppUser, locale: str) -> None:
     """First contact: hello, then the language by its number."""
     first = await user.say("مرحبا")
     assert "1. " in first  # the languages, as a numbered list
-    names = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+    names = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
     await user.pick(names[locale])
     assert t(locale, "Report a displaced family") in user.last
 
