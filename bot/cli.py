@@ -158,8 +158,8 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def maintain(settings: Settings, task: str) -> None:
-    """`db purge` and `db rotate-keys`."""
+async def maintain(settings: Settings, task: str) -> int:
+    """`db purge` and `db rotate-keys`; the exit status."""
     from datetime import UTC, datetime
 
     from bot import retention
@@ -172,11 +172,21 @@ async def maintain(settings: Settings, task: str) -> None:
         else:
             if not crypto.enabled():
                 print("icssi-bot: DATA_ENCRYPTION_KEY is not set", file=sys.stderr)
-                return
-            changed = await retention.rotate_keys(db)
-            print(f"icssi-bot: re-encrypted {changed} reports", file=sys.stderr)
+                return 2
+            try:
+                rewritten = await retention.rotate_keys(db)
+            except retention.Unreadable as exc:
+                print(
+                    "icssi-bot: nothing was changed: these values cannot be decrypted with the "
+                    f"keys in DATA_ENCRYPTION_KEY (put the missing key after the new one): {exc}",
+                    file=sys.stderr,
+                )
+                return 2
+            done = ", ".join(f"{table}: {n}" for table, n in rewritten.items())
+            print(f"icssi-bot: re-encrypted with the newest key ({done})", file=sys.stderr)
     finally:
         await db.close()
+    return 0
 
 
 def new_revision(message: str) -> str:
@@ -222,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             return asyncio.run(run_export(settings, args))
         elif args.command == "db" and args.db_command in ("purge", "rotate-keys"):
-            asyncio.run(maintain(settings, args.db_command))
+            return asyncio.run(maintain(settings, args.db_command))
         elif args.command == "db" and args.db_command == "revision":
             print(f"icssi-bot: wrote {new_revision(args.message)}", file=sys.stderr)
         elif args.command == "db":

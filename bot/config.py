@@ -71,6 +71,7 @@ class Settings:
     data_encryption_keys: tuple[str, ...] = ()
     report_retention_days: int = 365
     reports_per_day: int = 3
+    conversation_idle_days: int = 7
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
     bulletin_grace_minutes: int = 60
     telegram_channel_id: str | None = None
@@ -361,6 +362,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("REPORT_RETENTION_DAYS", "report_retention_days", _days, "a number of days, 1 or more")
     take("REPORTS_PER_DAY", "reports_per_day", _count, "a number from 1 to 1000")
+    take(
+        "CONVERSATION_IDLE_DAYS",
+        "conversation_idle_days",
+        _days,
+        "a number of days, 1 or more",
+    )
     take(
         "REPORT_ALERT_NEEDS",
         "report_alert_needs",

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
-    delete,
     func,
     insert,
     or_,
@@ -29,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from bot import privacy
 from bot.config import Settings
 from bot.db import Database
 from bot.dbapi import Prepared
@@ -158,6 +158,7 @@ class _Hot:
                         "channel",
                         "address",
                         "contact_id",
+                        "subject_id",
                         "priority",
                         "body",
                         "status",
@@ -209,6 +210,7 @@ def _outbox_rows(
             "channel": message.address.channel,
             "address": str(message.address),
             "contact_id": contact_id,
+            "subject_id": message.about,
             "priority": PRIORITIES[message.priority],
             "body": message.to_json(),
             "status": "pending",
@@ -377,14 +379,10 @@ class Engine:
     async def _forget(
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
     ) -> list[Outbound]:
-        """Delete a contact, its conversation and the messages to it; send only the goodbye."""
-        await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.address == contact.address)
-        )
-        await session.delete(contact)  # the conversation goes with it (ON DELETE CASCADE)
-        await session.flush()
+        """Forget a person (bot.privacy.forget); send only the goodbye, which leaves no trace."""
+        await privacy.forget(session, contact, self.clock())
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
-        farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
+        farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
         await enqueue(session, farewell, None)
         return farewell
 

@@ -199,8 +199,10 @@ class Ctx:
         buttons: Sequence[Sequence[Button]] = (),
         photo: str | None = None,
         priority: Priority = "reply",
+        about: int | None = None,
     ) -> None:
-        """Queue a message to the user, in the current locale's direction."""
+        """Queue a message to the user, in the current locale's direction; `about`, the contact
+        whose personal data it shows (Outbound.about)."""
         rows = tuple(tuple(row) for row in buttons if row)
         self.replies.append(
             Outbound(
@@ -211,6 +213,7 @@ class Ctx:
                 photo=photo,
                 priority=priority,
                 locale=current_locale(),
+                about=about,
             )
         )
 

@@ -25,11 +25,13 @@ from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Delete,
     Integer,
     Select,
     Table,
     Update,
     bindparam,
+    delete,
     or_,
     select,
     update,
@@ -37,12 +39,14 @@ from sqlalchemy import (
 
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
-from bot.messages import Outbound, Priority
-from bot.models import Contact, OutboxMessage
+from bot.messages import HOLDING_CHANNELS, Outbound, Priority
+from bot.models import REFERENCE_KEYS, Contact, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
 PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
+# Outcomes after which a row is never sent: its body is blanked then.
+GONE = frozenset({"sent", "failed", "unreachable", "cancelled"})
 
 # Seconds a process holds the outbox rows it fetched (PostgreSQL) unless it renews the claim,
 # which it does every third of that while it lives: the time after which another process, or
@@ -267,6 +271,12 @@ def _claim_due() -> Update:
     )
 
 
+def _delete_row() -> Delete:
+    """DELETE the outbox row :row_id."""
+    table = cast(Table, OutboxMessage.__table__)
+    return delete(table).where(table.c.id == bindparam("row_id"))
+
+
 def _unreachable_contact() -> Update:
     """Mark the contact at :address unreachable, for :reason."""
     return (
@@ -281,7 +291,7 @@ def _unreachable_rows() -> Update:
     return (
         update(OutboxMessage)
         .where(OutboxMessage.address == bindparam("address"), OutboxMessage.status == "pending")
-        .values(status="unreachable", error=bindparam("reason"))
+        .values(status="unreachable", error=bindparam("reason"), body={})
     )
 
 
@@ -704,6 +714,18 @@ class ChannelWorker:
             self.delivering -= 1
             self.pacer.done()
             self.sending.pop(row_id, None)
+        gone = values.get("status") in GONE
+        if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
+            values = {"delete": True}
+        elif (
+            gone
+            and not body.keys() <= REFERENCE_KEYS
+            # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
+            # tier): the status callback blanks it once delivered (retention a day after).
+            and not (self.channel in HOLDING_CHANNELS and values["status"] == "sent")
+        ):
+            # What it said may quote what people told us: nothing of it stays once it has gone.
+            values["body"] = {}
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. The recorder writes it with the others that finish meanwhile.
@@ -746,7 +768,11 @@ class ChannelWorker:
             # the send itself.
             groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
             unreachable: list[dict[str, object]] = []
+            deleted: list[dict[str, object]] = []
             for row_id, address, values, reason in batch:
+                if values.get("delete"):
+                    deleted.append({"row_id": row_id})
+                    continue
                 params = {f"new_{key}": value for key, value in {**values, **claim}.items()}
                 params["row_id"] = row_id
                 groups.setdefault(tuple(sorted({**values, **claim})), []).append(params)
@@ -756,6 +782,8 @@ class ChannelWorker:
                 (self._statement(f"outcome {keys}", functools.partial(_outcome_update, keys)), p)
                 for keys, p in groups.items()
             ]
+            if deleted:
+                statements.append((self._statement("delete", _delete_row), deleted))
             if unreachable:  # the contact, and its other pending messages stopped
                 statements.append((self._statement("contact", _unreachable_contact), unreachable))
                 statements.append((self._statement("stopped", _unreachable_rows), unreachable))

@@ -30,6 +30,7 @@ from bot.i18n import _, direct, format_datetime, format_number, isolate, ngettex
 from bot.messages import Address, Button, Outbound
 from bot.models import AuditEntry, Contact, Report
 from handlers.report import (
+    NEED_BUTTONS,
     NEED_LABELS,
     SHELTER_LABELS,
     STATUS_LABELS,
@@ -176,7 +177,7 @@ async def ask_need(ctx: Ctx) -> None:
     """Pick a need to filter by."""
     ctx.ask(
         _("Which need?"),
-        [Button(_(label), f"f:{code}") for code, label in NEED_LABELS.items()],
+        [Button(_(label), f"f:{code}") for code, label in NEED_BUTTONS.items()],
         columns=2,
     )
 
@@ -226,6 +227,7 @@ async def ask_show(ctx: Ctx) -> None:
             [Button(_("Reports"), "show:list")],
             nav_buttons(MENU),
         ],
+        about=report.contact_id,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, or_, select
 
-from bot import gazetteer
+from bot import crypto, gazetteer
 from bot.config import NEEDS
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
 from bot.i18n import (
@@ -29,7 +29,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Button, Outbound
-from bot.models import Report
+from bot.models import Report, ReportMark
 from bot.text import ascii_digits, parse_int
 
 PLACE_LIMIT = 200
@@ -50,6 +50,17 @@ NEED_LABELS: dict[str, str] = {
     "education": N_("Education"),
     "cash": N_("Cash"),
     "psychosocial": N_("Psychosocial support"),
+}
+# Buttons of the needs stand two to a row: each has a short label (at most 20 characters in every
+# language, tests/test_i18n.py checks it); the summary keeps the full wording above.
+NEED_BUTTONS: dict[str, str] = {
+    **NEED_LABELS,
+    "shelter": N_("Shelter, home items"),
+    "health": N_("Health and medicine"),
+    "wash": N_("Sanitation, hygiene"),
+    "legal": N_("Documents, legal aid"),
+    "protection": N_("Protection"),
+    "psychosocial": N_("Emotional support"),
 }
 SHELTER_LABELS: dict[str, str] = {
     "camp": N_("Camp"),
@@ -74,6 +85,43 @@ STATUS_LABELS: dict[str, str] = {
     "resolved": N_("Resolved"),
     "duplicate": N_("Duplicate"),
     "invalid": N_("Closed"),
+}
+# The status as "My reports" shows it to the family: coordinators' words such as "Duplicate" or
+# "Closed" read like a refusal.
+MY_STATUS_LABELS: dict[str, str] = {
+    "new": N_("Received"),
+    "verified": N_("Checked; help is being sought"),
+    "referred": N_("Referred to a relief organization"),
+    "resolved": N_("Followed up; help given"),
+    "duplicate": N_("Followed with your earlier request"),
+    "invalid": N_("Closed after follow-up"),
+}
+# What each status means for the family, in plain words: a bare "Duplicate" or "Closed" reads
+# like a refusal.
+STATUS_NOTICES: dict[str, str] = {
+    "new": N_(
+        "Your report %(reference)s was received. A coordinator of the Initiative will read it."
+    ),
+    "verified": N_(
+        "A coordinator has checked your report %(reference)s and is now looking for help "
+        "for your family."
+    ),
+    "referred": N_(
+        "Your report %(reference)s was passed to a relief organization, which will look at how "
+        "it can help your family."
+    ),
+    "resolved": N_(
+        "Your report %(reference)s was followed up and the help it asked for was given. If "
+        "your family still needs help, you can send a new report."
+    ),
+    "duplicate": N_(
+        "Your report %(reference)s repeats an earlier request. Nothing is lost: your earlier "
+        "request is being followed."
+    ),
+    "invalid": N_(
+        "Your report %(reference)s was closed after follow-up. If your family still needs "
+        "help, you can send a new report."
+    ),
 }
 COUNTS: dict[str, tuple[str, str]] = {
     "children": (N_("How many of them are children under 5?"), N_("Children under 5")),
@@ -165,7 +213,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "place":
         parts = []
         if data.get("place"):
-            parts.append(str(data["place"]))
+            parts.append(isolate(str(data["place"])))  # typed: "12 Sharya Camp" keeps its order
         if data.get("lat") is not None:
             parts.append(_("location shared"))
         return " · ".join(parts) or _("Not given")
@@ -188,7 +236,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "urgent":
         return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
     if step == "notes":
-        parts = [str(data["notes"])] if data.get("notes") else []
+        parts = [isolate(str(data["notes"]))] if data.get("notes") else []
         if data.get("photo"):
             parts.append(_("a photo"))
         return " · ".join(parts) or _("Nothing")
@@ -355,6 +403,12 @@ async def ask_precision(ctx: Ctx) -> None:
 async def on_precision(ctx: Ctx) -> Transition:
     """Store the choice."""
     ctx.data["precision"] = "exact" if ctx.choice == "prec:exact" else "area"
+    if ctx.data["precision"] == "area":
+        # Only the area is kept from now on, in the conversation too: the exact point is not
+        # held anywhere once the family chose not to share it.
+        for key in ("lat", "lon"):
+            if ctx.data.get(key) is not None:
+                ctx.data[key] = round(float(ctx.data[key]), 2)
     return next_step(ctx, "precision")
 
 
@@ -521,7 +575,7 @@ async def ask_needs(ctx: Ctx) -> None:
     chosen = ctx.data.get("needs", [])
     buttons = [
         Button(("✅ " if code in chosen else "") + _(label), f"need:{code}")
-        for code, label in NEED_LABELS.items()
+        for code, label in NEED_BUTTONS.items()
     ]
     buttons.append(Button(_("Done"), "need:done"))
     ctx.ask(
@@ -558,7 +612,7 @@ async def ask_urgent(ctx: Ctx) -> None:
     """Which need is the most urgent."""
     ctx.ask(
         _("Which of these is the most urgent?") + current(ctx, "urgent"),
-        [Button(_(NEED_LABELS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
+        [Button(_(NEED_BUTTONS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
     )
 
 
@@ -773,12 +827,13 @@ def limit_text(ctx: Ctx) -> str:
 
 
 async def reports_today(ctx: Ctx) -> int:
-    """How many reports this contact sent in the last 24 hours."""
+    """How many reports this address sent in the last 24 hours, by the marks their reports left
+    (bot.models.ReportMark): they outlive "Delete my data", so that deleting does not reset it."""
     since = ctx.now - timedelta(days=1)
     return int(
         await ctx.session.scalar(
-            select(func.count(Report.id)).where(
-                Report.contact_id == ctx.contact.id, Report.created_at >= since
+            select(func.count(ReportMark.id)).where(
+                ReportMark.key == crypto.keyed_hash(str(ctx.address)), ReportMark.at >= since
             )
         )
         or 0
@@ -833,6 +888,7 @@ async def store(ctx: Ctx) -> Report:
     )
     report.duplicate_of = await probable_duplicate(ctx, report)
     ctx.session.add(report)
+    ctx.session.add(ReportMark(key=crypto.keyed_hash(str(ctx.address)), at=ctx.now))
     await ctx.session.flush()
     alert = set(report.needs) & ctx.settings.report_alert_needs
     if alert or report.duplicate_of is not None:
@@ -888,6 +944,7 @@ def coordinator_alert(address: Address, report: Report) -> Outbound:
         text=direct("\n".join(lines)),
         buttons=((Button(_("Open the report"), f"rep:open:{report.reference}"),),),
         priority="notice",
+        about=report.contact_id,
     )
 
 
@@ -932,7 +989,7 @@ async def ask_mine(ctx: Ctx) -> None:
     else:
         text = "\n".join(
             f"• {isolate(r.reference)} · {place_name(r.governorate)} · "
-            f"{_(STATUS_LABELS.get(r.status, 'Received'))}"
+            f"{_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
             for r in reports
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])
@@ -944,8 +1001,6 @@ MINE = Flow("myreports", {"list": Step(ask_mine)})
 def status_notice(report: Report, address: Address, locale: str) -> Outbound:
     """Tell a reporter, in their language, that their report's status changed."""
     with use_locale(locale):
-        text = _("The status of your report %(reference)s is now: %(status)s") % {
-            "reference": isolate(report.reference),
-            "status": _(STATUS_LABELS.get(report.status, "Received")),
-        }
+        notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
+        text = _(notice) % {"reference": isolate(report.reference)}
         return Outbound(address=address, text=direct(text), priority="notice")

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.i18n import LANGUAGE_NAMES, translate_in
+from bot.i18n import LANGUAGE_NAMES, catalog, translate_in
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from tests.conftest import Person
 
@@ -17,6 +17,11 @@ LANGS = ("ar", "ckb", "en")
 def t(locale: str, message: str) -> str:
     """`message` as the bot says it in `locale`."""
     return translate_in(locale, message)
+
+
+def tc(locale: str, context: str, message: str) -> str:
+    """`message` in a msgctxt `context`, as the bot says it in `locale`."""
+    return str(catalog(locale).pgettext(context, message))
 
 
 def menu_labels(locale: str) -> list[str]:

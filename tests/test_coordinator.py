@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.engine import Engine
+from bot.i18n import FSI, PDI, direct
 from bot.messages import Address
 from bot.models import AuditEntry
+from handlers.report import STATUS_NOTICES
 from tests.conftest import Person
 from tests.helpers import choose_language, menu_labels, t
 from tests.test_report import by_buttons_to_summary_with_needs, reports
@@ -68,10 +70,10 @@ async def test_open_verify_and_the_family_is_told_in_its_language(
     await coordinator.send("اتصلنا بالعائلة")
     to_family = [m for m in coordinator.sent if m.address == family.address]
     assert len(to_family) == 1
-    assert t("ckb", "The status of your report %(reference)s is now: %(status)s").split("%")[0][
-        :8
-    ] in (to_family[0].text)
-    assert t("ckb", "Verified") in to_family[0].text
+    # The family is told what the new status means for it, in its language.
+    notice = STATUS_NOTICES["verified"]
+    reference = f"{FSI}{report.reference}{PDI}"
+    assert to_family[0].text == direct(t("ckb", notice) % {"reference": reference}, "ckb")
     assert report.reference in to_family[0].text
     [stored] = await reports(db)
     assert stored.status == "verified"
@@ -82,16 +84,36 @@ async def test_open_verify_and_the_family_is_told_in_its_language(
     assert rows[1].report_id == stored.id
 
 
-async def test_the_family_sees_the_new_status(
-    engine: Engine, db: Database, coordinator: Person
+@pytest.mark.parametrize(
+    ("locale", "status", "notice", "listed"),
+    [
+        ("en", "Referred", "passed to a relief organization", "Referred to a relief organization"),
+        # «مكرر» would read like a refusal: the family is told its earlier request is followed.
+        ("ar", "Duplicate", "طلبك السابق قيد المتابعة", "يُتابَع مع طلبك السابق"),
+        ("ckb", "Closed", "دوای بەدواداچوون داخرا", "دوای بەدواداچوون داخرا"),
+    ],
+)
+async def test_the_family_sees_what_the_new_status_means(
+    engine: Engine,
+    db: Database,
+    coordinator: Person,
+    locale: str,
+    status: str,
+    notice: str,
+    listed: str,
 ) -> None:
-    family = await family_report(engine, "en", needs="need:food")
+    family = await family_report(engine, locale, needs="need:food")
     [report] = await reports(db)
     await coordinator.send(f"/report {report.reference.lower()}")
-    await coordinator.tap(t("ar", "Referred to a relief organization"))
+    label = {"Referred": "Referred to a relief organization"}.get(status, status)
+    await coordinator.tap(t("ar", label))
     await coordinator.tap(t("ar", "Skip"))
-    await family.tap("My reports")
-    assert "Referred to a relief organization" in family.text()
+    [told] = [m for m in coordinator.sent if m.address == family.address]
+    assert notice in told.text
+    await family.tap(t(locale, "My reports"))
+    assert listed in family.text()
+    if locale == "ar":
+        assert t(locale, label) not in family.text()
 
 
 async def test_the_list_with_filters_and_pages(

@@ -220,7 +220,7 @@ async def test_a_shared_location_is_rounded_unless_the_family_agrees(
     assert "Only the area" in person.labels()
     await person.tap("Only the area")
     data = (await state(db, ME))["data"]
-    assert (data["lat"], data["precision"]) == (37.14321, "area")
+    assert (data["lat"], data["lon"], data["precision"]) == (37.14, 42.69, "area")
 
 
 async def test_back_keeps_the_answer_and_edit_returns_to_the_summary(

@@ -163,6 +163,9 @@ async def test_a_fuzzy_duplicate_is_asked_about_and_flagged(
     first = Person(engine, Address("telegram", "1"))
     await choose_language(first, "ar")
     await sign(first, "ar")
+    [earlier] = await signatures(db)
+    await coordinator.press(f"sig:open:{earlier.id}")
+    await coordinator.tap("Verify")
     second = Person(engine, Address("telegram", "2"))
     await choose_language(second, "en")
     await second.tap("Sign the declaration")
@@ -189,6 +192,36 @@ async def test_a_fuzzy_duplicate_is_asked_about_and_flagged(
     await coordinator.press(f"sig:open:{duplicate.id}")
     assert "⚠" in coordinator.text()
     assert original.receipt in coordinator.text()
+
+
+async def test_a_pending_signature_is_never_said_to_have_signed(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """Only a verified signature is public: a name close to a pending one goes on without the
+    question, and only the coordinators see the flag."""
+    first = Person(engine, Address("telegram", "1"))
+    await choose_language(first, "ar")
+    await sign(first, "ar")
+    second = Person(engine, Address("telegram", "2"))
+    await choose_language(second, "en")
+    await second.tap("Sign the declaration")
+    await second.tap("I have read it")
+    await second.send("Al Amal Developement Society")
+    await second.tap("Skip")
+    assert "has already signed" not in second.text()
+    assert "What kind of organization is it?" in second.text()
+    await second.press("type:youth")
+    await second.press("gov:IQG02")
+    for answer in ("Basra", "Ali Kareem", "Coordinator", "0780 765 4321"):
+        await second.send(answer)
+    await second.tap("Skip")
+    await second.press("auth:yes")
+    await second.tap("Confirm and sign")
+    original, duplicate = await signatures(db)
+    assert (duplicate.similar_to, duplicate.same_organization) == (original.id, None)
+    await coordinator.press(f"sig:open:{duplicate.id}")
+    assert "⚠" in coordinator.text()
+    assert "not asked, as the earlier one is not verified" in coordinator.text()
 
 
 async def test_verify_and_reject_reach_the_representative(
@@ -448,3 +481,20 @@ async def test_two_coordinators_deciding_at_once_decide_once(
     assert [a.action for a in audits] == [f"signature:{decided.status}"]
     outcome = [row for row in notices if signature.receipt in row.body["text"]]
     assert len(outcome) == 2  # the receipt when signing, and one decision
+
+
+async def test_sorani_representatives_are_asked_for_the_name_in_kurdish(
+    person: Person, db: Database
+) -> None:
+    await choose_language(person, "ckb")
+    await person.tap(t("ckb", "Sign the declaration"))
+    if t("ckb", "I have read it") in person.labels():
+        await person.tap(t("ckb", "I have read it"))
+    question = "What is the name of your organization? Write it in Kurdish, Arabic or English."
+    assert t("ckb", question) in person.text()
+    assert "کوردی" in t("ckb", question)
+    await person.send("Zagros Teachers Union")
+    # The follow-up does not take the first name for Arabic, nor ask only for Arabic.
+    assert t("ckb", "Kurdish or Arabic") in person.text()
+    await person.send("سەندیکای مامۆستایانی زاگرۆس")
+    assert t("ckb", "What kind of organization is it?") in person.text()

@@ -156,7 +156,7 @@ async def start_in(user: WhatsAppUser, locale: str) -> None:
     """First contact: hello, then the language by its number."""
     first = await user.say("مرحبا")
     assert "1. " in first  # the languages, as a numbered list
-    names = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+    names = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
     await user.pick(names[locale])
     assert t(locale, "Report a displaced family") in user.last
 
@@ -727,3 +727,30 @@ async def test_a_replayed_63018_does_not_hold_the_bulletins_again(
         assert await replay(failed_callback(fake, 63018)) == 204
     again = await delivery(db, number)
     assert (again.status, again.not_before) == ("pending", first.not_before)  # not moved
+
+
+async def test_forgetting_on_whatsapp_leaves_neither_the_text_nor_the_address(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    """A reply keeps its text until Twilio says it was delivered (a failed delivery sends it
+    again); the goodbye to a forgotten person goes, then its row goes too."""
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    await user.say("Sharya camp, tent 12")
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert any(row.body for row in rows if row.status == "sent")  # not confirmed yet
+    await fake.wait_for_callbacks()  # "delivered", from the fake Twilio
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.body for row in rows if row.status == "sent"] == [{}] * len(rows)
+    await user.say("/forget")
+    await user.pick("Yes, delete my data")
+    assert "Your data has been deleted" in user.last
+    await fake.wait_for_callbacks()
+    async with db.transaction() as session:
+        left = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.address for row in left if row.address == user.address] == []

@@ -38,7 +38,7 @@ from bot.engine import Engine, enqueue
 from bot.flows import NAV_PAYLOADS, coordinators
 from bot.i18n import N_, RLM, _, translate_in, use_locale
 from bot.messages import Address, Inbound, Location, Media, Outbound
-from bot.models import AuditEntry, Contact, OutboxMessage, ProcessedInbound
+from bot.models import REFERENCE_KEYS, AuditEntry, Contact, OutboxMessage, ProcessedInbound
 from bot.sender import Held, Rejected, RetryLater, Unreachable
 from bot.text import parse_command, split_text, strip_bidi
 
@@ -209,7 +209,9 @@ class WhatsAppTransport:
 
     async def deliver(self, message: Outbound) -> str | None:
         """Send one Outbound (in parts when long); a template or nothing outside the window."""
-        if not await self.window_open(message.address):
+        # The goodbye to a forgotten person answers the message just received, so the window
+        # is open; the contact that recorded when they wrote is gone with their data.
+        if not message.ephemeral and not await self.window_open(message.address):
             return await self._outside_window(message)
         try:
             return await self._send_full(message)
@@ -366,6 +368,8 @@ class StatusRecorder:
                 return None
             if status in ("delivered", "read"):  # applied once by itself: the first time kept
                 row.delivered_at = row.delivered_at or now
+                if not row.body.keys() <= REFERENCE_KEYS:
+                    row.body = {}  # it will not be sent again: nothing of what it said stays
                 return status
             if not await self._first_time(session, sid, status, now):
                 # A replayed callback (Twilio's signature stays valid for ever): a second 21610
@@ -406,6 +410,8 @@ class StatusRecorder:
             else:
                 row.status = "failed"
                 outcome = "failed"
+            if row.status in ("failed", "unreachable") and not row.body.keys() <= REFERENCE_KEYS:
+                row.body = {}  # it will not be sent again
         if code == OPTED_OUT:
             await unsubscribe(self.db, row.address)
         if self.wake is not None and code == OUTSIDE_WINDOW:
