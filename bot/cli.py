@@ -8,9 +8,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.engine import make_url
+
 from bot import bulletin_cli, crypto, logs, runtime
 from bot.config import ConfigError, Settings, load_settings
-from bot.db import Database, upgrade
+from bot.db import Database, at_head, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +227,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_format,
     )
     try:
+        if args.command in ("run", "chat", "serve", "worker"):
+            if make_url(settings.database_url).get_backend_name() == "sqlite":
+                upgrade(settings.database_url)  # the embedded default: made or migrated here
+            elif not asyncio.run(at_head(settings.database_url)):
+                print(
+                    "icssi-bot: the database is not at this version: run `icssi-bot db "
+                    "upgrade` first",
+                    file=sys.stderr,
+                )
+                return 2
         if args.command == "keygen":
             print(crypto.new_key())
         elif args.command == "bulletin":

@@ -254,6 +254,23 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+async def at_head(url: str) -> bool:
+    """Whether the database is migrated to this version of the bot."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    wanted = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    engine = create_async_engine(url)  # an async URL, as Settings.database_url is
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda sync: set(MigrationContext.configure(sync).get_current_heads())
+            )
+    finally:
+        await engine.dispose()
+    return current == wanted
+
+
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """`upgrade` from inside an event loop (Alembic's env runs its own loop in a thread)."""
     await asyncio.to_thread(upgrade, url, revision)

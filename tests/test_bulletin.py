@@ -412,6 +412,56 @@ async def test_is_this_genuine(
         assert "does not match any bulletin" in reader.text()
 
 
+async def test_a_bulletin_as_each_channel_delivered_it_is_genuine(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    """Pasted or forwarded whole, as Telegram, WhatsApp or the console showed it (title, text,
+    footer, and the note of a language given in another), or named by its id: genuine. One word
+    changed, even under the real footer: not."""
+    from bot.channels.console import render as console_text
+    from bot.channels.whatsapp import body_of
+
+    await compose(coordinator, {"ar": AR, "en": EN})
+    await coordinator.tap("Send now")
+    async with db.transaction() as session:
+        bulletin = await session.scalar(select(Bulletin))
+    assert bulletin is not None
+    assert bulletin.public_id is not None
+    reader = Person(engine, Address("telegram", "70"))
+    await choose_language(reader, "ckb")  # no Kurdish text: the Arabic, with the note
+
+    async def check(pasted: str) -> str:
+        await reader.send("/menu")
+        await reader.tap(t("ckb", "Bulletin"))
+        await reader.tap(t("ckb", "Is this genuine?"))
+        await reader.send(pasted)
+        return reader.text()
+
+    yes = t("ckb", "Yes: this text matches bulletin %(id)s, published on %(date)s.").split("%")[0]
+    no = t(
+        "ckb",
+        "This text does not match any bulletin the Initiative published. It may have "
+        "been changed, or it is not from us.",
+    )
+    for locale in ("ckb", "en"):
+        for channel in ("telegram", "whatsapp", "console"):
+            message = bulletins.render(bulletin, Address(channel, "x"), locale, settings.timezone)
+            shown = {
+                "telegram": f"{message.title}\n{message.text}",
+                "whatsapp": body_of(message),
+                "console": console_text(message),
+            }[channel]
+            reply = await check(shown)
+            assert yes in reply, (locale, channel, shown)
+            assert bulletin.public_id in reply
+            changed = shown.replace("Sinjar", "Mosul").replace("سنجار", "الموصل")
+            assert no in await check(changed), (locale, channel)
+    by_id = await check(bulletin.public_id.lower().replace("2", "٢"))
+    assert bulletin.public_id in by_id
+    assert AR["title"] in by_id
+    assert no in await check("B-ZZZZZZ")
+
+
 async def test_latest_and_archive_with_hashes(
     engine: Engine, db: Database, coordinator: Person
 ) -> None:

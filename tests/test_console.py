@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from handlers.declaration import pages
-from tests.conftest import user_url
+from tests.conftest import ON_POSTGRES, user_url
 from tests.helpers import t
 
 
@@ -79,3 +79,27 @@ def test_make_run_without_token_is_the_console(env: dict[str, str]) -> None:
     icssi_bot(["db", "upgrade"], env)
     out = icssi_bot(["run"], env, "3\n/menu\n")
     assert "Main menu" in out
+
+
+def test_the_chat_on_a_new_database_makes_it(env: dict[str, str]) -> None:
+    """No `db upgrade` first: SQLite, the embedded default, is made at start; PostgreSQL says in
+    one line what to run."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "chat", "--user", "new"],
+        input="3\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    if ON_POSTGRES:
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "icssi-bot: the database is not at this version: run `icssi-bot db upgrade` first"
+        ]
+        return
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert t("en", "Thank you. I will write to you in English.") in result.stdout
