@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -98,12 +99,16 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
     actor = f"cli:{getpass.getuser()}"  # who, in the audit log and as a bulletin's author
     async with db.transaction() as session:
         if args.action == "list":
+            zone = ZoneInfo(settings.timezone)
             rows = await session.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(50))
             for b in rows:
                 first: dict[str, str] = next(iter(b.texts.values()), {})
                 title = first.get("title", "")
-                when = b.published_at or b.scheduled_at or b.created_at
-                print(f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M}Z\t{title}")
+                # In TIMEZONE, as the chat shows it (the zone's offset said, e.g. +03).
+                when = (b.published_at or b.scheduled_at or b.created_at).astimezone(zone)
+                print(
+                    f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M%z}\t{title}"
+                )
             return 0
         if args.action == "edit":
             return await edit(session, args, now, actor)
@@ -130,7 +135,11 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             if bulletin.status not in ("sending", "sent"):
                 return fail(f"bulletin {args.id} is {bulletin.status}, not being sent")
             count = await bulletins.stop(session, bulletin, actor, now)
-            print(f"icssi-bot: stopped; {count} unsent messages cancelled", file=sys.stderr)
+            print(
+                f"icssi-bot: stopped; {count} unsent "
+                f"{'message' if count == 1 else 'messages'} cancelled",
+                file=sys.stderr,
+            )
             return 0
         texts = {}
         for locale in LOCALES:

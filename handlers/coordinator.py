@@ -56,9 +56,11 @@ def audit(ctx: Ctx, action: str, report: Report | None = None, **detail: Any) ->
     )
 
 
-def parse_filters(args: list[str]) -> dict[str, str]:
-    """Filters typed after /reports: a governorate (code or name), a status, a need."""
+def parse_filters(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Filters typed after /reports: a governorate (code or name), a status, a need; and the
+    words that are none of these."""
     filters: dict[str, str] = {}
+    unknown: list[str] = []
     for arg in args:
         word = arg.strip()
         found = gazetteer.place(word) or gazetteer.find(word, gazetteer.GOVERNORATES)
@@ -68,7 +70,9 @@ def parse_filters(args: list[str]) -> dict[str, str]:
             filters["status"] = word.lower()
         elif word.lower() in NEEDS:
             filters["need"] = word.lower()
-    return filters
+        elif word:
+            unknown.append(word[:40])
+    return filters, unknown
 
 
 def filtered(filters: dict[str, str]) -> Select[Report]:
@@ -83,8 +87,9 @@ def filtered(filters: dict[str, str]) -> Select[Report]:
 
 async def ask_list(ctx: Ctx) -> None:
     """A page of reports with the filters in force."""
+    unknown: list[str] = []
     if "filters" not in ctx.data:
-        ctx.data["filters"] = parse_filters([str(a) for a in ctx.data.get("args", [])])
+        ctx.data["filters"], unknown = parse_filters([str(a) for a in ctx.data.get("args", [])])
     filters: dict[str, str] = ctx.data["filters"]
     page = int(ctx.data.get("page", 0))
     query = filtered(filters)
@@ -99,8 +104,18 @@ async def ask_list(ctx: Ctx) -> None:
     audit(ctx, "list", filters=filters, page=page)
     lines = [
         filter_line(filters),
-        _("%(count)s reports") % {"count": isolate(format_number(total))},
+        ngettext("%(count)s report", "%(count)s reports", total)
+        % {"count": isolate(format_number(total))},
     ]
+    if unknown:  # said, not silently dropped: the list below is not filtered by them
+        lines.insert(
+            0,
+            _(
+                "Not a filter, so left out: %(words)s. Filters are a governorate, a status or a "
+                "need; to open one report, send /report and its reference."
+            )
+            % {"words": ", ".join(isolate(word) for word in unknown)},
+        )
     buttons = [
         Button(
             f"{r.reference} · {place_name(r.governorate)} · {r.people} · "
@@ -379,7 +394,9 @@ async def on_export(ctx: Ctx) -> Transition:
         return retry()
     EXPORT_DIR.mkdir(parents=True, exist_ok=True)
     stamp = ctx.now.strftime("%Y%m%d-%H%M")
-    path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}.{fmt}.{EXTENSIONS[fmt]}"
+    # HXL is a CSV: "….hxl.csv"; a CSV is "….csv", not "….csv.csv".
+    kind = "" if fmt == EXTENSIONS[fmt] else f".{fmt}"
+    path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}{kind}.{EXTENSIONS[fmt]}"
     query = exports.Query(private=False)
     # A blocking file is fine: it is local and written in one go by this one message.
     with path.open("w", encoding="utf-8", newline="") as out:

@@ -341,7 +341,7 @@ async def test_reschedule_cancel_and_stop_are_audited(
         sending = await session.scalar(select(Bulletin).where(Bulletin.status == "sent"))
     assert sending is not None
     code, _out, err = await run_cli(["bulletin", "stop", str(sending.id)], db_url)
-    assert (code, err) == (0, "icssi-bot: stopped; 1 unsent messages cancelled\n")
+    assert (code, err) == (0, "icssi-bot: stopped; 1 unsent message cancelled\n")
     async with db.transaction() as session:
         entry = await session.scalar(
             select(AuditEntry).where(AuditEntry.action == "bulletin:stop")
@@ -539,6 +539,7 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     assert made.stdout.strip().endswith("scheduled")
     listed = cli(["bulletin", "list"], env)
     assert f"{bulletin_id}\t-\tscheduled" in listed.stdout
+    assert "\t2099-01-01 09:00+0300\t" in listed.stdout  # in TIMEZONE, as it was typed
     assert cli(["bulletin", "cancel", bulletin_id], env).returncode == 0
     assert "\tcancelled\t" in cli(["bulletin", "list"], env).stdout
     now = cli(

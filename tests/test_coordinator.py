@@ -183,6 +183,34 @@ async def test_an_export_from_the_chat(engine: Engine, db: Database, coordinator
     path.unlink()
 
 
+async def test_a_csv_export_from_the_chat_is_named_once(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    await family_report(engine, "en")
+    await coordinator.send("/export")
+    await coordinator.press("x:csv")
+    [file] = [m for m in coordinator.replies if m.document]
+    name = Path(file.document or "").name
+    assert name.endswith(".csv")
+    assert not name.endswith(".csv.csv")
+    Path(file.document or "").unlink()
+
+
+async def test_an_unknown_filter_is_said_not_dropped(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    await family_report(engine, "en")
+    await coordinator.send("/reports R-ABCDE food")
+    assert "R-ABCDE" in coordinator.text()
+    assert t(
+        "ar",
+        "Not a filter, so left out: %(words)s. Filters are a governorate, a status "
+        "or a need; to open one report, send /report and its reference.",
+    ).split("%")[0] in (coordinator.text())
+    await coordinator.send("/reports food")
+    assert "R-ABCDE" not in coordinator.text()
+
+
 async def test_others_cannot_export(engine: Engine, db: Database) -> None:
     stranger = Person(engine, Address("telegram", "555"))
     await choose_language(stranger, "en")
