@@ -22,6 +22,7 @@ from bot.i18n import (
     _,
     current_locale,
     direct,
+    format_date,
     format_number,
     is_rtl,
     isolate,
@@ -987,9 +988,10 @@ async def ask_mine(ctx: Ctx) -> None:
     if not reports:
         text = _("You have not sent a report yet.")
     else:
+        zone = ctx.settings.timezone
         text = "\n".join(
-            f"• {isolate(r.reference)} · {place_name(r.governorate)} · "
-            f"{_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
+            f"• {isolate(r.reference)} · {isolate(format_date(r.created_at, zone))} · "
+            f"{place_name(r.governorate)} · {_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
             for r in reports
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])
@@ -998,9 +1000,14 @@ async def ask_mine(ctx: Ctx) -> None:
 MINE = Flow("myreports", {"list": Step(ask_mine)})
 
 
-def status_notice(report: Report, address: Address, locale: str) -> Outbound:
-    """Tell a reporter, in their language, that their report's status changed."""
+def status_notice(
+    report: Report, address: Address, locale: str, note: str | None = None
+) -> Outbound:
+    """Tell a reporter, in their language, that their report's status changed; with the
+    coordinator's note when the coordinator chose to send it."""
     with use_locale(locale):
         notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
         text = _(notice) % {"reference": isolate(report.reference)}
+        if note:
+            text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
         return Outbound(address=address, text=direct(text), priority="notice")
