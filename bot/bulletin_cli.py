@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         create.add_argument(f"--title-{locale}", help=f"the title in {locale}")
         create.add_argument(f"--text-{locale}", help=f"a UTF-8 file with the text in {locale}")
     create.add_argument("--image", help="a photo: an https URL or a Telegram file id")
+    create.add_argument(
+        "--yes", action="store_true", help="with --now: send without asking (for scripts)"
+    )
     when = create.add_mutually_exclusive_group(required=True)
     when.add_argument("--now", action="store_true", help="send it now")
     when.add_argument("--at", help="send it then, in TIMEZONE: '2026-12-01 09:00'")
@@ -89,9 +93,30 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Carry out one `bulletin` subcommand."""
     db = Database(settings.database_url)
     try:
+        if args.action == "create" and args.now and not args.yes and not await confirmed(db, args):
+            return fail("nothing was sent (answer y to send, or give --yes)")
         return await _run(db, settings, args)
     finally:
         await db.close()
+
+
+async def confirmed(db: Database, args: argparse.Namespace) -> bool:
+    """Say to how many subscribers `--now` sends, by channel and language, and ask."""
+    languages = [locale for locale in LOCALES if getattr(args, f"title_{locale}")]
+    async with db.transaction() as session:  # counted, then the lock is let go before asking
+        found = await bulletins.audience(session, languages)
+    people = f"{found.total} subscriber{'' if found.total == 1 else 's'}"
+    print(f"Sent now, this bulletin goes to {people}:", file=sys.stderr)
+    for (channel, locale), count in sorted(found.groups.items()):
+        print(f"  {channel}\t{locale}\t{count}", file=sys.stderr)
+    if found.fallback:
+        print(
+            f"  {found.fallback} of them get it in another language (none of theirs)",
+            file=sys.stderr,
+        )
+    print("Send it now? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = await asyncio.to_thread(sys.stdin.readline)
+    return answer.strip().lower() in ("y", "yes")
 
 
 async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> int:

@@ -472,6 +472,8 @@ async def seed(world: World) -> None:
         await coordinator.press("lang:done")
         await coordinator.press("img:skip")
         await coordinator.press(go)
+        if go == "go:now":
+            await coordinator.press("send:yes")
     await coordinator.send("tomorrow 10:00")
     await coordinator.press("nav:menu")
 

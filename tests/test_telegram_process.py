@@ -145,7 +145,7 @@ async def test_two_web_processes_send_a_bulletin_once(
         created = await asyncio.create_subprocess_exec(
             sys.executable,
             *("-m", "bot.cli", "bulletin", "create", "--title-en", "Water"),
-            *("--text-en", str(text), "--now"),
+            *("--text-en", str(text), "--now", "--yes"),
             env=web_environment(db_url, fake, ports[0]),
         )
         assert await created.wait() == 0
