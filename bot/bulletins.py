@@ -277,9 +277,12 @@ def picture_for(bulletin: Bulletin, channel: str, public_url: str | None) -> str
 
 
 async def published_picture(db: Database, public_id: str) -> str | None:
-    """A published bulletin's picture as the platform it came from knows it; None if none."""
-    async with db.transaction() as session:
-        image = await session.scalar(
+    """A published bulletin's picture as the platform it came from knows it; None if none.
+
+    A read without a lock: anyone may ask for any id, as often as they like.
+    """
+    async with db.read() as conn:
+        image = await conn.scalar(
             select(Bulletin.image).where(
                 Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED)
             )

@@ -65,6 +65,9 @@ class Settings:
     telegram_webhook_secret: str | None = None
     telegram_rate: float = 30.0
     telegram_chat_rate: float = 1.0
+    inbound_per_minute: int = 20  # messages one person may send a minute; past it, dropped
+    telegram_max_body: int = 1_048_576  # bytes of a webhook request's body, at most
+    twilio_max_body: int = 65_536
     data_encryption_keys: tuple[str, ...] = ()
     report_retention_days: int = 365
     reports_per_day: int = 3
@@ -196,6 +199,13 @@ def _count(value: str) -> int:
     if not 1 <= count <= 1000:
         raise ValueError(value)
     return count
+
+
+def _body_size(value: str) -> int:
+    size = int(ascii_digits(value.strip()))
+    if not 1024 <= size <= 100 * 1_048_576:
+        raise ValueError(value)
+    return size
 
 
 def _needs(value: str) -> frozenset[str]:
@@ -330,6 +340,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("TELEGRAM_RATE", "telegram_rate", _rate, "messages per second, above 0")
     take("TELEGRAM_CHAT_RATE", "telegram_chat_rate", _rate, "messages per second, above 0")
+    take("INBOUND_PER_MINUTE", "inbound_per_minute", _count, "a number from 1 to 1000")
+    take(
+        "TELEGRAM_MAX_BODY",
+        "telegram_max_body",
+        _body_size,
+        "bytes, from 1024 to 104857600: the largest webhook body taken",
+    )
+    take(
+        "TWILIO_MAX_BODY",
+        "twilio_max_body",
+        _body_size,
+        "bytes, from 1024 to 104857600: the largest webhook body taken",
+    )
     take(
         "DATA_ENCRYPTION_KEY",
         "data_encryption_keys",

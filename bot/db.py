@@ -50,7 +50,12 @@ def _sqlite_setup(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (Database.read) takes no lock: in WAL mode it never waits for a writer.
+        deferred = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "icssi_read_only"  # the execution option of Database.read's connections
 
 
 class DatabaseInUse(OSError):
@@ -191,6 +196,20 @@ class Database:
             session.begin(),
         ):
             yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading only: no turn at SQLite's write lock, no write lock taken.
+
+        For what anyone may ask for at any rate (the public pictures): such reads must not
+        queue behind, or hold up, the people's messages.
+        """
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            try:
+                yield conn
+            finally:
+                await conn.rollback()
 
     async def ping(self) -> bool:
         """Whether the database answers."""

@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from weakref import WeakValueDictionary
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -38,10 +48,11 @@ from bot.flows import (
     snapshot,
 )
 from bot.i18n import _, direct, use_locale
+from bot.limits import InboundLimit, Verdict
 from bot.messages import HOLDING_CHANNELS, Button, Inbound, Outbound
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from bot.sender import PRIORITIES, Sender
-from bot.text import clean_input
+from bot.text import MAX_INPUT, clean_input
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +152,7 @@ class _Hot:
         )
         self.queue = Prepared(
             insert(_OUTBOX).values(
-                _bound(
+                **_bound(
                     _OUTBOX,
                     (
                         "channel",
@@ -154,10 +165,29 @@ class _Hot:
                         "attempts",
                         "created_at",
                     ),
-                )
+                ),
+                turn=next_turn(bindparam("b_address", type_=_OUTBOX.c.address.type)),
             ),
             dialect,
         )
+
+
+def next_turn(address: Any) -> Any:
+    """The turn of a message queued now for `address`: one past that of its messages still
+    waiting (pending, or held for WhatsApp's window), 0 when none wait (see OutboxMessage.turn).
+
+    Each message of a person comes after their earlier ones, and a person with nothing waiting
+    comes ahead of everyone who has: one person's backlog cannot hold up another's reply.
+    """
+    waiting = _OUTBOX.alias("waiting")
+    return (
+        select(func.coalesce(func.max(waiting.c.turn) + 1, 0))
+        .where(
+            waiting.c.address == address,
+            or_(waiting.c.status == "pending", waiting.c.status == "held"),  # no IN: compiled once
+        )
+        .scalar_subquery()
+    )
 
 
 _HOT: dict[str, _Hot] = {}
@@ -213,9 +243,12 @@ def media_hint() -> str:
 
 async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
     """Add messages to the outbox, in this transaction."""
-    if messages:  # one statement for them all
+    if messages:  # one statement for them all, each row with its turn
         rows = _outbox_rows(messages, contact_id, datetime.now(UTC))
-        await session.execute(insert(_OUTBOX), rows)
+        turn = next_turn(bindparam("turn_of", type_=_OUTBOX.c.address.type))
+        for row in rows:
+            row["turn_of"] = row["address"]
+        await session.execute(insert(_OUTBOX).values(turn=turn), rows)
 
 
 class Engine:
@@ -240,17 +273,25 @@ class Engine:
         # one writer), and a crowd of them would take the event loop from the sender (with 40
         # updates in hand on PostgreSQL, replies fell to 11 a second at 100 updates a second).
         self._handling = asyncio.Semaphore(HANDLING)
+        self.limit = InboundLimit(settings.inbound_per_minute)
 
     async def handle(self, inbound: Inbound) -> list[Outbound]:
         """Handle one inbound message; return the replies queued for it (none if a duplicate)."""
         key = str(inbound.address)
+        verdict: Verdict = "read"
+        # A restart's resume is not the person writing; coordinators are trusted with more.
+        if inbound.kind != "resume" and inbound.address not in self.settings.coordinators:
+            verdict = self.limit.check(key)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock, self._handling:
             for attempt in range(3):
                 try:
-                    replies = await self._handle_once(inbound)
+                    if verdict == "read":
+                        replies = await self._handle_once(inbound)
+                    else:
+                        replies = await self._slow_down(inbound, tell=verdict == "tell")
                 except HandlerFailed:
                     replies = await self._apologize(inbound)
                 except IntegrityError:
@@ -344,6 +385,28 @@ class Engine:
         farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
         await enqueue(session, farewell, None)
         return farewell
+
+    async def _slow_down(self, inbound: Inbound, *, tell: bool) -> list[Outbound]:
+        """A message past the person's limit: recorded as handled (not read again when it is
+        delivered again), the conversation left where it was; with `tell`, one notice."""
+        async with self.db.transaction(behind=True) as session:
+            arrived = await self._arrive(session, inbound)
+            if arrived is None or not tell:
+                return []
+            contact, _saved = arrived
+            with use_locale(contact.locale or self.settings.default_locale):
+                notice = Outbound(
+                    address=inbound.address,
+                    text=direct(
+                        _(
+                            "You are sending messages faster than I can read them. "
+                            "I will read your messages again in a minute."
+                        )
+                    ),
+                )
+            await enqueue(session, [notice], contact.id)
+            logger.info("a %s person is over the inbound limit", inbound.address.channel)
+            return [notice]
 
     async def _apologize(self, inbound: Inbound) -> list[Outbound]:
         """Record the message as handled and say sorry; the conversation stays where it was."""
@@ -473,6 +536,7 @@ class Engine:
             return
         inbound = ctx.inbound
         ctx.text = clean_input(inbound.text)
+        ctx.cut = len(inbound.text) > MAX_INPUT and len(ctx.text) == MAX_INPUT
         offered_payloads = {payload for payload, _label in ctx.offered}
         if inbound.payload is not None:
             if await self.run_action(ctx, inbound.payload):

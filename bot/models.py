@@ -168,7 +168,7 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_pending", "channel", "status", "priority", "id"),
+        Index("ix_outbox_pending", "channel", "status", "priority", "turn", "id"),
         UniqueConstraint("bulletin_id", "contact_id"),
         # An id is never given again (SQLite reuses the highest one once it is deleted): the
         # sender writes an outcome by id, and a row deleted while in flight ("Delete my data")
@@ -183,6 +183,10 @@ class OutboxMessage(Base):
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     priority: Mapped[int] = mapped_column(Integer)  # 0 reply, 1 notice, 2 broadcast
+    # Fairness between people: how many messages to the same address were waiting when this
+    # one was queued (bot.engine.next_turn). The sender takes rows by (priority, turn, id), so
+    # one person's first reply goes ahead of another's hundredth: round-robin by address.
+    turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The message (bot.messages.Outbound.to_json), which may quote what people told us:
     # encrypted while it waits, blanked once it has gone (bot.sender; on WhatsApp once it is
     # delivered, as a failed delivery sends it again; bot.retention a day after at the latest).

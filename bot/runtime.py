@@ -81,6 +81,10 @@ async def running(settings: Settings, role: Role = "all") -> AsyncIterator[Bot]:
         if sends:
             if whatsapp is not None:
                 await whatsapp.transport.start()
+            if telegram is not None:
+                # Its HTTP client first: rows left from before a restart go out at the sender's
+                # first pass, and failed with "not initialized" before (sent again 2 s later).
+                await telegram.connect()
             sender.start()
             await scheduler.start()
         if telegram is not None:

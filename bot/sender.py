@@ -223,7 +223,12 @@ def _outcome_update(keys: tuple[str, ...]) -> Update:
 
 
 def _due() -> Select[Any]:
-    """A channel's rows due now (:channel, :now), replies first, then in order (:limit)."""
+    """A channel's rows due now (:channel, :now), replies first, then by turn (:limit).
+
+    By turn (OutboxMessage.turn), not by id alone: each person's first waiting message comes
+    before anyone's second, so the batch read holds the next message of every person waiting,
+    however many one of them has queued. Within a person, turns follow their order.
+    """
     return (
         select(
             OutboxMessage.id,
@@ -231,13 +236,14 @@ def _due() -> Select[Any]:
             OutboxMessage.priority,
             OutboxMessage.attempts,
             OutboxMessage.body,
+            OutboxMessage.turn,
         )
         .where(
             OutboxMessage.channel == bindparam("channel"),
             OutboxMessage.status == "pending",
             or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= bindparam("now")),
         )
-        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id)
         .limit(bindparam("limit", type_=Integer))
     )
 
@@ -536,7 +542,7 @@ class ChannelWorker:
                 )
                 statement = self._statement("claim", _claim_due)
                 found = await self.held.fetch(statement, values)
-                found.sort(key=lambda row: (row[2], row[0]))  # RETURNING has no order
+                found.sort(key=lambda row: (row[2], row[5], row[0]))  # RETURNING: no order
             else:
                 statement = self._statement("due", _due)
                 found = await self.held.fetch(statement, values)
@@ -555,7 +561,7 @@ class ChannelWorker:
         waiting = set(self.sending.values())
         waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
         soonest: float | None = None
-        for row_id, address, priority, attempts, body in rows:
+        for row_id, address, priority, attempts, body, _turn in rows:
             if priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
             if address in waiting:

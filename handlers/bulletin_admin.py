@@ -181,7 +181,10 @@ async def on_title(ctx: Ctx) -> Transition:
     if len(title) > TITLE_LIMIT:
         return retry(
             _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {"limit": isolate(format_number(TITLE_LIMIT)), "given": isolate(str(len(title)))}
+            % {
+                "limit": isolate(format_number(TITLE_LIMIT)),
+                "given": isolate(format_number(ctx.length(title))),
+            }
         )
     ctx.data["title"] = title
     return goto("text")
@@ -202,7 +205,10 @@ async def on_text(ctx: Ctx) -> Transition:
     if len(text) > TEXT_LIMIT:
         return retry(
             _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {"limit": isolate(format_number(TEXT_LIMIT)), "given": isolate(str(len(text)))}
+            % {
+                "limit": isolate(format_number(TEXT_LIMIT)),
+                "given": isolate(format_number(ctx.length(text))),
+            }
         )
     # A new dict: the conversation's JSON column is saved only when a value is replaced.
     ctx.data["texts"] = {

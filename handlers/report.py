@@ -382,7 +382,7 @@ async def on_place(ctx: Ctx) -> Transition:
     if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
         return retry(_("Please type the name of the place, or share your location."))
     if len(text) > PLACE_LIMIT:
-        return retry(too_long(PLACE_LIMIT, len(text)))
+        return retry(too_long(PLACE_LIMIT, ctx.length(text)))
     ctx.data["place"] = text
     return next_step(ctx, "place")
 
@@ -645,7 +645,7 @@ async def on_notes(ctx: Ctx) -> Transition:
     if not photos and (ctx.inbound.media or not text):  # a file, a location, a contact
         return retry(_("Please send a photo or a text, or press Skip."))
     if len(text) > NOTES_LIMIT:
-        return retry(too_long(NOTES_LIMIT, len(text)))
+        return retry(too_long(NOTES_LIMIT, ctx.length(text)))
     if photos:
         ctx.data["photo"] = photos[0].ref
     if text or not photos:

@@ -180,7 +180,7 @@ async def on_name(ctx: Ctx) -> Transition:
     """Store the name in its script; look for a probable duplicate."""
     name = " ".join(ctx.text.split())
     if len(name) > NAME_LIMIT:
-        return retry(too_long(NAME_LIMIT, len(name)))
+        return retry(too_long(NAME_LIMIT, ctx.length(name)))
     if len(organization_key(name)) < 2:
         return retry(_("Please write the organization's name."))
     ctx.data["name_ar" if is_arabic_script(name) else "name_en"] = name
@@ -211,7 +211,7 @@ async def on_other_name(ctx: Ctx) -> Transition:
     if ctx.choice != "name:skip":
         name = " ".join(ctx.text.split())
         if len(name) > NAME_LIMIT:
-            return retry(too_long(NAME_LIMIT, len(name)))
+            return retry(too_long(NAME_LIMIT, ctx.length(name)))
         if len(organization_key(name)) < 2:  # as for the first name: not only "ـــ" or "!!"
             return retry(_("Please write the organization's name."))
         key = "name_ar" if is_arabic_script(name) else "name_en"
@@ -328,7 +328,7 @@ def text_step(key: str, question: str, limit: int) -> Step:
     async def answer(ctx: Ctx) -> Transition:
         value = " ".join(ctx.text.split())
         if len(value) > limit:
-            return retry(too_long(limit, len(value)))
+            return retry(too_long(limit, ctx.length(value)))
         if not any(ch.isalpha() for ch in value):
             return retry(_("Please write it in words."))
         ctx.data[key] = value

@@ -202,6 +202,10 @@ async def test_texts_too_long_are_refused_with_the_limit(person: Person, db: Dat
     await person.send("x" * 201)
     assert "at most 200 characters (yours has 201)" in person.text()
     assert "place" not in (await state(db, ME))["data"]
+    # Counted as typed, not after the bot cut it at 4,096 characters.
+    await person.send("x" * 100_000)
+    assert "at most 200 characters (yours has 100,000)" in person.text()
+    assert "place" not in (await state(db, ME))["data"]
 
 
 async def test_a_shared_location_is_rounded_unless_the_family_agrees(

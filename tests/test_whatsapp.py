@@ -681,6 +681,54 @@ def test_where_a_picture_came_from() -> None:
     assert bulletins.picture_source("") is None
 
 
+async def replay(callback: Any) -> int:
+    """Post a status callback again, exactly as Twilio signed it (as anyone who saw it could)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            callback.url, data=callback.params, headers={"X-Twilio-Signature": callback.signature}
+        )
+    return response.status_code
+
+
+def failed_callback(fake: FakeTwilio, code: int) -> Any:
+    """The callback that reported `code`."""
+    [callback] = [c for c in fake.callbacks if c.params.get("ErrorCode") == str(code)]
+    return callback
+
+
+async def test_a_replayed_21610_does_not_unsubscribe_again(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647704440006"
+    row = await status_case(fake, bot, db, number, "sent", ("failed", 21610))
+    assert row.status == "unreachable"
+    async with db.transaction() as session:  # they wrote "subscribe" since
+        await session.execute(
+            update(Contact)
+            .where(Contact.address == f"whatsapp:{number}")
+            .values(subscribed=True, unreachable=False)
+        )
+    assert await replay(failed_callback(fake, 21610)) == 204
+    async with db.transaction() as session:
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == f"whatsapp:{number}")
+        )
+    assert contact is not None
+    assert contact.subscribed
+
+
+async def test_a_replayed_63018_does_not_hold_the_bulletins_again(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647704440007"
+    first = await status_case(fake, bot, db, number, "sent", ("undelivered", 63018))
+    assert first.not_before is not None
+    for _time in range(3):
+        assert await replay(failed_callback(fake, 63018)) == 204
+    again = await delivery(db, number)
+    assert (again.status, again.not_before) == ("pending", first.not_before)  # not moved
+
+
 async def test_forgetting_on_whatsapp_leaves_neither_the_text_nor_the_address(
     user: WhatsAppUser, fake: FakeTwilio, db: Database
 ) -> None:
