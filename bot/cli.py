@@ -98,20 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run_chat(settings: Settings, user: str) -> None:
-    """The console chat on the configured database."""
+    """The console chat on the configured database: the bot's scheduler and retention too, when
+    no platform is configured and no other process sends from it (bot.runtime.running)."""
     from bot.channels.console import ConsoleTransport, chat, stdio
-    from bot.engine import Engine
-    from bot.sender import Sender
-    from handlers import build_registry
+    from bot.messages import Address
 
     stdin, stdout = stdio()
-    db = Database(settings.database_url)
-    try:
-        sender = Sender(db, [ConsoleTransport(stdout)])
-        engine = Engine(db, settings, build_registry(), sender)
-        await chat(engine, sender, user, stdin, stdout)
-    finally:
-        await db.close()
+    console = ConsoleTransport(stdout, str(Address("console", user)))
+    async with runtime.running(settings, "all", console=console) as bot:
+        await chat(bot.engine, bot.sender, user, stdin, stdout)
 
 
 def plural(count: int, noun: str) -> str:

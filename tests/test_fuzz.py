@@ -220,7 +220,9 @@ PLAUSIBLE: dict[tuple[str, str], list[Move]] = {
     ("bulletin_admin", "title"): [text("Relief convoys reach Sinjar")],
     ("bulletin_admin", "text"): [text("Twelve trucks of food and medicine arrived today.")],
     ("bulletin_admin", "when"): [text("tomorrow 09:00")],
-    ("bulletin_admin", "preview"): [press("go:weekly")],  # "when": Scheduled, a bulletin
+    # "when": Scheduled, a bulletin; "confirm": the audience, before anything goes
+    ("bulletin_admin", "preview"): [press("go:weekly"), press("go:now")],
+    ("bulletin_admin", "confirm"): [press("send:no")],
     ("bulletin_admin", "time"): [text("09:00")],
     ("report_detail", "note"): [text("Referred to a health partner in Zakho")],
     ("signature", "reason"): [text("We could not confirm the organization")],
