@@ -297,8 +297,7 @@ async def on_consent(ctx: Ctx) -> Transition:
         ctx.say(_("Thank you. Nothing was stored."))
         return to_menu()
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     ctx.data["consent"] = True
     return next_step(ctx, "consent")
 
@@ -788,8 +787,7 @@ async def on_summary(ctx: Ctx) -> Transition:
         ctx.say(answer_first())
         return unanswered
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     report = await store(ctx)
     ctx.data.clear()
     ctx.say(
@@ -820,11 +818,69 @@ def limit_text(ctx: Ctx) -> str:
     """The answer when today's reports are used up."""
     return ngettext(
         "You have already sent %(count)s report today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         "You have already sent %(count)s reports today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         ctx.settings.reports_per_day,
     ) % {"count": isolate(format_number(ctx.settings.reports_per_day))}
+
+
+URGENT_LIMIT = 1000  # characters of a message to the coordinators
+
+
+async def ask_limit(ctx: Ctx) -> None:
+    """Today's reports are used up: a way to reach the coordinators all the same."""
+    parts = [limit_text(ctx)]
+    if ctx.settings.urgent_contact:
+        parts.append(
+            _("If it is urgent, call: %(contact)s")
+            % {"contact": isolate(ctx.settings.urgent_contact)}
+        )
+    parts.append(
+        _(
+            "If it is urgent, you can also write here, in one message, what is urgent and how "
+            "to reach you: it goes to the Initiative's coordinators at once."
+        )
+    )
+    ctx.ask("\n\n".join(parts), nav_buttons(MENU), nav=False)
+
+
+async def on_limit(ctx: Ctx) -> Transition:
+    """Pass one message a day to the coordinators."""
+    if len(ctx.text) > URGENT_LIMIT:
+        return retry(too_long(URGENT_LIMIT, len(ctx.text)))
+    key = crypto.keyed_hash(f"urgent {ctx.address}")
+    since = ctx.now - timedelta(days=1)
+    sent = await ctx.session.scalar(
+        select(func.count(ReportMark.id)).where(ReportMark.key == key, ReportMark.at >= since)
+    )
+    if sent:
+        ctx.say(
+            _(
+                "You have already written to the coordinators today; they have your message. "
+                "Please try again tomorrow."
+            )
+        )
+        return to_menu()
+    ctx.session.add(ReportMark(key=key, at=ctx.now))
+    for address, locale in await ctx.coordinators():
+        with use_locale(locale):
+            ctx.extra.append(
+                Outbound(
+                    address=address,
+                    text=direct(
+                        _(
+                            "Urgent message from %(address)s, who has sent today's reports "
+                            "already:\n%(text)s"
+                        )
+                        % {"address": isolate(str(ctx.address)), "text": ctx.text}
+                    ),
+                    priority="notice",
+                    about=ctx.contact.id,
+                )
+            )
+    ctx.say(_("Thank you. Your message was passed to the coordinators."))
+    return to_menu()
 
 
 async def reports_today(ctx: Ctx) -> int:
@@ -971,6 +1027,7 @@ FLOW = Flow(
             ask_phone, on_phone, accepts_text=True, accepts_media=True, numbers_are_answers=True
         ),
         "summary": Step(ask_summary, on_summary),
+        "limit": Step(ask_limit, on_limit, accepts_text=True),
     },
 )
 

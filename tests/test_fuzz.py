@@ -647,6 +647,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         database_url=url,
         coordinators=frozenset({COORDINATOR, WHATSAPP_COORDINATOR}),
         inbound_per_minute=10**9,  # one engine takes every example's messages, in seconds
+        reports_per_day=1,  # a report sent, the next one meets the limit (report/limit)
     )
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)
