@@ -376,7 +376,20 @@ async def on_place(ctx: Ctx) -> Transition:
         ctx.data["place"] = None
         return next_step(ctx, "place")
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
-        return retry(_("Please type the name of the place, or skip this question."))
+        if ctx.address.channel == "whatsapp":
+            return retry(
+                _(
+                    "To share your location on WhatsApp: press 📎 (or +) below, choose "
+                    "Location, then Send your current location. Or type the name of the place, "
+                    "or skip this question."
+                )
+            )
+        return retry(
+            _(
+                "This chat cannot share a location: please type the name of the place, or "
+                "skip this question."
+            )
+        )
     text = ctx.text.strip()
     if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
         return retry(_("Please type the name of the place, or share your location."))
