@@ -299,3 +299,23 @@ async def test_a_coordinator_removed_mid_flow_is_taken_out_of_it(
     )
     assert coordinator.labels() == menu_labels("ar")
     assert [row.action for row in await audit_rows(db)] == ["list"]  # no report was opened
+
+
+async def test_coordinators_find_their_tools_in_the_menu_and_help(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    citizen = Person(engine, Address("console", "citizen"))
+    await choose_language(citizen, "en")
+    await citizen.send("/help")
+    assert "/signatures" not in citizen.text()
+    assert t("en", "Reports to triage") not in citizen.labels()
+    await coordinator.send("/help")
+    assert "/signatures" in coordinator.text()
+    assert "/report" in coordinator.text()
+    await coordinator.send("/menu")
+    await coordinator.tap(t("ar", "Reports to triage"))
+    assert coordinator.replies[0].title == t("ar", "Reports")
+    await coordinator.send("/menu")
+    await coordinator.tap(t("ar", "Signatures to verify"))
+    assert t("ar", "No signature is waiting for verification.") in coordinator.text()
+
