@@ -6,7 +6,6 @@ from bot.flows import HELP, LANGUAGE, Ctx, Flow, Step, Transition, nav_buttons, 
 from bot.i18n import N_, _
 from bot.messages import Button
 
-
 # The coordinators' own tools, after everyone's (a citizen's numbers stay the same).
 COORDINATOR_ITEMS = (
     (N_("Reports to triage"), "menu:reports"),

@@ -318,4 +318,3 @@ async def test_coordinators_find_their_tools_in_the_menu_and_help(
     await coordinator.send("/menu")
     await coordinator.tap(t("ar", "Signatures to verify"))
     assert t("ar", "No signature is waiting for verification.") in coordinator.text()
-
