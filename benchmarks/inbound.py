@@ -740,7 +740,7 @@ async def priority(rate: float, seconds: float, count: int) -> None:
             busy.next_query = quiet.next_query
             busy.next_update = quiet.next_update
             async with feed(client, fake, busy):
-                created = await cli(env, "bulletin", "create", *texts, "--now")
+                created = await cli(env, "bulletin", "create", *texts, "--now", "--yes")
                 await busy.broadcasting.wait()
                 start = time.monotonic()
                 await busy.run(rate, seconds)

@@ -124,6 +124,37 @@ def edit(
     return AuditEntry(at=now, actor=actor, action="bulletin:edit", detail=detail)
 
 
+@dataclass
+class Audience:
+    """Who a bulletin would reach now: subscribers by (channel, language), and how many of
+    them would get it in another language than theirs."""
+
+    groups: dict[tuple[str, str], int] = field(default_factory=dict)
+    fallback: int = 0
+
+    @property
+    def total(self) -> int:
+        """Everyone it would reach."""
+        return sum(self.groups.values())
+
+
+async def audience(session: AsyncSession, languages: Sequence[str]) -> Audience:
+    """The subscribers a bulletin written in `languages` goes to, counted as queue_deliveries
+    chooses them (subscribed, reachable)."""
+    rows = await session.execute(
+        select(Contact.channel, Contact.locale, func.count())
+        .where(Contact.subscribed.is_(True), Contact.unreachable.is_(False))
+        .group_by(Contact.channel, Contact.locale)
+    )
+    found = Audience()
+    for channel, locale, count in rows.all():
+        key = (str(channel), str(locale or "ar"))
+        found.groups[key] = found.groups.get(key, 0) + int(count)
+        if key[1] not in languages:
+            found.fallback += int(count)
+    return found
+
+
 async def queue_deliveries(
     db: Database, bulletin_id: int, now: datetime, also: Sequence[Address] = ()
 ) -> int:

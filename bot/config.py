@@ -72,6 +72,8 @@ class Settings:
     report_retention_days: int = 365
     reports_per_day: int = 3
     conversation_idle_days: int = 7
+    # How families reach a coordinator when it is urgent (a phone number, a place), if any.
+    urgent_contact: str | None = None
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
     bulletin_grace_minutes: int = 60
     telegram_channel_id: str | None = None
@@ -362,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("REPORT_RETENTION_DAYS", "report_retention_days", _days, "a number of days, 1 or more")
     take("REPORTS_PER_DAY", "reports_per_day", _count, "a number from 1 to 1000")
+    take("URGENT_CONTACT", "urgent_contact", _text, "a phone number or a short text")
     take(
         "CONVERSATION_IDLE_DAYS",
         "conversation_idle_days",

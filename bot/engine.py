@@ -469,7 +469,7 @@ class Engine:
                 ctx.say(_("Cancelled. Nothing was saved."))
             await self.enter(ctx, "menu")
         elif escape == HELP:
-            ctx.say(help_text(), title=_("Help"))
+            ctx.say(help_text(ctx.is_coordinator), title=_("Help"))
             await self.ask(ctx)
         elif escape == LANGUAGE:
             await self.enter(ctx, "language", {"resume": snapshot(ctx)})
@@ -732,9 +732,10 @@ def _leave(
         cursor.close()
 
 
-def help_text() -> str:
-    """What the bot can do and the words that work everywhere, in the current locale."""
-    return _(
+def help_text(coordinator: bool = False) -> str:
+    """What the bot can do and the words that work everywhere, in the current locale; a
+    coordinator's commands too."""
+    text = _(
         "I am the chat bot of the Iraqi Civil Society Solidarity Initiative.\n\n"
         "Choose from the buttons, or type the number of an option.\n"
         "These words work at any time:\n"
@@ -745,3 +746,13 @@ def help_text() -> str:
         "• Help: this message\n\n"
         "/mydata shows everything we hold about you; /forget deletes it."
     )
+    if coordinator:
+        text += "\n\n" + _(
+            "Your coordinator's commands:\n"
+            "/reports: the reports, with filters (a governorate, a status, a need)\n"
+            "/report and a reference: one report, its history, its status\n"
+            "/signatures: the signatures waiting for verification\n"
+            "/bulletin: write, schedule and follow bulletins\n"
+            "/export: the reports as a file"
+        )
+    return text

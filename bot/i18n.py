@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
+from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -150,6 +151,17 @@ def format_datetime(moment: datetime, timezone: str = "Asia/Baghdad") -> str:
         tzinfo=ZoneInfo(timezone),
         locale=babel_locale(),
     )
+
+
+# The day alone, the same way: "6ی کانونی یەکەمی 2026".
+_DATE_PATTERNS: dict[str, str] = {"ckb": "d'ی' MMMM'ی' y"}
+
+
+def format_date(moment: datetime, timezone: str = "Asia/Baghdad") -> str:
+    """The day of a moment, in `timezone`, in the current locale."""
+    day = moment.astimezone(ZoneInfo(timezone)).date()
+    pattern = _DATE_PATTERNS.get(current_locale(), "medium")
+    return _babel_date(day, format=pattern, locale=babel_locale())
 
 
 def is_rtl(locale: str | None = None) -> bool:

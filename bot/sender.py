@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -222,14 +222,15 @@ def _outcome_update(keys: tuple[str, ...]) -> Update:
     )
 
 
-def _due() -> Select[Any]:
-    """A channel's rows due now (:channel, :now), replies first, then by turn (:limit).
+def _due(one: bool = False) -> Select[Any]:
+    """A channel's rows due now (:channel, :now), replies first, then by turn (:limit); with
+    `one`, only those to the address :only (a console session prints its own person's).
 
     By turn (OutboxMessage.turn), not by id alone: each person's first waiting message comes
     before anyone's second, so the batch read holds the next message of every person waiting,
     however many one of them has queued. Within a person, turns follow their order.
     """
-    return (
+    due = (
         select(
             OutboxMessage.id,
             OutboxMessage.address,
@@ -246,9 +247,10 @@ def _due() -> Select[Any]:
         .order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id)
         .limit(bindparam("limit", type_=Integer))
     )
+    return due.where(OutboxMessage.address == bindparam("only")) if one else due
 
 
-def _claim_due() -> Update:
+def _claim_due(one: bool = False) -> Update:
     """Claim the rows of _due() that no other process holds for :claimant until :until, and
     return them (PostgreSQL).
 
@@ -256,7 +258,7 @@ def _claim_due() -> Update:
     `claimed_until` over those it claimed before. A claim is renewed at each pass while its
     process lives; when the process dies, it lapses and its rows are taken over.
     """
-    due = _due()
+    due = _due(one)
     unclaimed = or_(
         OutboxMessage.claimed_until.is_(None),
         OutboxMessage.claimed_until < bindparam("now"),
@@ -336,6 +338,9 @@ class ChannelWorker:
         self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
+        # A transport that reaches one person only (a console session): the rows to others
+        # wait for their own session.
+        self.only: str | None = getattr(transport, "only", None)
         # Several processes may send from one PostgreSQL outbox: each claims what it fetches.
         # SQLite serves one process, and claims nothing.
         self.claims = not db.is_sqlite
@@ -534,17 +539,20 @@ class ChannelWorker:
         # again, and left out here (naming them in the query cost more than reading them).
         limit = self.batch + len(self.in_flight)
         values: dict[str, object] = {"channel": self.channel, "now": now_utc, "limit": limit}
+        one = self.only is not None
+        if one:
+            values["only"] = self.only
         async with self.turn:
             if self.claims:
                 values.update(
                     claimant=self.claimant,
                     until=now_utc + timedelta(seconds=self.claim_lease),
                 )
-                statement = self._statement("claim", _claim_due)
+                statement = self._statement(("claim", one), functools.partial(_claim_due, one))
                 found = await self.held.fetch(statement, values)
                 found.sort(key=lambda row: (row[2], row[5], row[0]))  # RETURNING: no order
             else:
-                statement = self._statement("due", _due)
+                statement = self._statement(("due", one), functools.partial(_due, one))
                 found = await self.held.fetch(statement, values)
         # Ids and priorities are plain integers: only the rows kept are converted (bodies).
         rows = [statement.read(row) for row in found if row[0] not in self.in_flight]
@@ -595,7 +603,7 @@ class ChannelWorker:
             OutboxMessage.claimed_by == self.claimant,
         )
 
-    def _statement(self, key: str, build: Callable[[], Any]) -> Prepared:
+    def _statement(self, key: Hashable, build: Callable[[], Any]) -> Prepared:
         """One of the worker's statements, compiled once for the database."""
         return self.held.compiled(key, build)
 
@@ -643,6 +651,8 @@ class ChannelWorker:
             )
             if self.claims:  # rows another process holds are its to send
                 query = query.where(self._unclaimed(datetime.now(UTC)))
+            if self.only is not None:
+                query = query.where(OutboxMessage.address == self.only)
             due = await session.scalar(query)
         if due is None:
             return None

@@ -22,6 +22,7 @@ from bot.i18n import (
     _,
     current_locale,
     direct,
+    format_date,
     format_number,
     is_rtl,
     isolate,
@@ -296,8 +297,7 @@ async def on_consent(ctx: Ctx) -> Transition:
         ctx.say(_("Thank you. Nothing was stored."))
         return to_menu()
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     ctx.data["consent"] = True
     return next_step(ctx, "consent")
 
@@ -376,7 +376,20 @@ async def on_place(ctx: Ctx) -> Transition:
         ctx.data["place"] = None
         return next_step(ctx, "place")
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
-        return retry(_("Please type the name of the place, or skip this question."))
+        if ctx.address.channel == "whatsapp":
+            return retry(
+                _(
+                    "To share your location on WhatsApp: press 📎 (or +) below, choose "
+                    "Location, then Send your current location. Or type the name of the place, "
+                    "or skip this question."
+                )
+            )
+        return retry(
+            _(
+                "This chat cannot share a location: please type the name of the place, or "
+                "skip this question."
+            )
+        )
     text = ctx.text.strip()
     if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
         return retry(_("Please type the name of the place, or share your location."))
@@ -787,8 +800,7 @@ async def on_summary(ctx: Ctx) -> Transition:
         ctx.say(answer_first())
         return unanswered
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     report = await store(ctx)
     ctx.data.clear()
     ctx.say(
@@ -819,11 +831,69 @@ def limit_text(ctx: Ctx) -> str:
     """The answer when today's reports are used up."""
     return ngettext(
         "You have already sent %(count)s report today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         "You have already sent %(count)s reports today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         ctx.settings.reports_per_day,
     ) % {"count": isolate(format_number(ctx.settings.reports_per_day))}
+
+
+URGENT_LIMIT = 1000  # characters of a message to the coordinators
+
+
+async def ask_limit(ctx: Ctx) -> None:
+    """Today's reports are used up: a way to reach the coordinators all the same."""
+    parts = [limit_text(ctx)]
+    if ctx.settings.urgent_contact:
+        parts.append(
+            _("If it is urgent, call: %(contact)s")
+            % {"contact": isolate(ctx.settings.urgent_contact)}
+        )
+    parts.append(
+        _(
+            "If it is urgent, you can also write here, in one message, what is urgent and how "
+            "to reach you: it goes to the Initiative's coordinators at once."
+        )
+    )
+    ctx.ask("\n\n".join(parts), nav_buttons(MENU), nav=False)
+
+
+async def on_limit(ctx: Ctx) -> Transition:
+    """Pass one message a day to the coordinators."""
+    if len(ctx.text) > URGENT_LIMIT:
+        return retry(too_long(URGENT_LIMIT, len(ctx.text)))
+    key = crypto.keyed_hash(f"urgent {ctx.address}")
+    since = ctx.now - timedelta(days=1)
+    sent = await ctx.session.scalar(
+        select(func.count(ReportMark.id)).where(ReportMark.key == key, ReportMark.at >= since)
+    )
+    if sent:
+        ctx.say(
+            _(
+                "You have already written to the coordinators today; they have your message. "
+                "Please try again tomorrow."
+            )
+        )
+        return to_menu()
+    ctx.session.add(ReportMark(key=key, at=ctx.now))
+    for address, locale in await ctx.coordinators():
+        with use_locale(locale):
+            ctx.extra.append(
+                Outbound(
+                    address=address,
+                    text=direct(
+                        _(
+                            "Urgent message from %(address)s, who has sent today's reports "
+                            "already:\n%(text)s"
+                        )
+                        % {"address": isolate(str(ctx.address)), "text": ctx.text}
+                    ),
+                    priority="notice",
+                    about=ctx.contact.id,
+                )
+            )
+    ctx.say(_("Thank you. Your message was passed to the coordinators."))
+    return to_menu()
 
 
 async def reports_today(ctx: Ctx) -> int:
@@ -970,6 +1040,7 @@ FLOW = Flow(
             ask_phone, on_phone, accepts_text=True, accepts_media=True, numbers_are_answers=True
         ),
         "summary": Step(ask_summary, on_summary),
+        "limit": Step(ask_limit, on_limit, accepts_text=True),
     },
 )
 
@@ -987,9 +1058,10 @@ async def ask_mine(ctx: Ctx) -> None:
     if not reports:
         text = _("You have not sent a report yet.")
     else:
+        zone = ctx.settings.timezone
         text = "\n".join(
-            f"• {isolate(r.reference)} · {place_name(r.governorate)} · "
-            f"{_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
+            f"• {isolate(r.reference)} · {isolate(format_date(r.created_at, zone))} · "
+            f"{place_name(r.governorate)} · {_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
             for r in reports
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])
@@ -998,9 +1070,14 @@ async def ask_mine(ctx: Ctx) -> None:
 MINE = Flow("myreports", {"list": Step(ask_mine)})
 
 
-def status_notice(report: Report, address: Address, locale: str) -> Outbound:
-    """Tell a reporter, in their language, that their report's status changed."""
+def status_notice(
+    report: Report, address: Address, locale: str, note: str | None = None
+) -> Outbound:
+    """Tell a reporter, in their language, that their report's status changed; with the
+    coordinator's note when the coordinator chose to send it."""
     with use_locale(locale):
         notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
         text = _(notice) % {"reference": isolate(report.reference)}
+        if note:
+            text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
         return Outbound(address=address, text=direct(text), priority="notice")

@@ -268,7 +268,20 @@ async def ask_similar(ctx: Ctx) -> None:
 
 
 async def on_similar(ctx: Ctx) -> Transition:
-    """Keep the answer for the coordinators; signing goes on either way."""
+    """Their organization has signed already: say so and store nothing; else sign on, the
+    answer kept for the coordinators."""
+    if ctx.choice == "same:yes":
+        earlier = await ctx.session.get(Signature, int(ctx.data.get("similar_to") or 0))
+        if earlier is not None and earlier.status == "verified":
+            ctx.data.clear()
+            ctx.say(
+                _(
+                    "Then your organization has already signed, and its signature is verified: "
+                    "there is no need to sign again. Thank you. If something in it should "
+                    "change, a coordinator of the Initiative can help."
+                )
+            )
+            return to_menu()
     ctx.data["similar"] = ctx.choice == "same:yes"
     return next_step(ctx, "similar")
 
@@ -325,9 +338,12 @@ def text_step(key: str, question: str, limit: int) -> Step:
 
 
 async def ask_phone(ctx: Ctx) -> None:
-    """A phone number (share button or typed), or Skip."""
+    """A phone number (share button or typed), or Skip to give an email instead."""
     ctx.ask(
-        _("A phone number where the Initiative can reach you? Share it, type it, or press Skip."),
+        _(
+            "We need a phone number or an email address to reach you; one is enough. A phone "
+            "number? Share it, type it, or press Skip to give an email address instead."
+        ),
         [Button(_("Share my phone number"), SHARE_PHONE), Button(_("Skip"), "phone:skip")],
     )
 
@@ -347,8 +363,11 @@ async def on_phone(ctx: Ctx) -> Transition:
 
 
 async def ask_email(ctx: Ctx) -> None:
-    """An email address, or Skip (when there is a phone)."""
-    ctx.ask(_("An email address? Type it, or press Skip."), [Button(_("Skip"), "email:skip")])
+    """An email address; Skip is offered only when a phone number was given."""
+    if ctx.data.get("phone"):
+        ctx.ask(_("An email address? Type it, or press Skip."), [Button(_("Skip"), "email:skip")])
+    else:
+        ctx.ask(_("Then please type an email address, such as name@example.org."))
 
 
 async def on_email(ctx: Ctx) -> Transition:

@@ -176,6 +176,38 @@ def test_the_export_command(tmp_path: Path, db_url: str) -> None:
     assert "--governorate: expected a P-code" in bad.stderr
 
 
+def test_the_export_command_conventions(tmp_path: Path, db_url: str) -> None:
+    """csv by default, `-o -` is standard output, counts in good English."""
+    env = {**os.environ, "DATABASE_URL": user_url(db_url)}
+    subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True, timeout=120
+    )
+    for what, header in (("reports", "reference,"), ("signatures", "organization_ar,")):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "export", what, "-o", "-"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(header)
+        assert f"exported 0 {what}" in done.stderr
+        assert not (tmp_path / "-").exists()
+
+
+def test_counts_in_the_operators_messages() -> None:
+    from bot.cli import plural
+
+    assert (plural(1, "report"), plural(0, "report"), plural(2, "signature")) == (
+        "1 report",
+        "0 reports",
+        "2 signatures",
+    )
+
+
 # Every way a text cell can start a formula in a common spreadsheet: the six starts, and the
 # same after spaces, in full width, and after a separator (a CSV opened with ";", "," or a tab
 # as its separator splits the cell there).

@@ -89,6 +89,7 @@ async def fill_every_table(world: World, db: Database) -> list[Person]:
     assert "Khanke camp" in coordinator.text()  # the coordinators' copy of the family's data
     await coordinator.press("st:verified")
     await coordinator.send(GIVEN["coordinator's note"])
+    await coordinator.press("tell:no")  # for the record only
 
     halfway = world.person("halfway")
     await choose_language(halfway, "ar")

@@ -350,9 +350,11 @@ async def test_a_phone_or_an_email_is_needed(person: Person, db: Database) -> No
     await person.press("gov:IQG11")
     for answer in ("Erbil", "Karwan", "Member"):
         await person.send(answer)
+    assert "We need a phone number or an email address" in person.text()  # said at once
     await person.tap("Skip")  # no phone
-    await person.tap("Skip")  # no email either
-    assert "We need a phone number or an email address" in person.text()
+    assert "Skip" not in person.labels()  # then the email is needed: no Skip offered
+    await person.send("Skip")  # typed anyway: not an email address
+    assert "does not look like an email address" in person.text()
     await person.send("not-an-email")
     assert "does not look like an email address" in person.text()
     await person.send("Karwan@Example.org")
@@ -498,3 +500,41 @@ async def test_sorani_representatives_are_asked_for_the_name_in_kurdish(
     assert t("ckb", "Kurdish or Arabic") in person.text()
     await person.send("سەندیکای مامۆستایانی زاگرۆس")
     assert t("ckb", "What kind of organization is it?") in person.text()
+
+
+async def test_with_a_phone_the_email_may_be_skipped(person: Person, db: Database) -> None:
+    await choose_language(person, "en")
+    await person.tap("Sign the declaration")
+    await person.tap("I have read it")
+    await person.send("Some Organization")
+    await person.tap("Skip")
+    await person.press("type:media")
+    await person.press("gov:IQG11")
+    for answer in ("Erbil", "Karwan", "Member", "0750 123 4567"):
+        await person.send(answer)
+    await person.tap("Skip")
+    assert "authorized" in person.text()
+
+
+async def test_their_organization_signed_already_nothing_is_stored(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """A colleague whose organization's signature is verified answers "Yes, it is my
+    organization": told so, no nine more questions, no second signature. Abbreviations and
+    word order do not hide the likeness."""
+    first = Person(engine, Address("telegram", "1"))
+    await choose_language(first, "en")
+    await sign(first, "en", name="Al Amal Human Rights Association", other=None)
+    [earlier] = await signatures(db)
+    await coordinator.press(f"sig:open:{earlier.id}")
+    await coordinator.tap("Verify")
+    second = Person(engine, Address("telegram", "2"))
+    await choose_language(second, "en")
+    await second.tap("Sign the declaration")
+    await second.tap("I have read it")
+    await second.send("Al-Amal Assn. for Human Rights")
+    await second.tap("Skip")
+    assert "has already signed" in second.text()
+    await second.tap("Yes, it is my organization")
+    assert "no need to sign again" in second.text()
+    assert len(await signatures(db)) == 1

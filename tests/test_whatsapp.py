@@ -784,3 +784,20 @@ async def test_past_the_inbound_limit_a_whatsapp_flood_costs_one_notice(
             )
         )
     assert queued == 0  # nothing waits to be paid for
+
+
+async def test_share_my_location_on_whatsapp_says_how_and_takes_it(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    """WhatsApp has no share button: picking "Share my location" says how to attach one
+    (📎, Location), and the location then sent is taken."""
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    await user.pick("Share my location")
+    assert "📎" in user.last
+    assert "Location" in user.last
+    await user.post(fake.inbound_location(user.number, 37.14321, 42.68765))
+    assert "Only the area" in user.last  # the point was taken: the precision question
