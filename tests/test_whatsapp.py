@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot import bulletins
 from bot.config import Settings
@@ -754,6 +754,36 @@ async def test_forgetting_on_whatsapp_leaves_neither_the_text_nor_the_address(
     async with db.transaction() as session:
         left = (await session.scalars(select(OutboxMessage))).all()
     assert [row.address for row in left if row.address == user.address] == []
+
+
+async def test_past_the_inbound_limit_a_whatsapp_flood_costs_one_notice(
+    user: WhatsAppUser, bot: Bot, fake: FakeTwilio, db: Database
+) -> None:
+    # Low, so that the replies read take little time at WhatsApp's pace of one a second to a
+    # person (the default 20 is tested on Telegram); the test settings lift it.
+    bot.engine.limit.per_minute = 4
+    await start_in(user, "ckb")  # 2 messages so far
+    before = len(fake.sent(user.address))
+    for number in range(10):  # 2 read, then one notice, then 7 dropped
+        response = await fake.post_inbound(
+            user.webhook, fake.inbound_text(user.number, f"سڵاو {number}")
+        )
+        assert response.status_code == 200
+    await bot.sender.flush("whatsapp")
+    bodies = [m.body or "" for m in fake.sent(user.address)[before:]]
+    notice = t(
+        "ckb",
+        "You are sending messages faster than I can read them. "
+        "I will read your messages again in a minute.",
+    )
+    assert [body for body in bodies if notice in body] == [bodies[-1]]  # once, and the last
+    async with db.transaction() as session:
+        queued = await session.scalar(
+            select(func.count()).where(
+                OutboxMessage.address == user.address, OutboxMessage.status == "pending"
+            )
+        )
+    assert queued == 0  # nothing waits to be paid for
 
 
 async def test_share_my_location_on_whatsapp_says_how_and_takes_it(
