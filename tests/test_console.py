@@ -23,9 +23,11 @@ def env(db_url: str) -> dict[str, str]:
     return environment
 
 
-def icssi_bot(args: list[str], env: dict[str, str], stdin: str = "") -> str:
-    """Run `icssi-bot` with `stdin` piped in; return what it printed."""
-    result = subprocess.run(
+def run_icssi_bot(
+    args: list[str], env: dict[str, str], stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run `icssi-bot` with `stdin` piped in, and let it finish."""
+    return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         input=stdin,
         env=env,
@@ -35,6 +37,11 @@ def icssi_bot(args: list[str], env: dict[str, str], stdin: str = "") -> str:
         timeout=120,
         check=False,
     )
+
+
+def icssi_bot(args: list[str], env: dict[str, str], stdin: str = "") -> str:
+    """Run `icssi-bot` with `stdin` piped in; return what it printed (it must succeed)."""
+    result = run_icssi_bot(args, env, stdin)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     return result.stdout
@@ -85,16 +92,7 @@ def test_make_run_without_token_is_the_console(env: dict[str, str]) -> None:
 def test_the_chat_on_a_new_database_makes_it(env: dict[str, str]) -> None:
     """No `db upgrade` first: SQLite, the embedded default, is made at start; PostgreSQL says in
     one line what to run."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "chat", "--user", "new"],
-        input="3\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
+    result = run_icssi_bot(["chat", "--user", "new"], env, "3\n")
     if ON_POSTGRES:
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [

@@ -25,8 +25,8 @@ from bot.models import AuditEntry, Base, Report, Signature
 from bot.sender import Sender
 from handlers import build_registry
 from tests.conftest import Person
-from tests.coordinator_helpers import send_full_report
-from tests.helpers import choose_language, t
+from tests.coordinator_helpers import report_left_half_way, send_full_report
+from tests.helpers import choose_language
 from tests.test_sign import sign
 
 # What the people below tell the bot, as it would be stored or shown.
@@ -93,11 +93,7 @@ async def fill_every_table(world: World, db: Database) -> list[Person]:
 
     halfway = world.person("halfway")
     await choose_language(halfway, "ar")
-    await halfway.tap(t("ar", "Report a displaced family"))
-    await halfway.tap(t("ar", "I agree"))
-    await halfway.press("gov:IQG09")
-    await halfway.press("dist:IQG09Q04")
-    await halfway.send(GIVEN["half-way place"])
+    await report_left_half_way(halfway, "ar", GIVEN["half-way place"])
 
     signer = world.person("signer")
     await choose_language(signer, "en")

@@ -21,6 +21,7 @@ from bot.personal import KINDS, is_personal, personal_columns
 from bot.retention import purge
 from handlers import build_registry
 from tests.conftest import Person
+from tests.coordinator_helpers import report_left_half_way, report_to_the_district
 from tests.helpers import choose_language
 from tests.test_report import send_quick_report
 
@@ -86,11 +87,7 @@ async def test_my_data_lists_the_subscription_the_signature_and_the_conversation
     await person.send("/menu")
     await sign(person, "en")
     await person.send("/menu")
-    await person.tap("Report a displaced family")
-    await person.tap("I agree")
-    await person.press("gov:IQG09")
-    await person.press("dist:IQG09Q04")
-    await person.send("Sharya collective centre")
+    await report_left_half_way(person, "en", "Sharya collective centre")
     await person.send("/mydata")
     shown = person.text()
     assert "Subscribed to the bulletin: Yes" in shown
@@ -145,11 +142,7 @@ async def test_a_conversation_left_half_way_is_deleted_after_the_idle_days(
     person: Person, db: Database, settings: Settings
 ) -> None:
     await choose_language(person, "en")
-    await person.tap("Report a displaced family")
-    await person.tap("I agree")
-    await person.press("gov:IQG09")
-    await person.press("dist:IQG09Q04")
-    await person.send("Sharya collective centre")
+    await report_left_half_way(person, "en", "Sharya collective centre")
     async with db.transaction() as session:
         await session.execute(
             update(Conversation).values(updated_at=datetime.now(UTC) - timedelta(days=8))
@@ -171,10 +164,7 @@ async def test_choosing_only_the_area_forgets_the_exact_point(
     from bot.messages import Inbound, Location
 
     await choose_language(person, "en")
-    await person.tap("Report a displaced family")
-    await person.tap("I agree")
-    await person.press("gov:IQG09")
-    await person.press("dist:IQG09Q04")
+    await report_to_the_district(person, "en")
     await person.deliver(
         Inbound(person.address, "loc-1", kind="location", location=Location(37.12345, 42.54321))
     )

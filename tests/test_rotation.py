@@ -17,8 +17,8 @@ from bot.messages import Address
 from bot.models import Base
 from bot.retention import Unreadable, rotate_keys
 from tests.conftest import Person, user_url
-from tests.coordinator_helpers import send_full_report
-from tests.helpers import choose_language, t
+from tests.coordinator_helpers import report_left_half_way, send_full_report
+from tests.helpers import choose_language
 from tests.test_sign import sign
 
 EXPECTED_COLUMNS = {
@@ -52,11 +52,7 @@ async def fill(engine: Engine) -> None:
     await sign(signer, "en")
     halfway = Person(engine, Address("console", "halfway"))
     await choose_language(halfway, "en")
-    await halfway.tap(t("en", "Report a displaced family"))
-    await halfway.tap(t("en", "I agree"))
-    await halfway.press("gov:IQG09")
-    await halfway.press("dist:IQG09Q04")
-    await halfway.send("Sharya collective centre")
+    await report_left_half_way(halfway, "en", "Sharya collective centre")
 
 
 async def stored(db: Database) -> dict[str, list[object]]:
