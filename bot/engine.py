@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -320,7 +321,9 @@ class Engine:
                 now=self.clock(),
                 flow=saved.flow if saved else "",
                 step=saved.step if saved else "",
-                data=dict(saved.data) if saved else {},
+                # A deep copy: a step may change a nested value (a list of needs), and the
+                # "nothing changed" check compares with what was loaded.
+                data=copy.deepcopy(saved.data) if saved else {},
                 history=list(saved.history) if saved else [],
                 offered=[(p, label) for p, label in saved.offered] if saved else [],
             )

@@ -141,6 +141,28 @@ async def test_stay_keeps_the_step(db: Database, settings: Settings) -> None:
     assert (await state(db, ME))["step"] == "q"
 
 
+async def test_a_nested_change_on_the_same_step_is_saved(db: Database, settings: Settings) -> None:
+    """A step that adds to a list in its data and stays: the change is written (the saved
+    data was compared with a shallow copy of itself, and seemed unchanged)."""
+
+    async def ask(ctx: Ctx) -> None:
+        ctx.ask("Q", [])
+
+    async def answer(ctx: Ctx) -> Transition:
+        ctx.data.setdefault("seen", {"words": []})["words"].append(ctx.text)
+        ctx.say("noted")
+        return stay()
+
+    collect = Flow("collect", {"q": Step(ask, answer, accepts_text=True)})
+    registry = Registry([language.FLOW, menu.FLOW, collect], deep_links={"collect": "collect"})
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await person.send("/start collect")
+    await person.tap("English")
+    await person.send("one")
+    await person.send("two")
+    assert (await state(db, ME))["data"] == {"seen": {"words": ["one", "two"]}}
+
+
 BAD_INPUTS = [
     "",
     " ",
