@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from sqlalchemy import (
     JSON,
     Column,
@@ -118,7 +119,14 @@ def _rotator(column: Column[Any]) -> Callable[[Any], Any]:
 
 def _rotated(rotate: Callable[[Any], Any], stored: Any) -> Any:
     """A stored value encrypted again (None stays None)."""
-    return None if stored is None else rotate(stored)
+    if stored is None:
+        return None
+    try:
+        return rotate(stored)
+    except (crypto.UnknownKey, InvalidToken):
+        # Written since the check by a process with other keys (not restarted with the new
+        # ones): left as it is, for the next run's check to name.
+        return stored
 
 
 def _opens(column: Column[Any], stored: Any) -> bool:
