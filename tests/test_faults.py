@@ -89,7 +89,7 @@ class BotProcess:
         """SIGKILL: no handler runs, nothing is flushed or closed."""
         assert self.process is not None
         self.process.kill()
-        assert await self.process.wait() == -signal.SIGKILL
+        assert await asyncio.wait_for(self.process.wait(), timeout=60) == -signal.SIGKILL
 
     async def stop(self) -> None:
         """SIGTERM, then a clean exit."""
@@ -114,7 +114,7 @@ async def bots() -> AsyncIterator[list[BotProcess]]:
         if bot.alive:
             assert bot.process is not None
             bot.process.kill()
-            await bot.process.wait()
+            await asyncio.wait_for(bot.process.wait(), timeout=60)
 
 
 def environment(db_url: str, fake: FakeTelegram, **more: str) -> dict[str, str]:
@@ -216,7 +216,12 @@ async def create_bulletin(tmp_path: Path, env: dict[str, str]) -> int:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode == 0, err.decode()
     return int(out.decode().split("\t")[0])
 

@@ -62,7 +62,7 @@ async def start(
         upgrade = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "db", "upgrade", env=env
         )
-        assert await upgrade.wait() == 0
+        assert await asyncio.wait_for(upgrade.wait(), timeout=120) == 0
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -148,7 +148,7 @@ async def test_two_web_processes_send_a_bulletin_once(
             *("--text-en", str(text), "--now"),
             env=web_environment(db_url, fake, ports[0]),
         )
-        assert await created.wait() == 0
+        assert await asyncio.wait_for(created.wait(), timeout=120) == 0
         await fake.wait_for_sent(len(chats), timeout=60)
         await asyncio.sleep(1)  # time enough for a second copy, if there were one
         assert [len(fake.sent(chat)) for chat in chats] == [1] * len(chats)
