@@ -472,6 +472,7 @@ async def healthy(client: httpx.AsyncClient) -> bool:
         return False
 
 
+@pytest.mark.timeout(300)  # Telegram down for seconds on purpose; slow on a busy CI machine
 async def test_telegram_answering_500_delays_replies_and_broadcasts_but_loses_none(
     tmp_path: Path, db_url: str, fake: FakeTelegram, bots: list[BotProcess]
 ) -> None:
@@ -540,6 +541,7 @@ def test_after_an_outage_messages_go_within_tens_of_seconds_and_none_is_given_up
 
 
 @pytest.mark.skipif(ON_POSTGRES, reason="about SQLite: another process holding its write lock")
+@pytest.mark.timeout(300)  # a database locked for seconds on purpose; slow on a busy machine
 async def test_a_locked_database_gets_503s_then_everything_works_again(
     tmp_path: Path, db_url: str, fake: FakeTelegram, bots: list[BotProcess]
 ) -> None:

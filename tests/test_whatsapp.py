@@ -161,6 +161,7 @@ async def start_in(user: WhatsAppUser, locale: str) -> None:
     assert t(locale, "Report a displaced family") in user.last
 
 
+@pytest.mark.timeout(300)  # a long conversation; slow on a busy CI machine
 async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
     user: WhatsAppUser, fake: FakeTwilio, db: Database
 ) -> None:
@@ -203,6 +204,7 @@ async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
         assert len(message.body or "") <= 1600
 
 
+@pytest.mark.timeout(300)  # a long conversation; slow on a busy CI machine
 async def test_a_whole_signature_in_arabic(user: WhatsAppUser, db: Database) -> None:
     await start_in(user, "ar")
     await user.pick(t("ar", "Sign the declaration"))
