@@ -125,6 +125,23 @@ def test_a_pause_holds_every_send_for_its_length() -> None:
     assert min(after) >= paused_at + 5.0
 
 
+async def held_after_booking(seconds: float) -> float:
+    """How long hold() keeps a send booked just before the platform asked for `seconds`."""
+    loop = asyncio.get_running_loop()
+    pacer = _Pacer(30.0, loop.time)
+    await pacer.wait()  # booked: a lane is about to send it
+    pacer.pause(seconds)
+    start = loop.time()
+    await pacer.hold()
+    return loop.time() - start
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 5.0])
+def test_a_send_booked_before_a_pause_waits_for_its_end(seconds: float) -> None:
+    held = run_virtual(lambda: held_after_booking(seconds))
+    assert seconds <= held < seconds + 0.01
+
+
 # ---------------------------------------------------------------- the sender, on a database
 
 

@@ -562,7 +562,9 @@ async def test_a_chat_not_found_stops_its_messages_and_not_the_others(
     async with db.transaction() as session:
         rows = (
             await session.scalars(
-                select(OutboxMessage).where(OutboxMessage.address == f"telegram:{USER}")
+                select(OutboxMessage)
+                .where(OutboxMessage.address == f"telegram:{USER}")
+                .order_by(OutboxMessage.id)
             )
         ).all()
     statuses = [row.status for row in rows]
