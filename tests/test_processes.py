@@ -330,7 +330,12 @@ async def test_a_contact_made_meanwhile_by_another_process_is_taken_up(
             engine = Engine(db, settings, build_registry())
             first = Inbound(Address("telegram", "4242"), "u1", kind="command", text="/start")
             handling = asyncio.create_task(engine.handle(first))
-            await asyncio.sleep(1.0)
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            for _ in range(600):  # the engine's INSERT queues for the row, within 30 s
+                if await session.scalar(text(waiting)):
+                    break
+                await asyncio.sleep(0.05)
+            assert await session.scalar(text(waiting))
             assert not handling.done()  # waiting for the other process's transaction
         replies = await asyncio.wait_for(handling, timeout=30)  # the other one committed
     finally:
