@@ -142,6 +142,29 @@ def test_a_send_booked_before_a_pause_waits_for_its_end(seconds: float) -> None:
     assert seconds <= held < seconds + 0.01
 
 
+async def paused_while_waiting_its_turn() -> tuple[float, float]:
+    """At 1 a second, a second send waits its turn; the platform asks for 3 s meanwhile.
+
+    Returns when the pause was asked, and when the second send was let go.
+    """
+    loop = asyncio.get_running_loop()
+    pacer = _Pacer(1.0, loop.time)
+    await pacer.wait()
+    pacer.done()
+    second = asyncio.ensure_future(pacer.wait())  # its even turn: a second after the first
+    await asyncio.sleep(0.5)
+    asked = loop.time()
+    pacer.pause(3.0)
+    await second
+    return asked, loop.time()
+
+
+def test_a_pause_asked_while_a_send_waits_its_turn_holds_it_too() -> None:
+    # Calls outside the outbox (Sender.paced) have no lane to hold them: the pacer must.
+    asked, let_go = run_virtual(paused_while_waiting_its_turn)
+    assert let_go >= asked + 3.0
+
+
 # ---------------------------------------------------------------- the sender, on a database
 
 
