@@ -19,10 +19,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.channels.telegram import TelegramTransport
+from bot.config import Settings
 from bot.db import Database, upgrade
-from bot.messages import Outbound
+from bot.engine import Engine
+from bot.messages import Address, Outbound
 from bot.sender import RetryLater, Sender, _Pacer
-from tests.conftest import PostgresServer
+from handlers import build_registry
+from tests.conftest import Person, PostgresServer
 from tests.test_sender import FakePlatform, queue, rows
 from tests.virtual_time import VirtualClockLoop, run_virtual
 
@@ -324,3 +327,49 @@ def test_a_429_keeps_each_persons_order(migrated_url: str) -> None:
     stored = run_sender(migrated_url, platform, fill)
     assert [status for status, _a, _e in stored] == ["sent"] * 4
     assert platform.texts() == [f"part {n}" for n in range(4)]
+
+
+async def first_send_to(platform: TimedPlatform, chat: str) -> float:
+    """When the first send to `chat` started (60 s of the virtual clock at most)."""
+    for _ in range(6000):
+        for at, to in platform.starts:
+            if to == chat:
+                return at
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"nothing sent to {chat}")
+
+
+def test_a_reply_goes_at_once_even_during_a_broadcast(
+    migrated_url: str, settings: Settings
+) -> None:
+    """The engine wakes the sender for a reply (it does not wait for the next look at the
+    outbox, 5 s later), and the reply goes ahead of a broadcast already booked."""
+    platform = TimedPlatform(rate=30.0)
+
+    async def main() -> tuple[float, float, float, float]:
+        loop = cast(VirtualClockLoop, asyncio.get_running_loop())
+        db = Database(migrated_url)
+        sender = Sender(db, [platform], clock=loop.time, utcnow=loop.utcnow)
+        engine = Engine(db, settings, build_registry(), sender=sender)
+        sender.start()
+        try:
+            await asyncio.sleep(1.0)  # the sender idle, until its next look in 5 s
+            alone = Person(engine, Address("telegram", "41"))
+            asked = loop.time()
+            await alone.send("/start")
+            first = await first_send_to(platform, "41")
+            await queue(db, *[(str(n), f"bulletin {n}", "broadcast") for n in range(300)])
+            sender.wake("telegram")
+            await asyncio.sleep(1.0)  # the broadcast under way: ten seconds of it booked
+            during = Person(engine, Address("telegram", "42"))
+            asked_during = loop.time()
+            await during.send("/start")
+            second = await first_send_to(platform, "42")
+        finally:
+            await sender.stop()
+            await db.close()
+        return asked, first, asked_during, second
+
+    asked, first, asked_during, second = run_virtual(main, real_wait=0.002)
+    assert first - asked < 0.5
+    assert second - asked_during < 0.5
