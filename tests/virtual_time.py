@@ -5,8 +5,10 @@ microsecond, as if the code were fast: a test of the sender's pace runs minutes 
 time in a moment, and always the same way. (A clock that stood still between timers would spin
 for ever on a wait rounded to nothing, as a token bucket's can be, which a real clock ends.)
 The real selector is still asked for I/O (a database thread, a socket) before the clock jumps,
-for `real_wait` seconds at most: work that takes longer sees time jump meanwhile, as on a busy
-machine, which the rules under test must survive anyway.
+for `real_wait` seconds at most, and, with `max_jump`, the clock moves no more than that at a
+time: a connection being made (PostgreSQL's takes a few milliseconds) then sees its timeout of a
+minute only after a few seconds of real time. Work that takes longer sees time jump meanwhile, as
+on a busy machine, which the rules under test must survive anyway.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ class _JumpingSelector(selectors.BaseSelector):
             return self.real.select(0)
         events = self.real.select(min(timeout, self.loop.real_wait))
         if not events:
-            self.loop.now += max(0.0, timeout - self.loop.TICK)
+            jump = max(0.0, timeout - self.loop.TICK)
+            if self.loop.max_jump is not None:
+                jump = min(jump, self.loop.max_jump)
+            self.loop.now += jump
         return events
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -64,11 +69,12 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
 
     TICK = 1e-6  # seconds each turn of the loop takes
 
-    def __init__(self, real_wait: float = 0.0) -> None:
+    def __init__(self, real_wait: float = 0.0, max_jump: float | None = None) -> None:
         super().__init__()
         self.now = 0.0
         self.turns = 0  # turns of the loop: a busy loop shows here, not on the clock
         self.real_wait = real_wait  # seconds of real time given to pending I/O before a jump
+        self.max_jump = max_jump  # seconds the clock may jump at once (None: to the next timer)
         self.started = datetime.now(UTC)
         self._selector = _JumpingSelector(self._selector, self)  # type: ignore[has-type]
 
@@ -81,9 +87,14 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         return self.started + timedelta(seconds=self.now)
 
 
-def run_virtual(main: Callable[[], Coroutine[Any, Any, T]], *, real_wait: float = 0.0) -> T:
+def run_virtual(
+    main: Callable[[], Coroutine[Any, Any, T]],
+    *,
+    real_wait: float = 0.0,
+    max_jump: float | None = None,
+) -> T:
     """Run `main()` to its end on a new VirtualClockLoop."""
-    loop = VirtualClockLoop(real_wait)
+    loop = VirtualClockLoop(real_wait, max_jump)
     try:
         return loop.run_until_complete(main())
     finally:
