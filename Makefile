@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 CONTRACT := tests/contract
 CONTRACT_STAMP := $(CONTRACT)/node_modules/.installed
 LOCALES := ar ckb en
@@ -14,11 +15,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+## What running needs only (make run), and that with the test tools (make test)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
 ## Node tools of the contract tests (Stoplight Prism), as pinned in tests/contract/package-lock.json
 contract-tools:
@@ -33,7 +39,7 @@ $(CONTRACT_STAMP): $(CONTRACT)/package.json $(CONTRACT)/package-lock.json
 	touch $(CONTRACT_STAMP)
 
 ## make run: install, create or migrate the database, start the bot
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/icssi-bot db upgrade
 	$(BIN)/icssi-bot run
 

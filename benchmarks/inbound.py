@@ -23,8 +23,14 @@ than 200, failed or timed-out posts, replies missing after a grace period, apolo
     /start at once; how long until every reply is out;
 (3) priority, at the default limits: replies to --priority-rate updates/s, without and then during
     a bulletin broadcast to --subscribers people; the broadcast messages sent meanwhile.
+(4) flood (--flood, or --only flood), at the default limits with the fake's flood control on: one
+    chat posts --burst messages in 3 s, then one a second, while --conversing others go through
+    their conversations (each a newcomer doing the six steps, then another); the others' first
+    replies, with INBOUND_PER_MINUTE at each of --inbound-limits (1000: the sender's fairness
+    alone).
 
 Run: .venv/bin/python benchmarks/inbound.py [--rates 25 50 100 200] [--seconds 20]
+     .venv/bin/python benchmarks/inbound.py --flood [--burst 400] [--conversing 20]
      [--postgres postgresql://postgres@/postgres?host=/tmp/icssi-pg.XXXX] [--only capacity ...]
 PostgreSQL: a server whose user may create databases; each run creates its own and drops it.
 """
@@ -734,7 +740,7 @@ async def priority(rate: float, seconds: float, count: int) -> None:
             busy.next_query = quiet.next_query
             busy.next_update = quiet.next_update
             async with feed(client, fake, busy):
-                created = await cli(env, "bulletin", "create", *texts, "--now")
+                created = await cli(env, "bulletin", "create", *texts, "--now", "--yes")
                 await busy.broadcasting.wait()
                 start = time.monotonic()
                 await busy.run(rate, seconds)
@@ -760,6 +766,127 @@ async def priority(rate: float, seconds: float, count: int) -> None:
     )
 
 
+FLOODER = 90_000_000  # the chat that floods
+
+
+def flood_update(number: int) -> dict[str, Any]:
+    """One of the flooder's text messages, as Telegram posts it."""
+    return {
+        "update_id": 500_000_000 + number,
+        "message": {
+            "message_id": number,
+            "from": {"id": FLOODER, "is_bot": False, "first_name": "F", "language_code": "ar"},
+            "chat": {"id": FLOODER, "type": "private", "first_name": "F"},
+            "date": int(time.time()),
+            "text": f"hello {number}",
+        },
+    }
+
+
+async def converse(load: Load, first_chat: int, until: float) -> None:
+    """One conversation after another in this slot: a newcomer goes through the six steps,
+    answering each question at least `load.think` seconds after it came; then the next one."""
+    chat = first_chat
+    while time.monotonic() < until:
+        person = Person(chat, LOCALES[chat % 3])
+        load.people[chat] = person
+        while person.step < len(STEPS) and time.monotonic() < until:
+            load.post(person, time.monotonic())
+            record = person.pending
+            assert record is not None
+            deadline = time.monotonic() + 30
+            while record.done is None and time.monotonic() < deadline:  # noqa: ASYNC110 - set by the feed
+                await asyncio.sleep(0.01)
+            if record.done is None:
+                break  # counted as unanswered; a newcomer takes the slot
+            await asyncio.sleep(load.think)
+        chat += 1_000
+
+
+async def flood(seconds: float, limit: str, burst: int, conversing: int) -> dict[str, Any]:
+    """(4) One chat posts `burst` messages in about 3 s, then one a second, while `conversing`
+    people go through their conversations; at the default limits (30 messages/s, 1 a second to
+    a chat, the fake's flood control on) and INBOUND_PER_MINUTE=`limit`."""
+    with tempfile.TemporaryDirectory() as name, fake_telegram(30) as fake:
+        folder = Path(name)
+        env = bot_env(f"sqlite:///{folder / 'bench.db'}", fake, free_port(), None)
+        env["INBOUND_PER_MINUTE"] = limit
+        await cli(env, "db", "upgrade")
+        async with bot_process(env, folder) as bot, client_session() as client:
+            await issue_callbacks(client, fake, int(conversing * seconds * 1.2) + 100)
+            load = Load(client, bot, fake, 60_000_000)
+            load.think = 1.0
+            statuses: list[int | None] = []
+
+            async def post_flood(number: int) -> None:
+                body = json.dumps(flood_update(number)).encode()
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Telegram-Bot-Api-Secret-Token": SECRET,
+                }
+                try:
+                    async with client.post(bot.webhook, data=body, headers=headers) as answer:
+                        await answer.read()
+                        statuses.append(answer.status)
+                except (aiohttp.ClientError, TimeoutError):
+                    statuses.append(None)
+
+            async def flooder(until: float) -> None:
+                if not burst:  # the baseline: nobody floods
+                    return
+                sent = []
+                for number in range(burst):  # `burst` in about 3 s
+                    sent.append(asyncio.create_task(post_flood(number)))
+                    await asyncio.sleep(3.0 / burst)
+                number = burst
+                while time.monotonic() < until:  # then a steady one a second
+                    sent.append(asyncio.create_task(post_flood(number)))
+                    number += 1
+                    await asyncio.sleep(1.0)
+                await asyncio.gather(*sent)
+
+            async with feed(client, fake, load):
+                start = time.monotonic()
+                until = start + seconds
+                await asyncio.gather(
+                    flooder(until),
+                    *(converse(load, 70_000_000 + n, until) for n in range(conversing)),
+                )
+                end = time.monotonic()
+                await load.settle(grace=30)
+            async with client.get(f"{fake.root}/_fake/stats") as answer:
+                flood_hits = (await answer.json())["flood_hits"]
+    first, done = latencies(load.posted)
+    flooded = [at for at in load.others if start <= at]
+    return {
+        "limit": limit,
+        "seconds": end - start,
+        "first": first,
+        "done": done,
+        "errors": errors(load.posted),
+        "updates": len(load.posted),
+        "flood_posted": len(statuses),
+        "flood_refused": sum(1 for status in statuses if status != 200),
+        "flood_replies": len(flooded),
+        "flood_hits": flood_hits,
+    }
+
+
+def print_flood(result: dict[str, Any]) -> None:
+    """The figures of one flood run."""
+    first = result["first"]
+    p95 = percentile(first, 0.95) if first else float("inf")
+    print(
+        f"flood, INBOUND_PER_MINUTE={result['limit']}: {result['updates']} updates of the "
+        f"others in {result['seconds']:.0f} s; their first reply {summary(first)}"
+        + ("" if p95 < 1.0 else "  (p95 >= 1 s)")
+        + f"; next question {summary(result['done'])}; errors {result['errors']}\n"
+        f"  the flooder posted {result['flood_posted']} ({result['flood_refused']} not 200) and "
+        f"got {result['flood_replies']} messages back; 429 answers {result['flood_hits']}; "
+        f"load {load_average()}"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     """Run the parts asked for and print their figures."""
     print(f"load average before: {load_average()} ({os.cpu_count()} cores)")
@@ -781,6 +908,13 @@ async def main(args: argparse.Namespace) -> None:
         await drain(args.wave)
     if "priority" in args.only:
         await priority(args.priority_rate, args.seconds, args.subscribers)
+    if "flood" in args.only:
+        print(
+            f"(4) flood: one chat sends {args.burst} messages in 3 s, then one a second, while "
+            f"{args.conversing} others converse, for {args.flood_seconds:.0f} s; default limits"
+        )
+        for limit in args.inbound_limits:
+            print_flood(await flood(args.flood_seconds, limit, args.burst, args.conversing))
 
 
 if __name__ == "__main__":
@@ -796,7 +930,27 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["capacity", "drain", "priority"],
+        choices=["capacity", "drain", "priority", "flood"],
         default=["capacity", "drain", "priority"],
     )
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--flood", action="store_true", help="the flood alone (--only flood)")
+    parser.add_argument(
+        "--burst", type=int, default=400, help="the flooder's first messages (0: no flooder)"
+    )
+    parser.add_argument(
+        "--bot-root", type=Path, help="run the bot of another checkout (to compare versions)"
+    )
+    parser.add_argument("--conversing", type=int, default=20, help="people talking meanwhile")
+    parser.add_argument("--flood-seconds", type=float, default=40.0)
+    parser.add_argument(
+        "--inbound-limits",
+        nargs="*",
+        default=["20", "1000"],
+        help="INBOUND_PER_MINUTE of each flood run (1000: the sender's fairness alone)",
+    )
+    arguments = parser.parse_args()
+    if arguments.flood:
+        arguments.only = ["flood"]
+    if arguments.bot_root is not None:
+        BOT_ROOT = arguments.bot_root.resolve()
+    asyncio.run(main(arguments))

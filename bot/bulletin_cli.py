@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +34,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         create.add_argument(f"--title-{locale}", help=f"the title in {locale}")
         create.add_argument(f"--text-{locale}", help=f"a UTF-8 file with the text in {locale}")
     create.add_argument("--image", help="a photo: an https URL or a Telegram file id")
+    create.add_argument(
+        "--yes", action="store_true", help="with --now: send without asking (for scripts)"
+    )
     when = create.add_mutually_exclusive_group(required=True)
     when.add_argument("--now", action="store_true", help="send it now")
     when.add_argument("--at", help="send it then, in TIMEZONE: '2026-12-01 09:00'")
@@ -88,9 +93,30 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Carry out one `bulletin` subcommand."""
     db = Database(settings.database_url)
     try:
+        if args.action == "create" and args.now and not args.yes and not await confirmed(db, args):
+            return fail("nothing was sent (answer y to send, or give --yes)")
         return await _run(db, settings, args)
     finally:
         await db.close()
+
+
+async def confirmed(db: Database, args: argparse.Namespace) -> bool:
+    """Say to how many subscribers `--now` sends, by channel and language, and ask."""
+    languages = [locale for locale in LOCALES if getattr(args, f"title_{locale}")]
+    async with db.transaction() as session:  # counted, then the lock is let go before asking
+        found = await bulletins.audience(session, languages)
+    people = f"{found.total} subscriber{'' if found.total == 1 else 's'}"
+    print(f"Sent now, this bulletin goes to {people}:", file=sys.stderr)
+    for (channel, locale), count in sorted(found.groups.items()):
+        print(f"  {channel}\t{locale}\t{count}", file=sys.stderr)
+    if found.fallback:
+        print(
+            f"  {found.fallback} of them get it in another language (none of theirs)",
+            file=sys.stderr,
+        )
+    print("Send it now? [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = await asyncio.to_thread(sys.stdin.readline)
+    return answer.strip().lower() in ("y", "yes")
 
 
 async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> int:
@@ -98,12 +124,16 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
     actor = f"cli:{getpass.getuser()}"  # who, in the audit log and as a bulletin's author
     async with db.transaction() as session:
         if args.action == "list":
+            zone = ZoneInfo(settings.timezone)
             rows = await session.scalars(select(Bulletin).order_by(Bulletin.id.desc()).limit(50))
             for b in rows:
                 first: dict[str, str] = next(iter(b.texts.values()), {})
                 title = first.get("title", "")
-                when = b.published_at or b.scheduled_at or b.created_at
-                print(f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M}Z\t{title}")
+                # In TIMEZONE, as the chat shows it (the zone's offset said, e.g. +03).
+                when = (b.published_at or b.scheduled_at or b.created_at).astimezone(zone)
+                print(
+                    f"{b.id}\t{b.public_id or '-'}\t{b.status}\t{when:%Y-%m-%d %H:%M%z}\t{title}"
+                )
             return 0
         if args.action == "edit":
             return await edit(session, args, now, actor)
@@ -130,7 +160,11 @@ async def _run(db: Database, settings: Settings, args: argparse.Namespace) -> in
             if bulletin.status not in ("sending", "sent"):
                 return fail(f"bulletin {args.id} is {bulletin.status}, not being sent")
             count = await bulletins.stop(session, bulletin, actor, now)
-            print(f"icssi-bot: stopped; {count} unsent messages cancelled", file=sys.stderr)
+            print(
+                f"icssi-bot: stopped; {count} unsent "
+                f"{'message' if count == 1 else 'messages'} cancelled",
+                file=sys.stderr,
+            )
             return 0
         texts = {}
         for locale in LOCALES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
@@ -27,7 +28,7 @@ from bot.db import Database
 from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
 from bot.messages import Address, Outbound
 from bot.models import AuditEntry, Bulletin, Contact, OutboxMessage
-from bot.text import fold, strip_bidi
+from bot.text import ascii_digits, fold, strip_bidi
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,37 @@ def edit(
     bulletin.image = image
     bulletin.hashes = {}  # computed from the texts as they are when it is published
     return AuditEntry(at=now, actor=actor, action="bulletin:edit", detail=detail)
+
+
+@dataclass
+class Audience:
+    """Who a bulletin would reach now: subscribers by (channel, language), and how many of
+    them would get it in another language than theirs."""
+
+    groups: dict[tuple[str, str], int] = field(default_factory=dict)
+    fallback: int = 0
+
+    @property
+    def total(self) -> int:
+        """Everyone it would reach."""
+        return sum(self.groups.values())
+
+
+async def audience(session: AsyncSession, languages: Sequence[str]) -> Audience:
+    """The subscribers a bulletin written in `languages` goes to, counted as queue_deliveries
+    chooses them (subscribed, reachable)."""
+    rows = await session.execute(
+        select(Contact.channel, Contact.locale, func.count())
+        .where(Contact.subscribed.is_(True), Contact.unreachable.is_(False))
+        .group_by(Contact.channel, Contact.locale)
+    )
+    found = Audience()
+    for channel, locale, count in rows.all():
+        key = (str(channel), str(locale or "ar"))
+        found.groups[key] = found.groups.get(key, 0) + int(count)
+        if key[1] not in languages:
+            found.fallback += int(count)
+    return found
 
 
 async def queue_deliveries(
@@ -245,9 +277,12 @@ def picture_for(bulletin: Bulletin, channel: str, public_url: str | None) -> str
 
 
 async def published_picture(db: Database, public_id: str) -> str | None:
-    """A published bulletin's picture as the platform it came from knows it; None if none."""
-    async with db.transaction() as session:
-        image = await session.scalar(
+    """A published bulletin's picture as the platform it came from knows it; None if none.
+
+    A read without a lock: anyone may ask for any id, as often as they like.
+    """
+    async with db.read() as conn:
+        image = await conn.scalar(
             select(Bulletin.image).where(
                 Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED)
             )
@@ -272,11 +307,7 @@ def render(
                 format_datetime(bulletin.published_at or bulletin.created_at, timezone)
             ),
         }
-        note = ""
-        if shown != locale:
-            note = _(
-                "This bulletin is not available in your language; here it is in %(language)s."
-            ) % {"language": {"ar": _("Arabic"), "en": _("English"), "ckb": _("Kurdish")}[shown]}
+        note = fallback_note(shown) if shown != locale else ""
     with use_locale(shown):
         body = direct(text["text"].strip())
         title = direct(text["title"].strip())
@@ -291,6 +322,15 @@ def render(
         priority="broadcast",
         locale=locale,
     )
+
+
+def fallback_note(shown: str) -> str:
+    """What a subscriber reads above a bulletin given in another language, in the current
+    locale."""
+    language = {"ar": _("Arabic"), "en": _("English"), "ckb": _("Kurdish")}[shown]
+    return _("This bulletin is not available in your language; here it is in %(language)s.") % {
+        "language": language
+    }
 
 
 @dataclass
@@ -463,17 +503,67 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
     return [found[key] for key in sorted(found)]
 
 
+# A public id as people type or paste it (B-7K3M9Q), in any case.
+PUBLIC_ID = re.compile(rf"\bB-[{CODE_ALPHABET}]{{6}}\b", re.IGNORECASE)
+
+
+@functools.cache
+def _notes() -> frozenset[str]:
+    """Every fallback note a bulletin can carry, in every language, normalized."""
+    found: set[str] = set()
+    for locale in LOCALES:
+        with use_locale(locale):
+            found.update(normalized(fallback_note(shown)) for shown in LOCALES)
+    return frozenset(found)
+
+
+def pasted_parts(text: str) -> tuple[str | None, str]:
+    """A pasted or forwarded bulletin: the public id its footer (or the person) gives, and its
+    title and text without what each channel adds (the footer, the fallback note, WhatsApp's
+    bold marks, the console's title marks)."""
+    public_id = None
+    kept = []
+    for line in strip_bidi(text).splitlines():
+        bare = line.strip()
+        found = PUBLIC_ID.search(ascii_digits(bare))
+        if found is not None:
+            public_id = found.group(0).upper()
+            continue  # the footer, or the id typed alone
+        if normalized(bare) in _notes():
+            continue
+        if bare.startswith("== ") and bare.endswith(" =="):
+            bare = bare[3:-3]
+        kept.append(bare.strip("*").strip())
+    return public_id, "\n".join(kept)
+
+
+def _matches(bulletin: Bulletin, wanted: str) -> bool:
+    """Whether a normalized text is one of the bulletin's languages, whole."""
+    for item in bulletin.texts.values():
+        candidates = (plain(item), item["text"], f"{item['title']}\n{item['text']}")
+        if any(normalized(c) == wanted for c in candidates):
+            return True
+    return False
+
+
 async def find_genuine(session: AsyncSession, text: str) -> Bulletin | None:
-    """The published bulletin whose text (in any language) matches `text`, normalized."""
-    wanted = normalized(text)
+    """The published bulletin that `text` is, whole (title and text in any language, as any
+    channel delivered it), or that its id names; None if none, or if anything differs."""
+    public_id, rest = pasted_parts(text)
+    wanted = normalized(rest)
+    if public_id is not None:
+        bulletin = await session.scalar(
+            select(Bulletin).where(Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED))
+        )
+        if bulletin is None or (wanted and not _matches(bulletin, wanted)):
+            return None
+        return bulletin
     if len(wanted) < 10:
         return None
     published = await session.stream_scalars(
         select(Bulletin).where(Bulletin.public_id.is_not(None)).order_by(Bulletin.id.desc())
     )
     async for bulletin in published:
-        for item in bulletin.texts.values():
-            candidates = (plain(item), item["text"], f"{item['title']}\n{item['text']}")
-            if any(normalized(c) == wanted for c in candidates):
-                return bulletin
+        if _matches(bulletin, wanted):
+            return bulletin
     return None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
+
+from sqlalchemy.engine import make_url
 
 from bot import bulletin_cli, crypto, logs, runtime
 from bot.config import ConfigError, Settings, load_settings
-from bot.db import Database, upgrade
+from bot.db import Database, at_head, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export data for relief coordination")
     export_what = export.add_subparsers(dest="what", required=True)
     reports = export_what.add_parser("reports", help="displaced-family reports")
-    reports.add_argument("--format", required=True, choices=["csv", "hxl", "geojson", "json"])
+    reports.add_argument("--format", default="csv", choices=["csv", "hxl", "geojson", "json"])
     reports.add_argument("--since", help="only reports from this day on (YYYY-MM-DD)")
     reports.add_argument("--governorate", help="only this governorate (P-code, e.g. IQG09)")
     reports.add_argument(
@@ -75,35 +79,50 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="include personal fields (place name, exact point, notes, phone); audited",
     )
-    reports.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    reports.add_argument(
+        "-o", "--output", help="write to this file (default, or -: standard output)"
+    )
     signatures = export_what.add_parser(
         "signatures", help="the organizations that signed the declaration"
     )
-    signatures.add_argument("--format", required=True, choices=["csv", "json"])
+    signatures.add_argument("--format", default="csv", choices=["csv", "json"])
     signatures.add_argument(
         "--private",
         action="store_true",
         help="every signature with every field (representatives, contacts), for operators",
     )
-    signatures.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    signatures.add_argument(
+        "-o", "--output", help="write to this file (default, or -: standard output)"
+    )
     return parser
 
 
 async def run_chat(settings: Settings, user: str) -> None:
-    """The console chat on the configured database."""
+    """The console chat on the configured database: the bot's scheduler and retention too, when
+    no platform is configured and no other process sends from it (bot.runtime.running)."""
     from bot.channels.console import ConsoleTransport, chat, stdio
-    from bot.engine import Engine
-    from bot.sender import Sender
-    from handlers import build_registry
+    from bot.messages import Address
 
     stdin, stdout = stdio()
-    db = Database(settings.database_url)
-    try:
-        sender = Sender(db, [ConsoleTransport(stdout)])
-        engine = Engine(db, settings, build_registry(), sender)
-        await chat(engine, sender, user, stdin, stdout)
-    finally:
-        await db.close()
+    console = ConsoleTransport(stdout, str(Address("console", user)))
+    async with runtime.running(settings, "all", console=console) as bot:
+        await chat(bot.engine, bot.sender, user, stdin, stdout)
+
+
+def plural(count: int, noun: str) -> str:
+    """ "1 report", "2 reports": the operator's messages are English, and correct."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+@contextlib.contextmanager
+def output(path: str | None) -> Iterator[TextIO]:
+    """The file to write an export to; standard output for none or "-", as is the custom."""
+    if path in (None, "", "-"):
+        yield sys.stdout
+        return
+    # A blocking file is fine here: this command does nothing else meanwhile.
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        yield out
 
 
 async def run_export(settings: Settings, args: argparse.Namespace) -> int:
@@ -118,18 +137,13 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     if args.what == "signatures":
         db = Database(settings.database_url)
         try:
-            if args.output:
-                with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-                    count = await exports.export_signatures(
-                        db, args.format, out, private=args.private, actor=actor
-                    )
-            else:
+            with output(args.output) as out:
                 count = await exports.export_signatures(
-                    db, args.format, sys.stdout, private=args.private, actor=actor
+                    db, args.format, out, private=args.private, actor=actor
                 )
         finally:
             await db.close()
-        print(f"icssi-bot: exported {count} signatures", file=sys.stderr)
+        print(f"icssi-bot: exported {plural(count, 'signature')}", file=sys.stderr)
         return 0
     since = None
     if args.since:
@@ -146,20 +160,16 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     query = exports.Query(since=since, governorate=governorate, private=args.private)
     db = Database(settings.database_url)
     try:
-        if args.output:
-            # A blocking file is fine here: this command does nothing else meanwhile.
-            with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-                count = await exports.export(db, query, args.format, out, actor)
-        else:
-            count = await exports.export(db, query, args.format, sys.stdout, actor)
+        with output(args.output) as out:
+            count = await exports.export(db, query, args.format, out, actor)
     finally:
         await db.close()
-    print(f"icssi-bot: exported {count} reports", file=sys.stderr)
+    print(f"icssi-bot: exported {plural(count, 'report')}", file=sys.stderr)
     return 0
 
 
-async def maintain(settings: Settings, task: str) -> None:
-    """`db purge` and `db rotate-keys`."""
+async def maintain(settings: Settings, task: str) -> int:
+    """`db purge` and `db rotate-keys`; the exit status."""
     from datetime import UTC, datetime
 
     from bot import retention
@@ -172,11 +182,21 @@ async def maintain(settings: Settings, task: str) -> None:
         else:
             if not crypto.enabled():
                 print("icssi-bot: DATA_ENCRYPTION_KEY is not set", file=sys.stderr)
-                return
-            changed = await retention.rotate_keys(db)
-            print(f"icssi-bot: re-encrypted {changed} reports", file=sys.stderr)
+                return 2
+            try:
+                rewritten = await retention.rotate_keys(db)
+            except retention.Unreadable as exc:
+                print(
+                    "icssi-bot: nothing was changed: these values cannot be decrypted with the "
+                    f"keys in DATA_ENCRYPTION_KEY (put the missing key after the new one): {exc}",
+                    file=sys.stderr,
+                )
+                return 2
+            done = ", ".join(f"{table}: {n}" for table, n in rewritten.items())
+            print(f"icssi-bot: re-encrypted with the newest key ({done})", file=sys.stderr)
     finally:
         await db.close()
+    return 0
 
 
 def new_revision(message: str) -> str:
@@ -215,6 +235,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_format,
     )
     try:
+        if args.command in ("run", "chat", "serve", "worker"):
+            if make_url(settings.database_url).get_backend_name() == "sqlite":
+                upgrade(settings.database_url)  # the embedded default: made or migrated here
+            elif not asyncio.run(at_head(settings.database_url)):
+                print(
+                    "icssi-bot: the database is not at this version: run `icssi-bot db "
+                    "upgrade` first",
+                    file=sys.stderr,
+                )
+                return 2
         if args.command == "keygen":
             print(crypto.new_key())
         elif args.command == "bulletin":
@@ -222,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "export":
             return asyncio.run(run_export(settings, args))
         elif args.command == "db" and args.db_command in ("purge", "rotate-keys"):
-            asyncio.run(maintain(settings, args.db_command))
+            return asyncio.run(maintain(settings, args.db_command))
         elif args.command == "db" and args.db_command == "revision":
             print(f"icssi-bot: wrote {new_revision(args.message)}", file=sys.stderr)
         elif args.command == "db":

@@ -65,9 +65,15 @@ class Settings:
     telegram_webhook_secret: str | None = None
     telegram_rate: float = 30.0
     telegram_chat_rate: float = 1.0
+    inbound_per_minute: int = 20  # messages one person may send a minute; past it, dropped
+    telegram_max_body: int = 1_048_576  # bytes of a webhook request's body, at most
+    twilio_max_body: int = 65_536
     data_encryption_keys: tuple[str, ...] = ()
     report_retention_days: int = 365
     reports_per_day: int = 3
+    conversation_idle_days: int = 7
+    # How families reach a coordinator when it is urgent (a phone number, a place), if any.
+    urgent_contact: str | None = None
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
     bulletin_grace_minutes: int = 60
     telegram_channel_id: str | None = None
@@ -195,6 +201,13 @@ def _count(value: str) -> int:
     if not 1 <= count <= 1000:
         raise ValueError(value)
     return count
+
+
+def _body_size(value: str) -> int:
+    size = int(ascii_digits(value.strip()))
+    if not 1024 <= size <= 100 * 1_048_576:
+        raise ValueError(value)
+    return size
 
 
 def _needs(value: str) -> frozenset[str]:
@@ -329,6 +342,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("TELEGRAM_RATE", "telegram_rate", _rate, "messages per second, above 0")
     take("TELEGRAM_CHAT_RATE", "telegram_chat_rate", _rate, "messages per second, above 0")
+    take("INBOUND_PER_MINUTE", "inbound_per_minute", _count, "a number from 1 to 1000")
+    take(
+        "TELEGRAM_MAX_BODY",
+        "telegram_max_body",
+        _body_size,
+        "bytes, from 1024 to 104857600: the largest webhook body taken",
+    )
+    take(
+        "TWILIO_MAX_BODY",
+        "twilio_max_body",
+        _body_size,
+        "bytes, from 1024 to 104857600: the largest webhook body taken",
+    )
     take(
         "DATA_ENCRYPTION_KEY",
         "data_encryption_keys",
@@ -338,6 +364,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("REPORT_RETENTION_DAYS", "report_retention_days", _days, "a number of days, 1 or more")
     take("REPORTS_PER_DAY", "reports_per_day", _count, "a number from 1 to 1000")
+    take("URGENT_CONTACT", "urgent_contact", _text, "a phone number or a short text")
+    take(
+        "CONVERSATION_IDLE_DAYS",
+        "conversation_idle_days",
+        _days,
+        "a number of days, 1 or more",
+    )
     take(
         "REPORT_ALERT_NEEDS",
         "report_alert_needs",

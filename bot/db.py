@@ -50,7 +50,12 @@ def _sqlite_setup(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (Database.read) takes no lock: in WAL mode it never waits for a writer.
+        deferred = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "icssi_read_only"  # the execution option of Database.read's connections
 
 
 class DatabaseInUse(OSError):
@@ -192,6 +197,20 @@ class Database:
         ):
             yield session
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading only: no turn at SQLite's write lock, no write lock taken.
+
+        For what anyone may ask for at any rate (the public pictures): such reads must not
+        queue behind, or hold up, the people's messages.
+        """
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            try:
+                yield conn
+            finally:
+                await conn.rollback()
+
     async def ping(self) -> bool:
         """Whether the database answers."""
         try:
@@ -233,6 +252,23 @@ def upgrade(url: str, revision: str = "head") -> None:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+
+
+async def at_head(url: str) -> bool:
+    """Whether the database is migrated to this version of the bot."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    wanted = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    engine = create_async_engine(url)  # an async URL, as Settings.database_url is
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda sync: set(MigrationContext.configure(sync).get_current_heads())
+            )
+    finally:
+        await engine.dispose()
+    return current == wanted
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:

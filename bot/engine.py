@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -10,7 +11,17 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from weakref import WeakValueDictionary
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Table,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -18,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from bot import privacy
 from bot.config import Settings
 from bot.db import Database
 from bot.dbapi import Prepared
@@ -37,10 +49,11 @@ from bot.flows import (
     snapshot,
 )
 from bot.i18n import _, direct, use_locale
+from bot.limits import InboundLimit, Verdict
 from bot.messages import HOLDING_CHANNELS, Button, Inbound, Outbound
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from bot.sender import PRIORITIES, Sender
-from bot.text import clean_input
+from bot.text import MAX_INPUT, clean_input
 
 logger = logging.getLogger(__name__)
 
@@ -140,22 +153,42 @@ class _Hot:
         )
         self.queue = Prepared(
             insert(_OUTBOX).values(
-                _bound(
+                **_bound(
                     _OUTBOX,
                     (
                         "channel",
                         "address",
                         "contact_id",
+                        "subject_id",
                         "priority",
                         "body",
                         "status",
                         "attempts",
                         "created_at",
                     ),
-                )
+                ),
+                turn=next_turn(bindparam("b_address", type_=_OUTBOX.c.address.type)),
             ),
             dialect,
         )
+
+
+def next_turn(address: Any) -> Any:
+    """The turn of a message queued now for `address`: one past that of its messages still
+    waiting (pending, or held for WhatsApp's window), 0 when none wait (see OutboxMessage.turn).
+
+    Each message of a person comes after their earlier ones, and a person with nothing waiting
+    comes ahead of everyone who has: one person's backlog cannot hold up another's reply.
+    """
+    waiting = _OUTBOX.alias("waiting")
+    return (
+        select(func.coalesce(func.max(waiting.c.turn) + 1, 0))
+        .where(
+            waiting.c.address == address,
+            or_(waiting.c.status == "pending", waiting.c.status == "held"),  # no IN: compiled once
+        )
+        .scalar_subquery()
+    )
 
 
 _HOT: dict[str, _Hot] = {}
@@ -178,6 +211,7 @@ def _outbox_rows(
             "channel": message.address.channel,
             "address": str(message.address),
             "contact_id": contact_id,
+            "subject_id": message.about,
             "priority": PRIORITIES[message.priority],
             "body": message.to_json(),
             "status": "pending",
@@ -210,9 +244,12 @@ def media_hint() -> str:
 
 async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
     """Add messages to the outbox, in this transaction."""
-    if messages:  # one statement for them all
+    if messages:  # one statement for them all, each row with its turn
         rows = _outbox_rows(messages, contact_id, datetime.now(UTC))
-        await session.execute(insert(_OUTBOX), rows)
+        turn = next_turn(bindparam("turn_of", type_=_OUTBOX.c.address.type))
+        for row in rows:
+            row["turn_of"] = row["address"]
+        await session.execute(insert(_OUTBOX).values(turn=turn), rows)
 
 
 class Engine:
@@ -237,17 +274,25 @@ class Engine:
         # one writer), and a crowd of them would take the event loop from the sender (with 40
         # updates in hand on PostgreSQL, replies fell to 11 a second at 100 updates a second).
         self._handling = asyncio.Semaphore(HANDLING)
+        self.limit = InboundLimit(settings.inbound_per_minute)
 
     async def handle(self, inbound: Inbound) -> list[Outbound]:
         """Handle one inbound message; return the replies queued for it (none if a duplicate)."""
         key = str(inbound.address)
+        verdict: Verdict = "read"
+        # A restart's resume is not the person writing; coordinators are trusted with more.
+        if inbound.kind != "resume" and inbound.address not in self.settings.coordinators:
+            verdict = self.limit.check(key)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock, self._handling:
             for attempt in range(3):
                 try:
-                    replies = await self._handle_once(inbound)
+                    if verdict == "read":
+                        replies = await self._handle_once(inbound)
+                    else:
+                        replies = await self._slow_down(inbound, tell=verdict == "tell")
                 except HandlerFailed:
                     replies = await self._apologize(inbound)
                 except IntegrityError:
@@ -276,7 +321,9 @@ class Engine:
                 now=self.clock(),
                 flow=saved.flow if saved else "",
                 step=saved.step if saved else "",
-                data=dict(saved.data) if saved else {},
+                # A deep copy: a step may change a nested value (a list of needs), and the
+                # "nothing changed" check compares with what was loaded.
+                data=copy.deepcopy(saved.data) if saved else {},
                 history=list(saved.history) if saved else [],
                 offered=[(p, label) for p, label in saved.offered] if saved else [],
             )
@@ -335,16 +382,34 @@ class Engine:
     async def _forget(
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
     ) -> list[Outbound]:
-        """Delete a contact, its conversation and the messages to it; send only the goodbye."""
-        await session.execute(
-            delete(OutboxMessage).where(OutboxMessage.address == contact.address)
-        )
-        await session.delete(contact)  # the conversation goes with it (ON DELETE CASCADE)
-        await session.flush()
+        """Forget a person (bot.privacy.forget); send only the goodbye, which leaves no trace."""
+        await privacy.forget(session, contact, self.clock())
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
-        farewell = [dataclasses.replace(m, buttons=()) for m in goodbye[:1]]
+        farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
         await enqueue(session, farewell, None)
         return farewell
+
+    async def _slow_down(self, inbound: Inbound, *, tell: bool) -> list[Outbound]:
+        """A message past the person's limit: recorded as handled (not read again when it is
+        delivered again), the conversation left where it was; with `tell`, one notice."""
+        async with self.db.transaction(behind=True) as session:
+            arrived = await self._arrive(session, inbound)
+            if arrived is None or not tell:
+                return []
+            contact, _saved = arrived
+            with use_locale(contact.locale or self.settings.default_locale):
+                notice = Outbound(
+                    address=inbound.address,
+                    text=direct(
+                        _(
+                            "You are sending messages faster than I can read them. "
+                            "I will read your messages again in a minute."
+                        )
+                    ),
+                )
+            await enqueue(session, [notice], contact.id)
+            logger.info("a %s person is over the inbound limit", inbound.address.channel)
+            return [notice]
 
     async def _apologize(self, inbound: Inbound) -> list[Outbound]:
         """Record the message as handled and say sorry; the conversation stays where it was."""
@@ -407,7 +472,7 @@ class Engine:
                 ctx.say(_("Cancelled. Nothing was saved."))
             await self.enter(ctx, "menu")
         elif escape == HELP:
-            ctx.say(help_text(), title=_("Help"))
+            ctx.say(help_text(ctx.is_coordinator), title=_("Help"))
             await self.ask(ctx)
         elif escape == LANGUAGE:
             await self.enter(ctx, "language", {"resume": snapshot(ctx)})
@@ -474,6 +539,7 @@ class Engine:
             return
         inbound = ctx.inbound
         ctx.text = clean_input(inbound.text)
+        ctx.cut = len(inbound.text) > MAX_INPUT and len(ctx.text) == MAX_INPUT
         offered_payloads = {payload for payload, _label in ctx.offered}
         if inbound.payload is not None:
             if await self.run_action(ctx, inbound.payload):
@@ -669,9 +735,10 @@ def _leave(
         cursor.close()
 
 
-def help_text() -> str:
-    """What the bot can do and the words that work everywhere, in the current locale."""
-    return _(
+def help_text(coordinator: bool = False) -> str:
+    """What the bot can do and the words that work everywhere, in the current locale; a
+    coordinator's commands too."""
+    text = _(
         "I am the chat bot of the Iraqi Civil Society Solidarity Initiative.\n\n"
         "Choose from the buttons, or type the number of an option.\n"
         "These words work at any time:\n"
@@ -682,3 +749,13 @@ def help_text() -> str:
         "• Help: this message\n\n"
         "/mydata shows everything we hold about you; /forget deletes it."
     )
+    if coordinator:
+        text += "\n\n" + _(
+            "Your coordinator's commands:\n"
+            "/reports: the reports, with filters (a governorate, a status, a need)\n"
+            "/report and a reference: one report, its history, its status\n"
+            "/signatures: the signatures waiting for verification\n"
+            "/bulletin: write, schedule and follow bulletins\n"
+            "/export: the reports as a file"
+        )
+    return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,7 +54,14 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("phone", "#contact+phone", True),
     ("duplicate_of_row", "#meta+duplicate", False),
 )
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What makes a spreadsheet read a text as a formula: these at the start of a cell, in their
+# ASCII or full-width forms (some spreadsheets read ＝ as =), also after spaces (trimmed on
+# import). A cell is also the text after a separator, since a CSV opened with ";" or a tab as
+# its separator (Excel in many locales, LibreOffice's import) splits "Camp;=1+1" in two.
+FORMULA_STARTS = "=+-@\uff1d\uff0b\uff0d\uff20"
+SEPARATORS = ",;\t\r\n|"
+_FORMULA = re.compile(f"(?:^|(?<=[{SEPARATORS}]))(?=\\s*[{re.escape(FORMULA_STARTS)}])")
+PHONE_COLUMNS = frozenset({"phone"})
 
 
 @dataclass(frozen=True)
@@ -66,10 +74,26 @@ class Query:
 
 
 def neutralize(value: Any) -> Any:
-    """Make a text cell safe from spreadsheet formula injection (a leading ')."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+    """Make a text cell safe from spreadsheet formula injection: a ' before every part of it
+    that a spreadsheet could read as a formula (see FORMULA_STARTS), and before a leading tab
+    or carriage return."""
+    if not isinstance(value, str):
+        return value
+    value = _FORMULA.sub("'", value)
+    return "'" + value if value.startswith(("\t", "\r")) else value
+
+
+def phone_cell(phone: str) -> str:
+    """A phone number as an RFC 3966 URI (tel:+9647501234567): text to every spreadsheet,
+    which neither computes "+964…" nor turns its digits into 9.6475E+12."""
+    return f"tel:{phone}" if phone else ""
+
+
+def csv_row(row: dict[str, Any], names: list[str]) -> list[Any]:
+    """A row's cells for CSV, in the order of `names`: phones as tel: URIs, texts neutralized."""
+    return [
+        phone_cell(row[name]) if name in PHONE_COLUMNS else neutralize(row[name]) for name in names
+    ]
 
 
 def record(report: Report, private: bool) -> dict[str, Any]:
@@ -182,7 +206,7 @@ async def write(session: AsyncSession, query: Query, fmt: str, out: TextIO) -> i
             writer.writerow([tag for _name, tag in cols])
         async for report in db_reports:
             row = record(report, query.private)
-            writer.writerow([neutralize(row[name]) for name in names])
+            writer.writerow(csv_row(row, names))
             count += 1
     elif fmt == "json":
         out.write("[")
@@ -295,7 +319,7 @@ async def export_signatures(
         async for signature in rows:
             row = signature_record(signature, receipts, private)
             if writer is not None:
-                writer.writerow([neutralize(row[name]) for name in names])
+                writer.writerow(csv_row(row, names))
             else:
                 item = json.dumps(row, ensure_ascii=False)
                 out.write(("," if count else "") + "\n" + item)

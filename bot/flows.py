@@ -161,10 +161,16 @@ class Ctx:
     history: list[str]
     offered: list[tuple[str, str]] = field(default_factory=list)
     choice: str | None = None  # the payload the user chose, by button, number or label
-    text: str = ""  # the cleaned typed text
+    text: str = ""  # the cleaned typed text (cut at MAX_INPUT characters)
+    cut: bool = False  # whether the typed text was longer than `text` holds
     replies: list[Outbound] = field(default_factory=list)
     extra: list[Outbound] = field(default_factory=list)  # messages to other people
     forget: bool = False  # set by "Delete my data": the contact goes once the message is handled
+
+    def length(self, text: str) -> int:
+        """How many characters `text`, made from ctx.text, had as typed: a text past
+        MAX_INPUT is cut, and "yours has 4,096" would not be true."""
+        return len(self.inbound.text.strip()) if self.cut else len(text)
 
     @property
     def address(self) -> Address:
@@ -193,8 +199,10 @@ class Ctx:
         buttons: Sequence[Sequence[Button]] = (),
         photo: str | None = None,
         priority: Priority = "reply",
+        about: int | None = None,
     ) -> None:
-        """Queue a message to the user, in the current locale's direction."""
+        """Queue a message to the user, in the current locale's direction; `about`, the contact
+        whose personal data it shows (Outbound.about)."""
         rows = tuple(tuple(row) for row in buttons if row)
         self.replies.append(
             Outbound(
@@ -205,6 +213,7 @@ class Ctx:
                 photo=photo,
                 priority=priority,
                 locale=current_locale(),
+                about=about,
             )
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel import Locale
+from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -21,8 +23,9 @@ from babel.support import NullTranslations, Translations
 
 LOCALES: tuple[str, ...] = ("ar", "ckb", "en")
 RTL_LOCALES = frozenset({"ar", "ckb"})
-# Each language named in its own script, as the language picker shows it.
-LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+# Each language named in its own script, as the language picker shows it; Kurdish says which
+# Kurdish (Sorani), so that Badini (Kurmanji) speakers are not surprised.
+LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
 
 FSI, PDI, RLM = "\u2068", "\u2069", "\u200f"
 
@@ -34,14 +37,44 @@ def locales_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "locales"
 
 
+# A left-to-right run inside right-to-left text: placeholders, /commands, Latin words, numbers,
+# dates, times, phone numbers and addresses, with the spaces and punctuation inside them
+# ("0770 123 4567", "2026-12-01 09:00", "icssi-bot export").
+_LTR_TOKEN = r"(?:%\(\w+\)s|/[a-z]\w*|[A-Za-z0-9](?:[A-Za-z0-9._:/@+,-]*[A-Za-z0-9])?)"
+# An isolate already there (LRI or FSI ... PDI) is kept as it is: isolating twice changes nothing.
+_ISOLATED = r"([\u2066\u2068][^\u2066\u2068\u2069]*\u2069)"
+_LTR_RUN = re.compile(rf"{_ISOLATED}|(?<![/A-Za-z0-9_]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
+
+
+def isolate_runs(text: str) -> str:
+    """Wrap each left-to-right run of a right-to-left text in FSI ... PDI.
+
+    Unisolated, the bidi algorithm reorders such runs: "0770 123 4567" is drawn "4567 123 0770",
+    "/mydata" "mydata/". A placeholder is isolated too, whatever fills it.
+    """
+    return _LTR_RUN.sub(lambda m: m.group(1) or f"{FSI}{m.group(0)}{PDI}", text)
+
+
 @cache
 def catalog(locale: str) -> NullTranslations:
-    """The gettext catalog of a locale, compiled from its .po in memory (so never stale)."""
+    """The gettext catalog of a locale, compiled from its .po in memory (so never stale).
+
+    In right-to-left locales every left-to-right run of a translation is isolated here, once,
+    so that translators need not type invisible marks and no new text can forget them.
+    """
     po_path = locales_dir() / locale / "LC_MESSAGES" / "messages.po"
     if not po_path.exists():
         return NullTranslations()
     with po_path.open("rb") as fh:
         parsed = read_po(fh, locale=locale)
+    if locale in RTL_LOCALES:
+        for message in parsed:
+            if not message.id:
+                continue
+            if isinstance(message.string, str):
+                message.string = isolate_runs(message.string)
+            elif message.string:
+                message.string = tuple(isolate_runs(str(s or "")) for s in message.string)
     buffer = io.BytesIO()
     write_mo(buffer, parsed, use_fuzzy=False)
     buffer.seek(0)
@@ -78,6 +111,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalog(current_locale()).ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """Translate `message` in a context, for one English text that needs two translations."""
+    return str(catalog(current_locale()).pgettext(context, message))
+
+
 def N_(message: str) -> str:
     """Mark a message for extraction without translating it yet (translate with `_` later)."""
     return message
@@ -99,11 +137,31 @@ def format_number(number: int | float) -> str:
     return format_decimal(number, locale=babel_locale())
 
 
+# CLDR's medium Sorani pattern reads "2026 کانونی یەکەم 6 7:05:00 د.ن" (year first, then a
+# morning or afternoon sign); Sorani writers put the day first, with the izafe:
+# "6ی کانونی یەکەمی 2026، 19:05".
+_DATETIME_PATTERNS: dict[str, str] = {"ckb": "d'ی' MMMM'ی' y، HH:mm"}
+
+
 def format_datetime(moment: datetime, timezone: str = "Asia/Baghdad") -> str:
     """A moment in time, shown in `timezone` in the current locale."""
     return _babel_datetime(
-        moment, format="medium", tzinfo=ZoneInfo(timezone), locale=babel_locale()
+        moment,
+        format=_DATETIME_PATTERNS.get(current_locale(), "medium"),
+        tzinfo=ZoneInfo(timezone),
+        locale=babel_locale(),
     )
+
+
+# The day alone, the same way: "6ی کانونی یەکەمی 2026".
+_DATE_PATTERNS: dict[str, str] = {"ckb": "d'ی' MMMM'ی' y"}
+
+
+def format_date(moment: datetime, timezone: str = "Asia/Baghdad") -> str:
+    """The day of a moment, in `timezone`, in the current locale."""
+    day = moment.astimezone(ZoneInfo(timezone)).date()
+    pattern = _DATE_PATTERNS.get(current_locale(), "medium")
+    return _babel_date(day, format=pattern, locale=babel_locale())
 
 
 def is_rtl(locale: str | None = None) -> bool:

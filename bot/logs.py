@@ -13,7 +13,35 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-NOISY = ("httpx", "httpcore", "aiosqlite", "alembic", "twilio", "aiohttp.access")
+# Libraries that log requests, answers or SQL with their parameters (what people wrote, their
+# numbers): warnings and errors only, at any LOG_LEVEL.
+NOISY = (
+    "httpx",
+    "httpcore",
+    "aiosqlite",
+    "alembic",
+    "twilio",
+    "aiohttp",
+    "sqlalchemy",
+    "asyncpg",
+    "hpack",
+    "multipart",
+    "python_multipart",
+)
+# Our own loggers: the only ones whose DEBUG lines are written (ours never hold message texts).
+OURS = ("bot", "handlers", "__main__")
+
+
+class OursOnlyBelowInfo(logging.Filter):
+    """Drops DEBUG records of libraries: python-telegram-bot, for one, logs every request's
+    parameters (the text of each message) at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.INFO:
+            return True
+        name = record.name
+        return any(name == ours or name.startswith(ours + ".") for ours in OURS)
+
 
 _ADDRESS = re.compile(r"\b(telegram|whatsapp|console):[^\s,;'\")\]]+")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -66,6 +94,7 @@ def setup(level: str, form: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(OursOnlyBelowInfo())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -73,3 +102,6 @@ def setup(level: str, form: str = "text") -> None:
     root.setLevel(level)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Not even made: their DEBUG records would be dropped anyway.
+    for library in ("telegram", "apscheduler", "uvicorn", "starlette", "asyncio"):
+        logging.getLogger(library).setLevel(max(logging.getLevelName(level), logging.INFO))

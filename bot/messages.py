@@ -113,6 +113,12 @@ class Outbound:
     # Whether a typed number picks an option (False where numbers are the answer, such as the
     # size of a family): channels that list options then show them without numbers.
     numbered: bool = True
+    # The contact whose personal data this message carries, when it goes to someone else (a
+    # coordinator's copy of a report): "Delete my data" removes it if it has not gone yet.
+    about: int | None = None
+    # Deleted, address and all, once it has gone: the goodbye to a person who asked to be
+    # forgotten.
+    ephemeral: bool = False
 
     def options(self) -> list[Button]:
         """The buttons in reading order: the order that numbered lists use."""
@@ -135,6 +141,7 @@ class Outbound:
             "priority": self.priority,
             "locale": self.locale,
             "numbered": self.numbered,
+            **({"ephemeral": True} if self.ephemeral else {}),
         }
 
     @classmethod
@@ -153,4 +160,5 @@ class Outbound:
             priority=data.get("priority", "reply"),
             locale=data.get("locale"),
             numbered=data.get("numbered", True),
+            ephemeral=data.get("ephemeral", False),
         )

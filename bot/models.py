@@ -22,7 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bot.crypto import Encrypted
+from bot.crypto import Encrypted, EncryptedJSON
+from bot.i18n import N_
+from bot.personal import internal, personal, shown
 
 
 def utcnow() -> datetime:
@@ -75,22 +77,44 @@ class Contact(Base):
 
     __tablename__ = "contacts"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    address: Mapped[str] = mapped_column(String(100), unique=True)
-    channel: Mapped[str] = mapped_column(String(20))
-    locale: Mapped[str | None] = mapped_column(String(10))
-    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
-    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
-    # The last message *from* the person: WhatsApp's 24-hour window is counted from it.
-    last_inbound_at: Mapped[datetime | None]
-    unreachable: Mapped[bool] = mapped_column(Boolean, default=False)
-    unreachable_reason: Mapped[str | None] = mapped_column(String(200))
-    # The version of the declaration this person has read to the end, if any.
-    declaration_read: Mapped[str | None] = mapped_column(String(40))
-    subscribed: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false(), index=True
+    # The contact row goes whole when the person asks to be forgotten: its columns are shown in
+    # "My data" but need no blank value. The address is how we reach them, so it stays plain.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    address: Mapped[str] = mapped_column(
+        String(100), unique=True, info=shown(N_("Your address"), "address")
     )
-    subscribed_at: Mapped[datetime | None]
+    channel: Mapped[str] = mapped_column(String(20), info=internal("part of the address"))
+    locale: Mapped[str | None] = mapped_column(String(10), info=shown(N_("Language"), "language"))
+    first_seen: Mapped[datetime] = mapped_column(
+        default=utcnow, info=shown(N_("First message"), "datetime")
+    )
+    last_seen: Mapped[datetime] = mapped_column(
+        default=utcnow, info=shown(N_("Last message"), "datetime")
+    )
+    # The last message *from* the person: WhatsApp's 24-hour window is counted from it.
+    last_inbound_at: Mapped[datetime | None] = mapped_column(
+        info=internal("the same moment as last_seen, or earlier")
+    )
+    unreachable: Mapped[bool] = mapped_column(
+        Boolean, default=False, info=internal("cleared whenever the person writes")
+    )
+    unreachable_reason: Mapped[str | None] = mapped_column(
+        String(200), info=internal("the platform's error, cleared whenever the person writes")
+    )
+    # The version of the declaration this person has read to the end, if any.
+    declaration_read: Mapped[str | None] = mapped_column(
+        String(40), info=shown(N_("Declaration read to the end"))
+    )
+    subscribed: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        index=True,
+        info=shown(N_("Subscribed to the bulletin"), "bool"),
+    )
+    subscribed_at: Mapped[datetime | None] = mapped_column(
+        info=shown(N_("Subscribed since"), "datetime")
+    )
 
 
 class Conversation(Base):
@@ -99,17 +123,24 @@ class Conversation(Base):
     __tablename__ = "conversations"
 
     contact_id: Mapped[int] = mapped_column(
-        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, info=internal("owner")
     )
-    flow: Mapped[str] = mapped_column(String(40))
-    step: Mapped[str] = mapped_column(String(40))
-    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flow: Mapped[str] = mapped_column(String(40), info=shown(N_("Conversation in progress")))
+    step: Mapped[str] = mapped_column(String(40), info=internal("the question being asked"))
+    # The answers given so far (a place, a point, a phone number): personal, encrypted whole.
+    data: Mapped[dict[str, Any]] = mapped_column(
+        EncryptedJSON,
+        default=dict,
+        info=personal(N_("Answers so far"), "conversation", blank={}),
+    )
     # Steps visited in this flow, for "back".
-    history: Mapped[list[Any]] = mapped_column(default=list)
+    history: Mapped[list[Any]] = mapped_column(default=list, info=internal("step names"))
     # The options of the last question asked, in order: [[payload, label], ...], so that a typed
     # "2" or a label means what the user saw.
-    offered: Mapped[list[Any]] = mapped_column(default=list)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    offered: Mapped[list[Any]] = mapped_column(default=list, info=internal("our own labels"))
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, info=internal("for deleting idle conversations")
+    )
 
 
 class ProcessedInbound(Base):
@@ -124,6 +155,10 @@ class ProcessedInbound(Base):
     processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+# The keys of an outbox body that only refers to what it sends (a bulletin, in a language).
+REFERENCE_KEYS = frozenset({"bulletin", "locale"})
+
+
 class OutboxMessage(Base):
     """A message waiting to leave, or already sent: the sender's delivery ledger.
 
@@ -133,8 +168,12 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_pending", "channel", "status", "priority", "id"),
+        Index("ix_outbox_pending", "channel", "status", "priority", "turn", "id"),
         UniqueConstraint("bulletin_id", "contact_id"),
+        # An id is never given again (SQLite reuses the highest one once it is deleted): the
+        # sender writes an outcome by id, and a row deleted while in flight ("Delete my data")
+        # must not have its outcome written over a newer row.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -144,7 +183,20 @@ class OutboxMessage(Base):
         ForeignKey("contacts.id", ondelete="SET NULL"), index=True
     )
     priority: Mapped[int] = mapped_column(Integer)  # 0 reply, 1 notice, 2 broadcast
-    body: Mapped[dict[str, Any]]
+    # Fairness between people: how many messages to the same address were waiting when this
+    # one was queued (bot.engine.next_turn). The sender takes rows by (priority, turn, id), so
+    # one person's first reply goes ahead of another's hundredth: round-robin by address.
+    turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The message (bot.messages.Outbound.to_json), which may quote what people told us:
+    # encrypted while it waits, blanked once it has gone (bot.sender; on WhatsApp once it is
+    # delivered, as a failed delivery sends it again; bot.retention a day after at the latest).
+    # A bulletin's delivery holds only the bulletin's id and a language, rendered when sent.
+    body: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(plain_keys=REFERENCE_KEYS))
+    # The person whose data the message carries, when it goes to someone else (a coordinator's
+    # copy of a report or a signature): "Delete my data" removes it if it has not gone yet.
+    subject_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
     # pending -> sent; or failed (given up, with error); unreachable; cancelled (a bulletin
     # stopped); held (waiting until the person writes: WhatsApp's 24-hour window)
     status: Mapped[str] = mapped_column(String(20), default="pending")
@@ -165,6 +217,9 @@ class OutboxMessage(Base):
     claimed_until: Mapped[datetime | None]
 
 
+AREA = "the area (2 decimals, about 1 km), for the map and the figures, as the counts are"
+
+
 class Report(Base):
     """A displaced family's report: where they are, who they are, what they need.
 
@@ -175,39 +230,77 @@ class Report(Base):
 
     __tablename__ = "reports"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    reference: Mapped[str] = mapped_column(String(12), unique=True)
-    contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    reference: Mapped[str] = mapped_column(
+        String(12), unique=True, info=internal("shown as the report's heading")
     )
-    locale: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(20), default="new", index=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    governorate: Mapped[str] = mapped_column(String(12), index=True)
-    district: Mapped[str | None] = mapped_column(String(12))
-    place: Mapped[str | None] = mapped_column(Encrypted)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True, info=internal("owner")
+    )
+    locale: Mapped[str] = mapped_column(String(10), info=internal("the contact's language"))
+    status: Mapped[str] = mapped_column(
+        String(20), default="new", index=True, info=shown(N_("Status"), "report_status")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, index=True, info=shown(N_("Sent"), "datetime")
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, info=internal("bookkeeping")
+    )
+    governorate: Mapped[str] = mapped_column(
+        String(12), index=True, info=shown(N_("Governorate"), "place")
+    )
+    district: Mapped[str | None] = mapped_column(String(12), info=shown(N_("District"), "place"))
+    place: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Place")))
     # The area only (2 decimals, about 1 km), unless the family agreed to share the exact point.
-    latitude: Mapped[float | None]
-    longitude: Mapped[float | None]
-    exact_point: Mapped[str | None] = mapped_column(Encrypted)
-    origin: Mapped[str | None] = mapped_column(String(12))
-    displaced: Mapped[str | None] = mapped_column(String(20))  # YYYY-MM or a rough period
-    people: Mapped[int] = mapped_column(Integer)
-    children: Mapped[int] = mapped_column(Integer, default=0)
-    elderly: Mapped[int] = mapped_column(Integer, default=0)
-    disabled: Mapped[int] = mapped_column(Integer, default=0)
-    pregnant: Mapped[int] = mapped_column(Integer, default=0)
-    female_headed: Mapped[bool] = mapped_column(Boolean, default=False)
-    shelter: Mapped[str] = mapped_column(String(20))
-    needs: Mapped[list[Any]] = mapped_column(default=list)
-    urgent: Mapped[str] = mapped_column(String(20))
-    notes: Mapped[str | None] = mapped_column(Encrypted)
-    photo: Mapped[str | None] = mapped_column(Encrypted)
-    contact_ok: Mapped[bool] = mapped_column(Boolean, default=False)
-    phone: Mapped[str | None] = mapped_column(Encrypted)
-    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("reports.id", ondelete="SET NULL"))
-    anonymized_at: Mapped[datetime | None]
+    # Plain (not encrypted), as the counts are, for the map; blanked when forgotten.
+    latitude: Mapped[float | None] = mapped_column(
+        info=personal(N_("Location"), "point", plain=AREA)
+    )
+    longitude: Mapped[float | None] = mapped_column(
+        info=personal(N_("Location"), "point", plain=AREA)
+    )
+    exact_point: Mapped[str | None] = mapped_column(
+        Encrypted, info=personal(N_("The exact point"))
+    )
+    origin: Mapped[str | None] = mapped_column(
+        String(12), info=shown(N_("Displaced from"), "place")
+    )
+    # YYYY-MM or a rough period
+    displaced: Mapped[str | None] = mapped_column(String(20), info=shown(N_("When"), "when"))
+    people: Mapped[int] = mapped_column(Integer, info=shown(N_("People"), "count"))
+    children: Mapped[int] = mapped_column(
+        Integer, default=0, info=shown(N_("Children under 5"), "count")
+    )
+    elderly: Mapped[int] = mapped_column(
+        Integer, default=0, info=shown(N_("People over 60"), "count")
+    )
+    disabled: Mapped[int] = mapped_column(
+        Integer, default=0, info=shown(N_("People with disabilities"), "count")
+    )
+    pregnant: Mapped[int] = mapped_column(
+        Integer, default=0, info=shown(N_("Pregnant or breastfeeding women"), "count")
+    )
+    female_headed: Mapped[bool] = mapped_column(
+        Boolean, default=False, info=shown(N_("Headed by a woman"), "bool")
+    )
+    shelter: Mapped[str] = mapped_column(String(20), info=shown(N_("Shelter"), "shelter"))
+    needs: Mapped[list[Any]] = mapped_column(default=list, info=shown(N_("Needs"), "needs"))
+    urgent: Mapped[str] = mapped_column(String(20), info=shown(N_("Most urgent"), "need"))
+    notes: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Anything else")))
+    photo: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Photo"), "photo"))
+    contact_ok: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        info=personal(
+            N_("May we contact you"), "bool", blank=False, plain="a yes or no; the phone is kept"
+        ),
+    )
+    phone: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Phone")))
+    duplicate_of: Mapped[int | None] = mapped_column(
+        ForeignKey("reports.id", ondelete="SET NULL"), info=internal("coordinators' flag")
+    )
+    anonymized_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
 
 
 class AuditEntry(Base):
@@ -222,7 +315,9 @@ class AuditEntry(Base):
     report_id: Mapped[int | None] = mapped_column(
         ForeignKey("reports.id", ondelete="SET NULL"), index=True
     )
-    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What was done (a status before and after, a filter): may hold a coordinator's note about
+    # a family, so encrypted; "Delete my data" keeps who acted and what, not the content.
+    detail: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
 
 
 class Signature(Base):
@@ -234,34 +329,78 @@ class Signature(Base):
 
     __tablename__ = "signatures"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    receipt: Mapped[str] = mapped_column(String(16), unique=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    receipt: Mapped[str] = mapped_column(
+        String(16), unique=True, info=internal("shown as the signature's heading")
+    )
     contact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("contacts.id", ondelete="SET NULL"), index=True
+        ForeignKey("contacts.id", ondelete="SET NULL"), index=True, info=internal("owner")
     )
-    locale: Mapped[str] = mapped_column(String(10))
-    version: Mapped[str] = mapped_column(String(40))  # the declaration's version signed
-    text_sha256: Mapped[str] = mapped_column(String(64))  # of the text read, in `locale`
-    name_ar: Mapped[str | None] = mapped_column(String(200))
-    name_en: Mapped[str | None] = mapped_column(String(200))
-    name_key: Mapped[str] = mapped_column(String(200), index=True)  # normalized, for duplicates
-    org_type: Mapped[str] = mapped_column(String(30))
-    governorate: Mapped[str] = mapped_column(String(12))
-    city: Mapped[str] = mapped_column(String(100))
-    representative: Mapped[str] = mapped_column(Encrypted)
-    role: Mapped[str] = mapped_column(Encrypted)
-    phone: Mapped[str | None] = mapped_column(Encrypted)
-    email: Mapped[str | None] = mapped_column(Encrypted)
+    locale: Mapped[str] = mapped_column(String(10), info=internal("the contact's language"))
+    # the declaration's version signed
+    version: Mapped[str] = mapped_column(String(40), info=shown(N_("Version signed")))
+    # of the text read, in `locale`
+    text_sha256: Mapped[str] = mapped_column(String(64), info=internal("the text's hash"))
+    # The organization's names, kind and place are public once verified: not personal.
+    name_ar: Mapped[str | None] = mapped_column(
+        String(200), info=shown(N_("Name of the organization"))
+    )
+    name_en: Mapped[str | None] = mapped_column(
+        String(200), info=shown(N_("Name of the organization"))
+    )
+    # normalized, for duplicates
+    name_key: Mapped[str] = mapped_column(
+        String(200), index=True, info=internal("the names, folded for comparison")
+    )
+    org_type: Mapped[str] = mapped_column(
+        String(30), info=shown(N_("Kind of organization"), "org_type")
+    )
+    governorate: Mapped[str] = mapped_column(String(12), info=shown(N_("Governorate"), "place"))
+    city: Mapped[str] = mapped_column(String(100), info=shown(N_("City or town")))
+    representative: Mapped[str | None] = mapped_column(
+        Encrypted, info=personal(N_("Your full name"))
+    )
+    role: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Your role")))
+    phone: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Phone")))
+    email: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Email")))
     # pending -> verified or rejected; any -> withdrawn
-    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
-    reason: Mapped[str | None] = mapped_column(Text)  # why it was rejected
-    similar_to: Mapped[int | None] = mapped_column(
-        ForeignKey("signatures.id", ondelete="SET NULL")
+    status: Mapped[str] = mapped_column(
+        String(20),
+        default="pending",
+        index=True,
+        info=shown(N_("Status"), "signature_status"),
     )
-    same_organization: Mapped[bool | None]  # the representative's answer about `similar_to`
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    decided_at: Mapped[datetime | None]
-    withdrawn_at: Mapped[datetime | None]
+    # why it was rejected (written by a coordinator about the organization)
+    reason: Mapped[str | None] = mapped_column(Text, info=shown(N_("Reason")))
+    similar_to: Mapped[int | None] = mapped_column(
+        ForeignKey("signatures.id", ondelete="SET NULL"), info=internal("coordinators' flag")
+    )
+    # the representative's answer about `similar_to`
+    same_organization: Mapped[bool | None] = mapped_column(
+        info=internal("coordinators' flag, the representative's answer")
+    )
+    created_at: Mapped[datetime] = mapped_column(
+        default=utcnow, info=shown(N_("Signed"), "datetime")
+    )
+    decided_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+    # When the representative asked to be forgotten: their fields are blank, the organization's
+    # verified signature stands.
+    forgotten_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+
+
+class ReportMark(Base):
+    """That someone sent a report, for the daily limit: a keyed hash of their address, a time.
+
+    It outlives "Delete my data" (else deleting would reset the limit) but holds nothing else,
+    and goes after a day (bot.retention).
+    """
+
+    __tablename__ = "report_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class Bulletin(Base):

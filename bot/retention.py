@@ -1,44 +1,43 @@
-"""Keeping personal data no longer than it serves: anonymizing reports, purging old rows."""
+"""Keeping personal data no longer than it serves, and encrypting it again under a new key."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Row,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.models import OutboxMessage, ProcessedInbound, Report
+from bot.models import Base, Conversation, OutboxMessage, ProcessedInbound, Report, ReportMark
+from bot.privacy import anonymize_reports
+from bot.sender import GONE
 
 logger = logging.getLogger(__name__)
 
-# Sent messages can quote what people wrote (a report's summary); keep them only for support.
+# Sent messages are blanked once gone (bot.sender); the rows are kept a while for the figures.
 OUTBOX_DAYS = 14
 PROCESSED_IDS_DAYS = 30
-
-PERSONAL_BLANKS = {
-    "place": None,
-    "exact_point": None,
-    "latitude": None,
-    "longitude": None,
-    "notes": None,
-    "photo": None,
-    "phone": None,
-    "contact_ok": False,
-}
-
-
-async def anonymize_reports(session: AsyncSession, where: object, now: datetime) -> int:
-    """Blank the personal fields of the reports matched by `where`; the counts stay."""
-    result = await session.execute(
-        update(Report)
-        .where(where, Report.anonymized_at.is_(None))  # type: ignore[arg-type]
-        .values(**PERSONAL_BLANKS, anonymized_at=now)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+# The daily report limit looks back one day; a mark older than that serves nothing.
+REPORT_MARK_DAYS = 1
+ROTATE_BATCH = 500
 
 
 async def purge(db: Database, settings: Settings, now: datetime) -> dict[str, int]:
@@ -49,46 +48,174 @@ async def purge(db: Database, settings: Settings, now: datetime) -> dict[str, in
             Report.created_at < now - timedelta(days=settings.report_retention_days),
             now,
         )
-        outbox = await session.execute(
-            delete(OutboxMessage).where(
-                OutboxMessage.status != "pending",
-                OutboxMessage.created_at < now - timedelta(days=OUTBOX_DAYS),
-            )
-        )
-        processed = await session.execute(
-            delete(ProcessedInbound).where(
-                ProcessedInbound.processed_at < now - timedelta(days=PROCESSED_IDS_DAYS)
-            )
-        )
-    counts = {
-        "reports anonymized": reports,
-        "outbox rows deleted": int(outbox.rowcount or 0),  # type: ignore[attr-defined]
-        "processed ids deleted": int(processed.rowcount or 0),  # type: ignore[attr-defined]
-    }
+        deleted: dict[str, int] = {}
+        for name, statement in (
+            (
+                # A WhatsApp message waits for its delivery to be confirmed before its text is
+                # blanked (bot.sender); one never confirmed is blanked here, a day after.
+                "sent messages blanked",
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.status.in_(GONE),
+                    OutboxMessage.created_at < now - timedelta(days=1),
+                    OutboxMessage.bulletin_id.is_(None),
+                    cast(OutboxMessage.body, Text) != "{}",
+                )
+                .values(body={}),
+            ),
+            (
+                "outbox rows deleted",
+                delete(OutboxMessage).where(
+                    OutboxMessage.status != "pending",
+                    OutboxMessage.created_at < now - timedelta(days=OUTBOX_DAYS),
+                ),
+            ),
+            (
+                "processed ids deleted",
+                delete(ProcessedInbound).where(
+                    ProcessedInbound.processed_at < now - timedelta(days=PROCESSED_IDS_DAYS)
+                ),
+            ),
+            (
+                # Answers left half-way (a place, a phone number) are not kept for ever.
+                "idle conversations deleted",
+                delete(Conversation).where(
+                    Conversation.updated_at < now - timedelta(days=settings.conversation_idle_days)
+                ),
+            ),
+            (
+                "report marks deleted",
+                delete(ReportMark).where(ReportMark.at < now - timedelta(days=REPORT_MARK_DAYS)),
+            ),
+        ):
+            result = await session.execute(statement)
+            deleted[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    counts = {"reports anonymized": len(reports), **deleted}
     logger.info("retention: %s", counts)
     return counts
 
 
-async def rotate_keys(db: Database) -> int:
-    """Re-encrypt every report's personal fields with the newest key; return how many."""
-    from sqlalchemy import Table, Text, select, type_coerce
+class Unreadable(Exception):
+    """Stored values that none of the configured keys opens: (table.column, how many)."""
 
-    from bot import crypto
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__(", ".join(f"{name}: {n}" for name, n in sorted(counts.items())))
+        self.counts = counts
 
-    names = ("place", "exact_point", "notes", "photo", "phone")
-    table = cast(Table, Report.__table__)
-    changed = 0
-    async with db.transaction() as session:
-        # Read and write the stored text as it is (type_coerce to Text skips Encrypted's own
-        # encrypting and decrypting), rotating each token to the newest key.
-        raw = [type_coerce(table.c[name], Text) for name in names]
-        for row in (await session.execute(select(table.c.id, *raw))).all():
-            values = {
-                name: type_coerce(crypto.rotate(value), Text)
-                for name, value in zip(names, row[1:], strict=True)
-                if value is not None
-            }
-            if values:
-                await session.execute(table.update().where(table.c.id == row[0]).values(values))
-                changed += 1
-    return changed
+
+def _raw_type(column: Column[Any]) -> Any:
+    """The column's stored type, without its encrypting TypeDecorator."""
+    return JSON() if isinstance(column.type, crypto.EncryptedJSON) else Text()
+
+
+def _rotator(column: Column[Any]) -> Callable[[Any], Any]:
+    """How one stored value of the column is encrypted again with the newest key."""
+    if isinstance(column.type, crypto.EncryptedJSON):
+        plain_keys = column.type.plain_keys
+        return lambda stored: crypto.reseal(stored, plain_keys)
+    return crypto.rotate
+
+
+def _rotated(rotate: Callable[[Any], Any], stored: Any) -> Any:
+    """A stored value encrypted again (None stays None)."""
+    return None if stored is None else rotate(stored)
+
+
+def _opens(column: Column[Any], stored: Any) -> bool:
+    """Whether the configured keys open a stored value (a plain one opens)."""
+    try:
+        if isinstance(column.type, crypto.EncryptedJSON):
+            crypto.unseal(stored)
+        else:
+            crypto.reveal(str(stored))
+    except crypto.UnknownKey:
+        return False
+    return True
+
+
+def _stored(column: Column[Any]) -> Any:
+    """The column read as stored (type_coerce skips the type's own decrypting)."""
+    return type_coerce(column, _raw_type(column))
+
+
+async def _each_batch(
+    db: Database,
+    table: Table,
+    columns: list[Column[Any]],
+    work: Callable[[AsyncSession, Sequence[Row[Any]]], Awaitable[None]],
+) -> None:
+    """Run `work` on every row's key and stored values, a batch at a time, each batch in its
+    own transaction (the rows locked on PostgreSQL): a running bot is never held up for long,
+    and never has a newer value overwritten with an older one."""
+    key = next(iter(table.primary_key.columns))
+    raw = [_stored(column) for column in columns]
+    last: Any = None
+    while True:
+        query = select(key, *raw).order_by(key).limit(ROTATE_BATCH).with_for_update()
+        if last is not None:
+            query = query.where(key > last)
+        async with db.transaction() as session:
+            rows = (await session.execute(query)).all()
+            if not rows:
+                return
+            await work(session, rows)
+        last = rows[-1][0]
+
+
+async def rotate_keys(db: Database) -> dict[str, int]:
+    """Encrypt every encrypted column of every table again with the newest key (values stored
+    before a key was set get encrypted); return how many rows each table had rewritten.
+
+    First every stored value is read: if any cannot be opened with the keys given, Unreadable
+    is raised and nothing is changed. Then the rows are rewritten a batch at a time.
+    """
+    if not crypto.enabled():
+        raise Unreadable({"DATA_ENCRYPTION_KEY is not set": 0})
+    tables: dict[Table, list[Column[Any]]] = {}
+    for column in crypto.encrypted_columns(Base.metadata):
+        tables.setdefault(column.table, []).append(column)
+    unreadable: Counter[str] = Counter()
+    for table, columns in tables.items():
+
+        async def check(
+            session: AsyncSession, rows: Sequence[Row[Any]], columns: list[Column[Any]] = columns
+        ) -> None:
+            for row in rows:
+                stored: Any
+                for column, stored in zip(columns, row[1:], strict=True):
+                    if stored is not None and not _opens(column, stored):
+                        unreadable[f"{column.table.name}.{column.name}"] += 1
+
+        await _each_batch(db, table, columns, check)
+    if unreadable:
+        raise Unreadable(dict(unreadable))
+    rewritten: dict[str, int] = {}
+    for table, columns in tables.items():
+        key = next(iter(table.primary_key.columns))
+        rotators = [_rotator(column) for column in columns]
+        statement = (
+            table.update()
+            .where(key == bindparam("row_key"))
+            .values({c.name: bindparam(f"new_{c.name}", type_=_raw_type(c)) for c in columns})
+        )
+        rewritten[table.name] = 0
+
+        async def rewrite(
+            session: AsyncSession,
+            rows: Sequence[Row[Any]],
+            columns: list[Column[Any]] = columns,
+            rotators: list[Callable[[Any], Any]] = rotators,
+            statement: Any = statement,
+            name: str = table.name,
+        ) -> None:
+            values = []
+            for row in rows:
+                new: dict[str, Any] = {"row_key": row[0]}
+                for index, column in enumerate(columns):
+                    new[f"new_{column.name}"] = _rotated(rotators[index], row[index + 1])
+                values.append(new)
+            await session.execute(statement, values)
+            rewritten[name] += len(values)
+
+        await _each_batch(db, table, columns, rewrite)
+    return rewritten

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from bot import crypto, retention
 from bot.bulletins import Renderer
 from bot.config import Settings
-from bot.db import Database
+from bot.db import Database, DatabaseInUse
 from bot.engine import Engine
 from bot.scheduler import BulletinScheduler
 from bot.sender import Sender, Transport
@@ -45,44 +45,76 @@ Role = Literal["all", "web", "worker"]
 
 
 @asynccontextmanager
-async def running(settings: Settings, role: Role = "all") -> AsyncIterator[Bot]:
+async def running(
+    settings: Settings, role: Role = "all", console: Transport | None = None
+) -> AsyncIterator[Bot]:
     """Start the parts of the bot that `role` runs; stop them all on the way out.
 
     "web" receives (webhooks, or Telegram polling) and answers into the outbox; "worker" sends
     the outbox and runs the bulletin scheduler and the retention rules; "all" is both, in one
     process (the only way with SQLite on separate machines).
+
+    With `console` (a console chat session), the platforms are not started: the session prints
+    its own person's messages, and, when no platform is configured and no other process sends
+    from this database, it also runs the scheduler and retention, as `make run` must.
     """
     from bot.channels.telegram import TelegramChannel
     from bot.channels.whatsapp import WhatsAppChannel
 
     receives, sends = role in ("all", "web"), role in ("all", "worker")
     db = Database(settings.database_url)
-    if sends:  # on SQLite, refuse to send beside another process
-        db.hold_alone()
+    # This process schedules bulletins, applies retention and sends to the platforms.
+    schedules = sends and (console is None or not settings.channels)
+    if schedules:  # on SQLite, refuse to send beside another process
+        try:
+            db.hold_alone()
+        except DatabaseInUse:
+            if console is None:
+                raise
+            # Another process sends from this SQLite file (`make run` in another terminal):
+            # this console session prints its own person's messages, and leaves the rest.
+            schedules = False
     engine = Engine(db, settings, build_registry())
-    telegram = TelegramChannel(settings, engine) if settings.telegram_bot_token else None
-    whatsapp = WhatsAppChannel(settings, engine) if "whatsapp" in settings.channels else None
+    platforms = console is None
+    telegram = (
+        TelegramChannel(settings, engine) if platforms and settings.telegram_bot_token else None
+    )
+    whatsapp = (
+        WhatsAppChannel(settings, engine)
+        if platforms and "whatsapp" in settings.channels
+        else None
+    )
     transports: list[Transport] = [telegram.transport] if telegram else []
     if whatsapp is not None:
         transports.append(whatsapp.transport)
-    # A worker alone hears of new rows only from the database: it looks often.
+    if console is not None:
+        transports.append(console)
+    # A worker alone hears of new rows only from the database: it looks often. So does a
+    # console session, for the messages another session queues for its person.
     sender = Sender(
         db,
         transports,
         render=Renderer(db, settings.timezone, settings.public_url),
-        poll_every=0.5 if role == "worker" else 5.0,
+        poll_every=0.5 if role == "worker" else 1.0 if console is not None else 5.0,
     )
     engine.sender = sender if sends else None
     scheduler = BulletinScheduler(db, settings, sender)
     bot = Bot(settings, db, engine, sender, telegram, scheduler, whatsapp)
     crypto.configure(settings.data_encryption_keys or None)
-    purger = asyncio.create_task(keep_purging(db, settings), name="retention") if sends else None
+    purger = (
+        asyncio.create_task(keep_purging(db, settings), name="retention") if schedules else None
+    )
     try:
         if sends:
             if whatsapp is not None:
                 await whatsapp.transport.start()
+            if telegram is not None:
+                # Its HTTP client first: rows left from before a restart go out at the sender's
+                # first pass, and failed with "not initialized" before (sent again 2 s later).
+                await telegram.connect()
             sender.start()
-            await scheduler.start()
+            if schedules:
+                await scheduler.start()
         if telegram is not None:
             await (telegram.start() if receives else telegram.connect())
         logger.info("running as %s", role)
@@ -90,7 +122,7 @@ async def running(settings: Settings, role: Role = "all") -> AsyncIterator[Bot]:
     finally:
         if purger is not None:
             purger.cancel()
-        if sends:
+        if schedules:
             await scheduler.stop()
         if telegram is not None:
             await telegram.stop()  # finishes the updates in hand

@@ -18,18 +18,20 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Delete,
     Integer,
     Select,
     Table,
     Update,
     bindparam,
+    delete,
     or_,
     select,
     update,
@@ -37,12 +39,14 @@ from sqlalchemy import (
 
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
-from bot.messages import Outbound, Priority
-from bot.models import Contact, OutboxMessage
+from bot.messages import HOLDING_CHANNELS, Outbound, Priority
+from bot.models import REFERENCE_KEYS, Contact, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
 PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
+# Outcomes after which a row is never sent: its body is blanked then.
+GONE = frozenset({"sent", "failed", "unreachable", "cancelled"})
 
 # Seconds a process holds the outbox rows it fetched (PostgreSQL) unless it renews the claim,
 # which it does every third of that while it lives: the time after which another process, or
@@ -218,27 +222,35 @@ def _outcome_update(keys: tuple[str, ...]) -> Update:
     )
 
 
-def _due() -> Select[Any]:
-    """A channel's rows due now (:channel, :now), replies first, then in order (:limit)."""
-    return (
+def _due(one: bool = False) -> Select[Any]:
+    """A channel's rows due now (:channel, :now), replies first, then by turn (:limit); with
+    `one`, only those to the address :only (a console session prints its own person's).
+
+    By turn (OutboxMessage.turn), not by id alone: each person's first waiting message comes
+    before anyone's second, so the batch read holds the next message of every person waiting,
+    however many one of them has queued. Within a person, turns follow their order.
+    """
+    due = (
         select(
             OutboxMessage.id,
             OutboxMessage.address,
             OutboxMessage.priority,
             OutboxMessage.attempts,
             OutboxMessage.body,
+            OutboxMessage.turn,
         )
         .where(
             OutboxMessage.channel == bindparam("channel"),
             OutboxMessage.status == "pending",
             or_(OutboxMessage.not_before.is_(None), OutboxMessage.not_before <= bindparam("now")),
         )
-        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        .order_by(OutboxMessage.priority, OutboxMessage.turn, OutboxMessage.id)
         .limit(bindparam("limit", type_=Integer))
     )
+    return due.where(OutboxMessage.address == bindparam("only")) if one else due
 
 
-def _claim_due() -> Update:
+def _claim_due(one: bool = False) -> Update:
     """Claim the rows of _due() that no other process holds for :claimant until :until, and
     return them (PostgreSQL).
 
@@ -246,7 +258,7 @@ def _claim_due() -> Update:
     `claimed_until` over those it claimed before. A claim is renewed at each pass while its
     process lives; when the process dies, it lapses and its rows are taken over.
     """
-    due = _due()
+    due = _due(one)
     unclaimed = or_(
         OutboxMessage.claimed_until.is_(None),
         OutboxMessage.claimed_until < bindparam("now"),
@@ -259,6 +271,12 @@ def _claim_due() -> Update:
         .values(claimed_by=bindparam("claimant"), claimed_until=bindparam("until"))
         .returning(*due.selected_columns)
     )
+
+
+def _delete_row() -> Delete:
+    """DELETE the outbox row :row_id."""
+    table = cast(Table, OutboxMessage.__table__)
+    return delete(table).where(table.c.id == bindparam("row_id"))
 
 
 def _unreachable_contact() -> Update:
@@ -275,7 +293,7 @@ def _unreachable_rows() -> Update:
     return (
         update(OutboxMessage)
         .where(OutboxMessage.address == bindparam("address"), OutboxMessage.status == "pending")
-        .values(status="unreachable", error=bindparam("reason"))
+        .values(status="unreachable", error=bindparam("reason"), body={})
     )
 
 
@@ -326,6 +344,9 @@ class ChannelWorker:
         self.poll_every = poll_every  # seconds between looks at the outbox when nothing wakes us
         self.transport = transport
         self.channel = transport.channel
+        # A transport that reaches one person only (a console session): the rows to others
+        # wait for their own session.
+        self.only: str | None = getattr(transport, "only", None)
         # Several processes may send from one PostgreSQL outbox: each claims what it fetches.
         # SQLite serves one process, and claims nothing.
         self.claims = not db.is_sqlite
@@ -529,17 +550,20 @@ class ChannelWorker:
         # again, and left out here (naming them in the query cost more than reading them).
         limit = self.batch + len(self.in_flight)
         values: dict[str, object] = {"channel": self.channel, "now": now_utc, "limit": limit}
+        one = self.only is not None
+        if one:
+            values["only"] = self.only
         async with self.turn:
             if self.claims:
                 values.update(
                     claimant=self.claimant,
                     until=now_utc + timedelta(seconds=self.claim_lease),
                 )
-                statement = self._statement("claim", _claim_due)
+                statement = self._statement(("claim", one), functools.partial(_claim_due, one))
                 found = await self.held.fetch(statement, values)
-                found.sort(key=lambda row: (row[2], row[0]))  # RETURNING has no order
+                found.sort(key=lambda row: (row[2], row[5], row[0]))  # RETURNING: no order
             else:
-                statement = self._statement("due", _due)
+                statement = self._statement(("due", one), functools.partial(_due, one))
                 found = await self.held.fetch(statement, values)
         # Ids and priorities are plain integers: only the rows kept are converted (bodies).
         rows = [statement.read(row) for row in found if row[0] not in self.in_flight]
@@ -556,7 +580,7 @@ class ChannelWorker:
         waiting = set(self.sending.values())
         waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
         soonest: float | None = None
-        for row_id, address, priority, attempts, body in rows:
+        for row_id, address, priority, attempts, body, _turn in rows:
             if priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
             if address in waiting:
@@ -590,7 +614,7 @@ class ChannelWorker:
             OutboxMessage.claimed_by == self.claimant,
         )
 
-    def _statement(self, key: str, build: Callable[[], Any]) -> Prepared:
+    def _statement(self, key: Hashable, build: Callable[[], Any]) -> Prepared:
         """One of the worker's statements, compiled once for the database."""
         return self.held.compiled(key, build)
 
@@ -636,6 +660,8 @@ class ChannelWorker:
             )
             if self.claims:  # rows another process holds are its to send
                 query = query.where(self._unclaimed(self.utcnow()))
+            if self.only is not None:
+                query = query.where(OutboxMessage.address == self.only)
             due = await session.scalar(query)
         if due is None:
             return None
@@ -707,6 +733,18 @@ class ChannelWorker:
             self.delivering -= 1
             self.pacer.done()
             self.sending.pop(row_id, None)
+        gone = values.get("status") in GONE
+        if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
+            values = {"delete": True}
+        elif (
+            gone
+            and not body.keys() <= REFERENCE_KEYS
+            # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
+            # tier): the status callback blanks it once delivered (retention a day after).
+            and not (self.channel in HOLDING_CHANNELS and values["status"] == "sent")
+        ):
+            # What it said may quote what people told us: nothing of it stays once it has gone.
+            values["body"] = {}
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. The recorder writes it with the others that finish meanwhile.
@@ -749,7 +787,11 @@ class ChannelWorker:
             # the send itself.
             groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
             unreachable: list[dict[str, object]] = []
+            deleted: list[dict[str, object]] = []
             for row_id, address, values, reason in batch:
+                if values.get("delete"):
+                    deleted.append({"row_id": row_id})
+                    continue
                 params = {f"new_{key}": value for key, value in {**values, **claim}.items()}
                 params["row_id"] = row_id
                 groups.setdefault(tuple(sorted({**values, **claim})), []).append(params)
@@ -759,6 +801,8 @@ class ChannelWorker:
                 (self._statement(f"outcome {keys}", functools.partial(_outcome_update, keys)), p)
                 for keys, p in groups.items()
             ]
+            if deleted:
+                statements.append((self._statement("delete", _delete_row), deleted))
             if unreachable:  # the contact, and its other pending messages stopped
                 statements.append((self._statement("contact", _unreachable_contact), unreachable))
                 statements.append((self._statement("stopped", _unreachable_rows), unreachable))

@@ -102,7 +102,31 @@ def organization_key(name: str) -> str:
     sorani = any(ch in SORANI_LETTERS for ch in name)
     key = fold(name, sorani=sorani)
     key = re.sub(r"[^\w\s]", " ", key)  # "Al-Amal" and "Al Amal", quotes and dots
-    return _SPACE.sub(" ", key).strip()
+    # "Assn." is "Association", "ج." is «جمعية»; "for", "of" and "the" say nothing of which
+    # organization it is (word order is the fuzzy matcher's: it sorts the words).
+    words = [_ABBREVIATIONS.get(word, word) for word in key.split()]
+    return " ".join(word for word in words if word not in _FILLERS)
+
+
+# Abbreviations in organizations' names, and what they stand for (folded as names are).
+_ABBREVIATIONS = {
+    short: fold(full)
+    for short, full in {
+        "assn": "association",
+        "assoc": "association",
+        "asso": "association",
+        "org": "organization",
+        "orgs": "organizations",
+        "organisation": "organization",
+        "soc": "society",
+        "dev": "development",
+        "intl": "international",
+        "inst": "institute",
+        "ج": "جمعية",
+        "م": "منظمة",
+    }.items()
+}
+_FILLERS = frozenset({"for", "of", "the", "and", "in"})
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -41,6 +41,62 @@ PICTURES_KEPT = 8  # bulletins' pictures held in memory: Twilio fetches one for 
 PICTURE_WITHIN = 30.0  # seconds to take a picture from the platform it was sent on
 
 
+class TooLarge(Exception):
+    """A request's body is over the route's limit (413)."""
+
+
+class Malformed(Exception):
+    """A request's body is not what the route takes (400); the message names the fault only."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, if it is at most `limit` bytes; else TooLarge, read no further.
+
+    Content-Length is believed when it says too much (nothing is read), and the bytes are
+    counted as they come whatever it says (a chunked body has none).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isascii() or not declared.isdigit():
+            raise Malformed("Content-Length is not a number")
+        if int(declared) > limit:
+            raise TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def telegram_update(raw: bytes, bot: Any) -> Update:
+    """The Telegram update in a webhook's body; Malformed if it is not one."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested a thousand deep
+        raise Malformed(type(exc).__name__) from None
+    if not isinstance(data, dict) or type(data.get("update_id")) is not int:
+        raise Malformed("not an update object")
+    try:
+        update = Update.de_json(data, bot)
+        # python-telegram-bot does not check the fields' types: the adapter's reading must
+        # succeed, and give texts where texts belong.
+        from bot.channels.telegram import to_inbound
+
+        inbound = to_inbound(update)
+    except Exception as exc:  # any field of the wrong shape: the update is malformed
+        raise Malformed(type(exc).__name__) from None
+    if inbound is not None:
+        texts = (inbound.text, inbound.payload, inbound.command, inbound.language_hint)
+        if not all(value is None or isinstance(value, str) for value in texts):
+            raise Malformed("a field of the wrong type")
+        if not all(isinstance(arg, str) for arg in inbound.args):
+            raise Malformed("a field of the wrong type")
+    return update
+
+
 def create_app(
     db: Database,
     telegram: TelegramChannel | None = None,
@@ -90,6 +146,7 @@ def create_app(
     if telegram is not None and telegram.webhook:
         channel = telegram
         secret = (channel.settings.telegram_webhook_secret or "").encode()
+        max_body = channel.settings.telegram_max_body
 
         async def telegram_webhook(request: Request) -> Response:
             """One update from Telegram: 403 without the secret, 503 when it must come again."""
@@ -97,8 +154,14 @@ def create_app(
             if not secret or not hmac.compare_digest(given, secret):
                 return Response(status_code=403)
             try:
-                update = Update.de_json(json.loads(await request.body()), channel.app.bot)
-            except (ValueError, TypeError, KeyError):
+                raw = await read_body(request, channel.settings.telegram_max_body)
+                update = telegram_update(raw, channel.app.bot)
+            except TooLarge:
+                logger.warning("a body over %d bytes to /telegram refused", max_body)
+                return Response(status_code=413)
+            except Malformed as exc:
+                # Telegram would post it again and again after a 5xx; the content is not logged.
+                logger.warning("a malformed update to /telegram refused: %s", exc)
                 return Response(status_code=400)
             # A pressed button is answered in the response, and Telegram makes the call: one
             # Bot API request fewer for most updates.
@@ -140,7 +203,9 @@ def picture_route(
     anyway; drafts are not served.
     """
     kept: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
-    fetching = asyncio.Lock()  # ten thousand fetches at once take it from the platform once
+    # One fetch per picture, however many ask for it at once; the others wait for that one
+    # only, and requests for other pictures (or unknown ids) wait for nothing.
+    fetching: dict[str, asyncio.Future[tuple[bytes, str] | None]] = {}
 
     async def take(reference: str) -> tuple[bytes, str] | None:
         """The picture's bytes and type from the platform it came from (None: not here)."""
@@ -151,30 +216,45 @@ def picture_route(
             return await whatsapp.picture(reference)
         return None
 
+    async def fetch(public_id: str, reference: str) -> tuple[bytes, str] | None:
+        """Take the picture from its platform and keep it; None if it could not be had."""
+        try:
+            async with asyncio.timeout(PICTURE_WITHIN):
+                taken = await take(reference)
+        except (TelegramError, httpx.HTTPError, ValueError, TimeoutError) as exc:
+            logger.warning("bulletin %s: no picture from its platform: %s", public_id, exc)
+            taken = None
+        if taken is not None:
+            kept[public_id] = taken
+            while len(kept) > PICTURES_KEPT:
+                kept.popitem(last=False)
+        return taken
+
     async def picture(request: Request) -> Response:
         """The picture's bytes; 404 for no such published picture, 502 if the platform fails."""
         public_id = str(request.path_params["public_id"])
-        async with fetching:
-            if public_id not in kept:
-                try:
+        found = kept.get(public_id)
+        if found is not None:
+            kept.move_to_end(public_id)
+        else:
+            under_way = fetching.get(public_id)
+            if under_way is None:
+                try:  # a read: an unknown id costs no lock and no write
                     reference = await within(bulletins.published_picture(db, public_id))
                 except (DBAPIError, TimeoutError):
                     return Response(status_code=503)
                 if reference is None:
                     return Response(status_code=404)
-                try:
-                    async with asyncio.timeout(PICTURE_WITHIN):
-                        taken = await take(reference)
-                except (TelegramError, httpx.HTTPError, ValueError, TimeoutError) as exc:
-                    logger.warning("bulletin %s: no picture from its platform: %s", public_id, exc)
-                    taken = None
-                if taken is None:
-                    return Response(status_code=502)
-                kept[public_id] = taken
-                while len(kept) > PICTURES_KEPT:
-                    kept.popitem(last=False)
-            kept.move_to_end(public_id)
-            content, kind = kept[public_id]
+                under_way = fetching.get(public_id)  # another request may have begun meanwhile
+                if under_way is None:
+                    under_way = asyncio.ensure_future(fetch(public_id, reference))
+                    fetching[public_id] = under_way
+                    under_way.add_done_callback(lambda _f: fetching.pop(public_id, None))
+            # shield: a client that goes away must not cancel the fetch the others wait for
+            found = await asyncio.shield(under_way)
+            if found is None:
+                return Response(status_code=502)
+        content, kind = found
         cache = {"Cache-Control": "public, max-age=86400"}
         return Response(content, media_type=kind, headers=cache)
 
@@ -195,11 +275,16 @@ def whatsapp_routes(
     """Twilio's two webhooks: messages, and the status of the messages we sent."""
     from bot.channels.whatsapp import TWIML_EMPTY
 
+    max_body = channel.settings.twilio_max_body
+
     async def signed_form(request: Request) -> dict[str, str] | None:
-        """The request's form, if Twilio signed it; else None."""
-        pairs = parse_qsl(
-            (await request.body()).decode("utf-8", "replace"), keep_blank_values=True
-        )
+        """The request's form, if Twilio signed it; else None. TooLarge and Malformed for a
+        body over the limit or not a form."""
+        raw = await read_body(request, max_body)
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except ValueError as exc:  # UnicodeDecodeError too
+            raise Malformed(type(exc).__name__) from None
         form = Form()
         for key, value in pairs:
             form.setdefault(key, []).append(value)
@@ -218,7 +303,14 @@ def whatsapp_routes(
         """A Twilio webhook: 403 unsigned, 503 when the database is away, else `done()`."""
 
         async def endpoint(request: Request) -> Response:
-            form = await signed_form(request)
+            try:
+                form = await signed_form(request)
+            except TooLarge:
+                logger.warning("a body over %d bytes to %s refused", max_body, request.url.path)
+                return Response(status_code=413)
+            except Malformed as exc:  # the content is not logged
+                logger.warning("a malformed form to %s refused: %s", request.url.path, exc)
+                return Response(status_code=400)
             if form is None:
                 return Response(status_code=403)
             try:

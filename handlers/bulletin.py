@@ -164,7 +164,20 @@ async def ask_check(ctx: Ctx) -> None:
 async def on_check(ctx: Ctx) -> Transition:
     """Compare with every published bulletin, after normalizing."""
     found = await bulletins.find_genuine(ctx.session, ctx.text)
-    if found is None:
+    _public_id, rest = bulletins.pasted_parts(ctx.text)
+    if found is not None and not bulletins.normalized(rest):  # the id, typed alone
+        shown = found.texts[bulletins.language_for(found, ctx.locale)]
+        ctx.say(
+            _("Bulletin %(id)s was published by the Initiative on %(date)s: %(title)s")
+            % {
+                "id": isolate(found.public_id or "-"),
+                "date": isolate(
+                    format_datetime(found.published_at or found.created_at, ctx.settings.timezone)
+                ),
+                "title": shown["title"],
+            }
+        )
+    elif found is None:
         ctx.say(
             _(
                 "This text does not match any bulletin the Initiative published. It may have "

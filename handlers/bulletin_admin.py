@@ -26,6 +26,7 @@ from bot.i18n import (
     format_datetime,
     format_number,
     isolate,
+    ngettext,
 )
 from bot.messages import Button, Outbound
 from bot.models import Bulletin
@@ -180,7 +181,10 @@ async def on_title(ctx: Ctx) -> Transition:
     if len(title) > TITLE_LIMIT:
         return retry(
             _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {"limit": isolate(format_number(TITLE_LIMIT)), "given": isolate(str(len(title)))}
+            % {
+                "limit": isolate(format_number(TITLE_LIMIT)),
+                "given": isolate(format_number(ctx.length(title))),
+            }
         )
     ctx.data["title"] = title
     return goto("text")
@@ -201,7 +205,10 @@ async def on_text(ctx: Ctx) -> Transition:
     if len(text) > TEXT_LIMIT:
         return retry(
             _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {"limit": isolate(format_number(TEXT_LIMIT)), "given": isolate(str(len(text)))}
+            % {
+                "limit": isolate(format_number(TEXT_LIMIT)),
+                "given": isolate(format_number(ctx.length(text))),
+            }
         )
     # A new dict: the conversation's JSON column is saved only when a value is replaced.
     ctx.data["texts"] = {
@@ -297,18 +304,78 @@ async def on_preview(ctx: Ctx) -> Transition:
         ctx.say(_("The bulletin was discarded."))
         return to_menu()
     if ctx.choice == "go:now":
-        bulletin = draft(ctx)
-        bulletin.public_id = None
-        ctx.session.add(bulletin)
-        await bulletins.publish(ctx.session, bulletin, ctx.now)
-        ctx.say(
-            _("Sending has started: bulletin %(id)s. See its figures under /bulletin, Sent.")
-            % {"id": isolate(bulletin.public_id or "-")}
-        )
-        ctx.data.clear()
-        return to_menu()
+        return goto("confirm")
     ctx.data["recurrence"] = {"go:daily": "daily", "go:weekly": "weekly"}.get(ctx.choice or "")
     return goto("time" if ctx.data["recurrence"] else "when")
+
+
+def audience_lines(found: bulletins.Audience) -> list[str]:
+    """Who a bulletin reaches, by channel and language, in the current locale."""
+    channels = {"telegram": "Telegram", "whatsapp": "WhatsApp", "console": _("Console")}
+    lines = [
+        f"• {channels.get(channel, channel)} · {LANGUAGE_NAMES.get(locale, locale)}: "
+        f"{isolate(format_number(count))}"
+        for (channel, locale), count in sorted(found.groups.items())
+    ]
+    if found.fallback:
+        lines.append(
+            ngettext(
+                "%(count)s of them will get it in another language, with a note: it has no "
+                "text in theirs.",
+                "%(count)s of them will get it in another language, with a note: it has no "
+                "text in theirs.",
+                found.fallback,
+            )
+            % {"count": isolate(format_number(found.fallback))}
+        )
+    return lines
+
+
+async def ask_confirm(ctx: Ctx) -> None:
+    """To how many people it goes now, by channel and language; then a last word."""
+    found = await bulletins.audience(ctx.session, list(draft(ctx).texts))
+    lines = [
+        ngettext(
+            "Sent now, this bulletin goes to %(count)s subscriber:",
+            "Sent now, this bulletin goes to %(count)s subscribers:",
+            found.total,
+        )
+        % {"count": isolate(format_number(found.total))},
+        *audience_lines(found),
+        "",
+        _("It cannot be taken back once sent. Send it?"),
+    ]
+    ctx.ask(
+        "\n".join(lines),
+        [
+            Button(
+                ngettext(
+                    "Yes, send it to %(count)s person",
+                    "Yes, send it to %(count)s people",
+                    found.total,
+                )
+                % {"count": format_number(found.total)},
+                "send:yes",
+            ),
+            Button(_("Not yet"), "send:no"),
+        ],
+    )
+
+
+async def on_confirm(ctx: Ctx) -> Transition:
+    """Publish it (the scheduler queues its deliveries), or back to the choices."""
+    if ctx.choice != "send:yes":
+        return goto("preview")
+    bulletin = draft(ctx)
+    bulletin.public_id = None
+    ctx.session.add(bulletin)
+    await bulletins.publish(ctx.session, bulletin, ctx.now)
+    ctx.say(
+        _("Sending has started: bulletin %(id)s. See its figures under /bulletin, Sent.")
+        % {"id": isolate(bulletin.public_id or "-")}
+    )
+    ctx.data.clear()
+    return to_menu()
 
 
 def refusal(bulletin: Bulletin) -> str:
@@ -615,6 +682,7 @@ FLOW = Flow(
         "text": Step(ask_text, on_text, accepts_text=True, numbers_are_answers=True),
         "image": Step(ask_image, on_image, accepts_media=True),
         "preview": Step(ask_preview, on_preview),
+        "confirm": Step(ask_confirm, on_confirm),
         "when": Step(ask_when, on_when, accepts_text=True, numbers_are_answers=True),
         "time": Step(ask_time, on_time, accepts_text=True, numbers_are_answers=True),
         "weekday": Step(ask_weekday, on_weekday),

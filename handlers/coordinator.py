@@ -30,6 +30,7 @@ from bot.i18n import _, direct, format_datetime, format_number, isolate, ngettex
 from bot.messages import Address, Button, Outbound
 from bot.models import AuditEntry, Contact, Report
 from handlers.report import (
+    NEED_BUTTONS,
     NEED_LABELS,
     SHELTER_LABELS,
     STATUS_LABELS,
@@ -55,9 +56,11 @@ def audit(ctx: Ctx, action: str, report: Report | None = None, **detail: Any) ->
     )
 
 
-def parse_filters(args: list[str]) -> dict[str, str]:
-    """Filters typed after /reports: a governorate (code or name), a status, a need."""
+def parse_filters(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Filters typed after /reports: a governorate (code or name), a status, a need; and the
+    words that are none of these."""
     filters: dict[str, str] = {}
+    unknown: list[str] = []
     for arg in args:
         word = arg.strip()
         found = gazetteer.place(word) or gazetteer.find(word, gazetteer.GOVERNORATES)
@@ -67,7 +70,9 @@ def parse_filters(args: list[str]) -> dict[str, str]:
             filters["status"] = word.lower()
         elif word.lower() in NEEDS:
             filters["need"] = word.lower()
-    return filters
+        elif word:
+            unknown.append(word[:40])
+    return filters, unknown
 
 
 def filtered(filters: dict[str, str]) -> Select[Report]:
@@ -82,8 +87,9 @@ def filtered(filters: dict[str, str]) -> Select[Report]:
 
 async def ask_list(ctx: Ctx) -> None:
     """A page of reports with the filters in force."""
+    unknown: list[str] = []
     if "filters" not in ctx.data:
-        ctx.data["filters"] = parse_filters([str(a) for a in ctx.data.get("args", [])])
+        ctx.data["filters"], unknown = parse_filters([str(a) for a in ctx.data.get("args", [])])
     filters: dict[str, str] = ctx.data["filters"]
     page = int(ctx.data.get("page", 0))
     query = filtered(filters)
@@ -98,8 +104,18 @@ async def ask_list(ctx: Ctx) -> None:
     audit(ctx, "list", filters=filters, page=page)
     lines = [
         filter_line(filters),
-        _("%(count)s reports") % {"count": isolate(format_number(total))},
+        ngettext("%(count)s report", "%(count)s reports", total)
+        % {"count": isolate(format_number(total))},
     ]
+    if unknown:  # said, not silently dropped: the list below is not filtered by them
+        lines.insert(
+            0,
+            _(
+                "Not a filter, so left out: %(words)s. Filters are a governorate, a status or a "
+                "need; to open one report, send /report and its reference."
+            )
+            % {"words": ", ".join(isolate(word) for word in unknown)},
+        )
     buttons = [
         Button(
             f"{r.reference} · {place_name(r.governorate)} · {r.people} · "
@@ -176,7 +192,7 @@ async def ask_need(ctx: Ctx) -> None:
     """Pick a need to filter by."""
     ctx.ask(
         _("Which need?"),
-        [Button(_(label), f"f:{code}") for code, label in NEED_LABELS.items()],
+        [Button(_(label), f"f:{code}") for code, label in NEED_BUTTONS.items()],
         columns=2,
     )
 
@@ -214,8 +230,13 @@ async def ask_show(ctx: Ctx) -> None:
         return
     ctx.data["ref"] = report.reference
     audit(ctx, "view", report)
+    earlier = (
+        await ctx.session.scalar(select(Report.reference).where(Report.id == report.duplicate_of))
+        if report.duplicate_of is not None
+        else None
+    )
     ctx.say(
-        report_text(ctx, report),
+        report_text(ctx, report, earlier, await report_history(ctx, report)),
         title=_("Report %(reference)s") % {"reference": isolate(report.reference)},
         buttons=[
             *[
@@ -223,13 +244,21 @@ async def ask_show(ctx: Ctx) -> None:
                 for code, label in STATUS_LABELS.items()
                 if code not in ("new", report.status)
             ],
+            *(
+                [[Button(_("Open %(reference)s") % {"reference": earlier}, f"rep:open:{earlier}")]]
+                if earlier
+                else []
+            ),
             [Button(_("Reports"), "show:list")],
             nav_buttons(MENU),
         ],
+        about=report.contact_id,
     )
 
 
-def report_text(ctx: Ctx, report: Report) -> str:
+def report_text(
+    ctx: Ctx, report: Report, earlier: str | None = None, history: list[str] | None = None
+) -> str:
     """Every field of a report, personal ones included (this is the coordinators' view)."""
     data: dict[str, Any] = {
         "gov": report.governorate,
@@ -274,11 +303,39 @@ def report_text(ctx: Ctx, report: Report) -> str:
         lines.append(_("Phone: %(phone)s") % {"phone": isolate(report.phone)})
     else:
         lines.append(_("The family did not ask to be contacted."))
-    if report.duplicate_of is not None:
-        lines.append(_("Probably a duplicate of an earlier report."))
+    if earlier is not None:
+        lines.append(_("Probably a duplicate of %(reference)s.") % {"reference": isolate(earlier)})
     if report.anonymized_at is not None:
         lines.append(_("The personal details of this report were deleted."))
+    if history:
+        lines += ["", _("History:"), *history]
     return "\n".join(lines)
+
+
+async def report_history(ctx: Ctx, report: Report) -> list[str]:
+    """Each status change of a report: when, by whom, from what to what, and its note."""
+    entries = await ctx.session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.report_id == report.id, AuditEntry.action == "status")
+        .order_by(AuditEntry.at, AuditEntry.id)
+    )
+    lines = []
+    for entry in entries:
+        detail = entry.detail
+        line = _("%(when)s, %(who)s: %(before)s \u2192 %(after)s") % {
+            "when": isolate(format_datetime(entry.at, ctx.settings.timezone)),
+            "who": isolate(entry.actor),
+            "before": _(STATUS_LABELS.get(str(detail.get("before")), "Received")),
+            "after": _(STATUS_LABELS.get(str(detail.get("after")), "Received")),
+        }
+        if detail.get("note"):
+            told = _("sent to the family") if detail.get("told") else _("for the record")
+            line += "\n  " + _("Note (%(told)s): %(note)s") % {
+                "told": told,
+                "note": detail["note"],
+            }
+        lines.append(f"• {line}")
+    return lines
 
 
 async def on_show(ctx: Ctx) -> Transition:
@@ -301,22 +358,60 @@ async def ask_note(ctx: Ctx) -> None:
 
 
 async def on_note(ctx: Ctx) -> Transition:
-    """Change the status, audit it, and tell the reporter in their language."""
+    """With a note the family could read, ask whether to send it; else change the status."""
     note = "" if ctx.choice == "note:skip" else ctx.text.strip()[:1000]
     report = await find_report(ctx, str(ctx.data.get("ref", "")))
     status = str(ctx.data.get("status", ""))
     if report is None or status not in STATUS_LABELS:
         return start("reports", {"filters": {}})
+    if note and report.contact_id is not None and report.status != status:
+        ctx.data["note"] = note
+        return goto("tell")
+    return await change_status(ctx, report, status, note, tell_note=False)
+
+
+async def ask_tell(ctx: Ctx) -> None:
+    """Whether the family reads the note too, beside the notice of its new status."""
+    ctx.ask(
+        _(
+            "The family will be told the new status in its language. Send them your note too? "
+            "It goes as you wrote it."
+        ),
+        [
+            Button(_("Yes, send the note too"), "tell:yes"),
+            Button(_("No, only for the record"), "tell:no"),
+        ],
+    )
+
+
+async def on_tell(ctx: Ctx) -> Transition:
+    """Change the status, with the note sent to the family or not."""
+    report = await find_report(ctx, str(ctx.data.get("ref", "")))
+    status = str(ctx.data.get("status", ""))
+    note = str(ctx.data.pop("note", ""))
+    if report is None or status not in STATUS_LABELS:
+        return start("reports", {"filters": {}})
+    return await change_status(ctx, report, status, note, tell_note=ctx.choice == "tell:yes")
+
+
+async def change_status(
+    ctx: Ctx, report: Report, status: str, note: str, *, tell_note: bool
+) -> Transition:
+    """Change the status, audit it, and tell the reporter in their language."""
     # Locked: two coordinators changing it at once are recorded one after the other.
     await ctx.session.refresh(report, with_for_update=True)
     before = report.status
     report.status = status
     report.updated_at = ctx.now
-    audit(ctx, "status", report, before=before, after=status, note=note)
+    audit(ctx, "status", report, before=before, after=status, note=note, told=tell_note)
     contact = await ctx.session.get(Contact, report.contact_id) if report.contact_id else None
     if contact is not None and before != status:
         locale = contact.locale or report.locale
-        ctx.extra.append(reporter_notice(report, Address.parse(contact.address), locale))
+        ctx.extra.append(
+            reporter_notice(
+                report, Address.parse(contact.address), locale, note if tell_note else None
+            )
+        )
     ctx.say(
         _("Done: %(reference)s is now \u201c%(status)s\u201d.")
         % {"reference": isolate(report.reference), "status": _(STATUS_LABELS[status])}
@@ -342,7 +437,11 @@ REPORTS = Flow(
 )
 DETAIL = Flow(
     "report_detail",
-    {"show": Step(ask_show, on_show), "note": Step(ask_note, on_note, accepts_text=True)},
+    {
+        "show": Step(ask_show, on_show),
+        "note": Step(ask_note, on_note, accepts_text=True),
+        "tell": Step(ask_tell, on_tell),
+    },
     coordinators_only=True,
 )
 ACTIONS = {"rep:open:": Action(open_report)}
@@ -377,7 +476,9 @@ async def on_export(ctx: Ctx) -> Transition:
         return retry()
     EXPORT_DIR.mkdir(parents=True, exist_ok=True)
     stamp = ctx.now.strftime("%Y%m%d-%H%M")
-    path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}.{fmt}.{EXTENSIONS[fmt]}"
+    # HXL is a CSV: "….hxl.csv"; a CSV is "….csv", not "….csv.csv".
+    kind = "" if fmt == EXTENSIONS[fmt] else f".{fmt}"
+    path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}{kind}.{EXTENSIONS[fmt]}"
     query = exports.Query(private=False)
     # A blocking file is fine: it is local and written in one go by this one message.
     with path.open("w", encoding="utf-8", newline="") as out:

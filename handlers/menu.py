@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 from bot.flows import HELP, LANGUAGE, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.messages import Button
+
+# The coordinators' own tools, after everyone's (a citizen's numbers stay the same).
+COORDINATOR_ITEMS = (
+    (N_("Reports to triage"), "menu:reports"),
+    (N_("Signatures to verify"), "menu:signatures"),
+    (N_("Bulletin desk"), "menu:bulletin_admin"),
+    (N_("Export the reports"), "menu:export"),
+)
 
 
 async def ask_main(ctx: Ctx) -> None:
-    """Show the main menu."""
-    ctx.ask(
-        _("How can I help you? Choose one of the options."),
-        [
-            Button(_("About the Initiative"), "menu:about"),
-            Button(_("The declaration"), "menu:declaration"),
-            Button(_("Bulletin"), "menu:bulletin"),
-            Button(_("Report a displaced family"), "menu:report"),
-            Button(_("Sign the declaration"), "menu:sign"),
-            Button(_("Who has signed?"), "menu:signed"),
-            Button(_("My reports"), "menu:myreports"),
-            Button(_("My data"), "menu:mydata"),
-            *nav_buttons(LANGUAGE, HELP),
-        ],
-        title=_("Main menu"),
-        nav=False,
-    )
+    """Show the main menu; a coordinator's has their tools too."""
+    items = [
+        Button(_("About the Initiative"), "menu:about"),
+        Button(_("The declaration"), "menu:declaration"),
+        Button(_("Bulletin"), "menu:bulletin"),
+        Button(_("Report a displaced family"), "menu:report"),
+        Button(_("Sign the declaration"), "menu:sign"),
+        Button(_("Who has signed?"), "menu:signed"),
+        Button(_("My reports"), "menu:myreports"),
+        Button(_("My data"), "menu:mydata"),
+    ]
+    text = _("How can I help you? Choose one of the options.")
+    if ctx.is_coordinator:
+        items += [Button(_(label), payload) for label, payload in COORDINATOR_ITEMS]
+        text += "\n" + _("As a coordinator, you also have your tools, after My data.")
+    ctx.ask(text, [*items, *nav_buttons(LANGUAGE, HELP)], title=_("Main menu"), nav=False)
 
 
 async def on_main(ctx: Ctx) -> Transition:

@@ -1,74 +1,139 @@
-"""A person's own data: "My data" shows all of it; "Delete my data" removes it."""
+"""A person's own data: "My data" shows all of it; "Delete my data" removes it.
+
+What is shown and what is deleted both follow bot.personal's declaration (bot.privacy): a
+column added to a person's tables appears here without editing this file.
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
 from bot.flows import MENU, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
-from bot.i18n import LANGUAGE_NAMES, _, format_datetime, isolate
+from bot.i18n import (
+    LANGUAGE_NAMES,
+    N_,
+    _,
+    format_datetime,
+    format_number,
+    isolate,
+    ngettext,
+    pgettext,
+)
 from bot.messages import Button
-from bot.models import Report
-from bot.retention import anonymize_reports
-from handlers.report import EDITABLE, STATUS_LABELS, describe
+from bot.models import Report, Signature
+from bot.privacy import Holding, holdings
+from handlers import report as report_flow
+from handlers import sign as sign_flow
+
+# The forms whose answers in progress "My data" can name, question by question.
+FORMS: dict[str, tuple[str, Any, Callable[[dict[str, Any], str], str]]] = {
+    "report": (N_("Report a displaced family"), report_flow.EDITABLE, report_flow.describe),
+    "sign": (N_("Sign the declaration"), sign_flow.EDITABLE, sign_flow.describe),
+}
 
 
-def report_data(report: Report) -> dict[str, object]:
-    """A stored report as the answers `describe` knows."""
+def _yes_no(value: Any) -> str:
+    return _("Yes") if value else _("No")
+
+
+def _labelled(labels: dict[str, str], fallback: str) -> Callable[[Any], str]:
+    return lambda value: _(labels.get(str(value), fallback))
+
+
+def _answers(flow: str, data: Any) -> str:
+    """Answers given so far in a form, named as its summary names them."""
+    if not isinstance(data, dict):
+        return "-"
+    _title, editable, describe = FORMS.get(flow, ("", (), None))
+    parts = [
+        f"{_(label)}: {describe(data, step)}"
+        for step, label in editable
+        if describe is not None and step in data
+    ]
+    return "; ".join(parts) or "-"
+
+
+def formatters(ctx: Ctx) -> dict[str, Callable[[Any], str]]:
+    """How each kind of value (bot.personal.KINDS) reads in "My data", in the current locale."""
+    zone = ctx.settings.timezone
     return {
-        "gov": report.governorate,
-        "district": report.district,
-        "place": report.place,
-        "lat": report.latitude,
-        "precision": "exact" if report.exact_point else "area",
-        "origin": report.origin,
-        "when": report.displaced or "unknown",
-        "people": report.people,
-        "children": report.children,
-        "elderly": report.elderly,
-        "disabled": report.disabled,
-        "pregnant": report.pregnant,
-        "female": report.female_headed,
-        "shelter": report.shelter,
-        "needs": report.needs,
-        "urgent": report.urgent,
-        "notes": report.notes,
-        "photo": report.photo,
-        "contact": report.contact_ok,
-        "phone": report.phone or "-",
+        "text": lambda v: str(v),
+        "address": lambda v: isolate(str(v)),
+        "datetime": lambda v: isolate(format_datetime(v, zone)),
+        "bool": _yes_no,
+        "language": lambda v: LANGUAGE_NAMES.get(str(v), "-"),
+        "place": report_flow.place_name,
+        "count": lambda v: isolate(format_number(int(v))),
+        "needs": lambda v: report_flow.describe({"needs": v}, "needs"),
+        "need": _labelled(report_flow.NEED_LABELS, "-"),
+        "shelter": _labelled(report_flow.SHELTER_LABELS, "Other"),
+        "when": lambda v: report_flow.describe({"when": v}, "when"),
+        "point": lambda v: isolate(f"{float(v):.2f}"),
+        "report_status": _labelled(report_flow.MY_STATUS_LABELS, "Received"),
+        "org_type": _labelled(sign_flow.TYPE_LABELS, "Other"),
+        "signature_status": _labelled(sign_flow.STATUS_LABELS, "Pending verification"),
+        "photo": lambda v: _("a photo"),
+        "conversation": lambda v: _answers("", v),
     }
+
+
+def holding_lines(holding: Holding, show: dict[str, Callable[[Any], str]]) -> list[str]:
+    """One line per label (values under one label joined: a point's two coordinates)."""
+    joined: dict[str, list[str]] = {}
+    for label, kind, value in holding.values:
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        joined.setdefault(label, []).append(show[kind](value))
+    return [f"• {_(label)}: {', '.join(values)}" for label, values in joined.items()]
 
 
 async def ask_mydata(ctx: Ctx) -> None:
     """Everything stored about this person, in their language."""
-    contact = ctx.contact
-    zone = ctx.settings.timezone
-    lines = [
-        _("Your address: %(address)s") % {"address": isolate(str(ctx.address))},
-        _("Language: %(language)s") % {"language": LANGUAGE_NAMES.get(contact.locale or "", "-")},
-        _("First message: %(when)s")
-        % {"when": isolate(format_datetime(contact.first_seen, zone))},
-        _("Last message: %(when)s") % {"when": isolate(format_datetime(contact.last_seen, zone))},
-    ]
-    reports = (
-        await ctx.session.scalars(
-            select(Report).where(Report.contact_id == contact.id).order_by(Report.id)
-        )
-    ).all()
-    for report in reports:
-        data = report_data(report)
-        lines.append("")
-        lines.append(
-            _("Report %(reference)s (%(status)s)")
-            % {
-                "reference": isolate(report.reference),
-                "status": _(STATUS_LABELS.get(report.status, "Received")),
+    show = formatters(ctx)
+    lines: list[str] = []
+    held = await holdings(ctx.session, ctx.contact, ctx.now)
+    for holding in held:
+        if holding.table == "contacts":
+            lines += holding_lines(holding, show)
+        elif holding.table == "conversations":
+            flow = str(holding.values[0][2])
+            title = FORMS.get(flow, (None,))[0]
+            lines += [
+                "",
+                _("A conversation in progress: %(flow)s") % {"flow": _(title) if title else "-"},
+            ]
+            in_flow: dict[str, Callable[[Any], str]] = {
+                **show,
+                "conversation": functools.partial(_answers, flow),
             }
-        )
-        lines += [f"• {_(label)}: {describe(data, step)}" for step, label in EDITABLE]
-    if not reports:
+            lines += holding_lines(holding, in_flow)[1:]  # its flow is named just above
+        elif holding.table == "reports":
+            lines += ["", _("Report %(reference)s") % {"reference": isolate(holding.heading)}]
+            lines += holding_lines(holding, show)
+        elif holding.table == "signatures":
+            lines += ["", _("Signature %(receipt)s") % {"receipt": isolate(holding.heading)}]
+            lines += holding_lines(holding, show)
+        elif holding.table == "outbox":
+            count = sum(int(n) for _status, _kind, n in holding.values)
+            lines += [
+                "",
+                ngettext(
+                    "%(count)s message to you is in our records. Its text is deleted once it "
+                    "is sent, and the record after 14 days.",
+                    "%(count)s messages to you are in our records. Their text is deleted once "
+                    "they are sent, and the records after 14 days.",
+                    count,
+                )
+                % {"count": isolate(format_number(count))},
+            ]
+    if not any(h.table == "reports" for h in held):
         lines += ["", _("You have not sent a report yet.")]
     ctx.say(
-        "\n".join(lines),
+        "\n".join(lines).strip(),
         title=_("My data"),
         buttons=[[Button(_("Delete my data"), "mydata:forget")], nav_buttons(MENU)],
     )
@@ -80,25 +145,72 @@ async def on_mydata(ctx: Ctx) -> Transition:
 
 
 async def ask_forget(ctx: Ctx) -> None:
-    """Ask for confirmation before deleting."""
-    ctx.ask(
+    """Say precisely what deleting will do, for this person, and ask to confirm."""
+    reports = len(
+        (
+            await ctx.session.scalars(select(Report.id).where(Report.contact_id == ctx.contact.id))
+        ).all()
+    )
+    statuses = list(
+        await ctx.session.scalars(
+            select(Signature.status).where(Signature.contact_id == ctx.contact.id)
+        )
+    )
+    parts = [
         _(
-            "This deletes everything we hold about you: your language, this conversation, and "
-            "the personal details of your reports (place name, location, notes, photo, phone "
-            "number). The reports stay only as anonymous numbers for relief planning. This "
-            "cannot be undone. Delete?"
-        ),
-        [Button(_("Yes, delete my data"), "forget:yes"), Button(_("No, keep it"), "forget:no")],
+            "This deletes everything we hold about you: your address and language, your "
+            "bulletin subscription, this conversation and the messages to you."
+        )
+    ]
+    if reports:
+        parts.append(
+            ngettext(
+                "Your %(count)s report stays only as anonymous numbers for relief planning: "
+                "its place, location, notes, photo and phone number are deleted, and so are "
+                "the coordinators' notes about it.",
+                "Your %(count)s reports stay only as anonymous numbers for relief planning: "
+                "their place, location, notes, photo and phone number are deleted, and so are "
+                "the coordinators' notes about them.",
+                reports,
+            )
+            % {"count": isolate(format_number(reports))}
+        )
+        parts.append(
+            _(
+                "For one day we keep only a coded mark of your address, so that the daily "
+                "limit of reports still holds; it cannot be turned back into your address."
+            )
+        )
+    if "verified" in statuses:
+        parts.append(
+            _(
+                "Your organization's verified signature stays, as the organization's: your "
+                "name, role, phone and email are deleted from it."
+            )
+        )
+    if "pending" in statuses:
+        parts.append(
+            _(
+                "Your organization's signature that is waiting for verification is withdrawn, "
+                "and your details are deleted from it."
+            )
+        )
+    parts.append(_("This cannot be undone. Delete?"))
+    ctx.ask(
+        "\n\n".join(parts),
+        [
+            Button(_("Yes, delete my data"), "forget:yes"),
+            Button(pgettext("data", "No, keep it"), "forget:no"),
+        ],
         title=_("Delete my data"),
     )
 
 
 async def on_forget(ctx: Ctx) -> Transition:
-    """Delete (the engine removes the contact once this message is handled), or keep."""
+    """Delete (the engine forgets the person once this message is handled), or keep."""
     if ctx.choice != "forget:yes":
         ctx.say(_("Nothing was deleted."))
         return to_menu()
-    await anonymize_reports(ctx.session, Report.contact_id == ctx.contact.id, ctx.now)
     ctx.forget = True
     ctx.say(
         _(

@@ -14,7 +14,7 @@ from typing import Any
 import phonenumbers
 from sqlalchemy import func, or_, select
 
-from bot import gazetteer
+from bot import crypto, gazetteer
 from bot.config import NEEDS
 from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
 from bot.i18n import (
@@ -22,6 +22,7 @@ from bot.i18n import (
     _,
     current_locale,
     direct,
+    format_date,
     format_number,
     is_rtl,
     isolate,
@@ -29,7 +30,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Button, Outbound
-from bot.models import Report
+from bot.models import Report, ReportMark
 from bot.text import ascii_digits, parse_int
 
 PLACE_LIMIT = 200
@@ -50,6 +51,17 @@ NEED_LABELS: dict[str, str] = {
     "education": N_("Education"),
     "cash": N_("Cash"),
     "psychosocial": N_("Psychosocial support"),
+}
+# Buttons of the needs stand two to a row: each has a short label (at most 20 characters in every
+# language, tests/test_i18n.py checks it); the summary keeps the full wording above.
+NEED_BUTTONS: dict[str, str] = {
+    **NEED_LABELS,
+    "shelter": N_("Shelter, home items"),
+    "health": N_("Health and medicine"),
+    "wash": N_("Sanitation, hygiene"),
+    "legal": N_("Documents, legal aid"),
+    "protection": N_("Protection"),
+    "psychosocial": N_("Emotional support"),
 }
 SHELTER_LABELS: dict[str, str] = {
     "camp": N_("Camp"),
@@ -74,6 +86,43 @@ STATUS_LABELS: dict[str, str] = {
     "resolved": N_("Resolved"),
     "duplicate": N_("Duplicate"),
     "invalid": N_("Closed"),
+}
+# The status as "My reports" shows it to the family: coordinators' words such as "Duplicate" or
+# "Closed" read like a refusal.
+MY_STATUS_LABELS: dict[str, str] = {
+    "new": N_("Received"),
+    "verified": N_("Checked; help is being sought"),
+    "referred": N_("Referred to a relief organization"),
+    "resolved": N_("Followed up; help given"),
+    "duplicate": N_("Followed with your earlier request"),
+    "invalid": N_("Closed after follow-up"),
+}
+# What each status means for the family, in plain words: a bare "Duplicate" or "Closed" reads
+# like a refusal.
+STATUS_NOTICES: dict[str, str] = {
+    "new": N_(
+        "Your report %(reference)s was received. A coordinator of the Initiative will read it."
+    ),
+    "verified": N_(
+        "A coordinator has checked your report %(reference)s and is now looking for help "
+        "for your family."
+    ),
+    "referred": N_(
+        "Your report %(reference)s was passed to a relief organization, which will look at how "
+        "it can help your family."
+    ),
+    "resolved": N_(
+        "Your report %(reference)s was followed up and the help it asked for was given. If "
+        "your family still needs help, you can send a new report."
+    ),
+    "duplicate": N_(
+        "Your report %(reference)s repeats an earlier request. Nothing is lost: your earlier "
+        "request is being followed."
+    ),
+    "invalid": N_(
+        "Your report %(reference)s was closed after follow-up. If your family still needs "
+        "help, you can send a new report."
+    ),
 }
 COUNTS: dict[str, tuple[str, str]] = {
     "children": (N_("How many of them are children under 5?"), N_("Children under 5")),
@@ -165,7 +214,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "place":
         parts = []
         if data.get("place"):
-            parts.append(str(data["place"]))
+            parts.append(isolate(str(data["place"])))  # typed: "12 Sharya Camp" keeps its order
         if data.get("lat") is not None:
             parts.append(_("location shared"))
         return " · ".join(parts) or _("Not given")
@@ -188,7 +237,7 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "urgent":
         return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
     if step == "notes":
-        parts = [str(data["notes"])] if data.get("notes") else []
+        parts = [isolate(str(data["notes"]))] if data.get("notes") else []
         if data.get("photo"):
             parts.append(_("a photo"))
         return " · ".join(parts) or _("Nothing")
@@ -248,8 +297,7 @@ async def on_consent(ctx: Ctx) -> Transition:
         ctx.say(_("Thank you. Nothing was stored."))
         return to_menu()
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     ctx.data["consent"] = True
     return next_step(ctx, "consent")
 
@@ -328,12 +376,25 @@ async def on_place(ctx: Ctx) -> Transition:
         ctx.data["place"] = None
         return next_step(ctx, "place")
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
-        return retry(_("Please type the name of the place, or skip this question."))
+        if ctx.address.channel == "whatsapp":
+            return retry(
+                _(
+                    "To share your location on WhatsApp: press 📎 (or +) below, choose "
+                    "Location, then Send your current location. Or type the name of the place, "
+                    "or skip this question."
+                )
+            )
+        return retry(
+            _(
+                "This chat cannot share a location: please type the name of the place, or "
+                "skip this question."
+            )
+        )
     text = ctx.text.strip()
     if ctx.inbound.media or not text:  # a photo, or a shared contact: no place in it
         return retry(_("Please type the name of the place, or share your location."))
     if len(text) > PLACE_LIMIT:
-        return retry(too_long(PLACE_LIMIT, len(text)))
+        return retry(too_long(PLACE_LIMIT, ctx.length(text)))
     ctx.data["place"] = text
     return next_step(ctx, "place")
 
@@ -355,6 +416,12 @@ async def ask_precision(ctx: Ctx) -> None:
 async def on_precision(ctx: Ctx) -> Transition:
     """Store the choice."""
     ctx.data["precision"] = "exact" if ctx.choice == "prec:exact" else "area"
+    if ctx.data["precision"] == "area":
+        # Only the area is kept from now on, in the conversation too: the exact point is not
+        # held anywhere once the family chose not to share it.
+        for key in ("lat", "lon"):
+            if ctx.data.get(key) is not None:
+                ctx.data[key] = round(float(ctx.data[key]), 2)
     return next_step(ctx, "precision")
 
 
@@ -521,7 +588,7 @@ async def ask_needs(ctx: Ctx) -> None:
     chosen = ctx.data.get("needs", [])
     buttons = [
         Button(("✅ " if code in chosen else "") + _(label), f"need:{code}")
-        for code, label in NEED_LABELS.items()
+        for code, label in NEED_BUTTONS.items()
     ]
     buttons.append(Button(_("Done"), "need:done"))
     ctx.ask(
@@ -558,7 +625,7 @@ async def ask_urgent(ctx: Ctx) -> None:
     """Which need is the most urgent."""
     ctx.ask(
         _("Which of these is the most urgent?") + current(ctx, "urgent"),
-        [Button(_(NEED_LABELS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
+        [Button(_(NEED_BUTTONS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
     )
 
 
@@ -590,7 +657,7 @@ async def on_notes(ctx: Ctx) -> Transition:
     if not photos and (ctx.inbound.media or not text):  # a file, a location, a contact
         return retry(_("Please send a photo or a text, or press Skip."))
     if len(text) > NOTES_LIMIT:
-        return retry(too_long(NOTES_LIMIT, len(text)))
+        return retry(too_long(NOTES_LIMIT, ctx.length(text)))
     if photos:
         ctx.data["photo"] = photos[0].ref
     if text or not photos:
@@ -733,8 +800,7 @@ async def on_summary(ctx: Ctx) -> Transition:
         ctx.say(answer_first())
         return unanswered
     if await reports_today(ctx) >= ctx.settings.reports_per_day:
-        ctx.say(limit_text(ctx))
-        return to_menu()
+        return goto("limit")
     report = await store(ctx)
     ctx.data.clear()
     ctx.say(
@@ -765,20 +831,79 @@ def limit_text(ctx: Ctx) -> str:
     """The answer when today's reports are used up."""
     return ngettext(
         "You have already sent %(count)s report today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         "You have already sent %(count)s reports today, the most we can take from one person "
-        "in a day. Please try again tomorrow, or contact a coordinator if it is urgent.",
+        "in a day. Please try again tomorrow.",
         ctx.settings.reports_per_day,
     ) % {"count": isolate(format_number(ctx.settings.reports_per_day))}
 
 
+URGENT_LIMIT = 1000  # characters of a message to the coordinators
+
+
+async def ask_limit(ctx: Ctx) -> None:
+    """Today's reports are used up: a way to reach the coordinators all the same."""
+    parts = [limit_text(ctx)]
+    if ctx.settings.urgent_contact:
+        parts.append(
+            _("If it is urgent, call: %(contact)s")
+            % {"contact": isolate(ctx.settings.urgent_contact)}
+        )
+    parts.append(
+        _(
+            "If it is urgent, you can also write here, in one message, what is urgent and how "
+            "to reach you: it goes to the Initiative's coordinators at once."
+        )
+    )
+    ctx.ask("\n\n".join(parts), nav_buttons(MENU), nav=False)
+
+
+async def on_limit(ctx: Ctx) -> Transition:
+    """Pass one message a day to the coordinators."""
+    if len(ctx.text) > URGENT_LIMIT:
+        return retry(too_long(URGENT_LIMIT, len(ctx.text)))
+    key = crypto.keyed_hash(f"urgent {ctx.address}")
+    since = ctx.now - timedelta(days=1)
+    sent = await ctx.session.scalar(
+        select(func.count(ReportMark.id)).where(ReportMark.key == key, ReportMark.at >= since)
+    )
+    if sent:
+        ctx.say(
+            _(
+                "You have already written to the coordinators today; they have your message. "
+                "Please try again tomorrow."
+            )
+        )
+        return to_menu()
+    ctx.session.add(ReportMark(key=key, at=ctx.now))
+    for address, locale in await ctx.coordinators():
+        with use_locale(locale):
+            ctx.extra.append(
+                Outbound(
+                    address=address,
+                    text=direct(
+                        _(
+                            "Urgent message from %(address)s, who has sent today's reports "
+                            "already:\n%(text)s"
+                        )
+                        % {"address": isolate(str(ctx.address)), "text": ctx.text}
+                    ),
+                    priority="notice",
+                    about=ctx.contact.id,
+                )
+            )
+    ctx.say(_("Thank you. Your message was passed to the coordinators."))
+    return to_menu()
+
+
 async def reports_today(ctx: Ctx) -> int:
-    """How many reports this contact sent in the last 24 hours."""
+    """How many reports this address sent in the last 24 hours, by the marks their reports left
+    (bot.models.ReportMark): they outlive "Delete my data", so that deleting does not reset it."""
     since = ctx.now - timedelta(days=1)
     return int(
         await ctx.session.scalar(
-            select(func.count(Report.id)).where(
-                Report.contact_id == ctx.contact.id, Report.created_at >= since
+            select(func.count(ReportMark.id)).where(
+                ReportMark.key == crypto.keyed_hash(str(ctx.address)), ReportMark.at >= since
             )
         )
         or 0
@@ -833,6 +958,7 @@ async def store(ctx: Ctx) -> Report:
     )
     report.duplicate_of = await probable_duplicate(ctx, report)
     ctx.session.add(report)
+    ctx.session.add(ReportMark(key=crypto.keyed_hash(str(ctx.address)), at=ctx.now))
     await ctx.session.flush()
     alert = set(report.needs) & ctx.settings.report_alert_needs
     if alert or report.duplicate_of is not None:
@@ -888,6 +1014,7 @@ def coordinator_alert(address: Address, report: Report) -> Outbound:
         text=direct("\n".join(lines)),
         buttons=((Button(_("Open the report"), f"rep:open:{report.reference}"),),),
         priority="notice",
+        about=report.contact_id,
     )
 
 
@@ -913,6 +1040,7 @@ FLOW = Flow(
             ask_phone, on_phone, accepts_text=True, accepts_media=True, numbers_are_answers=True
         ),
         "summary": Step(ask_summary, on_summary),
+        "limit": Step(ask_limit, on_limit, accepts_text=True),
     },
 )
 
@@ -930,9 +1058,10 @@ async def ask_mine(ctx: Ctx) -> None:
     if not reports:
         text = _("You have not sent a report yet.")
     else:
+        zone = ctx.settings.timezone
         text = "\n".join(
-            f"• {isolate(r.reference)} · {place_name(r.governorate)} · "
-            f"{_(STATUS_LABELS.get(r.status, 'Received'))}"
+            f"• {isolate(r.reference)} · {isolate(format_date(r.created_at, zone))} · "
+            f"{place_name(r.governorate)} · {_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
             for r in reports
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])
@@ -941,11 +1070,14 @@ async def ask_mine(ctx: Ctx) -> None:
 MINE = Flow("myreports", {"list": Step(ask_mine)})
 
 
-def status_notice(report: Report, address: Address, locale: str) -> Outbound:
-    """Tell a reporter, in their language, that their report's status changed."""
+def status_notice(
+    report: Report, address: Address, locale: str, note: str | None = None
+) -> Outbound:
+    """Tell a reporter, in their language, that their report's status changed; with the
+    coordinator's note when the coordinator chose to send it."""
     with use_locale(locale):
-        text = _("The status of your report %(reference)s is now: %(status)s") % {
-            "reference": isolate(report.reference),
-            "status": _(STATUS_LABELS.get(report.status, "Received")),
-        }
+        notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
+        text = _(notice) % {"reference": isolate(report.reference)}
+        if note:
+            text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
         return Outbound(address=address, text=direct(text), priority="notice")

@@ -22,6 +22,7 @@ from bot.i18n import (
     direct,
     format_number,
     isolate,
+    pgettext,
     use_locale,
 )
 from bot.messages import SHARE_PHONE, Address, Button, Outbound
@@ -89,7 +90,9 @@ def is_arabic_script(text: str) -> bool:
 def applies(data: dict[str, Any], step: str) -> bool:
     """Whether a question is asked, given the answers so far."""
     if step == "similar":
-        return data.get("similar_to") is not None
+        # Asked only about a verified signature: a pending one is not public, and saying that
+        # an organization "has already signed" would reveal it. Coordinators see the flag.
+        return data.get("similar_to") is not None and bool(data.get("similar_verified"))
     return True
 
 
@@ -106,7 +109,7 @@ def next_step(ctx: Ctx, after: str) -> Transition:
 
 def shown_name(data: dict[str, Any]) -> str:
     """The organization's names as given."""
-    return " / ".join(str(n) for n in (data.get("name_ar"), data.get("name_en")) if n)
+    return " / ".join(isolate(str(n)) for n in (data.get("name_ar"), data.get("name_en")) if n)
 
 
 async def skip_read(ctx: Ctx) -> str | None:
@@ -164,14 +167,20 @@ async def on_read(ctx: Ctx) -> Transition:
 
 async def ask_name(ctx: Ctx) -> None:
     """The organization's name."""
-    ctx.ask(_("What is the name of your organization? Write it in Arabic or in English."))
+    if current_locale() == "ckb":
+        # Kurdish organizations are asked for their name in Kurdish first, not in Arabic.
+        ctx.ask(
+            _("What is the name of your organization? Write it in Kurdish, Arabic or English.")
+        )
+    else:
+        ctx.ask(_("What is the name of your organization? Write it in Arabic or in English."))
 
 
 async def on_name(ctx: Ctx) -> Transition:
     """Store the name in its script; look for a probable duplicate."""
     name = " ".join(ctx.text.split())
     if len(name) > NAME_LIMIT:
-        return retry(too_long(NAME_LIMIT, len(name)))
+        return retry(too_long(NAME_LIMIT, ctx.length(name)))
     if len(organization_key(name)) < 2:
         return retry(_("Please write the organization's name."))
     ctx.data["name_ar" if is_arabic_script(name) else "name_en"] = name
@@ -183,7 +192,13 @@ async def on_name(ctx: Ctx) -> Transition:
 
 async def ask_other_name(ctx: Ctx) -> None:
     """The name in the other language, if it has one."""
-    other = _("English") if ctx.data.get("name_ar") else _("Arabic")
+    # The first name was in Arabic script (Arabic or Kurdish) or in Latin letters.
+    if ctx.data.get("name_ar"):
+        other = _("English")
+    elif current_locale() == "ckb":
+        other = _("Kurdish or Arabic")
+    else:
+        other = _("Arabic")
     ctx.ask(
         _("Does it also have a name in %(language)s? Write it, or press Skip.")
         % {"language": other},
@@ -196,7 +211,7 @@ async def on_other_name(ctx: Ctx) -> Transition:
     if ctx.choice != "name:skip":
         name = " ".join(ctx.text.split())
         if len(name) > NAME_LIMIT:
-            return retry(too_long(NAME_LIMIT, len(name)))
+            return retry(too_long(NAME_LIMIT, ctx.length(name)))
         if len(organization_key(name)) < 2:  # as for the first name: not only "ـــ" or "!!"
             return retry(_("Please write the organization's name."))
         key = "name_ar" if is_arabic_script(name) else "name_en"
@@ -213,11 +228,12 @@ async def check_similar(ctx: Ctx) -> None:
     """Flag a probable duplicate among the signatures that stand (not withdrawn or rejected)."""
     rows = (
         await ctx.session.execute(
-            select(Signature.id, Signature.name_ar, Signature.name_en).where(
+            select(Signature.id, Signature.name_ar, Signature.name_en, Signature.status).where(
                 Signature.status.in_(("pending", "verified"))
             )
         )
     ).all()
+    verified = {row.id for row in rows if row.status == "verified"}
     # Every name of every standing signature, in either language, normalized.
     choices = [
         (row.id, organization_key(n)) for row in rows for n in (row.name_ar, row.name_en) if n
@@ -233,6 +249,7 @@ async def check_similar(ctx: Ctx) -> None:
         if found is not None and (best is None or found[1] > best[1]):
             best = (choices[found[2]][0], float(found[1]))
     ctx.data["similar_to"] = best[0] if best else None
+    ctx.data["similar_verified"] = best is not None and best[0] in verified
     ctx.data.pop("similar", None)
 
 
@@ -251,7 +268,20 @@ async def ask_similar(ctx: Ctx) -> None:
 
 
 async def on_similar(ctx: Ctx) -> Transition:
-    """Keep the answer for the coordinators; signing goes on either way."""
+    """Their organization has signed already: say so and store nothing; else sign on, the
+    answer kept for the coordinators."""
+    if ctx.choice == "same:yes":
+        earlier = await ctx.session.get(Signature, int(ctx.data.get("similar_to") or 0))
+        if earlier is not None and earlier.status == "verified":
+            ctx.data.clear()
+            ctx.say(
+                _(
+                    "Then your organization has already signed, and its signature is verified: "
+                    "there is no need to sign again. Thank you. If something in it should "
+                    "change, a coordinator of the Initiative can help."
+                )
+            )
+            return to_menu()
     ctx.data["similar"] = ctx.choice == "same:yes"
     return next_step(ctx, "similar")
 
@@ -298,7 +328,7 @@ def text_step(key: str, question: str, limit: int) -> Step:
     async def answer(ctx: Ctx) -> Transition:
         value = " ".join(ctx.text.split())
         if len(value) > limit:
-            return retry(too_long(limit, len(value)))
+            return retry(too_long(limit, ctx.length(value)))
         if not any(ch.isalpha() for ch in value):
             return retry(_("Please write it in words."))
         ctx.data[key] = value
@@ -308,9 +338,12 @@ def text_step(key: str, question: str, limit: int) -> Step:
 
 
 async def ask_phone(ctx: Ctx) -> None:
-    """A phone number (share button or typed), or Skip."""
+    """A phone number (share button or typed), or Skip to give an email instead."""
     ctx.ask(
-        _("A phone number where the Initiative can reach you? Share it, type it, or press Skip."),
+        _(
+            "We need a phone number or an email address to reach you; one is enough. A phone "
+            "number? Share it, type it, or press Skip to give an email address instead."
+        ),
         [Button(_("Share my phone number"), SHARE_PHONE), Button(_("Skip"), "phone:skip")],
     )
 
@@ -330,8 +363,11 @@ async def on_phone(ctx: Ctx) -> Transition:
 
 
 async def ask_email(ctx: Ctx) -> None:
-    """An email address, or Skip (when there is a phone)."""
-    ctx.ask(_("An email address? Type it, or press Skip."), [Button(_("Skip"), "email:skip")])
+    """An email address; Skip is offered only when a phone number was given."""
+    if ctx.data.get("phone"):
+        ctx.ask(_("An email address? Type it, or press Skip."), [Button(_("Skip"), "email:skip")])
+    else:
+        ctx.ask(_("Then please type an email address, such as name@example.org."))
 
 
 async def on_email(ctx: Ctx) -> Transition:
@@ -396,9 +432,8 @@ def describe(data: dict[str, Any], step: str) -> str:
     if step == "gov":
         found = gazetteer.place(str(value))
         return found.name(current_locale()) if found else "-"
-    if step in ("phone", "email"):
-        return isolate(str(value)) if value else "-"
-    return str(value or "-")
+    # Typed answers keep their order inside right-to-left lines ("2 Ankawa Street").
+    return isolate(str(value)) if value else "-"
 
 
 async def ask_summary(ctx: Ctx) -> None:
@@ -431,7 +466,15 @@ async def on_summary(ctx: Ctx) -> Transition:
     if ctx.choice and ctx.choice.startswith("edit:"):
         step = ctx.choice[5:]
         if step == "name":
-            for key in ("name", "name_ar", "name_en", "other_name", "similar", "similar_to"):
+            for key in (
+                "name",
+                "name_ar",
+                "name_en",
+                "other_name",
+                "similar",
+                "similar_to",
+                "similar_verified",
+            ):
                 ctx.data.pop(key, None)
         return goto(step)
     if ctx.choice != "sig:confirm":
@@ -552,7 +595,10 @@ async def ask_withdraw(ctx: Ctx) -> None:
     """Confirm the withdrawal."""
     ctx.ask(
         _("Withdraw your organization's signature of the declaration?"),
-        [Button(_("Yes, withdraw it"), "wd:yes"), Button(_("No, keep it"), "wd:no")],
+        [
+            Button(_("Yes, withdraw it"), "wd:yes"),
+            Button(pgettext("signature", "No, keep it"), "wd:no"),
+        ],
     )
 
 

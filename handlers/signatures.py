@@ -83,7 +83,7 @@ async def ask_show(ctx: Ctx) -> None:
         _("Place: %(city)s, %(governorate)s")
         % {"city": signature.city, "governorate": gov.name(current_locale()) if gov else "-"},
         _("Representative: %(name)s, %(role)s")
-        % {"name": signature.representative, "role": signature.role},
+        % {"name": signature.representative or "-", "role": signature.role or "-"},
         _("Phone: %(phone)s") % {"phone": isolate(signature.phone or "-")},
         _("Email: %(email)s") % {"email": isolate(signature.email or "-")},
         _("Signed: %(when)s")
@@ -100,18 +100,22 @@ async def ask_show(ctx: Ctx) -> None:
             % {
                 "receipt": isolate(earlier.receipt if earlier else "-"),
                 "organization": public_name(earlier) if earlier else "-",
-                "answer": _("the same organization")
+                "answer": _("not asked, as the earlier one is not verified")
+                if signature.same_organization is None
+                else _("the same organization")
                 if signature.same_organization
                 else _("another organization"),
             }
         )
     if signature.reason:
         lines.append(_("Reason: %(reason)s") % {"reason": signature.reason})
+    if signature.forgotten_at is not None:
+        lines.append(_("The representative asked to be forgotten: their details were deleted."))
     buttons = []
     if signature.status == "pending":
         buttons.append([Button(_("Verify"), "dec:verify"), Button(_("Reject"), "dec:reject")])
     buttons += [[Button(_("Signatures"), "dec:list")], nav_buttons(MENU)]
-    ctx.say("\n".join(lines), title=_("Signature"), buttons=buttons)
+    ctx.say("\n".join(lines), title=_("Signature"), buttons=buttons, about=signature.contact_id)
 
 
 async def on_show(ctx: Ctx) -> Transition:

@@ -43,3 +43,17 @@ async def send_full_report(person: Person, locale: str) -> None:
     )
     await person.press("prec:exact")
     await person.tap(t(locale, "Send the report"))
+
+
+async def report_to_the_district(person: Person, locale: str) -> None:
+    """From the menu: a report begun, up to the place question (Duhok, Sumel)."""
+    await person.tap(t(locale, "Report a displaced family"))
+    await person.tap(t(locale, "I agree"))
+    await person.press("gov:IQG09")
+    await person.press("dist:IQG09Q04")
+
+
+async def report_left_half_way(person: Person, locale: str, place: str) -> None:
+    """From the menu: a report begun, the place given, then left (answers in progress)."""
+    await report_to_the_district(person, locale)
+    await person.send(place)

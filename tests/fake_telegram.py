@@ -622,6 +622,7 @@ class FakeTelegram:
         self._sent: list[dict[str, Any]] = []
         # (time.monotonic(), chat id) of each message sent, in order: for benchmarks
         self.accepted: list[tuple[float, int]] = []
+        self.download_delay = 0.0  # seconds each file download takes (a slow file server)
         self._messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._message_counters: dict[int, int] = {}
         self._user_message_counters: dict[int, int] = {}
@@ -1145,6 +1146,7 @@ class FakeTelegram:
         found = re.fullmatch(r"(?:photos|documents)/(.+)\.(?:jpg|pdf)", path)
         if found is None:
             return Response(status_code=404)
+        await asyncio.sleep(self.download_delay)
         return Response(self.file_bytes(found.group(1)), media_type="application/octet-stream")
 
     async def _send_chat_action(self, params: dict[str, Any]) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.db import Database
-from bot.i18n import LANGUAGE_NAMES, translate_in
+from bot.i18n import LANGUAGE_NAMES, catalog, translate_in
 from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
 from tests.conftest import Person
 
@@ -19,8 +19,18 @@ def t(locale: str, message: str) -> str:
     return translate_in(locale, message)
 
 
-def menu_labels(locale: str) -> list[str]:
-    """The main menu's buttons in `locale`, in order."""
+def tc(locale: str, context: str, message: str) -> str:
+    """`message` in a msgctxt `context`, as the bot says it in `locale`."""
+    return str(catalog(locale).pgettext(context, message))
+
+
+def menu_labels(locale: str, coordinator: bool = False) -> list[str]:
+    """The main menu's buttons in `locale`, in order (a coordinator's with their tools)."""
+    tools = (
+        ("Reports to triage", "Signatures to verify", "Bulletin desk", "Export the reports")
+        if coordinator
+        else ()
+    )
     return [
         t(locale, label)
         for label in (
@@ -32,6 +42,7 @@ def menu_labels(locale: str) -> list[str]:
             "Who has signed?",
             "My reports",
             "My data",
+            *tools,
             "Language",
             "Help",
         )
@@ -42,7 +53,8 @@ async def choose_language(person: Person, locale: str) -> None:
     """First contact: /start, pick the language, land on the main menu."""
     await person.send("/start")
     await person.tap(LANGUAGE_NAMES[locale])
-    assert person.labels() == menu_labels(locale)
+    coordinator = person.engine.settings.is_coordinator(person.address)
+    assert person.labels() == menu_labels(locale, coordinator)
 
 
 async def state(db: Database, address: str) -> dict[str, Any]:

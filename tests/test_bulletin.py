@@ -43,6 +43,7 @@ async def send_now(coordinator: Person, db: Database, settings: Settings) -> Non
     """Write an English bulletin in the chat, send it now, and let the scheduler queue it."""
     await compose(coordinator, {"en": EN})
     await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
     await BulletinScheduler(db, settings).sync()
 
 
@@ -115,6 +116,15 @@ async def test_compose_preview_and_send_now_in_each_language(
     assert len(previews) == 3  # one per language of the readers
     assert "Send now" in coordinator.labels()
     await coordinator.tap("Send now")
+    # Nothing goes before the coordinator sees to whom: three subscribers, one of them
+    # (Sorani) in another language.
+    audience = coordinator.text()
+    assert "goes to 3 subscribers" in audience
+    assert "Telegram · کوردی (سۆرانی): 1" in audience
+    assert "1 of them will get it in another language" in audience
+    async with db.transaction() as session:
+        assert await session.scalar(select(Bulletin)) is None
+    await coordinator.tap("Yes, send it to 3 people")
     async with db.transaction() as session:
         [bulletin] = (await session.scalars(select(Bulletin))).all()
     assert bulletin.status == "sending"
@@ -163,6 +173,7 @@ async def test_queueing_again_sends_nobody_twice(
         await subscribe(engine, f"3{n}", "ar")
     await compose(coordinator, {"ar": AR})
     await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
     async with db.transaction() as session:
         bulletin_id = int(await session.scalar(select(Bulletin.id)) or 0)
         (await session.get(Bulletin, bulletin_id)).status = "sending"  # type: ignore[union-attr]
@@ -341,7 +352,7 @@ async def test_reschedule_cancel_and_stop_are_audited(
         sending = await session.scalar(select(Bulletin).where(Bulletin.status == "sent"))
     assert sending is not None
     code, _out, err = await run_cli(["bulletin", "stop", str(sending.id)], db_url)
-    assert (code, err) == (0, "icssi-bot: stopped; 1 unsent messages cancelled\n")
+    assert (code, err) == (0, "icssi-bot: stopped; 1 unsent message cancelled\n")
     async with db.transaction() as session:
         entry = await session.scalar(
             select(AuditEntry).where(AuditEntry.action == "bulletin:stop")
@@ -397,6 +408,7 @@ async def test_is_this_genuine(
 ) -> None:
     await compose(coordinator, {"ar": AR, "en": EN})
     await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
     reader = Person(engine, Address("telegram", "70"))
     await choose_language(reader, "en")
     await reader.tap("Bulletin")
@@ -412,11 +424,63 @@ async def test_is_this_genuine(
         assert "does not match any bulletin" in reader.text()
 
 
+async def test_a_bulletin_as_each_channel_delivered_it_is_genuine(
+    engine: Engine, db: Database, settings: Settings, coordinator: Person
+) -> None:
+    """Pasted or forwarded whole, as Telegram, WhatsApp or the console showed it (title, text,
+    footer, and the note of a language given in another), or named by its id: genuine. One word
+    changed, even under the real footer: not."""
+    from bot.channels.console import render as console_text
+    from bot.channels.whatsapp import body_of
+
+    await compose(coordinator, {"ar": AR, "en": EN})
+    await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
+    async with db.transaction() as session:
+        bulletin = await session.scalar(select(Bulletin))
+    assert bulletin is not None
+    assert bulletin.public_id is not None
+    reader = Person(engine, Address("telegram", "70"))
+    await choose_language(reader, "ckb")  # no Kurdish text: the Arabic, with the note
+
+    async def check(pasted: str) -> str:
+        await reader.send("/menu")
+        await reader.tap(t("ckb", "Bulletin"))
+        await reader.tap(t("ckb", "Is this genuine?"))
+        await reader.send(pasted)
+        return reader.text()
+
+    yes = t("ckb", "Yes: this text matches bulletin %(id)s, published on %(date)s.").split("%")[0]
+    no = t(
+        "ckb",
+        "This text does not match any bulletin the Initiative published. It may have "
+        "been changed, or it is not from us.",
+    )
+    for locale in ("ckb", "en"):
+        for channel in ("telegram", "whatsapp", "console"):
+            message = bulletins.render(bulletin, Address(channel, "x"), locale, settings.timezone)
+            shown = {
+                "telegram": f"{message.title}\n{message.text}",
+                "whatsapp": body_of(message),
+                "console": console_text(message),
+            }[channel]
+            reply = await check(shown)
+            assert yes in reply, (locale, channel, shown)
+            assert bulletin.public_id in reply
+            changed = shown.replace("Sinjar", "Mosul").replace("سنجار", "الموصل")
+            assert no in await check(changed), (locale, channel)
+    by_id = await check(bulletin.public_id.lower().replace("2", "٢"))
+    assert bulletin.public_id in by_id
+    assert AR["title"] in by_id
+    assert no in await check("B-ZZZZZZ")
+
+
 async def test_latest_and_archive_with_hashes(
     engine: Engine, db: Database, coordinator: Person
 ) -> None:
     await compose(coordinator, {"ar": AR, "en": EN})
     await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
     reader = Person(engine, Address("telegram", "71"))
     await choose_language(reader, "ar")
     await reader.tap(t("ar", "Bulletin"))
@@ -436,6 +500,7 @@ async def test_the_telegram_channel_gets_it_too(
 ) -> None:
     await compose(coordinator, {"ar": AR})
     await coordinator.tap("Send now")
+    await coordinator.press("send:yes")
     await BulletinScheduler(
         db, dataclasses.replace(settings, telegram_channel_id="@icssi_news")
     ).sync()
@@ -490,12 +555,33 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     assert made.stdout.strip().endswith("scheduled")
     listed = cli(["bulletin", "list"], env)
     assert f"{bulletin_id}\t-\tscheduled" in listed.stdout
+    assert "\t2099-01-01 09:00+0300\t" in listed.stdout  # in TIMEZONE, as it was typed
     assert cli(["bulletin", "cancel", bulletin_id], env).returncode == 0
     assert "\tcancelled\t" in cli(["bulletin", "list"], env).stdout
     now = cli(
-        ["bulletin", "create", "--title-en", EN["title"], "--text-en", str(text), "--now"], env
+        [
+            "bulletin",
+            "create",
+            "--title-en",
+            EN["title"],
+            "--text-en",
+            str(text),
+            "--now",
+            "--yes",
+        ],
+        env,
     )
     assert now.stdout.strip().endswith("sending")
+    # Without --yes it says to how many it goes, and sends only on "y".
+    command = [sys.executable, "-m", "bot.cli", "bulletin", "create", "--title-ar", "X"]
+    command += ["--text-ar", str(text), "--now"]
+    for answer, code in (("n\n", 2), ("", 2), ("y\n", 0)):
+        asked = subprocess.run(
+            command, input=answer, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert asked.returncode == code, asked.stderr
+        assert "this bulletin goes to 0 subscribers" in asked.stderr
+        assert ("nothing was sent" in asked.stderr) == (code == 2)
     weekly = cli(
         [
             "bulletin",
@@ -519,7 +605,9 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
     assert "\tdraft\t" not in cli(["bulletin", "list"], env).stdout  # nothing stored
     long = tmp_path / "long.txt"
     long.write_text("x" * 3501, encoding="utf-8")
-    too_long = cli(["bulletin", "create", "--title-en", "X", "--text-en", str(long), "--now"], env)
+    too_long = cli(
+        ["bulletin", "create", "--title-en", "X", "--text-en", str(long), "--now", "--yes"], env
+    )
     assert (too_long.returncode, too_long.stderr) == (
         2,
         "icssi-bot: the en text has 3501 characters; at most 3500\n",
@@ -536,6 +624,7 @@ def test_the_bulletin_command(tmp_path: Path, db_url: str) -> None:
             "--image",
             image,
             "--now",
+            "--yes",
         ],
         env,
     )
@@ -898,7 +987,17 @@ async def test_the_bulletin_edit_command(tmp_path: Path, db: Database, db_url: s
     )
     assert (code, err) == (2, "icssi-bot: no bulletin 999\n")
     code, out, err = await run_cli(
-        ["bulletin", "create", "--title-en", EN["title"], "--text-en", str(text), "--now"], db_url
+        [
+            "bulletin",
+            "create",
+            "--title-en",
+            EN["title"],
+            "--text-en",
+            str(text),
+            "--now",
+            "--yes",
+        ],
+        db_url,
     )
     sent_id = out.split("\t")[0]
     code, out, err = await run_cli(

@@ -18,7 +18,7 @@ from tests.helpers import LANGS, choose_language, menu_labels, state, t
 
 async def test_first_contact_asks_the_language_in_all_three(person: Person) -> None:
     await person.send("hello")
-    assert person.labels() == ["العربية", "کوردی", "English"]
+    assert person.labels() == ["العربية", "کوردی (سۆرانی)", "English"]
     for locale in LANGS:
         assert t(locale, "Please choose your language.") in person.text()
 
@@ -26,7 +26,7 @@ async def test_first_contact_asks_the_language_in_all_three(person: Person) -> N
 async def test_telegram_hint_puts_sorani_first(engine: Engine) -> None:
     kurd = Person(engine, Address("telegram", "77"), hint="ckb")
     await kurd.send("/start")
-    assert kurd.labels() == ["کوردی", "العربية", "English"]
+    assert kurd.labels() == ["کوردی (سۆرانی)", "العربية", "English"]
 
 
 @pytest.mark.parametrize("locale", LANGS)
@@ -148,8 +148,8 @@ async def test_language_switch_in_the_middle_comes_back_to_the_same_part(
     await person.tap(t("ar", "The declaration"))
     await person.tap(t("ar", "Next part"))
     await person.send("اللغة")
-    assert person.labels()[:3] == ["العربية", "کوردی", "English"]
-    await person.tap("کوردی")
+    assert person.labels()[:3] == ["العربية", "کوردی (سۆرانی)", "English"]
+    await person.tap("کوردی (سۆرانی)")
     assert t("ckb", "Thank you. I will write to you in English.") in person.text()
     assert pages("ckb")[1] in person.replies[-1].text
     assert (await state(db, "console:tester"))["locale"] == "ckb"
@@ -176,7 +176,7 @@ async def test_deep_link_waits_for_the_language(
     person: Person, db: Database, link: str, flow: str, says: str
 ) -> None:
     await person.send(f"/start {link}")
-    assert person.labels() == ["العربية", "کوردی", "English"]
+    assert person.labels() == ["العربية", "کوردی (سۆرانی)", "English"]
     await person.tap("English")
     assert (await state(db, "console:tester"))["flow"] == flow
     assert says in person.text()

@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from bot.db import Database
 from bot.engine import Engine
+from bot.i18n import FSI, PDI, direct
 from bot.messages import Address
 from bot.models import AuditEntry
+from handlers.report import STATUS_NOTICES
 from tests.conftest import Person
 from tests.helpers import choose_language, menu_labels, t
 from tests.test_report import by_buttons_to_summary_with_needs, reports
@@ -66,32 +68,115 @@ async def test_open_verify_and_the_family_is_told_in_its_language(
     assert "+9647501112233" in shown
     await coordinator.tap(t("ar", "Verified"))
     await coordinator.send("اتصلنا بالعائلة")
+    await coordinator.tap(t("ar", "No, only for the record"))
     to_family = [m for m in coordinator.sent if m.address == family.address]
     assert len(to_family) == 1
-    assert t("ckb", "The status of your report %(reference)s is now: %(status)s").split("%")[0][
-        :8
-    ] in (to_family[0].text)
-    assert t("ckb", "Verified") in to_family[0].text
+    # The family is told what the new status means for it, in its language.
+    notice = STATUS_NOTICES["verified"]
+    reference = f"{FSI}{report.reference}{PDI}"
+    assert to_family[0].text == direct(t("ckb", notice) % {"reference": reference}, "ckb")
     assert report.reference in to_family[0].text
     [stored] = await reports(db)
     assert stored.status == "verified"
     rows = await audit_rows(db)
     assert [r.action for r in rows] == ["view", "status", "view"]
     assert rows[1].actor == "telegram:1000"
-    assert rows[1].detail == {"before": "new", "after": "verified", "note": "اتصلنا بالعائلة"}
+    assert rows[1].detail == {
+        "before": "new",
+        "after": "verified",
+        "note": "اتصلنا بالعائلة",
+        "told": False,
+    }
+    # The note stays with the report, for the next coordinator who opens it.
+    assert "اتصلنا بالعائلة" in coordinator.text()
     assert rows[1].report_id == stored.id
 
 
-async def test_the_family_sees_the_new_status(
+async def test_a_note_sent_to_the_family_and_the_history_of_a_report(
     engine: Engine, db: Database, coordinator: Person
 ) -> None:
-    family = await family_report(engine, "en", needs="need:food")
+    family = await family_report(engine, "en")
     [report] = await reports(db)
-    await coordinator.send(f"/report {report.reference.lower()}")
+    await coordinator.send(f"/report {report.reference}")
+    await coordinator.tap(t("ar", "Verified"))
+    await coordinator.send("A team visits on Sunday")
+    await coordinator.tap(t("ar", "Yes, send the note too"))
+    [to_family] = [m for m in coordinator.sent if m.address == family.address]
+    assert "A note from the coordinator: A team visits on Sunday" in to_family.text
     await coordinator.tap(t("ar", "Referred to a relief organization"))
     await coordinator.tap(t("ar", "Skip"))
+    shown = coordinator.text()
+    history = shown[shown.index(t("ar", "History:")) :]
+    assert history.index("A team visits on Sunday") < history.index(
+        t("ar", "Referred to a relief organization")
+    )
+    assert t("ar", "sent to the family") in history
+    # My reports: each with its day.
+    await family.send("/menu")
     await family.tap("My reports")
-    assert "Referred to a relief organization" in family.text()
+    assert report.reference in family.text()
+    assert str(report.created_at.year) in family.text()
+
+
+async def test_a_duplicate_names_the_earlier_report(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    family = await family_report(engine, "en")
+    await family.send("/menu")
+    await family_report_again(family)
+    first, second = await reports(db)
+    assert second.duplicate_of == first.id
+    await coordinator.send(f"/report {second.reference}")
+    assert first.reference in coordinator.text()
+    await coordinator.tap(t("ar", "Open %(reference)s") % {"reference": first.reference})
+    assert t("ar", "Report %(reference)s").split("%")[0] in coordinator.text()
+    assert "/report" not in coordinator.text()
+
+
+async def family_report_again(family: Person) -> None:
+    """The same family sends the same report again."""
+    await family.tap("Report a displaced family")
+    await family.tap("I agree")
+    for payload in ("gov:IQG09", "dist:unknown", "place:skip", "orig:IQG15", "when:gt1y"):
+        await family.press(payload)
+    for payload in ("n:3", "n:0", "n:0", "n:0", "n:0", "no", "shelter:camp", "need:protection"):
+        await family.press(payload)
+    await family.press("need:done")
+    await family.send("We have no doctor here")
+    await family.press("no")
+    await family.tap("Send the report")
+
+
+@pytest.mark.parametrize(
+    ("locale", "status", "notice", "listed"),
+    [
+        ("en", "Referred", "passed to a relief organization", "Referred to a relief organization"),
+        # «مكرر» would read like a refusal: the family is told its earlier request is followed.
+        ("ar", "Duplicate", "طلبك السابق قيد المتابعة", "يُتابَع مع طلبك السابق"),
+        ("ckb", "Closed", "دوای بەدواداچوون داخرا", "دوای بەدواداچوون داخرا"),
+    ],
+)
+async def test_the_family_sees_what_the_new_status_means(
+    engine: Engine,
+    db: Database,
+    coordinator: Person,
+    locale: str,
+    status: str,
+    notice: str,
+    listed: str,
+) -> None:
+    family = await family_report(engine, locale, needs="need:food")
+    [report] = await reports(db)
+    await coordinator.send(f"/report {report.reference.lower()}")
+    label = {"Referred": "Referred to a relief organization"}.get(status, status)
+    await coordinator.tap(t("ar", label))
+    await coordinator.tap(t("ar", "Skip"))
+    [told] = [m for m in coordinator.sent if m.address == family.address]
+    assert notice in told.text
+    await family.tap(t(locale, "My reports"))
+    assert listed in family.text()
+    if locale == "ar":
+        assert t(locale, label) not in family.text()
 
 
 async def test_the_list_with_filters_and_pages(
@@ -161,6 +246,34 @@ async def test_an_export_from_the_chat(engine: Engine, db: Database, coordinator
     path.unlink()
 
 
+async def test_a_csv_export_from_the_chat_is_named_once(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    await family_report(engine, "en")
+    await coordinator.send("/export")
+    await coordinator.press("x:csv")
+    [file] = [m for m in coordinator.replies if m.document]
+    name = Path(file.document or "").name
+    assert name.endswith(".csv")
+    assert not name.endswith(".csv.csv")
+    Path(file.document or "").unlink()
+
+
+async def test_an_unknown_filter_is_said_not_dropped(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    await family_report(engine, "en")
+    await coordinator.send("/reports R-ABCDE food")
+    assert "R-ABCDE" in coordinator.text()
+    assert t(
+        "ar",
+        "Not a filter, so left out: %(words)s. Filters are a governorate, a status "
+        "or a need; to open one report, send /report and its reference.",
+    ).split("%")[0] in (coordinator.text())
+    await coordinator.send("/reports food")
+    assert "R-ABCDE" not in coordinator.text()
+
+
 async def test_others_cannot_export(engine: Engine, db: Database) -> None:
     stranger = Person(engine, Address("telegram", "555"))
     await choose_language(stranger, "en")
@@ -186,3 +299,22 @@ async def test_a_coordinator_removed_mid_flow_is_taken_out_of_it(
     )
     assert coordinator.labels() == menu_labels("ar")
     assert [row.action for row in await audit_rows(db)] == ["list"]  # no report was opened
+
+
+async def test_coordinators_find_their_tools_in_the_menu_and_help(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    citizen = Person(engine, Address("console", "citizen"))
+    await choose_language(citizen, "en")
+    await citizen.send("/help")
+    assert "/signatures" not in citizen.text()
+    assert t("en", "Reports to triage") not in citizen.labels()
+    await coordinator.send("/help")
+    assert "/signatures" in coordinator.text()
+    assert "/report" in coordinator.text()
+    await coordinator.send("/menu")
+    await coordinator.tap(t("ar", "Reports to triage"))
+    assert coordinator.replies[0].title == t("ar", "Reports")
+    await coordinator.send("/menu")
+    await coordinator.tap(t("ar", "Signatures to verify"))
+    assert t("ar", "No signature is waiting for verification.") in coordinator.text()

@@ -212,6 +212,7 @@ async def create_bulletin(tmp_path: Path, env: dict[str, str]) -> int:
         "create",
         *args,
         "--now",
+        "--yes",
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

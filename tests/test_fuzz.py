@@ -225,7 +225,9 @@ PLAUSIBLE: dict[tuple[str, str], list[Move]] = {
     ("bulletin_admin", "title"): [text("Relief convoys reach Sinjar")],
     ("bulletin_admin", "text"): [text("Twelve trucks of food and medicine arrived today.")],
     ("bulletin_admin", "when"): [text("tomorrow 09:00")],
-    ("bulletin_admin", "preview"): [press("go:weekly")],  # "when": Scheduled, a bulletin
+    # "when": Scheduled, a bulletin; "confirm": the audience, before anything goes
+    ("bulletin_admin", "preview"): [press("go:weekly"), press("go:now")],
+    ("bulletin_admin", "confirm"): [press("send:no")],
     ("bulletin_admin", "time"): [text("09:00")],
     ("report_detail", "note"): [text("Referred to a health partner in Zakho")],
     ("signature", "reason"): [text("We could not confirm the organization")],
@@ -459,8 +461,10 @@ async def seed(world: World) -> None:
         await org.press("auth:yes")
         await org.press("sig:confirm")
     async with world.db.transaction() as session:
-        last = await session.scalar(select(func.max(Signature.id)))
-    await coordinator.press(f"sig:open:{last}")
+        first = await session.scalar(select(func.min(Signature.id)))
+    # The first verified: only a verified signature makes a close name ask "is it yours?"; the
+    # other stays pending, for the coordinators' queue.
+    await coordinator.press(f"sig:open:{first}")
     await coordinator.press("dec:verify")
 
     for go in ("go:now", "go:later"):
@@ -475,6 +479,8 @@ async def seed(world: World) -> None:
         await coordinator.press("lang:done")
         await coordinator.press("img:skip")
         await coordinator.press(go)
+        if go == "go:now":
+            await coordinator.press("send:yes")
     await coordinator.send("tomorrow 10:00")
     await coordinator.press("nav:menu")
 
@@ -643,7 +649,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
     config = Settings(
-        database_url=url, coordinators=frozenset({COORDINATOR, WHATSAPP_COORDINATOR})
+        database_url=url,
+        coordinators=frozenset({COORDINATOR, WHATSAPP_COORDINATOR}),
+        inbound_per_minute=10**9,  # one engine takes every example's messages, in seconds
+        reports_per_day=1,  # a report sent, the next one meets the limit (report/limit)
     )
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)

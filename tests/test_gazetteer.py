@@ -12,11 +12,18 @@ import pytest
 from bot.gazetteer import DISTRICTS, GOVERNORATES, Place, districts_of, find, place
 from bot.text import fold
 
-CSV_PATH = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "iraq-admin-divisions.csv"
-)
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+CSV_PATH = REFERENCE / "iraq-admin-divisions.csv"
+SORANI_CSV = REFERENCE / "sorani-places.csv"
 SORANI_ONLY = set("ێۆڕڵە")
-NOT_SORANI = set("يكىة")
+NOT_SORANI = set("يكىةأإ")
+# Names corrected on purpose from the source (the source's value is an alias): Anah «عانة», not
+# «عنه» ("about him"); the district is Baladruz «بلدروز», Mandali being one of its sub-districts.
+CORRECTED = {
+    "IQG01Q05": ("Ana", "عانة", "عنه"),
+    "IQG10Q03": ("Baladruz", "بلدروز", "مندلي"),
+    "IQG06Q05": ("Halabja", "حلبجة", "حلبجة"),
+}
 
 ALL_DISTRICTS = tuple(d for ds in DISTRICTS.values() for d in ds)
 ALL_PLACES = (*GOVERNORATES, *ALL_DISTRICTS)
@@ -28,6 +35,13 @@ def csv_rows() -> dict[str, dict[str, str]]:
     lines = CSV_PATH.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#")
     return {row["id"]: row for row in csv.DictReader(lines[1:])}
+
+
+@cache
+def sorani_rows() -> dict[str, dict[str, str]]:
+    """sorani-places.csv's rows by P-code."""
+    with SORANI_CSV.open(encoding="utf-8") as fh:
+        return {row["pcode"]: row for row in csv.DictReader(fh)}
 
 
 def csv_codes(level: str) -> list[str]:
@@ -55,6 +69,12 @@ def test_same_districts_as_the_csv_with_their_parents() -> None:
 def test_names_and_coordinates_match_the_csv() -> None:
     for p in ALL_PLACES:
         row = csv_rows()[p.pcode]
+        if p.pcode in CORRECTED:
+            name_en, name_ar, source_ar = CORRECTED[p.pcode]
+            assert (p.name_en, p.name_ar) == (name_en, name_ar)
+            assert fold(row["name.local"]) == fold(source_ar)
+            assert find(row["name.local"], districts_of(p.parent or "")) == p
+            continue
         assert p.name_en == row["name.en"], p.pcode
         assert fold(p.name_ar) == fold(row["name.local"]), p.pcode
         assert math.isclose(p.lat, float(row["geo.lat"]), abs_tol=0.01), p.pcode
@@ -73,11 +93,28 @@ def is_arabic_script(text: str) -> bool:
 
 
 def test_sorani_names_use_sorani_letters_only() -> None:
-    sorani = [p.name_ckb for p in ALL_PLACES if p.name_ckb is not None]
-    assert len(sorani) >= 30
-    for name in sorani:
-        assert is_arabic_script(name), name
-        assert not set(name) & NOT_SORANI, name
+    for p in ALL_PLACES:
+        for name in (p.name_ckb, p.name("ckb")):
+            assert is_arabic_script(name), p.pcode
+            assert not set(name) & NOT_SORANI, p.pcode
+
+
+def test_every_place_has_the_reviewed_sorani_name_with_its_status_and_source() -> None:
+    assert {p.pcode for p in ALL_PLACES} == set(sorani_rows())
+    for p in ALL_PLACES:
+        row = sorani_rows()[p.pcode]
+        assert p.name_ckb == row["name_ckb"], p.pcode
+        assert p.ckb_status == row["status"], p.pcode
+        assert p.ckb_source == row["source"], p.pcode
+        assert fold(p.name_ar) == fold(row["name_ar"]), p.pcode
+    statuses = [p.ckb_status for p in ALL_PLACES]
+    assert (statuses.count("attested"), statuses.count("transliterated")) == (50, 69)
+    assert all(p.ckb_source.startswith("http") for p in ALL_PLACES if p.ckb_status == "attested")
+
+
+def test_a_sorani_user_sees_no_arabic_place_name() -> None:
+    for p in ALL_PLACES:
+        assert p.name("ckb") != p.name_ar or p.name_ckb == p.name_ar == "بابل", p.pcode
 
 
 def test_arabic_names_have_no_sorani_letters() -> None:
@@ -87,24 +124,44 @@ def test_arabic_names_have_no_sorani_letters() -> None:
 
 
 def test_well_known_sorani_names() -> None:
-    assert [g.name_ckb for g in GOVERNORATES if g.name_ckb] == [
-        "سلێمانی",
-        "بەغدا",
-        "دهۆک",
-        "دیالە",
-        "هەولێر",
-        "کەرکووک",
-        "نەینەوا",
-    ]
-    assert all(d.name_ckb for gov in ("IQG06", "IQG09", "IQG11") for d in districts_of(gov))
+    names = {g.pcode: g.name_ckb for g in GOVERNORATES}
+    assert names["IQG01"] == "ئەنبار"
+    assert names["IQG02"] == "بەسرە"
+    assert names["IQG06"] == "سلێمانی"
+    assert names["IQG11"] == "هەولێر"
+    assert names["IQG16"] == "سەڵاحەدین"
+    assert names["IQG17"] == "زیقار"
+    mosul = place("IQG15Q05")
+    assert mosul is not None
+    assert mosul.name("ckb") == "مووسڵ"
+
+
+def test_corrected_arabic_names_and_halabja() -> None:
+    anah, baladruz, halabja = place("IQG01Q05"), place("IQG10Q03"), place("IQG06Q05")
+    assert anah is not None
+    assert baladruz is not None
+    assert halabja is not None
+    assert anah.name("ar") == "عانة"
+    assert baladruz.name("ar") == "بلدروز"
+    # The old spellings are still understood when typed.
+    assert find("عنه", districts_of("IQG01")) == anah
+    assert find("مندلي", districts_of("IQG10")) == baladruz
+    assert find("Mandali", districts_of("IQG10")) == baladruz
+    # Halabja keeps OCHA's P-code, under Sulaymaniyah, and its label calls it a governorate.
+    assert halabja.parent == "IQG06"
+    assert halabja.name("ar") == "محافظة حلبجة"
+    assert halabja.name("ckb") == "پارێزگای هەڵەبجە"
+    assert halabja.name("en") == "Halabja Governorate"
+    assert halabja.name_en == "Halabja"  # exports' admin2 name
+    for typed in ("حلبجة", "هەڵەبجە", "Halabja", "Halabcha", "محافظة حلبجة"):
+        assert find(typed, districts_of("IQG06")) == halabja, typed
 
 
 def test_names_are_unique_within_each_list() -> None:
     for places in (GOVERNORATES, *DISTRICTS.values()):
         for p in places:
-            for name in (p.name_en, p.name_ar, p.name_ckb, *p.aliases):
-                if name:
-                    assert find(name, places) == p, name
+            for name in (p.name_en, p.name_ar, p.name_ckb, p.name("ckb"), *p.aliases):
+                assert find(name, places) == p, name
 
 
 @pytest.mark.parametrize(
@@ -142,6 +199,20 @@ def test_names_are_unique_within_each_list() -> None:
         ("Missan", "IQG14"),
         ("Diwaniyah", "IQG05"),
         ("\u200fالقادسية\u200f", "IQG05"),
+        # Sorani users typing the Sorani, the Arabic or the English name, on any keyboard.
+        ("ئەنبار", "IQG01"),
+        ("بەسرە", "IQG02"),
+        ("بەسڕە", "IQG02"),
+        ("البصرة", "IQG02"),
+        ("سەڵاحەدین", "IQG16"),
+        ("سهڵاحهدین", "IQG16"),  # legacy ه for ە
+        ("سه\u200cڵاحه\u200cدین", "IQG16"),  # legacy ه + ZWNJ
+        ("زیقار", "IQG17"),
+        ("ذي قار", "IQG17"),
+        ("دیوانیە", "IQG05"),
+        ("ھەولێر", "IQG11"),  # ھ U+06BE, as Kurdish Wikipedia writes h
+        ("کەربەلا", "IQG12"),
+        ("كەربەلا", "IQG12"),  # Arabic kaf
     ],
 )
 def test_find_governorate(typed: str, pcode: str) -> None:
@@ -166,6 +237,14 @@ def test_find_governorate(typed: str, pcode: str) -> None:
         ("Sadr City", "IQG08", "IQG08Q07"),
         ("Mada'in", "IQG08", "IQG08Q04"),
         ("خانەقین", "IQG10", "IQG10Q05"),
+        ("مووسڵ", "IQG15", "IQG15Q05"),
+        ("موسڵ", "IQG15", "IQG15Q05"),
+        ("شنگال", "IQG15", "IQG15Q07"),
+        ("ڕەمادی", "IQG01", "IQG01Q03"),
+        ("رەمادی", "IQG01", "IQG01Q03"),
+        ("ھیت", "IQG01", "IQG01Q07"),
+        ("عانة", "IQG01", "IQG01Q05"),
+        ("خورماتوو", "IQG16", "IQG16Q07"),
     ],
 )
 def test_find_district(typed: str, governorate: str, pcode: str) -> None:
@@ -200,15 +279,24 @@ def test_name_in_each_locale_with_fallbacks() -> None:
     assert erbil.name("ar") == "أربيل"
     assert erbil.name("ckb") == "هەولێر"
     assert erbil.name("ckb_IQ") == "هەولێر"
-    assert basra.name_ckb is None
-    assert basra.name("ckb") == "البصرة"
+    assert basra.name("ckb") == "بەسرە"
+    assert basra.name("ar") == "البصرة"
     assert basra.name("fr") == "Al-Basrah"
     assert basra.name("") == "Al-Basrah"
 
 
 def test_place_and_districts_of() -> None:
     assert place("IQG15Q05") == Place(
-        "IQG15Q05", "Al-Mosul", "الموصل", None, "IQG15", 36.102, 42.951, ("Mosul", "Mawsil")
+        "IQG15Q05",
+        "Al-Mosul",
+        "الموصل",
+        "مووسڵ",
+        "IQG15",
+        36.102,
+        42.951,
+        ("Mosul", "Mawsil", "موسڵ"),
+        "attested",
+        "https://ckb.wikipedia.org/wiki/پارێزگای_نەینەوا",
     )
     assert place("iqg08") is not None
     assert place("IQG99") is None

@@ -9,6 +9,8 @@ import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.i18n import (
     FSI,
@@ -50,19 +52,20 @@ def strings_of(message: Message) -> list[str]:
     return [str(v or "") for v in value or [""]]
 
 
-def ids(catalog: Catalog) -> set[str]:
-    return {m.id if isinstance(m.id, str) else m.id[0] for m in catalog if m.id}
+def ids(catalog: Catalog) -> set[tuple[str | None, str]]:
+    """Each message's (context, id): one English text may have two contexts."""
+    return {(m.context, m.id if isinstance(m.id, str) else m.id[0]) for m in catalog if m.id}
 
 
-def extracted_from_code() -> set[str]:
-    """What pybabel would extract now, with the Makefile's keywords."""
-    found: set[str] = set()
-    keywords = {"_": None, "N_": None, "ngettext": (1, 2)}
+def extracted_from_code() -> set[tuple[str | None, str]]:
+    """What pybabel would extract now, with the Makefile's keywords (and its default pgettext)."""
+    found: set[tuple[str | None, str]] = set()
+    keywords = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
     for folder in ("bot", "handlers"):
-        for _file, _line, message, _comments, _ctx in extract_from_dir(
+        for _file, _line, message, _comments, context in extract_from_dir(
             ROOT / folder, method_map=[("**.py", "python")], keywords=keywords
         ):
-            found.add(message if isinstance(message, str) else message[0])
+            found.add((context, message if isinstance(message, str) else message[0]))
     return found
 
 
@@ -188,3 +191,150 @@ def test_no_fstring_is_a_message_id() -> None:
         if pattern.search(path.read_text("utf-8"))
     ]
     assert not offenders
+
+
+# The Arabic and Sorani corrections of issue #18: each check fails on the old text.
+
+BUTTON_LIMIT = 20  # characters of a label on a half-width button (two to a row)
+
+
+def translations(locale: str) -> dict[str, list[str]]:
+    """Each msgid's translations (every plural form) in a locale."""
+    return {
+        (m.id if isinstance(m.id, str) else m.id[0]): strings_of(m) for m in load(locale) if m.id
+    }
+
+
+def test_a_count_stands_as_a_value_in_arabic_plurals() -> None:
+    # «وهو 2 شخصان» or «2 طلبان»: a digit before a dual noun is not Arabic.
+    noun_after_count = re.compile(r"%\(\w+\)s\s*[\u0621-\u064a]")
+    plurals = [m for m in load("ar") if m.id and m.pluralizable]
+    assert len(plurals) >= 5  # each of them checked below
+    for message in plurals:
+        for form in strings_of(message):
+            assert not noun_after_count.search(form), form
+
+
+def test_sorani_singular_takes_the_singular_verb() -> None:
+    with use_locale("ckb"):
+        one = ngettext(
+            "That is more than the family's %(count)s person. Please check the number.",
+            "That is more than the family's %(count)s people. Please check the number.",
+            1,
+        )
+    assert "کەسن" not in one
+    assert "کەسە" in one
+
+
+def test_arabic_wording_corrections() -> None:
+    ar = {k: v[0] for k, v in translations("ar").items()}
+    assert ar["Informal settlement"] == "تجمّع سكني غير رسمي"
+    assert ar["Is the family headed by a woman?"] == "هل تعيل العائلةَ امرأة؟"
+    assert (
+        "الحد الأقصى لعدد الأحرف: %(limit)s"
+        in ar["Please keep it shorter: at most %(limit)s characters (yours has %(given)s)."]
+    )
+    # A woman who signs presses neutral words about herself.
+    assert ar["I am authorized to sign for this organization"] == "لديّ تفويض بالتوقيع باسمها"
+    assert ar["I am not"] == "ليس لديّ تفويض"
+    everything = " ".join(s for v in translations("ar").values() for s in v)
+    assert not re.search("مخو[َّ]*ل", everything)
+    assert not re.search("غدا(?!ً)", everything)  # one spelling: غدًا
+    declaration = (locales_dir() / "ar" / "declaration.txt").read_text("utf-8")
+    for word in ("فضلًا", "تمهيدًا", "وقّعت", "وفقًا"):
+        assert word in declaration
+
+
+def test_no_keep_it_has_a_context_per_confirmation() -> None:
+    from bot.i18n import catalog
+
+    data = catalog("ar").pgettext("data", "No, keep it")
+    signature = catalog("ar").pgettext("signature", "No, keep it")
+    assert data != signature
+    assert "بياناتي" in str(data)
+    assert "التوقيع" in str(signature)
+
+
+def test_sorani_minor_corrections() -> None:
+    ckb = {k: v[0] for k, v in translations("ckb").items()}
+    assert ckb["Recurring"] == "دووبارە دەبێتەوە"
+    for locale in ("ar", "ckb"):
+        text = " ".join(s for v in translations(locale).values() for s in v)
+        assert not re.search("[٠-٩۰-۹]", text), f"one digit style in {locale}"
+
+
+def test_sorani_dates_read_day_month_year_then_time() -> None:
+    from datetime import UTC, datetime
+
+    from bot.i18n import format_datetime
+
+    with use_locale("ckb"):
+        shown = format_datetime(datetime(2026, 12, 6, 16, 5, tzinfo=UTC))
+    assert shown == "6ی کانونی یەکەمی 2026، 19:05"
+
+
+def test_status_notices_say_what_the_status_means() -> None:
+    from handlers.report import STATUS_LABELS, STATUS_NOTICES
+
+    assert set(STATUS_NOTICES) == set(STATUS_LABELS)
+    ar = {k: v[0] for k, v in translations("ar").items()}
+    assert "طلبك السابق قيد المتابعة" in ar[STATUS_NOTICES["duplicate"]]
+    assert "بعد المتابعة" in ar[STATUS_NOTICES["invalid"]]
+    for notice in STATUS_NOTICES.values():
+        assert "%(reference)s" in notice
+        assert "«" not in ar[notice]  # a sentence, not a bare status word in quotes
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_half_width_buttons_are_short(locale: str) -> None:
+    from bot import gazetteer
+    from handlers.report import NEED_BUTTONS
+    from handlers.sign import TYPE_LABELS
+
+    with use_locale(locale):
+        from bot.i18n import _
+
+        labels = [_(label) for label in (*NEED_BUTTONS.values(), *TYPE_LABELS.values())]
+    places = (*gazetteer.GOVERNORATES, *(d for ds in gazetteer.DISTRICTS.values() for d in ds))
+    labels += [p.name(locale) for p in places]
+    long = [label for label in labels if len(label) > BUTTON_LIMIT]
+    assert not long, long
+
+
+def test_the_summary_keeps_the_full_wording_of_the_needs() -> None:
+    from handlers.report import NEED_LABELS, describe
+
+    with use_locale("en"):
+        assert describe({"needs": ["legal"]}, "needs") == "Civil documents and legal help"
+    assert NEED_LABELS["legal"] == "Civil documents and legal help"
+
+
+def test_the_picker_says_which_kurdish() -> None:
+    from bot.i18n import LANGUAGE_NAMES
+
+    assert LANGUAGE_NAMES["ckb"] == "کوردی (سۆرانی)"
+
+
+def test_right_to_left_catalogs_isolate_every_left_to_right_run() -> None:
+    from bot.i18n import isolate_runs, translate_in
+
+    assert isolate_runs("اكتبه هكذا: 0770 123 4567.") == f"اكتبه هكذا: {FSI}0770 123 4567{PDI}."
+    assert isolate_runs(f"{FSI}/mydata{PDI} يعرض") == f"{FSI}/mydata{PDI} يعرض"
+    shown = translate_in(
+        "ar", "That does not look like a phone number. Please type it like 0770 123 4567."
+    )
+    assert f"{FSI}0770 123 4567{PDI}" in shown
+    english = translate_in(
+        "en", "That does not look like a phone number. Please type it like 0770 123 4567."
+    )
+    assert FSI not in english
+
+
+@given(st.text(alphabet=st.sampled_from("ab 09-/:.%()s\u2068\u2069يکە،"), max_size=40))
+def test_isolating_runs_only_adds_marks_and_is_done_once(text: str) -> None:
+    from bot.i18n import isolate_runs
+    from bot.text import strip_bidi
+
+    once = isolate_runs(text)
+    assert strip_bidi(once) == strip_bidi(text)
+    assert isolate_runs(once) == once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -92,3 +93,41 @@ def test_a_bad_log_format_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         load_settings({"LOG_FORMAT": "xml"})
+
+
+async def test_no_message_text_is_logged_even_at_debug(db_url: str) -> None:
+    """The real bot at LOG_LEVEL=DEBUG, a family's answers through Telegram (the fake): neither
+    our code nor a library (python-telegram-bot logs each request's parameters at DEBUG,
+    SQLAlchemy each statement's) writes what the family said."""
+    from tests.fake_telegram import FakeTelegram
+    from tests.test_telegram_process import environment, start, stop
+
+    place = "Khanke camp, tent 7 behind the clinic"
+    async with FakeTelegram() as fake:
+        process = await start(["run"], environment(db_url, fake, LOG_LEVEL="DEBUG"))
+        try:
+
+            async def press(data: str, count: int) -> None:
+                last = fake.sent(88)[-1]
+                fake.push_update(fake.callback_update(88, data, message_id=last["message_id"]))
+                await fake.wait_for_sent(count, chat_id=88, timeout=30)
+
+            fake.push_update(fake.text_update(88, "/start"))
+            await fake.wait_for_sent(1, chat_id=88, timeout=30)
+            sent = 1
+            for data in ("lang:en", "menu:report", "r:agree", "gov:IQG09", "dist:IQG09Q04"):
+                sent = len(fake.sent(88)) + 1
+                await press(data, sent)
+            fake.push_update(fake.text_update(88, place))
+            await fake.wait_for_sent(len(fake.sent(88)) + 1, chat_id=88, timeout=30)
+            before = len(fake.sent(88))
+            await press("nav:back", before + 1)  # "Your answer now: <place>"
+            deadline = asyncio.get_running_loop().time() + 30
+            while not any(place in str(m.get("text")) for m in fake.sent(88)[before:]):
+                assert asyncio.get_running_loop().time() < deadline, fake.sent(88)[before:]
+                await asyncio.sleep(0.05)
+        finally:
+            err = await stop(process)
+    assert "DEBUG" in err or "INFO" in err  # it did log
+    assert place not in err
+    assert "tent 7" not in err

@@ -18,7 +18,7 @@ from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound, R
 from bot.retention import purge
 from tests.conftest import Person, user_url
 from tests.coordinator_helpers import send_full_report
-from tests.helpers import choose_language, state, t
+from tests.helpers import choose_language, state, t, tc
 from tests.test_report import reports
 
 
@@ -65,13 +65,13 @@ async def test_forget_deletes_the_person_and_blanks_the_reports(
     assert tuple(raw) == (None, None, None)
     # Writing again starts afresh.
     await person.send("hello")
-    assert person.labels()[:3] == ["العربية", "کوردی", "English"]
+    assert person.labels()[:3] == ["العربية", "کوردی (سۆرانی)", "English"]
 
 
 async def test_forget_can_be_declined(person: Person, db: Database) -> None:
     await choose_language(person, "ar")
     await person.send("/forget")
-    await person.tap(t("ar", "No, keep it"))
+    await person.tap(tc("ar", "data", "No, keep it"))
     assert t("ar", "Nothing was deleted.") in person.text()
     assert (await state(db, "console:tester"))["locale"] == "ar"
 

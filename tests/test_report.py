@@ -272,6 +272,10 @@ async def test_texts_too_long_are_refused_with_the_limit(person: Person, db: Dat
     await person.send("x" * 201)
     assert "at most 200 characters (yours has 201)" in person.text()
     assert "place" not in (await state(db, ME))["data"]
+    # Counted as typed, not after the bot cut it at 4,096 characters.
+    await person.send("x" * 100_000)
+    assert "at most 200 characters (yours has 100,000)" in person.text()
+    assert "place" not in (await state(db, ME))["data"]
 
 
 async def test_a_shared_location_is_rounded_unless_the_family_agrees(
@@ -286,7 +290,7 @@ async def test_a_shared_location_is_rounded_unless_the_family_agrees(
     assert "Only the area" in person.labels()
     await person.tap("Only the area")
     data = (await state(db, ME))["data"]
-    assert (data["lat"], data["precision"]) == (37.14321, "area")
+    assert (data["lat"], data["lon"], data["precision"]) == (37.14, 42.69, "area")
 
 
 async def test_back_keeps_the_answer_and_edit_returns_to_the_summary(
@@ -487,6 +491,35 @@ async def test_reports_per_day_are_limited(db: Database, settings: Settings) -> 
     await person.tap("I agree")
     assert "You have already sent 2 reports today" in person.text()
     assert len(await reports(db)) == 2
+
+
+async def test_past_the_limit_one_urgent_message_reaches_the_coordinators(
+    db: Database, settings: Settings
+) -> None:
+    """Not a dead end: the phone of URGENT_CONTACT, and one message a day that goes to every
+    coordinator."""
+    limited = dataclasses.replace(settings, reports_per_day=1, urgent_contact="0770 000 0000")
+    person = Person(Engine(db, limited, build_registry()), Address("console", "tester"))
+    await choose_language(person, "en")
+    await send_quick_report(person)
+    await person.tap("Report a displaced family")
+    await person.tap("I agree")
+    assert "You have already sent 1 report today" in person.text()
+    assert "If it is urgent, call: 0770 000 0000" in person.text()
+    sent = await person.send("My son has a high fever, we are in tent 4")
+    to_coordinators = [m for m in sent if m.address != person.address]
+    assert {str(m.address) for m in to_coordinators} == {
+        "telegram:1000",
+        "whatsapp:+9647700000001",
+    }
+    assert all("high fever" in m.text and "console:tester" in m.text for m in to_coordinators)
+    assert all(m.about is not None for m in to_coordinators)  # gone with the family's data
+    assert "passed to the coordinators" in person.text()
+    await person.tap("Report a displaced family")
+    await person.tap("I agree")
+    again = await person.send("Please help")
+    assert [m for m in again if m.address != person.address] == []
+    assert "already written to the coordinators today" in person.text()
 
 
 async def test_coordinators_are_alerted_for_health_and_protection(

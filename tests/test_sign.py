@@ -163,6 +163,9 @@ async def test_a_fuzzy_duplicate_is_asked_about_and_flagged(
     first = Person(engine, Address("telegram", "1"))
     await choose_language(first, "ar")
     await sign(first, "ar")
+    [earlier] = await signatures(db)
+    await coordinator.press(f"sig:open:{earlier.id}")
+    await coordinator.tap("Verify")
     second = Person(engine, Address("telegram", "2"))
     await choose_language(second, "en")
     await second.tap("Sign the declaration")
@@ -189,6 +192,36 @@ async def test_a_fuzzy_duplicate_is_asked_about_and_flagged(
     await coordinator.press(f"sig:open:{duplicate.id}")
     assert "⚠" in coordinator.text()
     assert original.receipt in coordinator.text()
+
+
+async def test_a_pending_signature_is_never_said_to_have_signed(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """Only a verified signature is public: a name close to a pending one goes on without the
+    question, and only the coordinators see the flag."""
+    first = Person(engine, Address("telegram", "1"))
+    await choose_language(first, "ar")
+    await sign(first, "ar")
+    second = Person(engine, Address("telegram", "2"))
+    await choose_language(second, "en")
+    await second.tap("Sign the declaration")
+    await second.tap("I have read it")
+    await second.send("Al Amal Developement Society")
+    await second.tap("Skip")
+    assert "has already signed" not in second.text()
+    assert "What kind of organization is it?" in second.text()
+    await second.press("type:youth")
+    await second.press("gov:IQG02")
+    for answer in ("Basra", "Ali Kareem", "Coordinator", "0780 765 4321"):
+        await second.send(answer)
+    await second.tap("Skip")
+    await second.press("auth:yes")
+    await second.tap("Confirm and sign")
+    original, duplicate = await signatures(db)
+    assert (duplicate.similar_to, duplicate.same_organization) == (original.id, None)
+    await coordinator.press(f"sig:open:{duplicate.id}")
+    assert "⚠" in coordinator.text()
+    assert "not asked, as the earlier one is not verified" in coordinator.text()
 
 
 async def test_verify_and_reject_reach_the_representative(
@@ -317,9 +350,11 @@ async def test_a_phone_or_an_email_is_needed(person: Person, db: Database) -> No
     await person.press("gov:IQG11")
     for answer in ("Erbil", "Karwan", "Member"):
         await person.send(answer)
+    assert "We need a phone number or an email address" in person.text()  # said at once
     await person.tap("Skip")  # no phone
-    await person.tap("Skip")  # no email either
-    assert "We need a phone number or an email address" in person.text()
+    assert "Skip" not in person.labels()  # then the email is needed: no Skip offered
+    await person.send("Skip")  # typed anyway: not an email address
+    assert "does not look like an email address" in person.text()
     await person.send("not-an-email")
     assert "does not look like an email address" in person.text()
     await person.send("Karwan@Example.org")
@@ -451,3 +486,58 @@ async def test_two_coordinators_deciding_at_once_decide_once(
     assert [a.action for a in audits] == [f"signature:{decided.status}"]
     outcome = [row for row in notices if signature.receipt in row.body["text"]]
     assert len(outcome) == 2  # the receipt when signing, and one decision
+
+
+async def test_sorani_representatives_are_asked_for_the_name_in_kurdish(
+    person: Person, db: Database
+) -> None:
+    await choose_language(person, "ckb")
+    await person.tap(t("ckb", "Sign the declaration"))
+    if t("ckb", "I have read it") in person.labels():
+        await person.tap(t("ckb", "I have read it"))
+    question = "What is the name of your organization? Write it in Kurdish, Arabic or English."
+    assert t("ckb", question) in person.text()
+    assert "کوردی" in t("ckb", question)
+    await person.send("Zagros Teachers Union")
+    # The follow-up does not take the first name for Arabic, nor ask only for Arabic.
+    assert t("ckb", "Kurdish or Arabic") in person.text()
+    await person.send("سەندیکای مامۆستایانی زاگرۆس")
+    assert t("ckb", "What kind of organization is it?") in person.text()
+
+
+async def test_with_a_phone_the_email_may_be_skipped(person: Person, db: Database) -> None:
+    await choose_language(person, "en")
+    await person.tap("Sign the declaration")
+    await person.tap("I have read it")
+    await person.send("Some Organization")
+    await person.tap("Skip")
+    await person.press("type:media")
+    await person.press("gov:IQG11")
+    for answer in ("Erbil", "Karwan", "Member", "0750 123 4567"):
+        await person.send(answer)
+    await person.tap("Skip")
+    assert "authorized" in person.text()
+
+
+async def test_their_organization_signed_already_nothing_is_stored(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """A colleague whose organization's signature is verified answers "Yes, it is my
+    organization": told so, no nine more questions, no second signature. Abbreviations and
+    word order do not hide the likeness."""
+    first = Person(engine, Address("telegram", "1"))
+    await choose_language(first, "en")
+    await sign(first, "en", name="Al Amal Human Rights Association", other=None)
+    [earlier] = await signatures(db)
+    await coordinator.press(f"sig:open:{earlier.id}")
+    await coordinator.tap("Verify")
+    second = Person(engine, Address("telegram", "2"))
+    await choose_language(second, "en")
+    await second.tap("Sign the declaration")
+    await second.tap("I have read it")
+    await second.send("Al-Amal Assn. for Human Rights")
+    await second.tap("Skip")
+    assert "has already signed" in second.text()
+    await second.tap("Yes, it is my organization")
+    assert "no need to sign again" in second.text()
+    assert len(await signatures(db)) == 1

@@ -124,7 +124,7 @@ async def test_a_whole_conversation_by_buttons(
 ) -> None:
     user = TelegramUser(fake)
     [picker] = await user.say("/start")
-    assert labels(picker) == ["العربية", "کوردی", "English"]
+    assert labels(picker) == ["العربية", "کوردی (سۆرانی)", "English"]
     replies = await user.press(LANGUAGE_NAMES[locale], expect=3)
     assert t(locale, "Thank you. I will write to you in English.") in replies[0]["plain"]
     assert labels(replies[-1]) == menu_labels(locale)
@@ -175,7 +175,7 @@ async def test_a_conversation_by_typing(
 async def test_the_language_code_orders_the_picker(polling: Bot, fake: FakeTelegram) -> None:
     user = TelegramUser(fake, language_code="ckb")
     [picker] = await user.say("hello")
-    assert labels(picker) == ["کوردی", "العربية", "English"]
+    assert labels(picker) == ["کوردی (سۆرانی)", "العربية", "English"]
 
 
 async def test_a_deep_link_opens_its_flow_after_the_language(
@@ -256,7 +256,7 @@ async def test_a_429_storm_delays_but_loses_and_repeats_nothing(
     fake.fail_next("sendMessage", 4, error_code=429, retry_after=1)
     [picker] = await user.say("/start")
     replies = await user.press("English", expect=3)
-    assert labels(picker) == ["العربية", "کوردی", "English"]
+    assert labels(picker) == ["العربية", "کوردی (سۆرانی)", "English"]
     assert [labels(r) for r in replies][-1] == menu_labels("en")
     texts = [m["plain"] for m in fake.sent(USER)]
     assert len(texts) == len(set(texts)) == 4  # each once
@@ -424,7 +424,7 @@ async def test_webhook_with_the_right_secret(
     )
     assert response.status_code == 200
     [picker] = await fake.wait_for_sent(1, chat_id=USER)
-    assert labels(picker) == ["العربية", "کوردی", "English"]
+    assert labels(picker) == ["العربية", "کوردی (سۆرانی)", "English"]
     # Telegram delivers the same update again: answered 200, handled once.
     again = await client.post(
         "/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}

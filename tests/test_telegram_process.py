@@ -4,6 +4,7 @@ two of them on one database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -146,7 +147,7 @@ async def test_two_web_processes_send_a_bulletin_once(
             created = await asyncio.create_subprocess_exec(
                 sys.executable,
                 *("-m", "bot.cli", "bulletin", "create", "--title-en", title),
-                *("--text-en", str(text), "--now"),
+                *("--text-en", str(text), "--now", "--yes"),
                 env=web_environment(db_url, fake, ports[0]),
             )
             assert await asyncio.wait_for(created.wait(), timeout=120) == 0
@@ -160,3 +161,26 @@ async def test_two_web_processes_send_a_bulletin_once(
     finally:
         errors = [await stop(process) for process in processes]
     assert not any("Traceback" in err for err in errors)
+
+
+async def test_a_coordinator_gets_a_command_menu_of_their_own(
+    db_url: str, fake: FakeTelegram
+) -> None:
+    process = await start(["run"], environment(db_url, fake, COORDINATORS="telegram:1000"))
+    try:
+        fake.push_update(fake.text_update(1000, "/start"))
+        await fake.wait_for_sent(1, chat_id=1000, timeout=30)
+    finally:
+        err = await stop(process)
+    assert "Traceback" not in err
+    everyone = [c["command"] for c in fake.commands[""]]
+    assert "reports" not in everyone
+    [(scope, mine)] = [
+        (json.loads(scope), commands)
+        for (scope, _language), commands in fake.scoped_commands.items()
+        if "chat" in scope
+    ]
+    assert scope == {"type": "chat", "chat_id": 1000}
+    assert {"reports", "report", "signatures", "bulletin", "export", "start"} <= {
+        c["command"] for c in mine
+    }

@@ -69,7 +69,7 @@ def test_not_commands(text: str) -> None:
 
 
 def test_resolve_choice_by_number_or_label() -> None:
-    offered = [("a", "العربية"), ("b", "کوردی"), ("c", "English")]
+    offered = [("a", "العربية"), ("b", "کوردی (سۆرانی)"), ("c", "English")]
     assert resolve_choice("۲", offered) == "b"
     assert resolve_choice("3", offered) == "c"
     assert resolve_choice("english", offered) == "c"

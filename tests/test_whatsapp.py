@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from bot import bulletins
 from bot.config import Settings
@@ -156,7 +156,7 @@ async def start_in(user: WhatsAppUser, locale: str) -> None:
     """First contact: hello, then the language by its number."""
     first = await user.say("مرحبا")
     assert "1. " in first  # the languages, as a numbered list
-    names = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+    names = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
     await user.pick(names[locale])
     assert t(locale, "Report a displaced family") in user.last
 
@@ -701,3 +701,125 @@ def test_where_a_picture_came_from() -> None:
     assert bulletins.picture_source("AgACAgIAAxkBAAI") == "telegram"
     assert bulletins.picture_source(None) is None
     assert bulletins.picture_source("") is None
+
+
+async def replay(callback: Any) -> int:
+    """Post a status callback again, exactly as Twilio signed it (as anyone who saw it could)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            callback.url, data=callback.params, headers={"X-Twilio-Signature": callback.signature}
+        )
+    return response.status_code
+
+
+def failed_callback(fake: FakeTwilio, code: int) -> Any:
+    """The callback that reported `code`."""
+    [callback] = [c for c in fake.callbacks if c.params.get("ErrorCode") == str(code)]
+    return callback
+
+
+async def test_a_replayed_21610_does_not_unsubscribe_again(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647704440006"
+    row = await status_case(fake, bot, db, number, "sent", ("failed", 21610))
+    assert row.status == "unreachable"
+    async with db.transaction() as session:  # they wrote "subscribe" since
+        await session.execute(
+            update(Contact)
+            .where(Contact.address == f"whatsapp:{number}")
+            .values(subscribed=True, unreachable=False)
+        )
+    assert await replay(failed_callback(fake, 21610)) == 204
+    async with db.transaction() as session:
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == f"whatsapp:{number}")
+        )
+    assert contact is not None
+    assert contact.subscribed
+
+
+async def test_a_replayed_63018_does_not_hold_the_bulletins_again(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647704440007"
+    first = await status_case(fake, bot, db, number, "sent", ("undelivered", 63018))
+    assert first.not_before is not None
+    for _time in range(3):
+        assert await replay(failed_callback(fake, 63018)) == 204
+    again = await delivery(db, number)
+    assert (again.status, again.not_before) == ("pending", first.not_before)  # not moved
+
+
+async def test_forgetting_on_whatsapp_leaves_neither_the_text_nor_the_address(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    """A reply keeps its text until Twilio says it was delivered (a failed delivery sends it
+    again); the goodbye to a forgotten person goes, then its row goes too."""
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    await user.say("Sharya camp, tent 12")
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert any(row.body for row in rows if row.status == "sent")  # not confirmed yet
+    await fake.wait_for_callbacks()  # "delivered", from the fake Twilio
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.body for row in rows if row.status == "sent"] == [{}] * len(rows)
+    await user.say("/forget")
+    await user.pick("Yes, delete my data")
+    assert "Your data has been deleted" in user.last
+    await fake.wait_for_callbacks()
+    async with db.transaction() as session:
+        left = (await session.scalars(select(OutboxMessage))).all()
+    assert [row.address for row in left if row.address == user.address] == []
+
+
+async def test_past_the_inbound_limit_a_whatsapp_flood_costs_one_notice(
+    user: WhatsAppUser, bot: Bot, fake: FakeTwilio, db: Database
+) -> None:
+    # Low, so that the replies read take little time at WhatsApp's pace of one a second to a
+    # person (the default 20 is tested on Telegram); the test settings lift it.
+    bot.engine.limit.per_minute = 4
+    await start_in(user, "ckb")  # 2 messages so far
+    before = len(fake.sent(user.address))
+    for number in range(10):  # 2 read, then one notice, then 7 dropped
+        response = await fake.post_inbound(
+            user.webhook, fake.inbound_text(user.number, f"سڵاو {number}")
+        )
+        assert response.status_code == 200
+    await bot.sender.flush("whatsapp")
+    bodies = [m.body or "" for m in fake.sent(user.address)[before:]]
+    notice = t(
+        "ckb",
+        "You are sending messages faster than I can read them. "
+        "I will read your messages again in a minute.",
+    )
+    assert [body for body in bodies if notice in body] == [bodies[-1]]  # once, and the last
+    async with db.transaction() as session:
+        queued = await session.scalar(
+            select(func.count()).where(
+                OutboxMessage.address == user.address, OutboxMessage.status == "pending"
+            )
+        )
+    assert queued == 0  # nothing waits to be paid for
+
+
+async def test_share_my_location_on_whatsapp_says_how_and_takes_it(
+    user: WhatsAppUser, fake: FakeTwilio, db: Database
+) -> None:
+    """WhatsApp has no share button: picking "Share my location" says how to attach one
+    (📎, Location), and the location then sent is taken."""
+    await start_in(user, "en")
+    await user.pick("Report a displaced family")
+    await user.pick("I agree")
+    await user.pick("Duhok")
+    await user.pick("Zakho")
+    await user.pick("Share my location")
+    assert "📎" in user.last
+    assert "Location" in user.last
+    await user.post(fake.inbound_location(user.number, 37.14321, 42.68765))
+    assert "Only the area" in user.last  # the point was taken: the precision question

@@ -28,13 +28,15 @@ def render(message: Outbound) -> str:
 
 
 class ConsoleTransport:
-    """Delivers Outbounds by printing them."""
+    """Delivers Outbounds by printing them: those to its own person (`only`), or to anyone."""
 
     channel = "console"
     rate = 1000.0
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, only: str | None = None) -> None:
         self.out = out
+        # One terminal is one person: messages to others wait for their own session.
+        self.only = only
 
     def chat_limit(self, address: str) -> tuple[float, int]:
         """A terminal takes whatever comes."""
@@ -61,10 +63,10 @@ def to_inbound(address: Address, line: str) -> Inbound:
 
 
 async def chat(engine: Engine, sender: Sender, user: str, stdin: TextIO, stdout: TextIO) -> None:
-    """Talk with the bot as `console:<user>` until end of input (Ctrl-D)."""
+    """Talk with the bot as `console:<user>` until end of input (Ctrl-D); the sender is the
+    caller's, running."""
     address = Address("console", user)
     interactive = stdin.isatty()
-    sender.start()
     try:
         # Show where this person is: the language picker the first time, else the current step.
         await engine.handle(Inbound(address, uuid.uuid4().hex, kind="resume"))
@@ -82,7 +84,6 @@ async def chat(engine: Engine, sender: Sender, user: str, stdin: TextIO, stdout:
             await engine.handle(to_inbound(address, line))
             await sender.flush("console")
     finally:
-        await sender.stop()
         if interactive:
             stdout.write("\n")
 

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from telegram import (
     BotCommand,
+    BotCommandScopeChat,
     BotCommandScopeDefault,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -73,6 +74,14 @@ COMMANDS: list[tuple[str, str]] = [
     ("language", N_("Change the language")),
     ("help", N_("Help")),
     ("cancel", N_("Cancel what you are doing")),
+]
+# A coordinator's chat lists these too (a menu of its own, BotCommandScopeChat).
+COORDINATOR_COMMANDS: list[tuple[str, str]] = [
+    ("reports", N_("Reports of displaced families")),
+    ("report", N_("One report, by its reference")),
+    ("signatures", N_("Signatures waiting for verification")),
+    ("bulletin", N_("Write and follow bulletins")),
+    ("export", N_("The reports as a file")),
 ]
 
 
@@ -345,9 +354,19 @@ class TelegramChannel:
             await bot.set_my_commands(commands, language_code=locale)
         default = [
             BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
-            for name, text in COMMANDS
+            for name, text in COMMANDS + COORDINATOR_COMMANDS
         ]
-        await bot.set_my_commands(default, scope=BotCommandScopeDefault())
+        everyone = default[: len(COMMANDS)]
+        await bot.set_my_commands(everyone, scope=BotCommandScopeDefault())
+        # Each coordinator's private chat lists their commands as well (in three languages:
+        # their choice of language is in the database, which this adapter does not read).
+        for address in sorted(self.settings.coordinators):
+            if address.channel != "telegram" or not address.id.lstrip("-").isdigit():
+                continue
+            try:
+                await bot.set_my_commands(default, scope=BotCommandScopeChat(int(address.id)))
+            except TelegramError as exc:  # a coordinator who has never written to the bot
+                logger.warning("no command menu for a coordinator's chat: %s", exc)
 
     @staticmethod
     def answer_in_response(update: Update) -> dict[str, str] | None:

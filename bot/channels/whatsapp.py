@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
@@ -36,7 +38,7 @@ from bot.engine import Engine, enqueue
 from bot.flows import NAV_PAYLOADS, coordinators
 from bot.i18n import N_, RLM, _, translate_in, use_locale
 from bot.messages import Address, Inbound, Location, Media, Outbound
-from bot.models import AuditEntry, Contact, OutboxMessage
+from bot.models import REFERENCE_KEYS, AuditEntry, Contact, OutboxMessage, ProcessedInbound
 from bot.sender import Held, Rejected, RetryLater, Unreachable
 from bot.text import parse_command, split_text, strip_bidi
 
@@ -53,6 +55,7 @@ CHAT_RATE, CHAT_BURST = 1.0, 5
 OPTED_OUT = 21610  # the person opted out
 OUTSIDE_WINDOW = 63016  # free-form text outside the 24-hour window
 TIER_CAP = 63018  # over the number's limit of people a day
+STATUS_EVENTS = "whatsapp-status"  # ProcessedInbound's channel for the callbacks applied
 NO_SUCH_RECIPIENT = frozenset({21211, 21614, 63003, 63024})
 TIER_CAP_PAUSE = timedelta(hours=1)
 
@@ -206,7 +209,9 @@ class WhatsAppTransport:
 
     async def deliver(self, message: Outbound) -> str | None:
         """Send one Outbound (in parts when long); a template or nothing outside the window."""
-        if not await self.window_open(message.address):
+        # The goodbye to a forgotten person answers the message just received, so the window
+        # is open; the contact that recorded when they wrote is gone with their data.
+        if not message.ephemeral and not await self.window_open(message.address):
             return await self._outside_window(message)
         try:
             return await self._send_full(message)
@@ -361,9 +366,16 @@ class StatusRecorder:
             )
             if row is None:
                 return None
-            if status in ("delivered", "read"):
+            if status in ("delivered", "read"):  # applied once by itself: the first time kept
                 row.delivered_at = row.delivered_at or now
+                if not row.body.keys() <= REFERENCE_KEYS:
+                    row.body = {}  # it will not be sent again: nothing of what it said stays
                 return status
+            if not await self._first_time(session, sid, status, now):
+                # A replayed callback (Twilio's signature stays valid for ever): a second 21610
+                # would unsubscribe again someone who subscribed since, a 63018 hold the
+                # bulletins another hour.
+                return "repeated"
             row.error = f"{status} ({code or 'no code'})"
             if row.status == "held":  # the template that stood in failed: nothing else to try
                 row.status = "failed"
@@ -398,11 +410,24 @@ class StatusRecorder:
             else:
                 row.status = "failed"
                 outcome = "failed"
+            if row.status in ("failed", "unreachable") and not row.body.keys() <= REFERENCE_KEYS:
+                row.body = {}  # it will not be sent again
         if code == OPTED_OUT:
             await unsubscribe(self.db, row.address)
         if self.wake is not None and code == OUTSIDE_WINDOW:
             self.wake()  # the bulletin goes again, as its template
         return outcome
+
+    async def _first_time(self, session: Any, sid: str, status: str, now: datetime) -> bool:
+        """Record that (sid, status) is applied, in the transaction applying it; False if it
+        was before. Kept with the handled messages' ids (and purged with them)."""
+        upsert = postgresql_insert if not self.db.is_sqlite else sqlite_insert
+        result = await session.execute(
+            upsert(ProcessedInbound)
+            .values(channel=STATUS_EVENTS, message_id=f"{sid}:{status}"[:100], processed_at=now)
+            .on_conflict_do_nothing(index_elements=["channel", "message_id"])
+        )
+        return bool(result.rowcount)
 
     async def _tell_coordinators(self, session: Any, now: datetime) -> None:
         """Tell the coordinators once an hour that WhatsApp's daily limit holds bulletins back."""

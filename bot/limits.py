@@ -1,0 +1,57 @@
+"""How many messages one person may send: past the limit, one notice and nothing more."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+Verdict = Literal["read", "tell", "drop"]
+
+WINDOW = 60.0  # seconds: the limit is per minute, counted over the last one at each message
+REMEMBERED = 10_000  # people counted at once; beyond, those idle for a minute are forgotten
+
+
+class InboundLimit:
+    """Counts each person's messages over the last minute (in this process).
+
+    Below the limit a message is read ("read"); the first one past it gets a notice ("tell"),
+    the others are dropped ("drop") until the minute has room again. Only messages that are
+    read count: a person who stops flooding is read again a minute after their last message
+    that was. One person's flood would otherwise queue two replies a message, which the sender
+    sends to that chat at one a second, for minutes.
+    """
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.read: dict[str, deque[float]] = {}  # address -> when its messages read came
+        self.told: dict[str, float] = {}  # address -> when it was told to slow down
+
+    def check(self, address: str) -> Verdict:
+        """Count a message from `address` arriving now and say what to do with it."""
+        now = self.clock()
+        times = self.read.get(address)
+        if times is None:
+            if len(self.read) >= REMEMBERED:
+                self._forget(now)
+            times = self.read[address] = deque()
+        while times and times[0] <= now - WINDOW:
+            times.popleft()
+        if len(times) < self.per_minute:
+            times.append(now)
+            self.told.pop(address, None)
+            return "read"
+        told = self.told.get(address)
+        if told is not None and told > now - WINDOW:
+            return "drop"
+        self.told[address] = now
+        return "tell"
+
+    def _forget(self, now: float) -> None:
+        """Forget the people with no message read in the last minute."""
+        idle = [a for a, times in self.read.items() if not times or times[-1] <= now - WINDOW]
+        for address in idle:
+            del self.read[address]
+            self.told.pop(address, None)
