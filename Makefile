@@ -9,7 +9,7 @@ CONTRACT_STAMP := $(CONTRACT)/node_modules/.installed
 LOCALES := ar ckb en
 PYBABEL := $(BIN)/pybabel
 
-.PHONY: run test test-postgres lint typecheck pytest install contract-tools locales locales-extract locales-update locales-compile clean
+.PHONY: run test test-postgres lint typecheck pytest install contract-tools locales locales-extract locales-update locales-compile clean mutants
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,12 +53,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Coverage, in this process and in the bot's processes the tests start; below the floor the
+# run fails. It was 94.0 % on SQLite when set (a few timing-dependent lines come and go): raise
+# it as tests are added, never lower it to pass.
+COVERAGE_FLOOR := 93.5
 pytest: $(STAMP) contract-tools
-	$(BIN)/python -m pytest
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m coverage run -m pytest
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report --sort=cover --fail-under=$(COVERAGE_FLOOR)
 
 ## make test-postgres: the whole test suite on a throwaway PostgreSQL server (installed if missing)
 test-postgres: $(STAMP) contract-tools
 	.ci/postgres.sh run $(BIN)/python -m pytest
+
+## make mutants: mutation testing of the core rules (slow, not in CI); M='bot.sender.*' for some
+mutants: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutants]'
+	$(BIN)/mutmut run $(M)
+	$(BIN)/mutmut results
 
 ## Translations: extract the template, merge it into each catalog, compile (to check)
 locales: locales-extract locales-update locales-compile
@@ -77,4 +90,4 @@ locales-compile: $(STAMP)
 	$(PYBABEL) compile -d locales --statistics
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(CONTRACT)/node_modules
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(CONTRACT)/node_modules mutants .coverage .coverage.*

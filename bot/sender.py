@@ -297,6 +297,11 @@ def _unreachable_rows() -> Update:
     )
 
 
+def _utcnow() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
 _Row = tuple[int, str, int, dict[str, object]]  # outbox id, address, attempts, body
 
 
@@ -331,6 +336,7 @@ class ChannelWorker:
         max_backoff: float = 30.0,
         render: Render | None = None,
         clock: Callable[[], float] = time.monotonic,
+        utcnow: Callable[[], datetime] = _utcnow,
         poll_every: float = 5.0,
         claim_lease: float = CLAIM_LEASE,
     ) -> None:
@@ -359,6 +365,7 @@ class ChannelWorker:
         self.max_backoff = max_backoff  # ... up to this
         self.render = render or plain_render
         self.clock = clock
+        self.utcnow = utcnow  # the wall clock of rows due at a moment (tests move both clocks)
         self.pacer = _Pacer(transport.rate, clock)
         # Rows sent or sending and not yet written: a crash repeats at most `max_in_flight`.
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -434,6 +441,10 @@ class ChannelWorker:
             generation = self.requested
             self.wakeup.clear()
             self.urgent.clear()
+            if self.retry_at is not None and self.retry_at <= self.clock():
+                # Due: this pass reads it. Kept, a time past made every wait below nothing,
+                # and the planner passed over the outbox without pause until it was empty.
+                self.retry_at = None
             try:
                 idle, delay = await self.pass_once()
             except Exception:  # the database away for a moment must not end the sender
@@ -534,7 +545,7 @@ class ChannelWorker:
         """
         self._start_lanes()
         self.again = self.after_all = False
-        now_utc = datetime.now(UTC)
+        now_utc = self.utcnow()
         # The rows under way are pending still, and come first in this order: they are read
         # again, and left out here (naming them in the query cost more than reading them).
         limit = self.batch + len(self.in_flight)
@@ -622,9 +633,7 @@ class ChannelWorker:
                             OutboxMessage.claimed_by == self.claimant,
                             OutboxMessage.status == "pending",
                         )
-                        .values(
-                            claimed_until=datetime.now(UTC) + timedelta(seconds=self.claim_lease)
-                        )
+                        .values(claimed_until=self.utcnow() + timedelta(seconds=self.claim_lease))
                     )
             except Exception:  # the database away for a moment: next time
                 logger.warning("could not renew the %s sender's claims", self.channel)
@@ -650,13 +659,13 @@ class ChannelWorker:
                 .limit(1)
             )
             if self.claims:  # rows another process holds are its to send
-                query = query.where(self._unclaimed(datetime.now(UTC)))
+                query = query.where(self._unclaimed(self.utcnow()))
             if self.only is not None:
                 query = query.where(OutboxMessage.address == self.only)
             due = await session.scalar(query)
         if due is None:
             return None
-        return max(0.05, (due - datetime.now(UTC)).total_seconds())
+        return max(0.05, (due - self.utcnow()).total_seconds())
 
     def retry_delay(self, failures: int) -> float | None:
         """Seconds before the next try of a message that failed `failures` times; None: give up."""
@@ -688,20 +697,20 @@ class ChannelWorker:
                 values.update(status="cancelled", error="stopped")
                 raise _Skip
             values["platform_message_id"] = await self.transport.deliver(message)
-            values.update(status="sent", sent_at=datetime.now(UTC), error=None)
+            values.update(status="sent", sent_at=self.utcnow(), error=None)
         except _Skip:
             pass
         except Held as exc:
             # The engine sets the row pending again when the person next writes.
             values.update(status="held", error=str(exc)[:200], not_before=None)
             if exc.message_id is not None:
-                values.update(platform_message_id=exc.message_id, sent_at=datetime.now(UTC))
+                values.update(platform_message_id=exc.message_id, sent_at=self.utcnow())
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)
             values.update(
                 attempts=attempts,  # not the message's fault
-                not_before=datetime.now(UTC) + timedelta(seconds=exc.seconds),
+                not_before=self.utcnow() + timedelta(seconds=exc.seconds),
                 error=f"retry after {exc.seconds}s",
             )
             logger.warning("%s asks to wait %.1f s", self.channel, exc.seconds)
@@ -718,7 +727,7 @@ class ChannelWorker:
                 values["status"] = "failed"
                 logger.error("giving up on outbox message %s after %s tries", row_id, attempts + 1)
             else:
-                values["not_before"] = datetime.now(UTC) + timedelta(seconds=delay)
+                values["not_before"] = self.utcnow() + timedelta(seconds=delay)
                 logger.warning("sending %s failed (%s); retry in %.0f s", row_id, exc, delay)
         finally:
             self.delivering -= 1
@@ -742,7 +751,7 @@ class ChannelWorker:
         self.done.append((row_id, address, values, unreachable))
         retry = values.get("not_before")
         if isinstance(retry, datetime):  # a pass when it is due
-            at = self.clock() + max(0.0, (retry - datetime.now(UTC)).total_seconds())
+            at = self.clock() + max(0.0, (retry - self.utcnow()).total_seconds())
             self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
         # A transaction costs more than the rows it writes: written as they came, outcomes took
         # 0.92 transactions per message at high rates, nearly a fifth of the bot's CPU. They

@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import copy
 import json
+import math
 import os
 import re
 import socket
@@ -91,6 +92,12 @@ EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup"})
 FLOOD_METHODS = SEND_METHODS | EDIT_METHODS
 
 BLOCKED = "Forbidden: bot was blocked by the user"
+CHAT_NOT_FOUND = "Bad Request: chat not found"
+# Telegram's limits to one chat (shared/reference/platforms.md): about a message a second to a
+# person, short bursts tolerated (a bucket of 3, refilled at 1 a second; a tenth of a message of
+# slack for the way here), and 20 messages a minute to a group (negative ids).
+CHAT_RATE, CHAT_BURST, CHAT_SLACK = 1.0, 3, 0.1
+GROUP_PER_MINUTE = 20
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -580,12 +587,21 @@ class FakeTelegram:
     """Telegram's Bot API servers, faked on 127.0.0.1 inside the test's event loop."""
 
     def __init__(
-        self, token: str = "123456:TEST-token", *, flood_limit: int | None = None
+        self,
+        token: str = "123456:TEST-token",
+        *,
+        flood_limit: int | None = None,
+        chat_limits: bool = False,
     ) -> None:
         """Set up an empty fake; call start() (or use `async with`) to serve it."""
         self.token = token
         self.flood_limit = flood_limit
         self.flood_hits = 0
+        self.chat_limits = chat_limits  # Telegram's per-chat limits (429 past them)
+        self.chat_flood_hits = 0  # messages refused for going past a chat's limit
+        self._chat_buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, when)
+        self._group_sends: dict[int, deque[float]] = {}
+        self._gone: set[int] = set()
         self.outage_answers = 0  # calls answered with the outage's error
         self._outage_until = 0.0
         self._outage_error = 500
@@ -690,6 +706,7 @@ class FakeTelegram:
             {
                 "sent": len(self._sent),
                 "flood_hits": self.flood_hits,
+                "chat_flood_hits": self.chat_flood_hits,
                 "faults_answered": self.faults_answered,
             }
         )
@@ -890,9 +907,37 @@ class FakeTelegram:
             self._flood_window.append(now)
 
     def _check_blocked(self, chat_id: int) -> None:
-        """403 when the user of this chat blocked the bot."""
+        """403 when the user of this chat blocked the bot; 400 when the chat is gone."""
         if chat_id in self._blocked:
             raise ApiError(403, BLOCKED)
+        if chat_id in self._gone:
+            raise ApiError(400, CHAT_NOT_FOUND)
+
+    def _check_chat_pace(self, chat_id: int) -> None:
+        """429 when a new message would go past the chat's limit, as Telegram answers."""
+        if not self.chat_limits:
+            return
+        now = time.monotonic()
+        if chat_id < 0:
+            window = self._group_sends.setdefault(chat_id, deque())
+            while window and now - window[0] >= 60.0:
+                window.popleft()
+            if len(window) >= GROUP_PER_MINUTE:
+                self._refuse_for_chat(60.0 - (now - window[0]))
+            window.append(now)
+            return
+        tokens, stamp = self._chat_buckets.get(chat_id, (float(CHAT_BURST), now))
+        tokens = min(float(CHAT_BURST), tokens + (now - stamp) * CHAT_RATE)
+        if tokens < 1.0 - CHAT_SLACK:
+            self._chat_buckets[chat_id] = (tokens, now)
+            self._refuse_for_chat((1.0 - tokens) / CHAT_RATE)
+        self._chat_buckets[chat_id] = (tokens - 1.0, now)
+
+    def _refuse_for_chat(self, wait: float) -> None:
+        """Answer 429 for one chat's limit, with the whole seconds to wait."""
+        self.chat_flood_hits += 1
+        seconds = max(1, math.ceil(wait))
+        raise ApiError(429, f"Too Many Requests: retry after {seconds}", {"retry_after": seconds})
 
     def _chat_id(self, params: dict[str, Any]) -> int:
         """The chat_id parameter as an int (400 when missing or not a number)."""
@@ -952,6 +997,7 @@ class FakeTelegram:
         self, chat_id: int, params: dict[str, Any], content: dict[str, Any]
     ) -> dict[str, Any]:
         """Store a message the bot sent, keep a snapshot, wake waiters; return the wire form."""
+        self._check_chat_pace(chat_id)
         number = self._message_counters.get(chat_id, 0) + 1
         self._message_counters[chat_id] = number
         stored: dict[str, Any] = {
@@ -1512,6 +1558,10 @@ class FakeTelegram:
     def unblock(self, chat_id: int) -> None:
         """The user of `chat_id` unblocked the bot."""
         self._blocked.discard(chat_id)
+
+    def forget(self, chat_id: int) -> None:
+        """The chat is gone (an account deleted, a group removed): sends get "chat not found"."""
+        self._gone.add(chat_id)
 
     # ----------------------------------------------------------------- inspection
 

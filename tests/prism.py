@@ -69,7 +69,9 @@ def _node() -> str:
         unavailable(f"Twilio's OpenAPI description is not at {SPEC_PATH}")
     package = json.loads((PRISM_CLI / "package.json").read_text(encoding="utf-8"))
     needed = str(package.get("engines", {}).get("node", ""))
-    found = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    found = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
     if needed and _version(found.stdout) < _version(needed):
         version = found.stdout.strip()
         unavailable(f"Prism {package['version']} needs node {needed}, found {version}")

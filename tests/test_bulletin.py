@@ -527,6 +527,7 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
 
@@ -909,7 +910,12 @@ async def run_cli(args: list[str], db_url: str) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     return int(process.returncode or 0), out.decode(), err.decode()
 
 

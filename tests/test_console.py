@@ -77,6 +77,7 @@ def test_a_user_name_too_long_for_an_address_is_refused(env: dict[str, str]) -> 
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 2

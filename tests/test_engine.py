@@ -364,3 +364,38 @@ async def test_each_message_marks_the_person_seen_and_reachable(
     await me.deliver(Inbound(me.address, "resume-1", kind="resume"))  # not the person writing
     assert (await stored())[1:3] == (datetime(2026, 12, 1, 9, 2, tzinfo=UTC),) * 2
     assert me.replies  # the question asked again, where the person was
+
+
+async def test_a_new_person_is_reachable_and_not_subscribed(person: Person, db: Database) -> None:
+    """Nobody gets bulletins without asking for them, and a first message is a message written."""
+    from sqlalchemy import select
+
+    from bot.models import Contact
+
+    await person.send("/start")
+    async with db.transaction() as session:
+        contact = await session.scalar(select(Contact).where(Contact.address == ME))
+    assert contact is not None
+    assert (contact.subscribed, contact.subscribed_at) == (False, None)
+    assert (contact.unreachable, contact.unreachable_reason) == (False, None)
+    assert contact.last_inbound_at is not None
+    assert contact.last_inbound_at == contact.first_seen == contact.last_seen
+
+
+async def test_what_the_logs_say_of_a_duplicate_and_a_failure(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator reads which message was skipped and where a step failed, on which channel."""
+    boom = Flow("boom", {"ask": Step(ask_boom, explode, accepts_text=True)})
+    registry = Registry(
+        [language.FLOW, menu.FLOW, declaration.FLOW, boom], deep_links={"boom": "boom"}
+    )
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await person.send("/start boom")
+    await person.tap("English")
+    with caplog.at_level(logging.INFO, logger="bot.engine"):
+        await person.send("hello", message_id="m-7")
+        await person.send("hello", message_id="m-7")
+    messages = [record.getMessage() for record in caplog.records]
+    assert "step boom/ask failed for a console message" in messages
+    assert "duplicate inbound m-7 skipped" in messages

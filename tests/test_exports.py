@@ -130,7 +130,9 @@ async def test_key_rotation_re_encrypts(db: Database, engine: Engine) -> None:
 
 def test_the_export_command(tmp_path: Path, db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": user_url(db_url)}
-    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True, timeout=120
+    )
     target = tmp_path / "reports.geojson"
     result = subprocess.run(
         [
@@ -151,6 +153,7 @@ def test_the_export_command(tmp_path: Path, db_url: str) -> None:
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -170,6 +173,7 @@ def test_the_export_command(tmp_path: Path, db_url: str) -> None:
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
     assert bad.returncode == 2

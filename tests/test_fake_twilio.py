@@ -514,6 +514,7 @@ async def test_inbound_posts_stay_on_loopback(fake: FakeTwilio) -> None:
 @pytest.fixture
 def standalone() -> Iterator[tuple[str, str, str]]:
     """`python -m tests.fake_twilio` in its own process: base URL, account SID, token."""
+    import select
     import subprocess
 
     process = subprocess.Popen(
@@ -524,6 +525,9 @@ def standalone() -> Iterator[tuple[str, str, str]]:
     )
     assert process.stdout is not None
     try:
+        # A fake that never starts must fail the test, not hang it on the read.
+        readable, _w, _x = select.select([process.stdout], [], [], 60)
+        assert readable, "the fake printed no address in 60 s"
         base_url, account_sid, token = process.stdout.readline().split()
         yield base_url, account_sid, token
     finally:

@@ -89,7 +89,7 @@ class BotProcess:
         """SIGKILL: no handler runs, nothing is flushed or closed."""
         assert self.process is not None
         self.process.kill()
-        assert await self.process.wait() == -signal.SIGKILL
+        assert await asyncio.wait_for(self.process.wait(), timeout=60) == -signal.SIGKILL
 
     async def stop(self) -> None:
         """SIGTERM, then a clean exit."""
@@ -114,7 +114,7 @@ async def bots() -> AsyncIterator[list[BotProcess]]:
         if bot.alive:
             assert bot.process is not None
             bot.process.kill()
-            await bot.process.wait()
+            await asyncio.wait_for(bot.process.wait(), timeout=60)
 
 
 def environment(db_url: str, fake: FakeTelegram, **more: str) -> dict[str, str]:
@@ -217,7 +217,12 @@ async def create_bulletin(tmp_path: Path, env: dict[str, str]) -> int:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
     assert process.returncode == 0, err.decode()
     return int(out.decode().split("\t")[0])
 
@@ -468,6 +473,7 @@ async def healthy(client: httpx.AsyncClient) -> bool:
         return False
 
 
+@pytest.mark.timeout(300)  # Telegram down for seconds on purpose; slow on a busy CI machine
 async def test_telegram_answering_500_delays_replies_and_broadcasts_but_loses_none(
     tmp_path: Path, db_url: str, fake: FakeTelegram, bots: list[BotProcess]
 ) -> None:
@@ -536,6 +542,7 @@ def test_after_an_outage_messages_go_within_tens_of_seconds_and_none_is_given_up
 
 
 @pytest.mark.skipif(ON_POSTGRES, reason="about SQLite: another process holding its write lock")
+@pytest.mark.timeout(300)  # a database locked for seconds on purpose; slow on a busy machine
 async def test_a_locked_database_gets_503s_then_everything_works_again(
     tmp_path: Path, db_url: str, fake: FakeTelegram, bots: list[BotProcess]
 ) -> None:

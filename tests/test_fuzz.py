@@ -14,8 +14,9 @@ contacts where words are expected. For every inbound:
 - nothing stored breaks a validation rule of the models and the handlers.
 
 A new flow or step is fuzzed without editing this file, as long as the explorer can reach it
-(`test_every_step_is_reached` says which one it cannot). ICSSI_FUZZ_EXAMPLES=500 runs many more
-examples per step, with fresh random inputs each run.
+(`test_every_step_is_reached` says which one it cannot). The inputs are new at each run (the seed
+is printed with a failure; ICSSI_FUZZ_SEED replays it); CI tries more of them than `make test`,
+and ICSSI_FUZZ_EXAMPLES=500 many more.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import sqlite3
 import unicodedata
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -41,6 +43,7 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -79,12 +82,14 @@ from handlers.sign import STATUS_LABELS as SIGNATURE_STATUS
 from tests.conftest import Person
 from tests.helpers import choose_language, t
 
-# Examples per (flow, step, language): a handful in CI (about 200 tests), many more by hand.
-EXAMPLES = int(os.environ.get("ICSSI_FUZZ_EXAMPLES") or 0)
+# Examples per (flow, step, language): a few at each `make test`, more in CI (.ci/run sets
+# ICSSI_CI), as many as ICSSI_FUZZ_EXAMPLES says by hand. New inputs each run, from a seed
+# printed with any failure: ICSSI_FUZZ_SEED=that seed replays them.
+EXAMPLES = int(os.environ.get("ICSSI_FUZZ_EXAMPLES") or (8 if os.environ.get("ICSSI_CI") else 3))
+SEED = int(os.environ.get("ICSSI_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 FUZZ = settings(
-    max_examples=EXAMPLES or 3,
+    max_examples=EXAMPLES,
     deadline=None,  # a busy machine is slow now and then; that is not a failure
-    derandomize=not EXAMPLES,  # the same inputs on every CI run
     database=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -1399,6 +1404,15 @@ async def fuzz_once(world: World, snap: Snapshot, data: st.DataObject) -> None:
     assert not bad, f"{snap}\n" + "\n".join(bad)
 
 
+def replayable(run: Callable[[], None]) -> None:
+    """Run a fuzzing test; a failure says the seed that replays its inputs."""
+    try:
+        run()
+    except BaseException as exc:
+        exc.add_note(f"ICSSI_FUZZ_SEED={SEED} replays these inputs ({EXAMPLES} examples)")
+        raise
+
+
 @pytest.mark.parametrize("locale", LOCALES)
 @pytest.mark.parametrize(("flow", "step"), STEPS, ids=[f"{f}/{s}" for f, s in STEPS])
 def test_fuzz(world: World, flow: str, step: str, locale: str) -> None:
@@ -1408,11 +1422,12 @@ def test_fuzz(world: World, flow: str, step: str, locale: str) -> None:
         pytest.fail(f"{flow}/{step} was not reached in {locale} (see test_every_step_is_reached)")
 
     @FUZZ
+    @hypothesis_seed(SEED)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         world.runner.run(fuzz_once(world, snap, data))
 
-    run()
+    replayable(run)
 
 
 def test_fuzz_first_contact(world: World) -> None:
@@ -1422,8 +1437,9 @@ def test_fuzz_first_contact(world: World) -> None:
     first = world.first
 
     @FUZZ
+    @hypothesis_seed(SEED)
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         world.runner.run(fuzz_once(world, first, data))
 
-    run()
+    replayable(run)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import sys
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
@@ -11,9 +14,9 @@ from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
 from bot.messages import Address
-from bot.models import Contact, Conversation, OutboxMessage, Report
+from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound, Report
 from bot.retention import purge
-from tests.conftest import Person
+from tests.conftest import Person, user_url
 from tests.coordinator_helpers import send_full_report
 from tests.helpers import choose_language, state, t, tc
 from tests.test_report import reports
@@ -92,3 +95,61 @@ async def test_retention_blanks_old_reports_only(
     assert (old.place, old.phone, old.anonymized_at is not None) == (None, None, True)
     assert (new.place, new.phone, new.anonymized_at) == ("Khanke camp", "+9647501234567", None)
     assert old.people == 5
+
+
+async def test_the_purge_command_applies_every_rule(
+    engine: Engine, db: Database, db_url: str
+) -> None:
+    family = Person(engine, Address("console", "old"))
+    await choose_language(family, "en")
+    await send_full_report(family, "en")
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    async with db.transaction() as session:
+        report = await session.scalar(select(Report))
+        assert report is not None
+        report.created_at = long_ago
+        for status in ("sent", "failed", "pending"):  # a pending message is never dropped
+            session.add(
+                OutboxMessage(
+                    channel="console",
+                    address="console:old",
+                    priority=2,
+                    body={},
+                    status=status,
+                    created_at=long_ago,
+                )
+            )
+        session.add(ProcessedInbound(channel="console", message_id="old", processed_at=long_ago))
+        session.add(ProcessedInbound(channel="console", message_id="new"))
+    env = {**os.environ, "DATABASE_URL": user_url(db_url), "REPORT_RETENTION_DAYS": "365"}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bot.cli", "db", "purge"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    said = err.decode()
+    assert process.returncode == 0, said
+    assert "'reports anonymized': 1" in said
+    assert "'outbox rows deleted': 2" in said
+    assert "'processed ids deleted': 1" in said
+    [old] = await reports(db)
+    assert (old.place, old.phone, old.anonymized_at is not None) == (None, None, True)
+    async with db.transaction() as session:
+        left = await session.scalars(
+            select(OutboxMessage.status).where(OutboxMessage.created_at < now_minus(300))
+        )
+        assert list(left) == ["pending"]
+        ids = await session.scalars(select(ProcessedInbound.message_id))
+        assert "old" not in list(ids)
+
+
+def now_minus(days: int) -> datetime:
+    """That many days ago."""
+    return datetime.now(UTC) - timedelta(days=days)

@@ -39,6 +39,12 @@ class SlowPlatform(FakePlatform):
         return await super().deliver(message)
 
 
+async def bulletin_statuses(db: Database) -> list[str]:
+    """The status of each bulletin, in order."""
+    async with db.transaction() as session:
+        return list((await session.scalars(select(Bulletin.status).order_by(Bulletin.id))).all())
+
+
 async def until(condition: Callable[[], bool]) -> None:
     """Wait until `condition()` holds (checked every 50 ms), 30 s at most."""
     for _ in range(600):
@@ -234,7 +240,10 @@ async def test_two_processes_publish_a_due_bulletin_once(db: Database, settings:
     try:
         await asyncio.gather(*(scheduler.start() for scheduler in schedulers))
         assert sorted(s.leading for s in schedulers) == [False, True]
-        await asyncio.sleep(0.5)
+        for _ in range(600):  # the leader publishes it, within 30 s
+            if await bulletin_statuses(db) == ["sent"]:
+                break
+            await asyncio.sleep(0.05)
     finally:
         for scheduler in schedulers:
             await scheduler.stop()
@@ -286,13 +295,19 @@ async def test_a_slow_batch_keeps_its_claim_to_the_end(db: Database, settings: S
         await until(lambda: len(slow.texts()) == 1)  # the first has claimed them all
         second.start()
         await until(lambda: len(slow.texts() + fast.texts()) >= 6)
-        await asyncio.sleep(0.5)  # time enough for a second copy, if there were one
+        # A later message: a pass that sends it has passed over the six before it, so a second
+        # copy of one of them would be out by then.
+        await queue(db, ("99", "later", "broadcast"))
+        first.wake("telegram")
+        second.wake("telegram")
+        await until(lambda: "later" in slow.texts() + fast.texts())
     finally:
         await first.stop()
         await second.stop()
         await other.close()
-    assert sorted(slow.texts() + fast.texts()) == [f"m{n}" for n in range(6)]
-    assert fast.texts() == []
+    sent = [text for text in slow.texts() + fast.texts() if text != "later"]
+    assert sorted(sent) == [f"m{n}" for n in range(6)]
+    assert [text for text in fast.texts() if text != "later"] == []
 
 
 @postgres_only
@@ -315,7 +330,12 @@ async def test_a_contact_made_meanwhile_by_another_process_is_taken_up(
             engine = Engine(db, settings, build_registry())
             first = Inbound(Address("telegram", "4242"), "u1", kind="command", text="/start")
             handling = asyncio.create_task(engine.handle(first))
-            await asyncio.sleep(1.0)
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            for _ in range(600):  # the engine's INSERT queues for the row, within 30 s
+                if await session.scalar(text(waiting)):
+                    break
+                await asyncio.sleep(0.05)
+            assert await session.scalar(text(waiting))
             assert not handling.done()  # waiting for the other process's transaction
         replies = await asyncio.wait_for(handling, timeout=30)  # the other one committed
     finally:

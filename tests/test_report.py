@@ -16,6 +16,7 @@ from bot.engine import Engine
 from bot.i18n import LANGUAGE_NAMES
 from bot.messages import Address, Inbound, Location, Media
 from bot.models import Report
+from bot.text import ascii_digits
 from handlers import build_registry
 from tests.conftest import Person
 from tests.helpers import LANGS, choose_language, menu_labels, state, t
@@ -168,6 +169,75 @@ async def test_counts_are_checked_against_the_household(person: Person, db: Data
     await person.send("1")
     assert "disability" in person.text()
     assert (await state(db, ME))["data"]["elderly"] == 1
+
+
+# The edges of the household: the smallest and the largest family, counts equal to it, and
+# children and elders together exactly at its size, typed in each digit script.
+@pytest.mark.parametrize(
+    ("people", "counts", "locale"),
+    [
+        ("1", ("1", "0", "1", "1"), "en"),  # one person: a child, living with a disability
+        ("٣٠", ("٣٠", "٠", "٣٠", "٣٠"), "ar"),  # thirty, every one a child
+        ("۳۰", ("۱۵", "۱۵", "۰", "۰"), "ckb"),  # fifteen children and fifteen elders
+        ("30", ("29", "1", "30", "0"), "en"),
+    ],
+)
+async def test_the_edges_of_the_household_are_accepted(
+    person: Person, db: Database, people: str, counts: tuple[str, ...], locale: str
+) -> None:
+    await open_report(person, locale)
+    await person.press("gov:IQG09")
+    await person.press("dist:IQG09Q04")
+    await person.tap(t(locale, "Skip"))
+    await person.press("orig:IQG15")
+    await person.tap(t(locale, "More than a year ago"))
+    await person.send(people)
+    for count in counts:
+        await person.send(count)  # a refused count is asked again, and the buttons below fail
+        assert t(locale, "Please type a number, 0 if none.") not in person.text()
+    await person.tap(t(locale, "No"))  # not headed by a woman
+    await person.tap(t(locale, "Camp"))
+    await person.press("need:food")
+    await person.press("need:done")
+    await person.tap(t(locale, "Skip"))  # nothing else
+    await person.tap(t(locale, "No"))  # no contact
+    await person.tap(t(locale, "Send the report"))
+    [report] = await reports(db)
+    expected = tuple(int(ascii_digits(n)) for n in (people, *counts))
+    assert (
+        report.people,
+        report.children,
+        report.elderly,
+        report.disabled,
+        report.pregnant,
+    ) == expected
+
+
+@pytest.mark.parametrize(
+    ("people", "children", "elderly", "said"),
+    [
+        ("1", "0", "2", "more than the family's 1 person"),  # singular
+        ("1", "1", "1", "more than the family's 1 person"),  # 1 + 1 > 1
+        ("30", "30", "1", "more than the family's 30 people"),  # 30 + 1 > 30
+        ("30", "16", "15", "more than the family's 30 people"),
+        ("30", "31", "0", "more than the family's 30 people"),
+    ],
+)
+async def test_one_past_the_household_is_refused(
+    person: Person, db: Database, people: str, children: str, elderly: str, said: str
+) -> None:
+    await open_report(person, "en")
+    for answer in ("Duhok", "Zakho", "Skip", "Ninewa", "More than a year ago", people):
+        await person.send(answer)
+    await person.send(children)
+    if int(children) > int(people):
+        assert said in person.text()
+        return
+    assert "over 60" in person.text()
+    await person.send(elderly)
+    assert said in person.text()
+    assert "over 60" in person.text()  # asked again
+    assert "elderly" not in (await state(db, ME))["data"]
 
 
 @pytest.mark.parametrize(

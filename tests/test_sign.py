@@ -421,7 +421,9 @@ async def test_a_forged_open_button_finds_no_signature(coordinator: Person, rest
 
 def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": user_url(db_url)}
-    subprocess.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True, timeout=120
+    )
     target = tmp_path / "signatories.csv"
     result = subprocess.run(
         [
@@ -438,6 +440,7 @@ def test_the_signatures_export_command(tmp_path: Path, db_url: str) -> None:
         env=env,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr

@@ -6,6 +6,7 @@ else is the bot's own code: runtime, adapter, engine, sender, SQLite file.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import unicodedata
@@ -500,3 +501,75 @@ async def test_a_file_is_sent_and_then_deleted(
     assert message["document_bytes"] == b"reference,people\nR-AAAAA,4\n"
     assert message["plain"] == "1 report"
     assert not export.exists()
+
+
+async def test_the_fake_keeps_telegrams_limits_to_one_chat(fake: FakeTelegram) -> None:
+    fake.chat_limits = True
+    url = f"http://127.0.0.1:{fake.port}/bot{fake.token}/sendMessage"
+    async with httpx.AsyncClient() as client:
+        person = [await client.post(url, json={"chat_id": 77, "text": f"m{n}"}) for n in range(4)]
+        group = [
+            await client.post(url, json={"chat_id": -100777, "text": f"g{n}"}) for n in range(21)
+        ]
+    # A burst of three to a person, then one a second; twenty a minute to a group.
+    assert [r.status_code for r in person] == [200, 200, 200, 429]
+    assert person[3].json()["parameters"]["retry_after"] == 1
+    assert [r.status_code for r in group] == [200] * 20 + [429]
+    assert group[20].json()["parameters"]["retry_after"] >= 59
+    assert fake.chat_flood_hits == 2
+    assert [m["plain"] for m in fake.sent(77)] == ["m0", "m1", "m2"]
+
+
+async def test_replies_keep_to_the_limit_of_one_chat(
+    settings: Settings, fake: FakeTelegram, db: Database
+) -> None:
+    fake.chat_limits = True
+    paced = dataclasses.replace(telegram_settings(settings, fake), telegram_chat_rate=1.0)
+    async with running(paced) as bot:
+        user = TelegramUser(fake)
+        await user.say("/start")
+        await user.press("English", expect=3)  # a burst of three after the first
+        for command in ("/help", "/menu", "/help"):  # each at once: the sender spaces them
+            await user.say(command, expect=1)
+        await bot.sender.flush("telegram")
+    assert fake.chat_flood_hits == 0
+    sent = [at for at, chat in fake.accepted if chat == USER]
+    assert len(sent) >= 7
+    assert sent[-1] - sent[0] >= len(sent) - 3 - 0.1  # after a burst of three, one a second
+
+
+async def test_a_chat_not_found_stops_its_messages_and_not_the_others(
+    polling: Bot, fake: FakeTelegram, db: Database
+) -> None:
+    gone, other = TelegramUser(fake), TelegramUser(fake, user_id=5151)
+    await gone.say("/start")
+    await gone.press("English", expect=3)
+    fake.forget(USER)  # the account was deleted
+    fake.push_update(fake.text_update(USER, "/help"))
+    await other.say("/start")  # answered meanwhile
+    contact = None
+    for _ in range(300):  # 30 s at most
+        async with db.transaction() as session:
+            contact = await session.scalar(
+                select(Contact).where(Contact.address == f"telegram:{USER}")
+            )
+        if contact is not None and contact.unreachable:
+            break
+        await asyncio.sleep(0.1)
+    assert contact is not None
+    assert contact.unreachable
+    assert "chat not found" in (contact.unreachable_reason or "").lower()
+    async with db.transaction() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.address == f"telegram:{USER}")
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    statuses = [row.status for row in rows]
+    assert statuses[-1] == "unreachable"
+    assert "pending" not in statuses
+    assert all(row.attempts <= 1 for row in rows)  # not tried again
+    assert len(fake.sent(USER)) == 4
+    assert len(fake.sent(5151)) == 1

@@ -161,6 +161,7 @@ async def start_in(user: WhatsAppUser, locale: str) -> None:
     assert t(locale, "Report a displaced family") in user.last
 
 
+@pytest.mark.timeout(300)  # a long conversation; slow on a busy CI machine
 async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
     user: WhatsAppUser, fake: FakeTwilio, db: Database
 ) -> None:
@@ -203,6 +204,7 @@ async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
         assert len(message.body or "") <= 1600
 
 
+@pytest.mark.timeout(300)  # a long conversation; slow on a busy CI machine
 async def test_a_whole_signature_in_arabic(user: WhatsAppUser, db: Database) -> None:
     await start_in(user, "ar")
     await user.pick(t("ar", "Sign the declaration"))
@@ -504,6 +506,26 @@ async def test_twilio_429_and_500_are_retried(fake: FakeTwilio, bot: Bot, db: Da
     [sent] = fake.sent(f"whatsapp:{number}")
     assert "Blankets are given out" in (sent.body or "")
     assert (await delivery(db, number)).status == "sent"
+
+
+async def test_twilio_503_is_tried_again_until_it_answers(
+    fake: FakeTwilio, bot: Bot, db: Database
+) -> None:
+    number = "+9647705550003"
+    await subscriber(db, number, "en", timedelta(hours=1))
+    fake.fail_next(2, status=503)  # Service Unavailable, twice
+    bot.sender.workers["whatsapp"].backoff = 0.1
+    await publish(db, TEXTS)
+    bot.sender.wake("whatsapp")
+    for _attempt in range(100):  # 20 s at most
+        await bot.sender.flush("whatsapp")
+        if (await delivery(db, number)).status != "pending":
+            break
+        await asyncio.sleep(0.2)
+    [sent] = fake.sent(f"whatsapp:{number}")  # once, though asked three times
+    assert "Blankets are given out" in (sent.body or "")
+    row = await delivery(db, number)
+    assert (row.status, row.attempts, row.error) == ("sent", 3, None)
 
 
 async def test_an_export_on_whatsapp_says_where_to_take_the_file(
