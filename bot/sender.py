@@ -288,6 +288,23 @@ def _unreachable_contact() -> Update:
     )
 
 
+def _postpone_person() -> Update:
+    """Hold the other pending messages to :address until :until as well: a message sent again
+    later must not arrive after the ones that followed it."""
+    return (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.address == bindparam("address"),
+            OutboxMessage.status == "pending",
+            or_(
+                OutboxMessage.not_before.is_(None),
+                OutboxMessage.not_before < bindparam("until"),
+            ),
+        )
+        .values(not_before=bindparam("until"))
+    )
+
+
 def _unreachable_rows() -> Update:
     """Stop the pending messages to :address, for :reason."""
     return (
@@ -579,6 +596,10 @@ class ChannelWorker:
         # for that to be written (which stops its other rows).
         waiting = set(self.sending.values())
         waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
+        # A chat whose message is to go again later waits for it (its order is kept).
+        waiting.update(
+            address for _id, address, v, _u in self.done if v.get("not_before") is not None
+        )
         soonest: float | None = None
         for row_id, address, priority, attempts, body, _turn in rows:
             if priority > 0 and self.urgent.is_set():
@@ -803,6 +824,13 @@ class ChannelWorker:
             ]
             if deleted:
                 statements.append((self._statement("delete", _delete_row), deleted))
+            postponed = [
+                {"address": address, "until": values["not_before"]}
+                for _id, address, values, _reason in batch
+                if values.get("not_before") is not None and values.get("status") is None
+            ]
+            if postponed:  # after the outcomes: the postponed row itself keeps its own time
+                statements.append((self._statement("postpone", _postpone_person), postponed))
             if unreachable:  # the contact, and its other pending messages stopped
                 statements.append((self._statement("contact", _unreachable_contact), unreachable))
                 statements.append((self._statement("stopped", _unreachable_rows), unreachable))

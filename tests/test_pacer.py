@@ -314,10 +314,9 @@ def test_a_429_holds_the_whole_channel_for_retry_after(migrated_url: str, rate: 
     assert platform.turns < 20_000
 
 
-# A known bug, left to the change of the sender's row selection (issue #15): the refused message
-# waits in the outbox until its `not_before`, and the person's next messages, due, go first.
-@pytest.mark.xfail(strict=True, reason="a 429 puts a person's refused message after the next")
 def test_a_429_keeps_each_persons_order(migrated_url: str) -> None:
+    """A message refused with 429 goes again before the same person's next ones: they are held
+    until the same moment (it used to wait alone, and the next ones, due, went first)."""
     platform = TimedPlatform()
     platform.fail = lambda message, call: RetryLater(2.0) if call == 1 else None
 
@@ -327,6 +326,31 @@ def test_a_429_keeps_each_persons_order(migrated_url: str) -> None:
     stored = run_sender(migrated_url, platform, fill)
     assert [status for status, _a, _e in stored] == ["sent"] * 4
     assert platform.texts() == [f"part {n}" for n in range(4)]
+
+
+def test_a_429_keeps_the_order_while_other_chats_are_in_flight(migrated_url: str) -> None:
+    """The refusal is written a moment later, beside the outcomes of other chats' sends: the
+    person's next message must not be picked meanwhile."""
+    platform = TimedPlatform(rate=30.0)
+    refused: set[str] = set()
+
+    def fail(message: Outbound, call: int) -> Exception | None:
+        if message.address.id == "7" and message.text == "part 0" and not refused:
+            refused.add("once")
+            return RetryLater(2.0)
+        return None
+
+    platform.fail = fail
+
+    async def fill(db: Database) -> None:
+        others = [(str(chat), f"note {n}", "reply") for n in range(3) for chat in range(8, 20)]
+        await queue(db, *others[:6], *[("7", f"part {n}", "reply") for n in range(4)])
+        await queue(db, *others[6:])
+
+    stored = run_sender(migrated_url, platform, fill)
+    assert {status for status, _a, _e in stored} == {"sent"}
+    mine = [message.text for _at, message in platform.sent if message.address.id == "7"]
+    assert mine == [f"part {n}" for n in range(4)]
 
 
 async def first_send_to(platform: TimedPlatform, chat: str) -> float:
