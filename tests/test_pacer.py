@@ -22,7 +22,7 @@ from bot.channels.telegram import TelegramTransport
 from bot.config import Settings
 from bot.db import Database, upgrade
 from bot.engine import Engine
-from bot.messages import Address, Outbound
+from bot.messages import Address, Outbound, Priority
 from bot.sender import RetryLater, Sender, _Pacer
 from handlers import build_registry
 from tests.conftest import Person, PostgresServer
@@ -343,7 +343,9 @@ def test_a_429_keeps_the_order_while_other_chats_are_in_flight(migrated_url: str
     platform.fail = fail
 
     async def fill(db: Database) -> None:
-        others = [(str(chat), f"note {n}", "reply") for n in range(3) for chat in range(8, 20)]
+        others: list[tuple[str, str, Priority]] = [
+            (str(chat), f"note {n}", "reply") for n in range(3) for chat in range(8, 20)
+        ]
         await queue(db, *others[:6], *[("7", f"part {n}", "reply") for n in range(4)])
         await queue(db, *others[6:])
 
