@@ -12,7 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from bot.i18n import LOCALES, N_, _, current_locale, direct, translate_in
+from bot.i18n import (
+    LOCALES,
+    N_,
+    _,
+    current_locale,
+    direct,
+    format_number,
+    isolate,
+    translate_in,
+)
 from bot.messages import Address, Button, Inbound, Outbound, Priority
 from bot.models import Contact
 from bot.text import ascii_digits, match_key, parse_int, strip_bidi
@@ -243,6 +252,14 @@ async def coordinators(session: AsyncSession, settings: Settings) -> list[tuple[
         )
         found.append((address, locale or settings.default_locale))
     return found
+
+
+def too_long(limit: int, given: int) -> str:
+    """The answer to a text over its limit, in the current locale (`given`: Ctx.length)."""
+    return _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).") % {
+        "limit": isolate(format_number(limit)),
+        "given": isolate(format_number(given)),
+    }
 
 
 def nav_buttons(*payloads: str) -> list[Button]:

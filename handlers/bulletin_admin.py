@@ -16,7 +16,18 @@ from sqlalchemy import select
 
 from bot import bulletins
 from bot.bulletins import EDITABLE, TEXT_LIMIT, TITLE_LIMIT
-from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
+from bot.flows import (
+    MENU,
+    Ctx,
+    Flow,
+    Step,
+    Transition,
+    goto,
+    nav_buttons,
+    retry,
+    to_menu,
+    too_long,
+)
 from bot.i18n import (
     LANGUAGE_NAMES,
     LOCALES,
@@ -179,13 +190,7 @@ async def on_title(ctx: Ctx) -> Transition:
         return goto("text")
     title = ctx.text.strip()
     if len(title) > TITLE_LIMIT:
-        return retry(
-            _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {
-                "limit": isolate(format_number(TITLE_LIMIT)),
-                "given": isolate(format_number(ctx.length(title))),
-            }
-        )
+        return retry(too_long(TITLE_LIMIT, ctx.length(title)))
     ctx.data["title"] = title
     return goto("text")
 
@@ -203,13 +208,7 @@ async def on_text(ctx: Ctx) -> Transition:
     """Keep the text, and ask for another language."""
     text = (current(ctx, "text") or "") if ctx.choice == "keep" else ctx.text.strip()
     if len(text) > TEXT_LIMIT:
-        return retry(
-            _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")
-            % {
-                "limit": isolate(format_number(TEXT_LIMIT)),
-                "given": isolate(format_number(ctx.length(text))),
-            }
-        )
+        return retry(too_long(TEXT_LIMIT, ctx.length(text)))
     # A new dict: the conversation's JSON column is saved only when a value is replaced.
     ctx.data["texts"] = {
         **texts(ctx),

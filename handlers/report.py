@@ -16,7 +16,18 @@ from sqlalchemy import func, or_, select
 
 from bot import crypto, gazetteer
 from bot.config import NEEDS
-from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, to_menu
+from bot.flows import (
+    MENU,
+    Ctx,
+    Flow,
+    Step,
+    Transition,
+    goto,
+    nav_buttons,
+    retry,
+    to_menu,
+    too_long,
+)
 from bot.i18n import (
     N_,
     _,
@@ -819,14 +830,6 @@ def answer_first() -> str:
     return _("Please answer this question first.")
 
 
-def too_long(limit: int, given: int) -> str:
-    """The answer to a text over its limit."""
-    return _("Please keep it shorter: at most %(limit)s characters (yours has %(given)s).") % {
-        "limit": isolate(format_number(limit)),
-        "given": isolate(format_number(given)),
-    }
-
-
 def limit_text(ctx: Ctx) -> str:
     """The answer when today's reports are used up."""
     return ngettext(
@@ -861,7 +864,7 @@ async def ask_limit(ctx: Ctx) -> None:
 async def on_limit(ctx: Ctx) -> Transition:
     """Pass one message a day to the coordinators."""
     if len(ctx.text) > URGENT_LIMIT:
-        return retry(too_long(URGENT_LIMIT, len(ctx.text)))
+        return retry(too_long(URGENT_LIMIT, ctx.length(ctx.text)))
     key = crypto.keyed_hash(f"urgent {ctx.address}")
     since = ctx.now - timedelta(days=1)
     sent = await ctx.session.scalar(

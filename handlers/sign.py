@@ -14,7 +14,19 @@ from rapidfuzz import fuzz, process
 from sqlalchemy import func, select
 
 from bot import declaration, gazetteer
-from bot.flows import MENU, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, start, to_menu
+from bot.flows import (
+    MENU,
+    Ctx,
+    Flow,
+    Step,
+    Transition,
+    goto,
+    nav_buttons,
+    retry,
+    start,
+    to_menu,
+    too_long,
+)
 from bot.i18n import (
     N_,
     _,
@@ -33,7 +45,6 @@ from handlers.report import (
     governorate_buttons,
     pick_place,
     shared_phone,
-    too_long,
     valid_phone,
 )
 
