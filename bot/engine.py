@@ -281,7 +281,7 @@ class Engine:
         key = str(inbound.address)
         verdict: Verdict = "read"
         # A restart's resume is not the person writing; coordinators are trusted with more.
-        if inbound.kind != "resume" and inbound.address not in self.settings.coordinators:
+        if inbound.kind != "resume" and not self.settings.is_coordinator(inbound.address):
             verdict = self.limit.check(key)
         lock = self._locks.get(key)
         if lock is None:

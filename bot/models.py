@@ -159,6 +159,12 @@ class ProcessedInbound(Base):
 REFERENCE_KEYS = frozenset({"bulletin", "locale"})
 
 
+def quotes_content(body: dict[str, Any]) -> bool:
+    """Whether an outbox body holds what a message says (to blank once it has gone), rather
+    than a reference to it."""
+    return not body.keys() <= REFERENCE_KEYS
+
+
 class OutboxMessage(Base):
     """A message waiting to leave, or already sent: the sender's delivery ledger.
 

@@ -43,7 +43,7 @@ def _values(model: type[Base], row: Any) -> list[tuple[str, str, Any]]:
     ]
 
 
-async def holdings(session: AsyncSession, contact: Contact, now: datetime) -> list[Holding]:
+async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
     """Everything held about a person, row by row: contact, conversation, reports, signatures,
     and the messages to them still in the outbox."""
     found = [Holding("contacts", "", _values(Contact, contact))]

@@ -178,7 +178,7 @@ async def rotate_keys(db: Database) -> dict[str, int]:
     is raised and nothing is changed. Then the rows are rewritten a batch at a time.
     """
     if not crypto.enabled():
-        raise Unreadable({"DATA_ENCRYPTION_KEY is not set": 0})
+        raise ValueError("DATA_ENCRYPTION_KEY is not set: there is no key to encrypt with")
     tables: dict[Table, list[Column[Any]]] = {}
     for column in crypto.encrypted_columns(Base.metadata):
         tables.setdefault(column.table, []).append(column)

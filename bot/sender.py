@@ -40,7 +40,7 @@ from sqlalchemy import (
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
 from bot.messages import HOLDING_CHANNELS, Outbound, Priority
-from bot.models import REFERENCE_KEYS, Contact, OutboxMessage
+from bot.models import Contact, OutboxMessage, quotes_content
 
 logger = logging.getLogger(__name__)
 
@@ -595,10 +595,11 @@ class ChannelWorker:
         # Keep each chat's order: one send at a time to a chat. A chat found unreachable waits
         # for that to be written (which stops its other rows).
         waiting = set(self.sending.values())
-        waiting.update(address for _id, address, _v, unreachable in self.done if unreachable)
-        # A chat whose message is to go again later waits for it (its order is kept).
+        # ... and a chat whose message is to go again later waits for it (its order is kept).
         waiting.update(
-            address for _id, address, v, _u in self.done if v.get("not_before") is not None
+            address
+            for _id, address, values, unreachable in self.done
+            if unreachable or values.get("not_before") is not None
         )
         soonest: float | None = None
         for row_id, address, priority, attempts, body, _turn in rows:
@@ -759,7 +760,7 @@ class ChannelWorker:
             values = {"delete": True}
         elif (
             gone
-            and not body.keys() <= REFERENCE_KEYS
+            and quotes_content(body)
             # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
             # tier): the status callback blanks it once delivered (retention a day after).
             and not (self.channel in HOLDING_CHANNELS and values["status"] == "sent")

@@ -95,7 +95,7 @@ async def ask_mydata(ctx: Ctx) -> None:
     """Everything stored about this person, in their language."""
     show = formatters(ctx)
     lines: list[str] = []
-    held = await holdings(ctx.session, ctx.contact, ctx.now)
+    held = await holdings(ctx.session, ctx.contact)
     for holding in held:
         if holding.table == "contacts":
             lines += holding_lines(holding, show)

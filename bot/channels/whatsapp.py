@@ -38,7 +38,7 @@ from bot.engine import Engine, enqueue
 from bot.flows import NAV_PAYLOADS, coordinators
 from bot.i18n import N_, RLM, _, translate_in, use_locale
 from bot.messages import Address, Inbound, Location, Media, Outbound
-from bot.models import REFERENCE_KEYS, AuditEntry, Contact, OutboxMessage, ProcessedInbound
+from bot.models import AuditEntry, Contact, OutboxMessage, ProcessedInbound, quotes_content
 from bot.sender import Held, Rejected, RetryLater, Unreachable
 from bot.text import parse_command, split_text, strip_bidi
 
@@ -368,7 +368,7 @@ class StatusRecorder:
                 return None
             if status in ("delivered", "read"):  # applied once by itself: the first time kept
                 row.delivered_at = row.delivered_at or now
-                if not row.body.keys() <= REFERENCE_KEYS:
+                if quotes_content(row.body):
                     row.body = {}  # it will not be sent again: nothing of what it said stays
                 return status
             if not await self._first_time(session, sid, status, now):
@@ -410,7 +410,7 @@ class StatusRecorder:
             else:
                 row.status = "failed"
                 outcome = "failed"
-            if row.status in ("failed", "unreachable") and not row.body.keys() <= REFERENCE_KEYS:
+            if row.status in ("failed", "unreachable") and quotes_content(row.body):
                 row.body = {}  # it will not be sent again
         if code == OPTED_OUT:
             await unsubscribe(self.db, row.address)
