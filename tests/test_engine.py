@@ -96,6 +96,18 @@ async def explode(ctx: Ctx) -> Transition:
     raise RuntimeError("bug in a step")
 
 
+async def in_flow(flow: Flow, db: Database, settings: Settings, pick: str = "English") -> Person:
+    """A person of an engine that runs `flow` beside the language and menu flows, who opened it
+    by its deep link and picked the language `pick`."""
+    registry = Registry(
+        [language.FLOW, menu.FLOW, declaration.FLOW, flow], deep_links={flow.name: flow.name}
+    )
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await person.send(f"/start {flow.name}")
+    await person.tap(pick)
+    return person
+
+
 async def ask_boom(ctx: Ctx) -> None:
     ctx.ask("Say anything", [])
 
@@ -104,12 +116,7 @@ async def test_a_failing_step_apologizes_and_keeps_the_place(
     db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     boom = Flow("boom", {"ask": Step(ask_boom, explode, accepts_text=True)})
-    registry = Registry(
-        [language.FLOW, menu.FLOW, declaration.FLOW, boom], deep_links={"boom": "boom"}
-    )
-    person = Person(Engine(db, settings, registry), Address("console", "tester"))
-    await person.send("/start boom")
-    await person.tap("کوردی (سۆرانی)")
+    person = await in_flow(boom, db, settings, "کوردی (سۆرانی)")
     before = await state(db, ME)
     assert before["flow"] == "boom"
     with caplog.at_level(logging.ERROR):
@@ -132,10 +139,7 @@ async def test_stay_keeps_the_step(db: Database, settings: Settings) -> None:
         return stay()
 
     quiet = Flow("quiet", {"q": Step(ask, answer, accepts_text=True)})
-    registry = Registry([language.FLOW, menu.FLOW, quiet], deep_links={"quiet": "quiet"})
-    person = Person(Engine(db, settings, registry), Address("console", "tester"))
-    await person.send("/start quiet")
-    await person.tap("English")
+    person = await in_flow(quiet, db, settings)
     await person.send("anything")
     assert person.text().strip() == "noted"
     assert (await state(db, ME))["step"] == "q"
@@ -154,10 +158,7 @@ async def test_a_nested_change_on_the_same_step_is_saved(db: Database, settings:
         return stay()
 
     collect = Flow("collect", {"q": Step(ask, answer, accepts_text=True)})
-    registry = Registry([language.FLOW, menu.FLOW, collect], deep_links={"collect": "collect"})
-    person = Person(Engine(db, settings, registry), Address("console", "tester"))
-    await person.send("/start collect")
-    await person.tap("English")
+    person = await in_flow(collect, db, settings)
     await person.send("one")
     await person.send("two")
     assert (await state(db, ME))["data"] == {"seen": {"words": ["one", "two"]}}
@@ -387,12 +388,7 @@ async def test_what_the_logs_say_of_a_duplicate_and_a_failure(
 ) -> None:
     """The operator reads which message was skipped and where a step failed, on which channel."""
     boom = Flow("boom", {"ask": Step(ask_boom, explode, accepts_text=True)})
-    registry = Registry(
-        [language.FLOW, menu.FLOW, declaration.FLOW, boom], deep_links={"boom": "boom"}
-    )
-    person = Person(Engine(db, settings, registry), Address("console", "tester"))
-    await person.send("/start boom")
-    await person.tap("English")
+    person = await in_flow(boom, db, settings)
     with caplog.at_level(logging.INFO, logger="bot.engine"):
         await person.send("hello", message_id="m-7")
         await person.send("hello", message_id="m-7")
