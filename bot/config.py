@@ -72,6 +72,7 @@ class Settings:
     report_retention_days: int = 365
     reports_per_day: int = 3
     conversation_idle_days: int = 7
+    console_session_hours: int = 12  # how long a console sign-in lasts
     # How families reach a coordinator when it is urgent (a phone number, a place), if any.
     urgent_contact: str | None = None
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
@@ -194,6 +195,13 @@ def _days(value: str) -> int:
     if not 1 <= days <= 36500:
         raise ValueError(value)
     return days
+
+
+def _hours(value: str) -> int:
+    hours = int(ascii_digits(value.strip()))
+    if not 1 <= hours <= 168:
+        raise ValueError(value)
+    return hours
 
 
 def _count(value: str) -> int:
@@ -370,6 +378,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "conversation_idle_days",
         _days,
         "a number of days, 1 or more",
+    )
+    take(
+        "CONSOLE_SESSION_HOURS",
+        "console_session_hours",
+        _hours,
+        "hours from 1 to 168: how long a console sign-in lasts",
     )
     take(
         "REPORT_ALERT_NEEDS",

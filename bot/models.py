@@ -435,3 +435,53 @@ class Bulletin(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id", ondelete="SET NULL"))
     published_at: Mapped[datetime | None] = mapped_column(index=True)
     finished_at: Mapped[datetime | None]
+
+
+class Person(Base):
+    """Someone with a role in the Initiative's work (admin, coordinator, editor or viewer).
+
+    The address is the chat in which they sign in to the console and receive alerts.
+    """
+
+    __tablename__ = "people"
+
+    address: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    # How colleagues know them ("Sara, Duhok office"): the People page shows it.
+    name: Mapped[str | None] = mapped_column(String(100))
+    added_by: Mapped[str] = mapped_column(String(100))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[datetime | None]
+
+
+class SignInLink(Base):
+    """A one-time link to the console, sent in the person's chat: only its hash is kept."""
+
+    __tablename__ = "sign_in_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # A link dies with the role it was sent for.
+    address: Mapped[str] = mapped_column(
+        ForeignKey("people.address", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in console session: the cookie's hash, whose it is, until when.
+
+    Removing a person's role deletes their sessions with it (ON DELETE CASCADE).
+    """
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(
+        ForeignKey("people.address", ondelete="CASCADE"), index=True
+    )
+    # The form token of this session (CSRF): a form posted without it is refused.
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

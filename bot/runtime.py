@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from bot import crypto, retention
+from sqlalchemy.exc import IntegrityError
+
+from bot import crypto, retention, roles
 from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
@@ -74,6 +76,7 @@ async def running(
             # Another process sends from this SQLite file (`make run` in another terminal):
             # this console session prints its own person's messages, and leaves the rest.
             schedules = False
+    await adopt_coordinators(db, settings)
     engine = Engine(db, settings, build_registry())
     platforms = console is None
     telegram = (
@@ -138,6 +141,19 @@ async def running(
         await db.close()
 
 
+async def adopt_coordinators(db: Database, settings: Settings) -> None:
+    """COORDINATORS' addresses become admins if they have no role yet (README says so)."""
+    if not settings.coordinators:
+        return
+    # The web and worker processes start together: the second one's insert may meet the
+    # first one's, and then the role is there, which is all that was wanted.
+    with contextlib.suppress(IntegrityError):
+        async with db.transaction() as session:
+            adopted = await roles.adopt(session, settings.coordinators)
+        if adopted:
+            logger.info("COORDINATORS: %d address(es) made admins", len(adopted))
+
+
 async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600) -> None:
     """Apply the retention rules at start and every `every` seconds."""
     while True:
@@ -155,7 +171,7 @@ async def serve(settings: Settings, role: Role = "all") -> None:
     from bot.web import create_app
 
     async with running(settings, role) as bot:
-        app = create_app(bot.db, bot.telegram, bot.whatsapp)
+        app = create_app(bot.db, bot.telegram, bot.whatsapp, settings=settings)
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
         )

@@ -17,12 +17,14 @@ from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from telegram import Update
 from telegram.error import TelegramError
 
 from bot import bulletins
+from bot.config import Settings
 from bot.db import Database
+from bot.webconsole import Console
 
 if TYPE_CHECKING:
     from bot.channels.telegram import TelegramChannel
@@ -102,8 +104,11 @@ def create_app(
     telegram: TelegramChannel | None = None,
     whatsapp: WhatsAppChannel | None = None,
     answer_within: float = ANSWER_WITHIN,
+    *,
+    settings: Settings | None = None,
 ) -> Starlette:
-    """The Starlette app, with the webhook of every channel that receives by webhook."""
+    """The Starlette app, with the webhook of every channel that receives by webhook; with
+    `settings`, the coordinators' console under /console/ too."""
     late: set[asyncio.Task[Any]] = set()  # work that outlived its request's answer
 
     def finished(task: asyncio.Task[Any]) -> None:
@@ -141,7 +146,9 @@ def create_app(
             return JSONResponse({"status": "ok", "database": "ok"})
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
 
-    routes = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    if settings is not None:
+        routes += Console(db, settings).routes()
 
     if telegram is not None and telegram.webhook:
         channel = telegram

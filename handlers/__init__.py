@@ -6,6 +6,7 @@ from bot.flows import Registry
 from handlers import (
     bulletin,
     bulletin_admin,
+    console,
     coordinator,
     declaration,
     language,
@@ -37,6 +38,7 @@ def build_registry() -> Registry:
             sign.SIGNED,
             signatures.PENDING,  # coordinators only
             signatures.DETAIL,
+            console.FLOW,  # a sign-in link for people with a role
         ],
         deep_links={
             "declaration": "declaration",
@@ -54,6 +56,7 @@ def build_registry() -> Registry:
             "export": "export",
             "signatures": "signatures",
             "bulletin": "bulletin_admin",
+            "console": "console",
         },
         actions={**coordinator.ACTIONS, **signatures.ACTIONS},
         keywords=bulletin.KEYWORDS,

@@ -61,9 +61,13 @@ def extracted_from_code() -> set[tuple[str | None, str]]:
     """What pybabel would extract now, with the Makefile's keywords (and its default pgettext)."""
     found: set[tuple[str | None, str]] = set()
     keywords = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
+    methods = [("**.py", "python"), ("bot/webconsole/templates/**.html", "jinja2")]
     for folder in ("bot", "handlers"):
         for _file, _line, message, _comments, context in extract_from_dir(
-            ROOT / folder, method_map=[("**.py", "python")], keywords=keywords
+            ROOT / folder,
+            method_map=[(pattern.removeprefix(folder + "/"), how) for pattern, how in methods],
+            keywords=keywords,
+            options_map={"**.html": {"extensions": "jinja2.ext.i18n"}},
         ):
             found.add((context, message if isinstance(message, str) else message[0]))
     return found

@@ -1,0 +1,624 @@
+"""The coordinators' web console under /console/: server-rendered pages, signed in by a link.
+
+Every page is rendered on the server in the reader's language (right-to-left for ar and ckb),
+with no inline script, so that the Content-Security-Policy can forbid them all. A role that may
+not see a page gets 403 in its language; an anonymous visitor gets the page that says how to
+sign in through the bot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.sql.elements import ColumnElement
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from bot import gazetteer, roles, signin
+from bot.config import NEEDS, Settings
+from bot.db import Database
+from bot.i18n import (
+    LOCALES,
+    _,
+    current_locale,
+    format_datetime,
+    format_number,
+    is_rtl,
+    ngettext,
+    use_locale,
+)
+from bot.models import Contact, Report
+from bot.text import ascii_digits
+from handlers.report import NEED_LABELS, STATUS_LABELS
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "icssi_console"
+LANG_COOKIE = "icssi_lang"
+PAGE_SIZE = 50
+FORM_LIMIT = 16_384  # bytes of a posted form, at most
+LANGUAGE_NAMES = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+# Failed sign-in attempts one client may make in REDEEM_WINDOW seconds: a guessed link is
+# 256 random bits, but nobody should be able to hammer the database with guesses.
+REDEEM_TRIES = 20
+REDEEM_WINDOW = 600.0
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A console page: its path, the permission it needs, and its label in the menu."""
+
+    path: str
+    permission: str
+    label: str
+
+
+# The table's columns: no personal field among them.
+TABLE_COLUMNS = (
+    Report.reference,
+    Report.created_at,
+    Report.governorate,
+    Report.district,
+    Report.people,
+    Report.needs,
+    Report.urgent,
+    Report.status,
+    Report.duplicate_of,
+)
+# The menu, in order; each page is shown only to the roles that may open it.
+PAGES = (
+    Page("/console/reports", "reports", "Reports"),
+    Page("/console/people", "people", "People"),
+)
+
+
+def _environment() -> Environment:
+    """The Jinja2 environment, translating with the bot's catalogs in the current locale."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        gettext=_, ngettext=ngettext, newstyle=True
+    )
+    env.filters["number"] = format_number
+    return env
+
+
+class Console:
+    """The console's routes, bound to a database and the settings."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.env = _environment()
+        self.secure = (settings.public_url or "").startswith("https://")
+        self.failures: dict[str, deque[float]] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes to mount at the app's root."""
+        return [
+            Route("/console", self.home, methods=["GET"]),
+            Route("/console/", self.home, methods=["GET"]),
+            Route("/console/sign-in/{token}", self.sign_in_page, methods=["GET"]),
+            Route("/console/sign-in/{token}", self.sign_in, methods=["POST"]),
+            Route("/console/sign-out", self.sign_out, methods=["POST"]),
+            Route("/console/reports", self.reports, methods=["GET"]),
+            Route("/console/people", self.people, methods=["GET"]),
+            Route("/console/people", self.change_people, methods=["POST"]),
+            Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+        ]
+
+    def locale_of(self, request: Request, preferred: str | None = None) -> str:
+        """The page's language: ?lang=, the cookie, the person's chat language, the browser's."""
+        for candidate in (
+            request.query_params.get("lang"),
+            request.cookies.get(LANG_COOKIE),
+            preferred,
+        ):
+            if candidate in LOCALES:
+                return candidate
+        for part in request.headers.get("accept-language", "").split(","):
+            tag = part.split(";")[0].strip().lower().replace("_", "-")
+            for locale in LOCALES:
+                if tag == locale or tag.startswith(locale + "-"):
+                    return locale
+        return self.settings.default_locale
+
+    def render(
+        self,
+        request: Request,
+        template: str,
+        context: Mapping[str, Any],
+        *,
+        who: signin.Signed | None = None,
+        locale: str,
+        status: int = 200,
+    ) -> HTMLResponse:
+        """A page in the locale, with the security headers every console page carries."""
+        with use_locale(locale):
+            menu = [
+                (page.path, _(page.label))
+                for page in PAGES
+                if who is not None and roles.may(who.role, page.permission)
+            ]
+            html = self.env.get_template(template).render(
+                locale=locale,
+                dir="rtl" if is_rtl(locale) else "ltr",
+                who=who,
+                role_label=_(roles.ROLE_LABELS[who.role]) if who else "",
+                menu=menu,
+                here=request.url.path,
+                languages=[
+                    (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
+                    for code in LOCALES
+                ],
+                **context,
+            )
+        response = HTMLResponse(html, status_code=status)
+        self.protect(response)
+        if request.query_params.get("lang") in LOCALES:
+            response.set_cookie(
+                LANG_COOKIE,
+                locale,
+                max_age=365 * 86400,
+                httponly=True,
+                samesite="lax",
+                secure=self.secure,
+                path="/console",
+            )
+        return response
+
+    @staticmethod
+    def _with_lang(request: Request, code: str) -> str:
+        """This page's address with another language."""
+        query = dict(request.query_params)
+        query["lang"] = code
+        return request.url.path + "?" + urlencode(query)
+
+    @staticmethod
+    def protect(response: Response) -> None:
+        """The headers that keep the console out of frames, caches and inline scripts."""
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        )
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # A sign-in link is in the address bar: no page may send it on as a Referer.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+
+    async def who(self, request: Request) -> signin.Signed | None:
+        """The signed-in person, or None (no lock is taken for it)."""
+        cookie = request.cookies.get(COOKIE)
+        if not cookie:
+            return None
+        async with self.db.read() as connection:
+            return await signin.signed(connection, cookie)
+
+    async def chat_locale(self, address: str) -> str | None:
+        """The language the person chose in the chat, if any."""
+        async with self.db.read() as connection:
+            return await connection.scalar(
+                select(Contact.locale).where(Contact.address == address)
+            )
+
+    async def allowed(
+        self, request: Request, permission: str
+    ) -> tuple[signin.Signed, str] | Response:
+        """The person and the page's locale if their role has the permission; else the answer
+        (the sign-in page for nobody, 403 for a role without it)."""
+        who = await self.who(request)
+        if who is None:
+            locale = self.locale_of(request)
+            return self.render(request, "anonymous.html", {}, locale=locale, status=401)
+        locale = self.locale_of(request, await self.chat_locale(who.address))
+        if not roles.may(who.role, permission):
+            return self.render(request, "forbidden.html", {}, who=who, locale=locale, status=403)
+        return who, locale
+
+    async def form(self, request: Request) -> dict[str, str] | None:
+        """A posted form's fields, or None when it is too large or not a form."""
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
+            return None
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > FORM_LIMIT:
+                return None
+        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+            return None
+        from urllib.parse import parse_qsl
+
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            return None
+
+    def same_origin(self, request: Request) -> bool:
+        """Whether a POST comes from the console's own pages (when the browser says)."""
+        origin = request.headers.get("origin")
+        if not origin or origin == "null":
+            return origin is None
+        return urlsplit(origin).netloc == request.url.netloc
+
+    def bad_request(self, request: Request, locale: str, who: signin.Signed | None) -> Response:
+        """400: the form was not what the page sends (too large, expired token, other site)."""
+        return self.render(request, "bad_request.html", {}, who=who, locale=locale, status=400)
+
+    # -- pages ------------------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        """The overview for the signed-in; how to sign in for anyone else."""
+        who = await self.who(request)
+        if who is None:
+            locale = self.locale_of(request)
+            return self.render(request, "anonymous.html", {}, locale=locale)
+        locale = self.locale_of(request, await self.chat_locale(who.address))
+        async with self.db.read() as connection:
+            grouped = await connection.execute(
+                select(Report.status, func.count()).group_by(Report.status)
+            )
+            counts: dict[str, int] = {status: count for status, count in grouped.all()}
+        with use_locale(locale):
+            statuses = [(_(label), counts.get(code, 0)) for code, label in STATUS_LABELS.items()]
+        return self.render(
+            request,
+            "home.html",
+            {"statuses": statuses, "total": sum(counts.values())},
+            who=who,
+            locale=locale,
+        )
+
+    def _too_many_tries(self, request: Request) -> bool:
+        """Whether this client failed to sign in too often lately."""
+        client = request.client.host if request.client else "?"
+        now = time.monotonic()
+        tries = self.failures.setdefault(client, deque())
+        while tries and tries[0] < now - REDEEM_WINDOW:
+            tries.popleft()
+        if len(self.failures) > 10_000:  # a spray of addresses must not grow this forever
+            self.failures = {client: tries}
+        return len(tries) >= REDEEM_TRIES
+
+    async def sign_in_page(self, request: Request) -> Response:
+        """A button that signs in: a GET never uses the link (chat apps fetch links to preview
+        them, and that must not spend it)."""
+        locale = self.locale_of(request)
+        token = request.path_params["token"]
+        return self.render(request, "sign_in.html", {"token": token}, locale=locale)
+
+    async def sign_in(self, request: Request) -> Response:
+        """Use a link: a session cookie and the overview, or why not."""
+        locale = self.locale_of(request)
+        if self._too_many_tries(request):
+            return self.render(
+                request, "link_refused.html", {"busy": True}, locale=locale, status=429
+            )
+        if not self.same_origin(request):
+            return self.bad_request(request, locale, None)
+        async with self.db.transaction() as session:
+            cookie = await signin.redeem(session, self.settings, request.path_params["token"])
+        if cookie is None:
+            client = request.client.host if request.client else "?"
+            self.failures.setdefault(client, deque()).append(time.monotonic())
+            return self.render(
+                request, "link_refused.html", {"busy": False}, locale=locale, status=400
+            )
+        response = RedirectResponse("/console/", status_code=303)
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=self.settings.console_session_hours * 3600,
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+            path="/console",
+        )
+        self.protect(response)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        """End the session (with its form token), then the page that says how to sign in."""
+        who = await self.who(request)
+        locale = self.locale_of(request)
+        fields = await self.form(request)
+        if who is None:
+            return RedirectResponse("/console/", status_code=303)
+        if fields is None or not signin.csrf_ok(who, fields.get("csrf")):
+            return self.bad_request(request, locale, who)
+        async with self.db.transaction() as session:
+            await signin.sign_out(session, request.cookies.get(COOKIE, ""))
+        response = RedirectResponse("/console/", status_code=303)
+        response.delete_cookie(COOKIE, path="/console")
+        self.protect(response)
+        return response
+
+    async def reports(self, request: Request) -> Response:
+        """The reports table: filters, sorting, paging and counts."""
+        found = await self.allowed(request, "reports")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        filters = ReportFilters.from_query(request.query_params)
+        page = _page_number(request.query_params.get("page"))
+        conditions = filters.conditions(self.settings.timezone)
+        order = Report.id.asc() if filters.sort == "oldest" else Report.id.desc()
+        # A read: no lock and no write (the table shows no personal field, so it is not audited).
+        async with self.db.read() as connection:
+            total = await connection.scalar(
+                select(func.count()).select_from(Report).where(*conditions)
+            )
+            rows = (
+                await connection.execute(
+                    select(*TABLE_COLUMNS)
+                    .where(*conditions)
+                    .order_by(order)
+                    .limit(PAGE_SIZE)
+                    .offset(page * PAGE_SIZE)
+                )
+            ).all()
+            earlier = [r.duplicate_of for r in rows if r.duplicate_of]
+            duplicates: dict[int, str] = {}
+            if earlier:
+                found_refs = await connection.execute(
+                    select(Report.id, Report.reference).where(Report.id.in_(earlier))
+                )
+                duplicates = {row_id: ref for row_id, ref in found_refs.all()}
+        total = total or 0
+        with use_locale(locale):
+            table = [
+                {
+                    "reference": r.reference,
+                    "date": format_datetime(r.created_at, self.settings.timezone),
+                    "governorate": _place_name(r.governorate, locale),
+                    "district": _place_name(r.district, locale),
+                    "people": r.people,
+                    "needs": ", ".join(
+                        _(NEED_LABELS[n]) for n in r.needs or [] if n in NEED_LABELS
+                    ),
+                    "urgent": _(NEED_LABELS.get(r.urgent, r.urgent)) if r.urgent else "",
+                    "status": _(STATUS_LABELS.get(r.status, r.status)),
+                    "duplicate_of": duplicates.get(r.duplicate_of),
+                }
+                for r in rows
+            ]
+            options = {
+                "governorates": [(g.pcode, g.name(locale)) for g in gazetteer.GOVERNORATES],
+                "districts": [
+                    (d.pcode, d.name(locale)) for d in gazetteer.districts_of(filters.governorate)
+                ]
+                if filters.governorate
+                else [],
+                "statuses": [(code, _(label)) for code, label in STATUS_LABELS.items()],
+                "needs": [(code, _(NEED_LABELS[code])) for code in NEEDS],
+            }
+            counted = ngettext("%(count)s report", "%(count)s reports", total) % {
+                "count": format_number(total)
+            }
+        pages = max(1, -(-total // PAGE_SIZE))
+        query = filters.as_query()
+        return self.render(
+            request,
+            "reports.html",
+            {
+                "rows": table,
+                "filters": filters,
+                "options": options,
+                "counted": counted,
+                "page": page,
+                "pages": pages,
+                "previous": _query_with(query, page - 1) if page > 0 else None,
+                "next": _query_with(query, page + 1) if page + 1 < pages else None,
+            },
+            who=who,
+            locale=locale,
+        )
+
+    async def people(self, request: Request, *, problem: str | None = None) -> Response:
+        """Who has which role, with their last sign-in; forms to add, change and remove."""
+        found = await self.allowed(request, "people")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        async with self.db.transaction() as session:
+            everyone = await roles.everyone(session)
+        with use_locale(locale):
+            listed = [
+                {
+                    "address": p.address,
+                    "name": p.name or "",
+                    "role": p.role,
+                    "role_label": _(roles.ROLE_LABELS.get(p.role, p.role)),
+                    "last": format_datetime(p.last_sign_in_at, self.settings.timezone)
+                    if p.last_sign_in_at
+                    else _("never"),
+                }
+                for p in everyone
+            ]
+            choices = [
+                (role, _(roles.ROLE_LABELS[role]), _(roles.ROLE_HELP[role]))
+                for role in roles.ROLES
+            ]
+        return self.render(
+            request,
+            "people.html",
+            {"people": listed, "choices": choices, "problem": problem},
+            who=who,
+            locale=locale,
+            status=400 if problem else 200,
+        )
+
+    async def change_people(self, request: Request) -> Response:
+        """Add a person, change a role, or remove one; audited by bot.roles."""
+        found = await self.allowed(request, "people")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        fields = await self.form(request)
+        if (
+            fields is None
+            or not self.same_origin(request)
+            or not signin.csrf_ok(who, fields.get("csrf"))
+        ):
+            return self.bad_request(request, locale, who)
+        action = fields.get("action", "")
+        try:
+            async with self.db.transaction() as session:
+                if action == "remove":
+                    await roles.remove(session, fields.get("address", ""), who.address)
+                elif action == "set":
+                    await roles.set_role(
+                        session,
+                        fields.get("address", ""),
+                        fields.get("role", ""),
+                        who.address,
+                        name=fields.get("name") or None,
+                    )
+                else:
+                    return self.bad_request(request, locale, who)
+        except roles.RoleError as exc:
+            with use_locale(locale):
+                problem = _people_problem(str(exc))
+            return await self.people(request, problem=problem)
+        response = RedirectResponse("/console/people", status_code=303)
+        self.protect(response)
+        return response
+
+
+def _people_problem(reason: str) -> str:
+    """A RoleError's reason in the current locale."""
+    if reason.startswith("not an address"):
+        return _("That is not an address: write telegram:ID, whatsapp:+PHONE or console:NAME.")
+    if reason.startswith("not a role"):
+        return _("Choose one of the roles.")
+    if reason.startswith("the last admin"):
+        return _("The last administrator cannot be removed or changed: add another first.")
+    return _("This person has no role.")
+
+
+def _place_name(pcode: str | None, locale: str) -> str:
+    """A P-code's name in the locale (the code itself if unknown)."""
+    if not pcode:
+        return ""
+    found = gazetteer.place(pcode)
+    return found.name(locale) if found else pcode
+
+
+def _page_number(value: str | None) -> int:
+    """A page number from the query (0 for anything that is not one)."""
+    digits = ascii_digits(value or "").strip()
+    return min(int(digits), 100_000) if digits.isdigit() and len(digits) < 7 else 0
+
+
+def _query_with(query: dict[str, str], page: int) -> str:
+    """The query string of another page of the same filters."""
+    return "?" + urlencode({**query, "page": str(page)})
+
+
+def _day(value: str | None) -> date | None:
+    """A date typed as YYYY-MM-DD (in any digits), or None."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(ascii_digits(value.strip()))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReportFilters:
+    """The reports table's filters, read from the query string; anything unknown is dropped."""
+
+    governorate: str = ""
+    district: str = ""
+    status: str = ""
+    need: str = ""
+    since: date | None = None
+    until: date | None = None
+    duplicates: bool = False
+    sort: str = "newest"
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ReportFilters:
+        """Filters from ?governorate=&district=&status=&need=&since=&until=&duplicates=&sort=."""
+        gov = gazetteer.place(query.get("governorate", "")[:12])
+        governorate = gov.pcode if gov is not None and gov.parent is None else ""
+        dist = gazetteer.place(query.get("district", "")[:12])
+        district = dist.pcode if dist is not None and dist.parent == governorate else ""
+        status = query.get("status", "")
+        need = query.get("need", "")
+        return cls(
+            governorate=governorate,
+            district=district,
+            status=status if status in STATUS_LABELS else "",
+            need=need if need in NEEDS else "",
+            since=_day(query.get("since")),
+            until=_day(query.get("until")),
+            duplicates=query.get("duplicates") == "1",
+            sort="oldest" if query.get("sort") == "oldest" else "newest",
+        )
+
+    def conditions(self, timezone: str) -> list[ColumnElement[bool]]:
+        """The WHERE conditions of these filters, the same on SQLite and PostgreSQL."""
+        found: list[ColumnElement[bool]] = []
+        if self.governorate:
+            found.append(Report.governorate == self.governorate)
+        if self.district:
+            found.append(Report.district == self.district)
+        if self.status:
+            found.append(Report.status == self.status)
+        if self.need:
+            # needs is a JSON list of fixed codes, none inside another with its quotes: a match
+            # on the text serves both databases, where JSON containment is spelt differently.
+            found.append(cast(Report.needs, String).like(f'%"{self.need}"%'))
+        if self.since:
+            found.append(Report.created_at >= _start_of(self.since, timezone))
+        if self.until:
+            found.append(Report.created_at < _start_of(self.until + timedelta(days=1), timezone))
+        if self.duplicates:
+            found.append(Report.duplicate_of.is_not(None))
+        return found
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as a query string's fields (only those set)."""
+        fields = {
+            "governorate": self.governorate,
+            "district": self.district,
+            "status": self.status,
+            "need": self.need,
+            "since": self.since.isoformat() if self.since else "",
+            "until": self.until.isoformat() if self.until else "",
+            "duplicates": "1" if self.duplicates else "",
+            "sort": "oldest" if self.sort == "oldest" else "",
+        }
+        return {key: value for key, value in fields.items() if value}
+
+
+def _start_of(day: date, timezone: str) -> datetime:
+    """The moment (in UTC) a day starts in the coordinators' zone, as the dates are shown."""
+    return datetime.combine(day, day_time(0), tzinfo=ZoneInfo(timezone)).astimezone(UTC)
+
+
+__all__ = ["Console", "ReportFilters", "current_locale"]

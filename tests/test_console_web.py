@@ -1,0 +1,309 @@
+"""The coordinators' web console: sign-in by a one-time link, roles on every route, forms."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from bot import roles, signin
+from bot.config import Settings
+from bot.db import Database
+from bot.models import AuditEntry, Person as RolePerson, SignInLink, WebSession, utcnow
+from bot.web import create_app
+from bot.webconsole import COOKIE, REDEEM_TRIES
+from tests.conftest import Person
+from tests.coordinator_helpers import send_full_report
+from tests.helpers import choose_language
+
+ADDRESSES = {
+    "admin": "telegram:501",
+    "coordinator": "telegram:502",
+    "editor": "whatsapp:+9647700000503",
+    "viewer": "console:viewer",
+}
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def people(db: Database) -> None:
+    """One person of each role."""
+    async with db.transaction() as session:
+        for role, address in ADDRESSES.items():
+            await roles.set_role(session, address, role, "test")
+
+
+@pytest.fixture
+async def client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client of the app with the console."""
+    transport = httpx.ASGITransport(app=create_app(db, settings=settings))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://bot.test", headers={"accept-language": "en-GB"}
+    ) as client:
+        yield client
+
+
+async def link_for(db: Database, settings: Settings, address: str) -> str:
+    """A fresh sign-in link's path."""
+    async with db.transaction() as session:
+        url = await signin.new_link(session, settings, address)
+    return url.removeprefix(signin.base_url(settings))
+
+
+async def sign_in(
+    client: httpx.AsyncClient, db: Database, settings: Settings, address: str
+) -> None:
+    """Open a link and press Sign in, as a person does."""
+    path = await link_for(db, settings, address)
+    page = await client.get(path)
+    assert page.status_code == 200
+    assert f'action="{path}"' in page.text
+    done = await client.post(path)
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == "/console/"
+
+
+# (path, who may open it): the others get 403, an anonymous visitor 401 with how to sign in.
+ROUTES = [
+    ("/console/", set(ADDRESSES)),
+    ("/console/reports", {"admin", "coordinator"}),
+    ("/console/people", {"admin"}),
+]
+
+
+@pytest.mark.usefixtures("people")
+@pytest.mark.parametrize(("path", "allowed"), ROUTES)
+@pytest.mark.parametrize("role", [None, *ADDRESSES])
+async def test_every_route_for_every_role(
+    client: httpx.AsyncClient,
+    db: Database,
+    settings: Settings,
+    path: str,
+    allowed: set[str],
+    role: str | None,
+) -> None:
+    if role is not None:
+        await sign_in(client, db, settings, ADDRESSES[role])
+    response = await client.get(path)
+    if role is None:
+        assert response.status_code == (200 if path == "/console/" else 401)
+        assert "Send /console" in response.text
+    elif role in allowed:
+        assert response.status_code == 200
+        assert "Sign out" in response.text
+    else:
+        assert response.status_code == 403
+        assert "Your role does not include this page" in response.text
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert "<script>" not in response.text  # no inline script: the policy forbids them
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_link_works_once_and_sets_a_protected_cookie(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    path = await link_for(db, settings, ADDRESSES["admin"])
+    # A chat app's preview fetches the link: that must not spend it.
+    assert (await client.get(path)).status_code == 200
+    first = await client.post(path)
+    assert first.status_code == 303
+    cookie = first.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie or "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie  # PUBLIC_URL is not https here
+    client.cookies.clear()
+    again = await client.post(path)
+    assert again.status_code == 400
+    assert "was used already" in again.text
+    async with db.transaction() as session:
+        link = (await session.scalars(select(SignInLink))).one()
+        assert link.used_at is not None
+        assert link.token_hash not in path  # only the hash is stored
+        signed_in = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "console:sign-in")
+        )
+    assert signed_in == 1
+
+
+@pytest.mark.usefixtures("people")
+async def test_an_expired_or_forged_link_is_refused(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    async with db.transaction() as session:
+        url = await signin.new_link(
+            session, settings, ADDRESSES["admin"], now=utcnow() - timedelta(minutes=11)
+        )
+    expired = await client.post(url.removeprefix(signin.base_url(settings)))
+    assert expired.status_code == 400
+    forged = await client.post("/console/sign-in/" + "A" * 43)
+    assert forged.status_code == 400
+    assert COOKIE not in client.cookies
+    assert (await client.get("/console/reports")).status_code == 401
+
+
+@pytest.mark.usefixtures("people")
+async def test_guessing_links_is_stopped(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    for n in range(REDEEM_TRIES):
+        assert (await client.post(f"/console/sign-in/guess{n}")).status_code == 400
+    path = await link_for(db, settings, ADDRESSES["admin"])
+    blocked = await client.post(path)
+    assert blocked.status_code == 429
+    assert "Too many attempts" in blocked.text
+
+
+async def test_only_people_with_a_role_get_a_link(db: Database, settings: Settings) -> None:
+    async with db.transaction() as session:
+        with pytest.raises(signin.NoRole):
+            await signin.new_link(session, settings, "telegram:999")
+        await roles.set_role(session, "telegram:999", "viewer", "test")
+        for _ in range(signin.LINKS_PER_HOUR):
+            await signin.new_link(session, settings, "telegram:999")
+        with pytest.raises(signin.TooManyLinks):
+            await signin.new_link(session, settings, "telegram:999")
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_post_without_the_form_token_is_refused(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["admin"])
+    form = {"action": "set", "address": "telegram:777", "role": "viewer"}
+    refused = await client.post("/console/people", data=form)
+    assert refused.status_code == 400
+    wrong = await client.post("/console/people", data={**form, "csrf": "x" * 32})
+    assert wrong.status_code == 400
+    page = await client.get("/console/people")
+    token = CSRF.search(page.text)
+    assert token is not None
+    other_site = await client.post(
+        "/console/people",
+        data={**form, "csrf": token.group(1)},
+        headers={"origin": "https://evil.example"},
+    )
+    assert other_site.status_code == 400
+    async with db.transaction() as session:
+        assert await roles.role_of(session, "telegram:777") is None
+    done = await client.post("/console/people", data={**form, "csrf": token.group(1)})
+    assert done.status_code == 303
+    async with db.transaction() as session:
+        assert await roles.role_of(session, "telegram:777") == "viewer"
+        audited = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "role:set"))
+        ).all()
+    assert any(
+        e.actor == ADDRESSES["admin"] and e.detail["address"] == "telegram:777" for e in audited
+    )
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_removed_role_ends_the_session(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    assert (await client.get("/console/reports")).status_code == 200
+    async with db.transaction() as session:
+        await roles.remove(session, ADDRESSES["coordinator"], "test")
+    assert (await client.get("/console/reports")).status_code == 401
+    async with db.transaction() as session:
+        left = await session.scalar(select(func.count()).select_from(WebSession))
+    assert left == 0
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_changed_role_takes_effect_at_once(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    async with db.transaction() as session:
+        await roles.set_role(session, ADDRESSES["coordinator"], "viewer", "test")
+    assert (await client.get("/console/reports")).status_code == 403
+
+
+@pytest.mark.usefixtures("people")
+async def test_signing_out_ends_the_session(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["viewer"])
+    page = await client.get("/console/")
+    token = CSRF.search(page.text)
+    assert token is not None
+    cookie = client.cookies[COOKIE]
+    out = await client.post("/console/sign-out", data={"csrf": token.group(1)})
+    assert out.status_code == 303
+    client.cookies.set(COOKIE, cookie, domain="bot.test", path="/console")  # kept by a thief
+    assert "Send /console" in (await client.get("/console/")).text
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_last_admin_stays(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["admin"])
+    token = CSRF.search((await client.get("/console/people")).text)
+    assert token is not None
+    form = {"csrf": token.group(1), "action": "remove", "address": ADDRESSES["admin"]}
+    refused = await client.post("/console/people", data=form, params={"lang": "ar"})
+    assert refused.status_code == 400
+    assert "لا يمكن" in refused.text
+    async with db.transaction() as session:
+        assert await roles.role_of(session, ADDRESSES["admin"]) == "admin"
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_reports_table_filters_and_shows_no_personal_field(
+    client: httpx.AsyncClient, db: Database, settings: Settings, person: Person
+) -> None:
+    await choose_language(person, "en")
+    await send_full_report(person, "en")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get("/console/reports", params={"governorate": "IQG09"})
+    assert page.status_code == 200
+    assert "1 report" in page.text
+    assert "Duhok" in page.text
+    assert "Khanke camp" not in page.text  # the place is personal: not in the table
+    none = await client.get("/console/reports", params={"governorate": "IQG01"})
+    assert "0 reports" in none.text
+    assert "No report matches these filters." in none.text
+    by_need = await client.get("/console/reports", params={"need": "food"})
+    assert by_need.status_code == 200
+    hostile = await client.get(
+        "/console/reports",
+        params={"page": "99999999999", "since": "not a date", "status": "<script>"},
+    )
+    assert hostile.status_code == 200
+
+
+@pytest.mark.usefixtures("people")
+async def test_arabic_pages_are_right_to_left(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["admin"])
+    page = await client.get("/console/people", params={"lang": "ckb"})
+    assert '<html lang="ckb" dir="rtl">' in page.text
+    again = await client.get("/console/people")  # the choice is remembered
+    assert 'dir="rtl"' in again.text
+    english = await client.get("/console/people", params={"lang": "en"})
+    assert '<html lang="en" dir="ltr">' in english.text
+
+
+async def test_coordinators_from_the_settings_become_admins(
+    db: Database, settings: Settings
+) -> None:
+    from bot.runtime import adopt_coordinators
+
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:1000", "editor", "test")
+    await adopt_coordinators(db, settings)
+    await adopt_coordinators(db, settings)  # at every start: no second entry
+    async with db.transaction() as session:
+        assert await roles.role_of(session, "telegram:1000") == "editor"  # kept as it was
+        assert await roles.role_of(session, "whatsapp:+9647700000001") == "admin"
+        count = await session.scalar(select(func.count()).select_from(RolePerson))
+    assert count == 2
