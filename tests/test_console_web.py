@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from bot import roles, signin
 from bot.config import Settings
 from bot.db import Database
-from bot.models import AuditEntry, Person as RolePerson, SignInLink, WebSession, utcnow
+from bot.models import AuditEntry, SignInLink, WebSession, utcnow
+from bot.models import Person as RolePerson
 from bot.web import create_app
 from bot.webconsole import COOKIE, REDEEM_TRIES
 from tests.conftest import Person
@@ -125,7 +126,9 @@ async def test_a_link_works_once_and_sets_a_protected_cookie(
         assert link.used_at is not None
         assert link.token_hash not in path  # only the hash is stored
         signed_in = await session.scalar(
-            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "console:sign-in")
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "console:sign-in")
         )
     assert signed_in == 1
 
