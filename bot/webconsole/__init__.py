@@ -32,6 +32,7 @@ from bot.config import NEEDS, Settings
 from bot.db import Database
 from bot.i18n import (
     LOCALES,
+    N_,
     _,
     current_locale,
     format_datetime,
@@ -81,8 +82,8 @@ TABLE_COLUMNS = (
 )
 # The menu, in order; each page is shown only to the roles that may open it.
 PAGES = (
-    Page("/console/reports", "reports", "Reports"),
-    Page("/console/people", "people", "People"),
+    Page("/console/reports", "reports", N_("Reports")),
+    Page("/console/people", "people", N_("People and roles")),
 )
 
 
@@ -204,8 +205,8 @@ class Console:
         )
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        # A sign-in link is in the address bar: no page may send it on as a Referer.
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # A sign-in link is in the address bar: no other site may receive it as a Referer.
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Cache-Control"] = "no-store"
 
     async def who(self, request: Request) -> signin.Signed | None:
@@ -259,8 +260,10 @@ class Console:
     def same_origin(self, request: Request) -> bool:
         """Whether a POST comes from the console's own pages (when the browser says)."""
         origin = request.headers.get("origin")
+        # "null" is what a browser says when it keeps the origin to itself: the form token is
+        # the check then.
         if not origin or origin == "null":
-            return origin is None
+            return True
         return urlsplit(origin).netloc == request.url.netloc
 
     def bad_request(self, request: Request, locale: str, who: signin.Signed | None) -> Response:

@@ -1,0 +1,182 @@
+"""The console in a real browser: Debian's headless Chromium, driven by Selenium, against the
+real app on uvicorn on 127.0.0.1. Screenshots of each page go to the run's artifacts folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import roles, signin
+from bot.config import Settings
+from bot.db import Database
+from bot.messages import Address
+from bot.web import create_app
+from tests.conftest import Person
+from tests.coordinator_helpers import send_full_report
+from tests.helpers import choose_language
+
+ARTIFACTS = Path(os.environ.get("ICSSI_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
+WAIT = 15.0  # seconds a page may take to appear, at most
+
+
+def browser_or_skip() -> Any:
+    """A headless Chromium at a phone's width (360 px), or skip (fail under ICSSI_CI)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        reason = "Debian's chromium and chromium-driver are not installed (.ci/chromium.sh)"
+        if os.environ.get("ICSSI_CI"):
+            pytest.fail(f"{reason}; ICSSI_CI is set, so this test must run", pytrace=False)
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root in a container
+        "--disable-dev-shm-usage",
+        "--window-size=360,800",
+        "--lang=en",
+        "--no-proxy-server",
+    ):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(options=options, service=Service(driver))
+    browser.set_page_load_timeout(WAIT)
+    # A window is at least 500 px wide: the page is laid out as on a 360 px phone instead.
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 360, "height": 800, "deviceScaleFactor": 1, "mobile": True},
+    )
+    return browser
+
+
+class Server:
+    """The real app on uvicorn in a thread of its own, on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.db = Database(settings.database_url)
+        config = uvicorn.Config(
+            create_app(self.db, settings=settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        """Serve until told to stop, then close the database in the same loop."""
+        try:
+            await self.server.serve()
+        finally:
+            await self.db.close()
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = threading.Event()
+        for _ in range(int(WAIT * 20)):
+            if self.server.started:
+                return self
+            deadline.wait(0.05)
+        raise TimeoutError("the app did not start")
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(WAIT)
+
+    @property
+    def url(self) -> str:
+        """The app's address."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """The browser, closed after the test whatever happens."""
+    found = browser_or_skip()
+    try:
+        yield found
+    finally:
+        found.quit()
+
+
+def shot(browser: Any, name: str) -> None:
+    """A screenshot of the page, kept with the run's artifacts."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"console-{name}.png"))
+
+
+def wait_for(browser: Any, css: str) -> Any:
+    """The element once it is there (at most WAIT seconds)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, WAIT).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
+    db: Database, engine: Any, settings: Settings, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    family = Person(engine, Address("console", "family"))
+    await choose_language(family, "en")
+    await send_full_report(family, "en")
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:501", "admin", "test", name="Sara")
+    with Server(settings) as server:
+        settings_here = Settings(database_url=settings.database_url, port=server.port)
+        async with db.transaction() as session:
+            link = await signin.new_link(session, settings_here, "telegram:501")
+
+        def walk() -> None:
+            """What the coordinator does, in the browser (blocking calls, off the loop)."""
+            browser.get(link + "?lang=en")
+            shot(browser, "sign-in")
+            wait_for(browser, "button.primary").click()
+            wait_for(browser, ".who")
+            assert "Overview" in browser.find_element(By.TAG_NAME, "h1").text
+            shot(browser, "overview")
+            browser.get(server.url + "/console/reports")
+            Select(browser.find_element(By.NAME, "governorate")).select_by_value("IQG09")
+            browser.find_element(By.CSS_SELECTOR, ".filters button").click()
+            assert wait_for(browser, "#count").text == "1 report"
+            assert "Duhok" in browser.find_element(By.CSS_SELECTOR, "table.reports").text
+            shot(browser, "reports")
+            browser.get(server.url + "/console/reports?lang=ar")
+            html = browser.find_element(By.TAG_NAME, "html")
+            assert html.get_attribute("dir") == "rtl"
+            # Usable at 360 px: the page itself never scrolls sideways (the table may, inside).
+            wide, seen = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert wide <= seen, f"the page is {wide} px wide in a {seen} px window"
+            shot(browser, "reports-ar")
+            browser.get(server.url + "/console/people?lang=ckb")
+            assert "telegram:501" in browser.find_element(By.CSS_SELECTOR, "table.people").text
+            wide, seen = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            assert wide <= seen
+            shot(browser, "people-ckb")
+
+        await asyncio.to_thread(walk)
