@@ -73,6 +73,9 @@ class Settings:
     reports_per_day: int = 3
     conversation_idle_days: int = 7
     console_session_hours: int = 12  # how long a console sign-in lasts
+    # The console map's background: a tile URL template ("" for none) and its credit line.
+    map_tiles_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    map_tiles_attribution: str = "© OpenStreetMap contributors"
     # How families reach a coordinator when it is urgent (a phone number, a place), if any.
     urgent_contact: str | None = None
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
@@ -195,6 +198,17 @@ def _days(value: str) -> int:
     if not 1 <= days <= 36500:
         raise ValueError(value)
     return days
+
+
+def _tiles(value: str) -> str:
+    url = value.strip()
+    if url.lower() == "none":
+        return ""
+    if not (
+        re.fullmatch(r"https?://[^\s/]+/\S*", url) and all(k in url for k in ["{z}", "{x}", "{y}"])
+    ):
+        raise ValueError(value)
+    return url
 
 
 def _hours(value: str) -> int:
@@ -385,6 +399,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         _hours,
         "hours from 1 to 168: how long a console sign-in lasts",
     )
+    take(
+        "MAP_TILES_URL",
+        "map_tiles_url",
+        _tiles,
+        "a tile URL template with {z}, {x} and {y}, or none for no background",
+    )
+    take("MAP_TILES_ATTRIBUTION", "map_tiles_attribution", _text, "the tiles' credit line")
     take(
         "REPORT_ALERT_NEEDS",
         "report_alert_needs",

@@ -4,6 +4,7 @@ real app on uvicorn on 127.0.0.1. Screenshots of each page go to the run's artif
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -47,6 +48,12 @@ def browser_or_skip() -> Any:
         "--window-size=360,800",
         "--lang=en",
         "--no-proxy-server",
+        # Nothing leaves the machine: no name but the loopback resolves, no background calls.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
     ):
         options.add_argument(flag)
     browser = webdriver.Chrome(options=options, service=Service(driver))
@@ -136,14 +143,15 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
     db: Database, engine: Any, settings: Settings, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     family = Person(engine, Address("console", "family"))
     await choose_language(family, "en")
     await send_full_report(family, "en")
     async with db.transaction() as session:
         await roles.set_role(session, "telegram:501", "admin", "test", name="Sara")
-    with Server(settings) as server:
+    # No tile server: this machine reaches none, and a test sends nothing past 127.0.0.1.
+    with Server(dataclasses.replace(settings, map_tiles_url="")) as server:
         settings_here = Settings(database_url=settings.database_url, port=server.port)
         async with db.transaction() as session:
             link = await signin.new_link(session, settings_here, "telegram:501")
@@ -157,6 +165,7 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
             assert "Overview" in browser.find_element(By.TAG_NAME, "h1").text
             shot(browser, "overview")
             browser.get(server.url + "/console/reports")
+            browser.find_element(By.CSS_SELECTOR, ".filter-box summary").click()
             Select(browser.find_element(By.NAME, "governorate")).select_by_value("IQG09")
             browser.find_element(By.CSS_SELECTOR, ".filters button").click()
             assert wait_for(browser, "#count").text == "1 report"
@@ -178,5 +187,18 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
             )
             assert wide <= seen
             shot(browser, "people-ckb")
+            # The map: one circle per district with reports, even with no tiles reachable
+            # (this machine reaches no tile server, and none is configured here).
+            browser.get(server.url + "/console/map?lang=en")
+            WebDriverWait(browser, WAIT).until(
+                lambda b: b.find_element(By.ID, "map").get_attribute("data-ready") is not None
+            )
+            circles = browser.find_elements(By.CSS_SELECTOR, "#map [data-district]")
+            assert [c.get_attribute("data-district") for c in circles] == ["IQG09Q04"]
+            labels = browser.find_elements(By.CSS_SELECTOR, "#map .governorate")
+            assert len(labels) == 18
+            swatches = browser.find_elements(By.CSS_SELECTOR, ".legend .swatch")
+            assert swatches[0].value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
+            shot(browser, "map")
 
         await asyncio.to_thread(walk)

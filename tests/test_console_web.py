@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 from datetime import timedelta
 
 import httpx
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from bot import roles, signin
 from bot.config import Settings
 from bot.db import Database
+from bot.messages import Address
 from bot.models import AuditEntry, SignInLink, WebSession, utcnow
 from bot.models import Person as RolePerson
 from bot.web import create_app
@@ -73,6 +75,8 @@ ROUTES = [
     ("/console/", set(ADDRESSES)),
     ("/console/reports", {"admin", "coordinator"}),
     ("/console/people", {"admin"}),
+    ("/console/map", set(ADDRESSES)),
+    ("/console/map.json", set(ADDRESSES)),
 ]
 
 
@@ -95,7 +99,7 @@ async def test_every_route_for_every_role(
         assert "Send /console" in response.text
     elif role in allowed:
         assert response.status_code == 200
-        assert "Sign out" in response.text
+        assert "Sign out" in response.text or path.endswith(".json")
     else:
         assert response.status_code == 403
         assert "Your role does not include this page" in response.text
@@ -310,3 +314,32 @@ async def test_coordinators_from_the_settings_become_admins(
         assert await roles.role_of(session, "whatsapp:+9647700000001") == "admin"
         count = await session.scalar(select(func.count()).select_from(RolePerson))
     assert count == 2
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_map_counts_districts_and_hides_small_counts_from_viewers(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    for n in range(2):
+        family = Person(engine, Address("console", f"family{n}"))
+        await choose_language(family, "en")
+        await send_full_report(family, "en")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    figures = (await client.get("/console/map.json", params={"lang": "en"})).json()
+    [sumel] = figures["districts"]
+    assert sumel["pcode"] == "IQG09Q04"
+    assert sumel["count"] == 2
+    assert sumel["link"].endswith("district=IQG09Q04")
+    assert {g["name"] for g in figures["governorates"]} >= {"Duhok", "Baghdad"}
+    filtered = (await client.get("/console/map.json", params={"governorate": "IQG01"})).json()
+    assert filtered["districts"] == []
+    page = await client.get("/console/map")
+    assert "tile.openstreetmap.org" in page.headers["content-security-policy"]
+    assert "Zakho" in page.text  # the table under the map, for a page without script
+    client.cookies.clear()
+    await sign_in(client, db, settings, ADDRESSES["viewer"])
+    hidden = (await client.get("/console/map.json")).json()["districts"][0]
+    assert hidden["count"] is None
+    assert hidden["label"] == "<5"
+    assert hidden["link"] is None
+    assert ">2<" not in (await client.get("/console/map")).text

@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -46,6 +46,21 @@ from bot.text import ascii_digits
 from handlers.report import NEED_LABELS, STATUS_LABELS
 
 HERE = Path(__file__).resolve().parent
+# One colour a need, for the map's circles and legend (told apart by colour-blind readers too,
+# as far as ten colours can be; the legend names each).
+NEED_COLOURS = {
+    "food": "#e6550d",
+    "water": "#3182bd",
+    "shelter": "#756bb1",
+    "health": "#de2d26",
+    "wash": "#31a354",
+    "legal": "#636363",
+    "protection": "#d6616b",
+    "education": "#e7ba52",
+    "cash": "#8c6d31",
+    "psychosocial": "#7b4173",
+}
+FEW = 5  # a viewer sees fewer reports than this as "<5": a small count can point at a family
 COOKIE = "icssi_console"
 LANG_COOKIE = "icssi_lang"
 PAGE_SIZE = 50
@@ -83,6 +98,7 @@ TABLE_COLUMNS = (
 # The menu, in order; each page is shown only to the roles that may open it.
 PAGES = (
     Page("/console/reports", "reports", N_("Reports")),
+    Page("/console/map", "map", N_("Map")),
     Page("/console/people", "people", N_("People and roles")),
 )
 
@@ -112,6 +128,13 @@ class Console:
         self.env = _environment()
         self.secure = (settings.public_url or "").startswith("https://")
         self.failures: dict[str, deque[float]] = {}
+        tiles = urlsplit(settings.map_tiles_url)
+        # The map's tiles are the only images from elsewhere.
+        self.images = "'self' data:" + (
+            f" {tiles.scheme}://{tiles.netloc.replace('{s}', '*')}"
+            if settings.map_tiles_url
+            else ""
+        )
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -124,6 +147,8 @@ class Console:
             Route("/console/sign-in/{token}", self.sign_in, methods=["POST"]),
             Route("/console/sign-out", self.sign_out, methods=["POST"]),
             Route("/console/reports", self.reports, methods=["GET"]),
+            Route("/console/map", self.map_page, methods=["GET"]),
+            Route("/console/map.json", self.map_data, methods=["GET"]),
             Route("/console/people", self.people, methods=["GET"]),
             Route("/console/people", self.change_people, methods=["POST"]),
             Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -196,11 +221,10 @@ class Console:
         query["lang"] = code
         return request.url.path + "?" + urlencode(query)
 
-    @staticmethod
-    def protect(response: Response) -> None:
+    def protect(self, response: Response) -> None:
         """The headers that keep the console out of frames, caches and inline scripts."""
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {self.images}; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         )
         response.headers["X-Frame-Options"] = "DENY"
@@ -407,16 +431,7 @@ class Console:
                 }
                 for r in rows
             ]
-            options = {
-                "governorates": [(g.pcode, g.name(locale)) for g in gazetteer.GOVERNORATES],
-                "districts": [
-                    (d.pcode, d.name(locale)) for d in gazetteer.districts_of(filters.governorate)
-                ]
-                if filters.governorate
-                else [],
-                "statuses": [(code, _(label)) for code, label in STATUS_LABELS.items()],
-                "needs": [(code, _(NEED_LABELS[code])) for code in NEEDS],
-            }
+            options = filter_options(filters, locale)
             counted = ngettext("%(count)s report", "%(count)s reports", total) % {
                 "count": format_number(total)
             }
@@ -438,6 +453,96 @@ class Console:
             who=who,
             locale=locale,
         )
+
+    async def map_page(self, request: Request) -> Response:
+        """The map: its filters, the legend, and a table of the same figures (no script needed)."""
+        found = await self.allowed(request, "map")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        filters = ReportFilters.from_query(request.query_params)
+        districts = await self.district_figures(filters, who.role, locale)
+        with use_locale(locale):
+            legend = [(NEED_COLOURS[code], _(NEED_LABELS[code])) for code in NEEDS]
+            options = filter_options(filters, locale)
+        query = urlencode(filters.as_query())
+        return self.render(
+            request,
+            "map.html",
+            {
+                "filters": filters,
+                "options": options,
+                "legend": legend,
+                "districts": districts,
+                "source": "/console/map.json" + ("?" + query if query else ""),
+                "tiles": self.settings.map_tiles_url,
+                "attribution": self.settings.map_tiles_attribution,
+            },
+            who=who,
+            locale=locale,
+        )
+
+    async def map_data(self, request: Request) -> Response:
+        """The map's circles and labels as JSON, for static/map.js."""
+        found = await self.allowed(request, "map")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        filters = ReportFilters.from_query(request.query_params)
+        districts = await self.district_figures(filters, who.role, locale)
+        governorates = [
+            {"name": g.name(locale), "lat": g.lat, "lon": g.lon} for g in gazetteer.GOVERNORATES
+        ]
+        response = JSONResponse({"districts": districts, "governorates": governorates})
+        self.protect(response)
+        return response
+
+    async def district_figures(
+        self, filters: ReportFilters, role: str, locale: str
+    ) -> list[dict[str, Any]]:
+        """Reports per district under the filters: count, most frequent urgent need, centroid."""
+        async with self.db.read() as connection:
+            grouped = await connection.execute(
+                select(Report.district, Report.urgent, func.count())
+                .where(*filters.conditions(self.settings.timezone), Report.district.is_not(None))
+                .group_by(Report.district, Report.urgent)
+            )
+            tally: dict[str, dict[str, int]] = {}
+            for district, urgent, count in grouped.all():
+                tally.setdefault(str(district), {})[urgent or ""] = count
+        exact = roles.may(role, "reports")
+        figures = []
+        with use_locale(locale):
+            for pcode, by_need in sorted(tally.items()):
+                where = gazetteer.place(pcode)
+                if where is None:
+                    continue
+                count = sum(by_need.values())
+                top = max(sorted(by_need), key=lambda need: by_need[need])
+                hidden = not exact and count < FEW
+                figures.append(
+                    {
+                        "pcode": pcode,
+                        "name": where.name(locale),
+                        "lat": where.lat,
+                        "lon": where.lon,
+                        "count": None if hidden else count,
+                        "label": "<" + format_number(FEW) if hidden else format_number(count),
+                        "urgent": _(NEED_LABELS[top]) if top in NEED_LABELS else "",
+                        "colour": NEED_COLOURS.get(top, "#555555"),
+                        "link": "/console/reports?"
+                        + urlencode(
+                            {
+                                **filters.as_query(),
+                                "governorate": where.parent or "",
+                                "district": pcode,
+                            }
+                        )
+                        if exact
+                        else None,
+                    }
+                )
+        return figures
 
     async def people(self, request: Request, *, problem: str | None = None) -> Response:
         """Who has which role, with their last sign-in; forms to add, change and remove."""
@@ -508,6 +613,20 @@ class Console:
         response = RedirectResponse("/console/people", status_code=303)
         self.protect(response)
         return response
+
+
+def filter_options(filters: ReportFilters, locale: str) -> dict[str, list[tuple[str, str]]]:
+    """The choices of the reports' filters, in the current locale."""
+    return {
+        "governorates": [(g.pcode, g.name(locale)) for g in gazetteer.GOVERNORATES],
+        "districts": [
+            (d.pcode, d.name(locale)) for d in gazetteer.districts_of(filters.governorate)
+        ]
+        if filters.governorate
+        else [],
+        "statuses": [(code, _(label)) for code, label in STATUS_LABELS.items()],
+        "needs": [(code, _(NEED_LABELS[code])) for code in NEEDS],
+    }
 
 
 def _people_problem(reason: str) -> str:
