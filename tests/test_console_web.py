@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
