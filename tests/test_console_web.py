@@ -77,6 +77,7 @@ ROUTES = [
     ("/console/people", {"admin"}),
     ("/console/map", set(ADDRESSES)),
     ("/console/map.json", set(ADDRESSES)),
+    ("/console/audit", {"admin"}),
 ]
 
 
@@ -343,3 +344,20 @@ async def test_the_map_counts_districts_and_hides_small_counts_from_viewers(
     assert hidden["label"] == "<5"
     assert hidden["link"] is None
     assert ">2<" not in (await client.get("/console/map")).text
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_audit_log_shows_who_did_what(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["admin"])
+    page = await client.get("/console/audit", params={"action": "role:"})
+    assert page.status_code == 200
+    assert "4 entries" in page.text  # the four roles given by the fixture
+    assert ADDRESSES["viewer"] in page.text
+    mine = await client.get("/console/audit", params={"actor": ADDRESSES["admin"]})
+    assert "1 entry" in mine.text  # signing in
+    assert "console:sign-in" in mine.text
+    odd = await client.get("/console/audit", params={"action": "%", "since": "2026-13-45"})
+    assert odd.status_code == 200
+    assert "0 entries" in odd.text

@@ -8,6 +8,7 @@ sign in through the bot.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -41,7 +42,7 @@ from bot.i18n import (
     ngettext,
     use_locale,
 )
-from bot.models import Contact, Report
+from bot.models import AuditEntry, Contact, Report
 from bot.text import ascii_digits
 from handlers.report import NEED_LABELS, STATUS_LABELS
 
@@ -100,6 +101,7 @@ PAGES = (
     Page("/console/reports", "reports", N_("Reports")),
     Page("/console/map", "map", N_("Map")),
     Page("/console/people", "people", N_("People and roles")),
+    Page("/console/audit", "audit", N_("Audit log")),
 )
 
 
@@ -149,6 +151,7 @@ class Console:
             Route("/console/reports", self.reports, methods=["GET"]),
             Route("/console/map", self.map_page, methods=["GET"]),
             Route("/console/map.json", self.map_data, methods=["GET"]),
+            Route("/console/audit", self.audit, methods=["GET"]),
             Route("/console/people", self.people, methods=["GET"]),
             Route("/console/people", self.change_people, methods=["POST"]),
             Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
@@ -543,6 +546,91 @@ class Console:
                     }
                 )
         return figures
+
+    async def audit(self, request: Request) -> Response:
+        """The audit log, newest first, filtered by who, what and when (admins)."""
+        found = await self.allowed(request, "audit")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        query = request.query_params
+        actor = query.get("actor", "").strip()[:100]
+        action = query.get("action", "").strip()[:40]
+        since, until = _day(query.get("since")), _day(query.get("until"))
+        page = _page_number(query.get("page"))
+        conditions: list[ColumnElement[bool]] = []
+        if actor:
+            conditions.append(AuditEntry.actor == actor)
+        if action:
+            conditions.append(AuditEntry.action.startswith(action, autoescape=True))
+        if since:
+            conditions.append(AuditEntry.at >= _start_of(since, self.settings.timezone))
+        if until:
+            end = _start_of(until + timedelta(days=1), self.settings.timezone)
+            conditions.append(AuditEntry.at < end)
+        async with self.db.read() as connection:
+            total = await connection.scalar(
+                select(func.count()).select_from(AuditEntry).where(*conditions)
+            )
+            entries = (
+                await connection.execute(
+                    select(
+                        AuditEntry.at,
+                        AuditEntry.actor,
+                        AuditEntry.action,
+                        AuditEntry.report_id,
+                        AuditEntry.detail,
+                    )
+                    .where(*conditions)
+                    .order_by(AuditEntry.id.desc())
+                    .limit(PAGE_SIZE)
+                    .offset(page * PAGE_SIZE)
+                )
+            ).all()
+            ids = {e.report_id for e in entries if e.report_id}
+            references: dict[int, str] = {}
+            if ids:
+                found_refs = await connection.execute(
+                    select(Report.id, Report.reference).where(Report.id.in_(ids))
+                )
+                references = {row_id: ref for row_id, ref in found_refs.all()}
+        rows = [
+            {
+                "at": format_datetime(e.at, self.settings.timezone),
+                "actor": e.actor,
+                "action": e.action,
+                "report": references.get(e.report_id, "") if e.report_id else "",
+                "detail": json.dumps(e.detail, ensure_ascii=False, sort_keys=True)[:500],
+            }
+            for e in entries
+        ]
+        total = total or 0
+        pages = max(1, -(-total // PAGE_SIZE))
+        kept = {
+            key: value
+            for key, value in (
+                ("actor", actor),
+                ("action", action),
+                ("since", since.isoformat() if since else ""),
+                ("until", until.isoformat() if until else ""),
+            )
+            if value
+        }
+        return self.render(
+            request,
+            "audit.html",
+            {
+                "rows": rows,
+                "kept": kept,
+                "page": page,
+                "pages": pages,
+                "total": total,
+                "previous": _query_with(kept, page - 1) if page > 0 else None,
+                "next": _query_with(kept, page + 1) if page + 1 < pages else None,
+            },
+            who=who,
+            locale=locale,
+        )
 
     async def people(self, request: Request, *, problem: str | None = None) -> Response:
         """Who has which role, with their last sign-in; forms to add, change and remove."""
