@@ -361,3 +361,69 @@ async def test_the_audit_log_shows_who_did_what(
     odd = await client.get("/console/audit", params={"action": "%", "since": "2026-13-45"})
     assert odd.status_code == 200
     assert "0 entries" in odd.text
+
+
+async def test_people_and_login_links_on_the_server(
+    db: Database, db_url: str, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from tests.test_bulletin import run_cli
+
+    code, _out, err = await run_cli(
+        ["people", "add", "telegram:42", "admin", "--name", "Sara, Duhok"], db_url
+    )
+    assert code == 0, err
+    code, _out, err = await run_cli(["people", "add", "telegram:42", "viewer"], db_url)
+    assert code == 2
+    assert "already admin" in err
+    code, _out, err = await run_cli(["people", "add", "telegram", "viewer"], db_url)
+    assert code == 2
+    assert "not an address" in err
+    code, out, _err = await run_cli(["people", "list"], db_url)
+    assert out.splitlines() == ["telegram:42\tadmin\tSara, Duhok\tnever"]
+    code, _out, err = await run_cli(["web", "login-link", "--as", "telegram:7"], db_url)
+    assert code == 2
+    assert "has no role" in err
+    code, out, _err = await run_cli(["web", "login-link", "--as", "telegram:42"], db_url)
+    assert code == 0
+    path = out.strip().removeprefix("http://127.0.0.1:8080")
+    assert path.startswith("/console/sign-in/")
+    assert (await client.post(path)).status_code == 303  # the printed link signs in
+    code, _out, err = await run_cli(["people", "remove", "telegram:42"], db_url)
+    assert code == 2
+    assert "last admin" in err
+    code, _out, _err = await run_cli(["people", "add", "console:ops", "admin"], db_url)
+    code, _out, err = await run_cli(["people", "role", "telegram:42", "editor"], db_url)
+    assert code == 0, err
+    code, _out, err = await run_cli(["people", "remove", "telegram:42"], db_url)
+    assert code == 0, err
+    async with db.transaction() as session:
+        assert await roles.role_of(session, "telegram:42") is None
+        actors = (
+            await session.scalars(
+                select(AuditEntry.actor).where(AuditEntry.action.startswith("role:"))
+            )
+        ).all()
+    assert actors and all(actor.startswith("cli:") for actor in actors)
+    assert (await client.get("/console/")).status_code == 200
+    assert "Send /console" in (await client.get("/console/")).text  # the session ended
+
+
+async def test_the_chat_sends_a_link_only_to_people_with_a_role(
+    db: Database, settings: Settings, person: Person, client: httpx.AsyncClient
+) -> None:
+    await choose_language(person, "en")
+    refused = await person.send("/console")
+    assert "for people with a role" in refused[0].text
+    assert "/console/sign-in/" not in refused[0].text
+    async with db.transaction() as session:
+        await roles.set_role(session, str(person.address), "coordinator", "test")
+    [answer] = await person.send("/console")
+    assert "within 10 minutes" in answer.text
+    found = re.search(r"http://127\.0\.0\.1:8080(/console/sign-in/[\w-]+)", answer.text)
+    assert found is not None
+    assert (await client.post(found.group(1))).status_code == 303
+    assert (await client.get("/console/reports")).status_code == 200
+    for _ in range(signin.LINKS_PER_HOUR - 1):
+        await person.send("/console")
+    [busy] = await person.send("/console")
+    assert "within the hour" in busy.text
