@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -262,3 +263,16 @@ def test_the_edges_of_each_range_are_accepted() -> None:
     assert settings.trust_proxy is True
     assert settings.log_format == "json"
     assert load_settings({"PORT": "1", "REPORTS_PER_DAY": "1"}).port == 1
+
+
+def test_every_setting_is_documented() -> None:
+    """Each variable config.py reads is in README's table and in .env.example."""
+    root = Path(__file__).parent.parent
+    code = (root / "bot" / "config.py").read_text(encoding="utf-8")
+    names = set(re.findall(r'take\(\s*f?"([A-Z_]+)', code)) - {"TWILIO_TEMPLATE_BULLETIN_"}
+    names |= {"TWILIO_TEMPLATE_BULLETIN_AR", "TWILIO_TEMPLATE_BULLETIN_EN"}
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    example = (root / ".env.example").read_text(encoding="utf-8")
+    assert len(names) > 30
+    assert not {n for n in names if f"| `{n}` |" not in readme}, "missing in README's table"
+    assert not {n for n in names if not re.search(rf"^#? ?{n}=", example, re.M)}, ".env.example"

@@ -403,7 +403,8 @@ async def test_people_and_login_links_on_the_server(
                 select(AuditEntry.actor).where(AuditEntry.action.startswith("role:"))
             )
         ).all()
-    assert actors and all(actor.startswith("cli:") for actor in actors)
+    assert actors
+    assert all(actor.startswith("cli:") for actor in actors)
     assert (await client.get("/console/")).status_code == 200
     assert "Send /console" in (await client.get("/console/")).text  # the session ended
 
