@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot import gazetteer
 from bot.db import Database
@@ -71,6 +72,9 @@ class Query:
     since: datetime | None = None
     governorate: str | None = None
     private: bool = False
+    # More conditions (the console's filters), and how the audit log names them.
+    conditions: tuple[ColumnElement[bool], ...] = ()
+    described: tuple[tuple[str, str], ...] = ()
 
 
 def neutralize(value: Any) -> Any:
@@ -162,6 +166,7 @@ async def reports(session: AsyncSession, query: Query) -> AsyncIterator[Report]:
         statement = statement.where(Report.created_at >= query.since)
     if query.governorate:
         statement = statement.where(Report.governorate == query.governorate)
+    statement = statement.where(*query.conditions)
     stream = await session.stream_scalars(statement.execution_options(yield_per=BATCH))
     async for report in stream:
         yield report
@@ -187,6 +192,7 @@ def audit_entry(actor: str, query: Query, fmt: str, count: int) -> AuditEntry:
             "private": query.private,
             "since": query.since.isoformat() if query.since else None,
             "governorate": query.governorate,
+            **({"filters": dict(query.described)} if query.described else {}),
         },
     )
 

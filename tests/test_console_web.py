@@ -78,6 +78,7 @@ ROUTES = [
     ("/console/map", set(ADDRESSES)),
     ("/console/map.json", set(ADDRESSES)),
     ("/console/audit", {"admin"}),
+    ("/console/reports.csv", {"admin", "coordinator"}),
 ]
 
 
@@ -100,7 +101,7 @@ async def test_every_route_for_every_role(
         assert "Send /console" in response.text
     elif role in allowed:
         assert response.status_code == 200
-        assert "Sign out" in response.text or path.endswith(".json")
+        assert "Sign out" in response.text or path.endswith((".json", ".csv"))
     else:
         assert response.status_code == 403
         assert "Your role does not include this page" in response.text
@@ -428,3 +429,35 @@ async def test_the_chat_sends_a_link_only_to_people_with_a_role(
         await person.send("/console")
     [busy] = await person.send("/console")
     assert "within the hour" in busy.text
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_filtered_reports_download_as_csv_hxl_and_geojson(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    family = Person(engine, Address("console", "family"))
+    await choose_language(family, "en")
+    await send_full_report(family, "en")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get("/console/reports", params={"governorate": "IQG09"})
+    assert 'href="/console/reports.csv?governorate=IQG09"' in page.text
+    csv_file = await client.get("/console/reports.csv", params={"governorate": "IQG09"})
+    assert csv_file.status_code == 200
+    assert csv_file.headers["content-disposition"].startswith("attachment;")
+    lines = csv_file.text.splitlines()
+    assert len(lines) == 2  # the header and the one report
+    assert "Khanke camp" not in csv_file.text  # public fields unless asked
+    hxl = await client.get("/console/reports.hxl")
+    assert hxl.text.splitlines()[1].startswith("#")
+    empty = await client.get("/console/reports.geojson", params={"governorate": "IQG01"})
+    assert empty.json() == {"type": "FeatureCollection", "features": []}
+    private = await client.get("/console/reports.csv", params={"private": "1"})
+    assert "Khanke camp" in private.text
+    assert (await client.get("/console/reports.xlsx")).status_code == 404
+    async with db.transaction() as session:
+        logged = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))
+        ).all()
+    assert [e.actor for e in logged] == [ADDRESSES["coordinator"]] * 4
+    assert logged[0].detail["filters"] == {"governorate": "IQG09"}
+    assert [e.detail["private"] for e in logged] == [False, False, False, True]

@@ -9,9 +9,10 @@ sign in through the bot.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -23,12 +24,19 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import gazetteer, roles, signin
+from bot import exports, gazetteer, roles, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
 from bot.i18n import (
@@ -60,6 +68,12 @@ NEED_COLOURS = {
     "education": "#e7ba52",
     "cash": "#8c6d31",
     "psychosocial": "#7b4173",
+}
+# What the reports table downloads: the exporter's format -> file extension, media type.
+DOWNLOADS = {
+    "csv": ("csv", "text/csv; charset=utf-8"),
+    "hxl": ("hxl.csv", "text/csv; charset=utf-8"),
+    "geojson": ("geojson", "application/geo+json"),
 }
 FEW = 5  # a viewer sees fewer reports than this as "<5": a small count can point at a family
 COOKIE = "icssi_console"
@@ -149,6 +163,7 @@ class Console:
             Route("/console/sign-in/{token}", self.sign_in, methods=["POST"]),
             Route("/console/sign-out", self.sign_out, methods=["POST"]),
             Route("/console/reports", self.reports, methods=["GET"]),
+            Route("/console/reports.{fmt}", self.download, methods=["GET"]),
             Route("/console/map", self.map_page, methods=["GET"]),
             Route("/console/map.json", self.map_data, methods=["GET"]),
             Route("/console/audit", self.audit, methods=["GET"]),
@@ -440,6 +455,22 @@ class Console:
             }
         pages = max(1, -(-total // PAGE_SIZE))
         query = filters.as_query()
+        downloads: list[tuple[str, str]] = []
+        if roles.may(who.role, "exports"):
+            plain = "?" + urlencode(query) if query else ""
+            downloads = [
+                ("CSV", "/console/reports.csv" + plain),
+                ("HXL", "/console/reports.hxl" + plain),
+                ("GeoJSON", "/console/reports.geojson" + plain),
+            ]
+            if roles.may(who.role, "personal"):
+                with use_locale(locale):
+                    downloads.append(
+                        (
+                            _("CSV with personal fields"),
+                            "/console/reports.csv?" + urlencode({**query, "private": "1"}),
+                        )
+                    )
         return self.render(
             request,
             "reports.html",
@@ -452,10 +483,56 @@ class Console:
                 "pages": pages,
                 "previous": _query_with(query, page - 1) if page > 0 else None,
                 "next": _query_with(query, page + 1) if page + 1 < pages else None,
+                "downloads": downloads,
             },
             who=who,
             locale=locale,
         )
+
+    async def download(self, request: Request) -> Response:
+        """The filtered reports as CSV, HXL or GeoJSON, by the same exporter as the CLI; audited.
+
+        Written to a spooled file first: the database is let go before a slow phone has read
+        the last byte.
+        """
+        found = await self.allowed(request, "exports")
+        if isinstance(found, Response):
+            return found
+        who, _locale = found
+        fmt = request.path_params["fmt"]
+        if fmt not in DOWNLOADS:
+            return Response("unknown format", status_code=404)
+        filters = ReportFilters.from_query(request.query_params)
+        private = request.query_params.get("private") == "1" and roles.may(who.role, "personal")
+        query = exports.Query(
+            private=private,
+            conditions=tuple(filters.conditions(self.settings.timezone)),
+            described=tuple(sorted(filters.as_query().items())),
+        )
+        # Closed by chunks() once sent (or here, if the export fails).
+        spool = tempfile.SpooledTemporaryFile(max_size=1 << 20, mode="w+", encoding="utf-8")  # noqa: SIM115
+        try:
+            await exports.export(self.db, query, fmt, spool, actor=who.address)  # type: ignore[arg-type]
+        except BaseException:
+            spool.close()
+            raise
+        spool.seek(0)
+
+        def chunks() -> Iterator[str]:
+            """The file in pieces, closed at the end."""
+            with spool:
+                while piece := spool.read(1 << 16):
+                    yield piece
+
+        stamp = datetime.now(ZoneInfo(self.settings.timezone)).strftime("%Y-%m-%d")
+        name = f"icssi-reports-{stamp}{'-private' if private else ''}.{DOWNLOADS[fmt][0]}"
+        response = StreamingResponse(
+            iterate_in_threadpool(chunks()),
+            media_type=DOWNLOADS[fmt][1],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+        self.protect(response)
+        return response
 
     async def map_page(self, request: Request) -> Response:
         """The map: its filters, the legend, and a table of the same figures (no script needed)."""
