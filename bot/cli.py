@@ -103,10 +103,20 @@ async def run_chat(settings: Settings, user: str) -> None:
     no platform is configured and no other process sends from it (bot.runtime.running)."""
     from bot.channels.console import ConsoleTransport, chat, stdio
     from bot.messages import Address
+    from bot.webconsole import served_locally
 
     stdin, stdout = stdio()
     console = ConsoleTransport(stdout, str(Address("console", user)))
-    async with runtime.running(settings, "all", console=console) as bot:
+    async with (
+        runtime.running(settings, "all", console=console) as bot,
+        served_locally(bot.db, settings) as address,
+    ):
+        if address is not None:
+            print(
+                f"icssi-bot: the coordinators' console is at {address} (send /console in the "
+                "chat for a sign-in link)",
+                file=sys.stderr,
+            )
         await chat(bot.engine, bot.sender, user, stdin, stdout)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 
@@ -134,9 +135,18 @@ class Terminal:
 
     async def expect(self, text: str, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Read until `text` has been printed, or fail after `timeout` seconds."""
+        await self.expect_match(re.compile(re.escape(text)), timeout)
+
+    async def expect_match(
+        self,
+        pattern: re.Pattern[str],
+        timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> re.Match[str]:
+        """Read until `pattern` matches what was printed, or fail after `timeout` seconds."""
         assert self.process.stdout is not None
         deadline = asyncio.get_running_loop().time() + timeout
-        while text not in self.printed:
+        text = pattern.pattern
+        while (found := pattern.search(self.printed)) is None:
             left = deadline - asyncio.get_running_loop().time()
             assert left > 0, f"{text!r} not printed; printed so far:\n{self.printed[-2000:]}"
             try:
@@ -146,6 +156,7 @@ class Terminal:
             if not chunk:
                 raise AssertionError(f"{text!r} not printed before the end:\n{self.printed}")
             self.printed += chunk.decode("utf-8")
+        return found
 
     async def close(self) -> str:
         """End of input (Ctrl-D); what it wrote to stderr."""
@@ -195,3 +206,35 @@ async def test_make_run_sends_a_bulletin_written_in_another_console(env: dict[st
     # Dana's copy waited for Dana's own terminal.
     dana = icssi_bot(["chat", "--user", "dana"], env, "")
     assert "Water is back in Hay al-Amel since this morning." in dana
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="`make run` with no token: the embedded SQLite file")
+async def test_make_run_serves_the_web_console_beside_the_chat(env: dict[str, str]) -> None:
+    """With no token, the console chat serves the web console on PORT too; /console in the
+    chat gives a coordinator a link that signs them in there."""
+    import httpx
+
+    from tests.net import free_port, healthy
+
+    port = free_port()
+    env = {**env, "COORDINATORS": "console:me", "PORT": str(port)}
+    icssi_bot(["db", "upgrade"], env)
+    terminal = await Terminal.open(["run"], env)
+    try:
+        await terminal.type("3")
+        await terminal.expect("Main menu")
+        await healthy(port)
+        await terminal.type("/console")
+        await terminal.expect("do not pass it on")
+        found = await terminal.expect_match(
+            re.compile(rf"http://127\.0\.0\.1:{port}(/console/sign-in/[\w-]+)\W")
+        )
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            signed = await client.post(found.group(1))
+            assert signed.status_code == 303
+            overview = await client.get("/console/", params={"lang": "en"})
+            assert "Overview" in overview.text
+    finally:
+        err = await terminal.close()
+    assert f"the coordinators' console is at http://127.0.0.1:{port}/console/" in err

@@ -8,11 +8,14 @@ sign in through the bot.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
@@ -778,6 +781,46 @@ class Console:
         response = RedirectResponse("/console/people", status_code=303)
         self.protect(response)
         return response
+
+
+@contextlib.asynccontextmanager
+async def served_locally(
+    db: Database, settings: Settings, host: str = "127.0.0.1"
+) -> AsyncIterator[str | None]:
+    """The console on this machine's PORT while the console chat runs (`make run` with no
+    token): its address, or None when the port is taken (another `make run`, say)."""
+    import uvicorn
+
+    from bot.web import create_app
+
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, settings.port))
+    except OSError:
+        listening.close()
+        yield None
+        return
+
+    class Quiet(uvicorn.Server):
+        """uvicorn without its signal handlers: Ctrl-C belongs to the chat."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(
+        create_app(db, settings=settings), log_config=None, access_log=False, lifespan="off"
+    )
+    server = Quiet(config)
+    task = asyncio.create_task(server.serve(sockets=[listening]), name="console web")
+    try:
+        yield f"http://{host}:{listening.getsockname()[1]}/console/"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
+        listening.close()
 
 
 def filter_options(filters: ReportFilters, locale: str) -> dict[str, list[tuple[str, str]]]:
