@@ -100,8 +100,9 @@ async def run(kind: str, url: str, reports: int, requests: int) -> None:
         )
     )
     serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(30):
+        while not server.started:  # noqa: ASYNC110 (uvicorn says it only by this flag)
+            await asyncio.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
     pages = {
         "reports, a governorate and a need, page 3": (
