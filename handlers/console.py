@@ -40,7 +40,4 @@ async def on_link(ctx: Ctx) -> Transition:
     return to_menu()
 
 
-FLOW = Flow(
-    "console",
-    {"link": Step(ask_link, on_link)},
-)
+FLOW = Flow("console", {"link": Step(ask_link, on_link)}, coordinators_only=True)

@@ -12,6 +12,7 @@ COORDINATOR_ITEMS = (
     (N_("Signatures to verify"), "menu:signatures"),
     (N_("Bulletin desk"), "menu:bulletin_admin"),
     (N_("Export the reports"), "menu:export"),
+    (N_("Coordinators' console"), "menu:console"),
 )
 
 

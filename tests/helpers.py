@@ -27,7 +27,13 @@ def tc(locale: str, context: str, message: str) -> str:
 def menu_labels(locale: str, coordinator: bool = False) -> list[str]:
     """The main menu's buttons in `locale`, in order (a coordinator's with their tools)."""
     tools = (
-        ("Reports to triage", "Signatures to verify", "Bulletin desk", "Export the reports")
+        (
+            "Reports to triage",
+            "Signatures to verify",
+            "Bulletin desk",
+            "Export the reports",
+            "Coordinators' console",
+        )
         if coordinator
         else ()
     )

@@ -411,8 +411,9 @@ async def test_people_and_login_links_on_the_server(
 
 
 async def test_the_chat_sends_a_link_only_to_people_with_a_role(
-    db: Database, settings: Settings, person: Person, client: httpx.AsyncClient
+    db: Database, settings: Settings, engine: Any, client: httpx.AsyncClient
 ) -> None:
+    person = Person(engine, Address("telegram", "1000"))  # in COORDINATORS, with no role yet
     await choose_language(person, "en")
     refused = await person.send("/console")
     assert "for people with a role" in refused[0].text
