@@ -485,3 +485,25 @@ class WebSession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ReportMessage(Base):
+    """A message between the coordinators and a family about its report: the report's thread.
+
+    A coordinator writes from the console; the family answers in the chat (Reply). The words
+    are the family's business: encrypted, and deleted when the family asks to be forgotten.
+    """
+
+    __tablename__ = "report_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), index=True, info=internal("the thread")
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow, info=shown(N_("Sent"), "datetime"))
+    # "out": to the family; "in": the family's answer.
+    direction: Mapped[str] = mapped_column(String(3), info=internal("who wrote, as a word"))
+    author: Mapped[str | None] = mapped_column(
+        String(100), info=internal("the coordinator who wrote; none for the family")
+    )
+    body: Mapped[str] = mapped_column(Encrypted, info=personal(N_("Message")))

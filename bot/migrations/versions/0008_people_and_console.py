@@ -1,4 +1,4 @@
-"""people with roles, sign-in links and console sessions
+"""people with roles, sign-in links and console sessions; reports' threads
 
 Revision ID: 0008
 Revises: 0007
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from bot.crypto import Encrypted
 from bot.models import UTCDateTime
 
 revision: str = "0008"
@@ -54,10 +55,23 @@ def upgrade() -> None:
     )
     op.create_index("ix_web_sessions_address", "web_sessions", ["address"])
     op.create_index("ix_web_sessions_expires_at", "web_sessions", ["expires_at"])
+    op.create_table(
+        "report_messages",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("report_id", sa.Integer(), nullable=False),
+        sa.Column("at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("direction", sa.String(length=3), nullable=False),
+        sa.Column("author", sa.String(length=100), nullable=True),
+        sa.Column("body", Encrypted(), nullable=False),
+        sa.ForeignKeyConstraint(["report_id"], ["reports.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_report_messages_report_id", "report_messages", ["report_id"])
 
 
 def downgrade() -> None:
     """Revert this revision."""
+    op.drop_table("report_messages")
     op.drop_table("web_sessions")
     op.drop_table("sign_in_links")
     op.drop_table("people")
