@@ -430,16 +430,20 @@ def chosen_number(ctx: Ctx) -> int | None:
     return parse_int(ctx.text)
 
 
-# Several typed choices are separated by commas (Latin, Arabic), semicolons or "and"/"و".
-SEPARATORS = re.compile(r"\s*(?:[,،;؛]|\s\+\s)\s*")
+# Several typed choices are separated by commas (Latin, Arabic) or semicolons.
+SEPARATORS = re.compile(r"\s*[,،;؛]\s*")
 
 
 def typed_choices(
-    text: str, offered: Sequence[tuple[str, str]], labels: Mapping[str, str], prefix: str
+    text: str,
+    offered: Sequence[tuple[str, str]],
+    vocabularies: Sequence[Mapping[str, str]],
+    prefix: str,
 ) -> list[str] | None:
-    """The codes that a typed list of choices picks ("1, 4", "١، ٤", "food, health"), by the
-    number offered, the label as shown, the label in full, the code, or one word of a label
-    that no other label has; None when any part picks nothing."""
+    """The codes that a typed list of choices picks ("1, 4", "١، ٤", "food, health"): each part
+    by the number offered or the label shown, by a code, or by a label (of any of
+    `vocabularies`, code -> N_ label) in full or by one of its words that no other label has.
+    None when any part picks nothing."""
     parts = [p for p in SEPARATORS.split(text.strip()) if p]
     if len(parts) == 1 and all(ch.isdigit() or ch.isspace() for ch in parts[0]):
         parts = parts[0].split()  # "1 4"
@@ -447,8 +451,8 @@ def typed_choices(
     for part in parts:
         payload = resolve_choice(part, offered)
         code = payload.removeprefix(f"{prefix}:") if payload else None
-        if code is None or code not in labels:
-            code = _word_choice(part, labels)
+        if code is None or not any(code in labels for labels in vocabularies):
+            code = _word_choice(part, vocabularies)
         if code is None:
             return None
         if code not in codes:
@@ -456,15 +460,28 @@ def typed_choices(
     return codes or None
 
 
-def _word_choice(part: str, labels: Mapping[str, str]) -> str | None:
+def _stem(word: str) -> str:
+    """A word without the Arabic "and" and "the" before it ("والأدوية" -> "أدوية"), nor the
+    Sorani ezafe after it ("ئاوی" -> "ئاو")."""
+    for prefix in ("و", "ال"):
+        if word.startswith(prefix) and len(word) > len(prefix) + 2:
+            word = word[len(prefix) :]
+    return word[:-1] if word.endswith(("ی", "ي")) and len(word) > 3 else word
+
+
+def _word_choice(part: str, vocabularies: Sequence[Mapping[str, str]]) -> str | None:
     """The one code whose label, in full or by one of its words, is `part` (or the code)."""
     key = match_key(part)
     if not key:
         return None
-    if key in labels:
+    if any(key in labels for labels in vocabularies):
         return key
-    full = [code for code, label in labels.items() if match_key(_(label)) == key]
-    if full:
-        return full[0]
-    by_word = [code for code, label in labels.items() if key in match_key(_(label)).split()]
-    return by_word[0] if len(by_word) == 1 else None
+    pairs = [
+        (code, match_key(_(label))) for labels in vocabularies for code, label in labels.items()
+    ]
+    full = {code for code, label in pairs if label == key}
+    if len(full) == 1:
+        return full.pop()
+    stem = _stem(key)
+    by_word = {code for code, label in pairs if stem in {_stem(w) for w in label.split()}}
+    return by_word.pop() if len(by_word) == 1 else None

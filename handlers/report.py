@@ -355,7 +355,7 @@ async def on_needs(ctx: Ctx) -> Transition | None:
             chosen.append(code)
     else:
         # Typed choices are added, not toggled: "1, 4" says what is needed.
-        typed = typed_choices(ctx.text, ctx.offered, {**NEED_BUTTONS, **NEED_LABELS}, "need")
+        typed = typed_choices(ctx.text, ctx.offered, (NEED_BUTTONS, NEED_LABELS), "need")
         if typed is None:
             return retry()
         chosen += [code for code in typed if code not in chosen]
