@@ -430,6 +430,70 @@ def chosen_number(ctx: Ctx) -> int | None:
     return parse_int(ctx.text)
 
 
+def multi(
+    key: str,
+    prompt: str,
+    labels: Mapping[str, str],
+    *,
+    prefix: str,
+    at_least_one: str,
+    buttons: Mapping[str, str] | None = None,
+    then: Callable[[Ctx, bool], None] | None = None,
+    **more: Any,
+) -> Question:
+    """Several of `labels` (code -> N_ label, in this order): each button chooses or unchooses
+    one, Done ends (the hint `at_least_one` while none is chosen); several typed at once ("1, 4",
+    "food, health") are added. `buttons`: shorter labels for the buttons; `then(ctx, done)` runs
+    after each change and at Done (to clear what no longer holds)."""
+    short = buttons or labels
+
+    async def ask(ctx: Ctx) -> None:
+        chosen = ctx.data.get(key, [])
+        options = [
+            Button(("✅ " if code in chosen else "") + _(label), f"{prefix}:{code}")
+            for code, label in short.items()
+        ]
+        ctx.ask(_(prompt), [*options, Button(_("Done"), f"{prefix}:done")], columns=2)
+
+    async def answer(ctx: Ctx) -> Transition | None:
+        chosen: list[str] = list(ctx.data.get(key, []))
+        if ctx.choice == f"{prefix}:done":
+            if not chosen:
+                return retry(_(at_least_one))
+            if then is not None:
+                then(ctx, True)
+            return None
+        if ctx.choice is not None:
+            code = ctx.choice.removeprefix(f"{prefix}:")
+            if code not in labels:
+                return goto(key)
+            if code in chosen:
+                chosen.remove(code)
+            else:
+                chosen.append(code)
+        else:
+            # Typed choices are added, not toggled: "1, 4" says what is chosen.
+            typed = typed_choices(ctx.text, ctx.offered, (short, labels), prefix)
+            if typed is None:
+                return retry()
+            chosen += [code for code in typed if code not in chosen]
+        ctx.data[key] = [code for code in labels if code in chosen]  # a stable order
+        if then is not None:
+            then(ctx, False)
+        return goto(key)
+
+    return Question(
+        key,
+        answer,
+        ask=ask,
+        answered=lambda data: bool(data.get(key)),
+        column=key,
+        to_model=lambda data: {key: list(data.get(key, []))},
+        accepts_text=True,  # several choices typed at once
+        **more,
+    )
+
+
 # Several typed choices are separated by commas (Latin, Arabic) or semicolons.
 SEPARATORS = re.compile(r"\s*[,،;؛]\s*")
 

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import select
 
 from bot import gazetteer, reports
-from bot.config import NEEDS
 from bot.flows import (
     MENU,
     Ctx,
@@ -35,10 +34,10 @@ from bot.forms import (
     chosen_number,
     governorate,
     governorate_buttons,
+    multi,
     number_buttons,
     phone,
     pick_place,
-    typed_choices,
     valid_phone,
     yes_no,
 )
@@ -318,51 +317,13 @@ def count_question(key: str) -> Question:
     )
 
 
-async def ask_needs(ctx: Ctx) -> None:
-    """What the family needs: several, with Done."""
+def urgent_of_needs(ctx: Ctx, done: bool) -> None:
+    """The most urgent need is one of the needs; with one need, it is that one."""
     chosen = ctx.data.get("needs", [])
-    buttons = [
-        Button(("✅ " if code in chosen else "") + _(label), f"need:{code}")
-        for code, label in NEED_BUTTONS.items()
-    ]
-    buttons.append(Button(_("Done"), "need:done"))
-    ctx.ask(
-        _("What does the family need? Choose all that apply, then press Done."),
-        buttons,
-        columns=2,
-    )
-
-
-async def on_needs(ctx: Ctx) -> Transition | None:
-    """Toggle a need (or choose several typed at once: "1, 4"), or finish when at least one
-    is chosen."""
-    chosen: list[str] = list(ctx.data.get("needs", []))
-    if ctx.choice == "need:done":
-        if not chosen:
-            return retry(_("Please choose at least one need, then press Done."))
-        if ctx.data.get("urgent") not in chosen:
-            ctx.data.pop("urgent", None)
-        if len(chosen) == 1:
-            ctx.data["urgent"] = chosen[0]
-        return None
-    if ctx.choice is not None:
-        code = ctx.choice.removeprefix("need:")
-        if code not in NEED_LABELS:
-            return goto("needs")
-        if code in chosen:
-            chosen.remove(code)
-        else:
-            chosen.append(code)
-    else:
-        # Typed choices are added, not toggled: "1, 4" says what is needed.
-        typed = typed_choices(ctx.text, ctx.offered, (NEED_BUTTONS, NEED_LABELS), "need")
-        if typed is None:
-            return retry()
-        chosen += [code for code in typed if code not in chosen]
-    ctx.data["needs"] = [n for n in NEEDS if n in chosen]  # a stable order
     if ctx.data.get("urgent") not in chosen:  # Back may leave before Done
         ctx.data.pop("urgent", None)
-    return goto("needs")
+    if done and len(chosen) == 1:
+        ctx.data["urgent"] = chosen[0]
 
 
 async def on_urgent(ctx: Ctx) -> Transition | None:
@@ -586,16 +547,16 @@ FORM = Form(
             column="shelter",
             to_model=lambda data: {"shelter": str(data.get("shelter", "other"))},
         ),
-        Question(
+        multi(
             "needs",
-            on_needs,
-            ask=ask_needs,
+            N_("What does the family need? Choose all that apply, then press Done."),
+            NEED_LABELS,
+            prefix="need",
+            at_least_one=N_("Please choose at least one need, then press Done."),
+            buttons=NEED_BUTTONS,
+            then=urgent_of_needs,
             label=N_("Needs"),
-            column="needs",
-            answered=lambda data: bool(data.get("needs")),
             show=reports.needs_text,
-            to_model=lambda data: {"needs": list(data.get("needs", []))},
-            accepts_text=True,  # several choices typed at once: "1, 4"
         ),
         Question(
             "urgent",
