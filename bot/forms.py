@@ -249,6 +249,11 @@ def rows(items: list[Button], columns: int) -> list[list[Button]]:
 # Kinds of question ------------------------------------------------------------------------------
 
 
+def coded_buttons(labels: Mapping[str, str], prefix: str) -> Callable[[Ctx], list[Button]]:
+    """The options of a question whose answers are codes: one button per code, "prefix:code"."""
+    return lambda _ctx: [Button(_(label), f"{prefix}:{code}") for code, label in labels.items()]
+
+
 def choice(
     key: str,
     prompt: str,

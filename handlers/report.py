@@ -32,6 +32,7 @@ from bot.forms import (
     Summary,
     choice,
     chosen_number,
+    coded_buttons,
     governorate,
     governorate_buttons,
     multi,
@@ -429,11 +430,6 @@ async def on_limit(ctx: Ctx) -> Transition:
     return to_menu()
 
 
-def labelled(labels: dict[str, str], prefix: str) -> Any:
-    """Buttons for a question's coded answers."""
-    return lambda ctx: [Button(_(label), f"{prefix}:{code}") for code, label in labels.items()]
-
-
 FORM = Form(
     "report",
     [
@@ -510,7 +506,7 @@ FORM = Form(
                 "When was the family displaced? Choose, or type the month and year, for "
                 "example 3/2024."
             ),
-            options=labelled(WHEN_LABELS, "when"),
+            options=coded_buttons(WHEN_LABELS, "when"),
             label=N_("When"),
             show=reports.when_text,
             column="displaced",

@@ -297,11 +297,6 @@ async def on_withdraw(ctx: Ctx) -> Transition:
     return to_menu()
 
 
-def value(column: str, key: str | None = None) -> Any:
-    """A to_model that stores one answer in `column` as text."""
-    return lambda data: {column: str(data[key or column])}
-
-
 FORM = Form(
     "sign",
     [
@@ -357,28 +352,27 @@ FORM = Form(
             show=place_name,
             label=N_("Governorate"),
             column="governorate",
-            to_model=value("governorate", "gov"),
         ),
         typed(
             "city",
             N_("In which city or town?"),
             CITY_LIMIT,
             label=N_("City or town"),
-            to_model=value("city"),
+            column="city",
         ),
         typed(
             "person",
             N_("What is your full name?"),
             PERSON_LIMIT,
             label=N_("Your full name"),
-            to_model=value("representative", "person"),
+            column="representative",
         ),
         typed(
             "role",
             N_("What is your role in the organization (for example, director)?"),
             100,
             label=N_("Your role"),
-            to_model=value("role"),
+            column="role",
         ),
         phone(
             "phone",
