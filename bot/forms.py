@@ -93,8 +93,9 @@ class Question:
 class Summary:
     """The form's last step: every answer, Edit for each, and the button that stores it all.
 
-    `done` runs on that button once every question that applies is answered, and decides where
-    the conversation goes (it stores, thanks, clears the answers).
+    `done(ctx, values)` runs on that button once every question that applies is answered, with
+    the model's column values from the answers, and decides where the conversation goes (it
+    stores, thanks, clears the answers).
     """
 
     title: str  # N_ messages, all of them
@@ -102,7 +103,7 @@ class Summary:
     outro: str
     confirm: str
     payload: str
-    done: Callable[[Ctx], Awaitable[Transition]]
+    done: Callable[[Ctx, dict[str, Any]], Awaitable[Transition]]
 
 
 @dataclass
@@ -233,7 +234,7 @@ class Form:
         if unanswered != "summary":  # Back out of an edit can leave a question unanswered
             ctx.say(answer_first())
             return goto(unanswered)
-        return await self.summary.done(ctx)
+        return await self.summary.done(ctx, self.to_model(ctx.data))
 
 
 def answer_first() -> str:

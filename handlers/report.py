@@ -367,7 +367,7 @@ def no_contact_no_phone(ctx: Ctx, agreed: bool) -> None:
         ctx.data.pop("phone", None)
 
 
-async def sent(ctx: Ctx) -> Transition:
+async def sent(ctx: Ctx, values: dict[str, Any]) -> Transition:
     """Send: store the report (unless today's reports are used up) and give its reference."""
     if await reports.limit_reached(ctx.session, ctx.settings, ctx.address, ctx.now):
         return goto("limit")
@@ -376,7 +376,7 @@ async def sent(ctx: Ctx) -> Transition:
         ctx.settings,
         ctx.contact,
         ctx.address,
-        FORM.to_model(ctx.data),
+        values,
         locale=ctx.locale,
         now=ctx.now,
     )

@@ -248,13 +248,13 @@ async def on_authorized(ctx: Ctx) -> Transition | None:
     return None
 
 
-async def signed(ctx: Ctx) -> Transition:
+async def signed(ctx: Ctx, values: dict[str, Any]) -> Transition:
     """Confirm: store the signature, pending verification, and give the receipt."""
     signature, notices = await signatures.store(
         ctx.session,
         ctx.settings,
         ctx.contact,
-        FORM.to_model(ctx.data),
+        values,
         locale=ctx.locale,
         now=ctx.now,
     )

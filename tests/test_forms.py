@@ -3,6 +3,7 @@ engine; several choices of a multi-select question typed at once, in each langua
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from bot.db import Database
 from bot.engine import Engine
 from bot.forms import Form, typed
 from bot.i18n import N_
-from bot.messages import Address
+from bot.messages import Address, Inbound, Location
 from bot.models import Report, Signature
 from handlers import build_registry, report, sign
 from tests.conftest import Person
@@ -86,8 +87,8 @@ async def test_a_typed_list_with_an_unknown_need_changes_nothing(
 async def test_a_question_added_to_the_report_is_one_declaration(
     db: Database, settings: Settings
 ) -> None:
-    """A new question, declared once, is asked in its place, shown in the summary with its
-    Edit button, named in "My data", and stored in its column."""
+    """A new question, declared once, is asked in its place, checked, reached by Back with its
+    answer recalled, shown in the summary with its Edit button, and stored in its column."""
     # The new question fills a column that exists (the household's place name), so that the
     # test needs no migration: the report's own place question is left out of this form.
     livelihood = typed(
@@ -108,35 +109,36 @@ async def test_a_question_added_to_the_report_is_one_declaration(
     )
     registry = build_registry()
     registry.flows["report"] = form.flow()
-    original, report.FORM = report.FORM, form  # "sent" stores through the module's form
-    try:
-        person = Person(Engine(db, settings, registry), Address("console", "tester"))
-        await open_report(person, "en")
-        await person.press("gov:IQG09")
-        await person.press("dist:IQG09Q04")
-        assert t("en", "In which city or town?") in person.text()
-        await person.send("42")
-        assert t("en", "Please write it in words.") in person.text()
-        await person.send("Zakho")
-        await person.press("orig:IQG15")
-        await person.press("when:gt1y")
-        for payload in ("n:3", "n:0", "n:0", "n:0", "n:0", "no", "shelter:camp"):
-            await person.press(payload)
-        for payload in ("need:food", "need:done", "notes:skip", "no"):
-            await person.press(payload)
-        assert "• City or town: Zakho" in person.text()
-        edit = t("en", "Edit: %(item)s") % {"item": t("en", "City or town")}
-        assert edit in person.labels()
-        await person.tap(edit)
-        await person.send("Zakho centre")
-        assert "• City or town: Zakho centre" in person.text()  # back at the summary
-        await person.tap(t("en", "Send the report"))
-        async with db.transaction() as session:
-            stored = await session.scalar(select(Report))
-        assert stored is not None
-        assert stored.place == "Zakho centre"
-    finally:
-        report.FORM = original
+    person = Person(Engine(db, settings, registry), Address("console", "tester"))
+    await open_report(person, "en")
+    await person.press("gov:IQG09")
+    await person.press("dist:IQG09Q04")
+    assert t("en", "In which city or town?") in person.text()
+    await person.send("42")
+    assert t("en", "Please write it in words.") in person.text()
+    await person.send("Zakho")
+    assert t("en", "From which governorate was the family displaced?") in person.text()
+    await person.tap(t("en", "Back"))
+    assert t("en", "In which city or town?") in person.text()
+    assert t("en", "Your answer now: %(answer)s") % {"answer": "Zakho"} in person.text()
+    await person.send("Zakho")
+    await person.press("orig:IQG15")
+    await person.press("when:gt1y")
+    for payload in ("n:3", "n:0", "n:0", "n:0", "n:0", "no", "shelter:camp"):
+        await person.press(payload)
+    for payload in ("need:food", "need:done", "notes:skip", "no"):
+        await person.press(payload)
+    assert "• City or town: Zakho" in person.text()
+    edit = t("en", "Edit: %(item)s") % {"item": t("en", "City or town")}
+    assert edit in person.labels()
+    await person.tap(edit)
+    await person.send("Zakho centre")
+    assert "• City or town: Zakho centre" in person.text()  # back at the summary
+    await person.tap(t("en", "Send the report"))
+    async with db.transaction() as session:
+        stored = await session.scalar(select(Report))
+    assert stored is not None
+    assert stored.place == "Zakho centre"
 
 
 REPORT_ANSWERS = {
@@ -190,3 +192,22 @@ def test_a_form_fills_only_real_columns(form_of: str, model: Any, answers: dict[
         if not c.nullable and c.default is None and c.info.get("label") and not c.primary_key
     }
     assert required - {"created_at", "status", "version"} <= set(values)
+
+
+async def test_a_question_that_does_not_recall_its_answer(person: Person) -> None:
+    """The exact point's question is asked again by Back as it was first asked: no "Your answer
+    now" (it is shown with the place), while the next question recalls its answer."""
+    await open_report(person, "en")
+    await person.press("gov:IQG09")
+    await person.press("dist:IQG09Q04")
+    await person.deliver(
+        Inbound(person.address, uuid.uuid4().hex, kind="location", location=Location(37.1, 42.5))
+    )
+    await person.press("prec:area")
+    await person.press("orig:IQG15")
+    await person.tap(t("en", "Back"))
+    assert t("en", "From which governorate was the family displaced?") in person.text()
+    assert t("en", "Your answer now: %(answer)s") % {"answer": "Ninewa"} in person.text()
+    await person.tap(t("en", "Back"))
+    assert t("en", "Only the area") in person.labels()
+    assert "Your answer now" not in person.text()
