@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from bot import exports, gazetteer
+from bot import exports, gazetteer, reports
 from bot.config import NEEDS, PROJECT_DIR
 from bot.flows import (
     MENU,
@@ -33,15 +33,12 @@ from bot.models import AuditEntry, Report
 from bot.reports import (
     NEED_BUTTONS,
     NEED_LABELS,
-    SHELTER_LABELS,
     STATUS_LABELS,
     need_text,
     needs_text,
     place_name,
+    shelter_text,
     when_text,
-)
-from bot.reports import (
-    change_status as change_report_status,
 )
 
 PAGE = 8
@@ -287,7 +284,7 @@ def report_text(
         },
         _("Headed by a woman: %(answer)s")
         % {"answer": _("Yes") if report.female_headed else _("No")},
-        _("Shelter: %(shelter)s") % {"shelter": _(SHELTER_LABELS.get(report.shelter, "Other"))},
+        _("Shelter: %(shelter)s") % {"shelter": shelter_text(report.shelter)},
         _("Needs: %(needs)s") % {"needs": needs_text(report.needs)},
         _("Most urgent: %(need)s") % {"need": need_text(report.urgent)},
         _("Anything else: %(notes)s") % {"notes": report.notes or "-"},
@@ -393,7 +390,7 @@ async def change_status(
     ctx: Ctx, report: Report, status: str, note: str, *, tell_note: bool
 ) -> Transition:
     """Change the status, audit it, and tell the reporter in their language."""
-    ctx.extra += await change_report_status(
+    ctx.extra += await reports.change_status(
         ctx.session,
         report,
         status,
