@@ -118,9 +118,11 @@ class Form:
     steps: Mapping[str, Step] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Index the questions by key."""
         self.by_key = {q.key: q for q in self.questions}
 
     def __getitem__(self, key: str) -> Question:
+        """The question with this key."""
         return self.by_key[key]
 
     def next(self, data: Data, after: str | None) -> str:
@@ -179,6 +181,8 @@ class Form:
         return Flow(self.name, {**steps, **self.steps})
 
     def _step(self, question: Question) -> Step:
+        """The step that asks a question and, once it is answered, goes on to the next."""
+
         async def ask(ctx: Ctx) -> None:
             if question.ask is not None:
                 await question.ask(ctx)
@@ -204,6 +208,7 @@ class Form:
         )
 
     async def _ask_summary(self, ctx: Ctx) -> None:
+        """Every answer, an Edit button for each that can change, and the confirming button."""
         ctx.data["editing"] = True
         summary = self.summary
         edits = [
@@ -223,6 +228,7 @@ class Form:
         )
 
     async def _on_summary(self, ctx: Ctx) -> Transition:
+        """Edit an answer (clearing what it says first), or confirm once all is answered."""
         if ctx.choice and ctx.choice.startswith("edit:"):
             key = ctx.choice[5:]
             for cleared in self.by_key[key].clears if key in self.by_key else ():
