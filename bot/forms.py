@@ -49,7 +49,8 @@ class Question:
 
     `ask` says the question; with `prompt` and `options` instead, the form asks it (with the
     answer already given, where the form recalls answers). `column` names the model column the
-    answer fills (stored as it is unless `to_model` maps the answers to columns itself).
+    answer fills (stored as it is unless `to_model` maps the answers to columns itself, and
+    read back as it is unless `from_model` maps a stored row back to answers).
     """
 
     key: str
@@ -69,6 +70,7 @@ class Question:
     clears: tuple[str, ...] = ()  # answers an Edit of this question removes first
     column: str | None = None
     to_model: Callable[[Data], dict[str, Any]] | None = None
+    from_model: Callable[[Any], Data] | None = None
     accepts_text: bool = False
     accepts_media: bool = False
     numbers_are_answers: bool = False
@@ -169,6 +171,17 @@ class Form:
             elif question.column is not None:
                 values[question.column] = data.get(question.key)
         return values
+
+    def from_model(self, row: Any) -> Data:
+        """The answers a stored row holds, as the questions keep them (for reading a stored
+        report or signature back through the same declarations)."""
+        data: Data = {}
+        for question in self.questions:
+            if question.from_model is not None:
+                data.update(question.from_model(row))
+            elif question.column is not None:
+                data[question.key] = getattr(row, question.column)
+        return data
 
     def shows(self) -> dict[str, Callable[[Any], str]]:
         """How a stored column's value reads, for the columns filled by a question that says."""

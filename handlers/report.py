@@ -214,6 +214,18 @@ def place_columns(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def place_answers(row: Report) -> dict[str, Any]:
+    """The place and the point a stored report holds: the exact one where the family agreed."""
+    data: dict[str, Any] = {"place": row.place}
+    if row.latitude is not None:
+        exact = row.exact_point.split(",") if row.exact_point else None
+        data["lat"], data["lon"] = (
+            (float(exact[0]), float(exact[1])) if exact else (row.latitude, row.longitude)
+        )
+        data["precision"] = "exact" if exact else "area"
+    return data
+
+
 async def on_precision(ctx: Ctx) -> Transition | None:
     """Store the choice."""
     ctx.data["precision"] = "exact" if ctx.choice == "prec:exact" else "area"
@@ -312,6 +324,7 @@ def count_question(key: str) -> Question:
         columns=6,
         label=COUNTS[key][1],
         describe=lambda data: count(data.get(key)),
+        column=key,
         to_model=lambda data: {key: int(data.get(key, 0))},
         accepts_text=True,
         numbers_are_answers=True,
@@ -469,6 +482,7 @@ FORM = Form(
             answered=lambda data: "place" in data or data.get("lat") is not None,
             describe=describe_place,
             to_model=place_columns,
+            from_model=place_answers,
             accepts_text=True,
             accepts_media=True,
         ),
@@ -522,6 +536,7 @@ FORM = Form(
             columns=5,
             label=N_("People"),
             describe=lambda data: count(data.get("people")),
+            column="people",
             to_model=lambda data: {"people": int(data["people"])},
             accepts_text=True,
             numbers_are_answers=True,
@@ -583,6 +598,9 @@ FORM = Form(
                 "notes": data.get("notes") or None,
                 "photo": data.get("photo") or None,
             },
+            from_model=lambda row: (
+                {"notes": row.notes} | ({"photo": row.photo} if row.photo else {})
+            ),
             accepts_text=True,
             accepts_media=True,
         ),
@@ -602,6 +620,7 @@ FORM = Form(
             ),
             label=N_("Phone"),
             applies=lambda data: data.get("contact") is True,
+            column="phone",
             to_model=lambda data: {"phone": data.get("phone") if data.get("contact") else None},
         ),
     ],

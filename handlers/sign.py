@@ -319,6 +319,11 @@ FORM = Form(
                 "similar_verified",
             ),
             to_model=lambda data: {k: data.get(k) for k in ("name_ar", "name_en")},
+            from_model=lambda row: {
+                "name_ar": row.name_ar,
+                "name_en": row.name_en,
+                "name": row.name_ar or row.name_en,
+            },
         ),
         Question("other_name", on_other_name, ask=ask_other_name, accepts_text=True),
         Question(
@@ -333,6 +338,10 @@ FORM = Form(
             to_model=lambda data: {
                 "similar_to": data.get("similar_to"),
                 "same_organization": data.get("similar"),
+            },
+            from_model=lambda row: {
+                "similar_to": row.similar_to,
+                "similar": row.same_organization,
             },
         ),
         choice(
