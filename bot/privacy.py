@@ -28,17 +28,18 @@ class Holding:
 
     table: str
     heading: str
-    values: list[tuple[str, str, Any]] = field(default_factory=list)  # (label, kind, value)
+    # (column, label, kind, value)
+    values: list[tuple[str, str, str, Any]] = field(default_factory=list)
 
 
 def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-def _values(model: type[Base], row: Any) -> list[tuple[str, str, Any]]:
-    """Each shown column of a row, as (label, kind, value), in the declaration's order."""
+def _values(model: type[Base], row: Any) -> list[tuple[str, str, str, Any]]:
+    """Each shown column of a row, as (column, label, kind, value), in the declaration's order."""
     return [
-        (column.info["label"], column.info["kind"], getattr(row, column.key))
+        (column.key, column.info["label"], column.info["kind"], getattr(row, column.key))
         for column in shown_columns(_table(model))
     ]
 
@@ -65,7 +66,9 @@ async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
     )
     counts: dict[str, int] = {status: n for status, n in messages.all()}
     if counts:
-        found.append(Holding("outbox", "", [(status, "count", n) for status, n in counts.items()]))
+        found.append(
+            Holding("outbox", "", [(status, status, "count", n) for status, n in counts.items()])
+        )
     return found
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from bot import exports, gazetteer
+from bot import exports, gazetteer, reports
 from bot.config import NEEDS, PROJECT_DIR
 from bot.flows import (
     MENU,
@@ -26,19 +26,20 @@ from bot.flows import (
     start,
     to_menu,
 )
+from bot.forms import governorate_buttons
 from bot.i18n import _, direct, format_datetime, format_number, isolate, ngettext
-from bot.messages import Address, Button, Outbound
-from bot.models import AuditEntry, Contact, Report
-from handlers.report import (
+from bot.messages import Button, Outbound
+from bot.models import AuditEntry, Report
+from bot.reports import (
     NEED_BUTTONS,
     NEED_LABELS,
-    SHELTER_LABELS,
     STATUS_LABELS,
-    describe,
-    governorate_buttons,
+    need_text,
+    needs_text,
     place_name,
+    shelter_text,
+    when_text,
 )
-from handlers.report import status_notice as reporter_notice
 
 PAGE = 8
 
@@ -260,15 +261,6 @@ def report_text(
     ctx: Ctx, report: Report, earlier: str | None = None, history: list[str] | None = None
 ) -> str:
     """Every field of a report, personal ones included (this is the coordinators' view)."""
-    data: dict[str, Any] = {
-        "gov": report.governorate,
-        "district": report.district,
-        "origin": report.origin,
-        "when": report.displaced or "unknown",
-        "shelter": report.shelter,
-        "needs": report.needs,
-        "urgent": report.urgent,
-    }
     lines = [
         _("Status: %(status)s") % {"status": _(STATUS_LABELS.get(report.status, "Received"))},
         _("Received: %(when)s")
@@ -280,8 +272,8 @@ def report_text(
         point = report.exact_point or f"{report.latitude:.2f},{report.longitude:.2f}"
         lines.append(_("Location: %(point)s") % {"point": isolate(point)})
     lines += [
-        _("Displaced from: %(place)s") % {"place": describe(data, "origin")},
-        _("When: %(when)s") % {"when": describe(data, "when")},
+        _("Displaced from: %(place)s") % {"place": place_name(report.origin)},
+        _("When: %(when)s") % {"when": when_text(report.displaced or "unknown")},
         _(
             "People: %(people)s; children under 5: %(children)s; over 60: %(elderly)s; "
             "with disabilities: %(disabled)s; pregnant or breastfeeding: %(pregnant)s"
@@ -292,9 +284,9 @@ def report_text(
         },
         _("Headed by a woman: %(answer)s")
         % {"answer": _("Yes") if report.female_headed else _("No")},
-        _("Shelter: %(shelter)s") % {"shelter": _(SHELTER_LABELS.get(report.shelter, "Other"))},
-        _("Needs: %(needs)s") % {"needs": describe(data, "needs")},
-        _("Most urgent: %(need)s") % {"need": describe(data, "urgent")},
+        _("Shelter: %(shelter)s") % {"shelter": shelter_text(report.shelter)},
+        _("Needs: %(needs)s") % {"needs": needs_text(report.needs)},
+        _("Most urgent: %(need)s") % {"need": need_text(report.urgent)},
         _("Anything else: %(notes)s") % {"notes": report.notes or "-"},
     ]
     if report.photo:
@@ -398,20 +390,15 @@ async def change_status(
     ctx: Ctx, report: Report, status: str, note: str, *, tell_note: bool
 ) -> Transition:
     """Change the status, audit it, and tell the reporter in their language."""
-    # Locked: two coordinators changing it at once are recorded one after the other.
-    await ctx.session.refresh(report, with_for_update=True)
-    before = report.status
-    report.status = status
-    report.updated_at = ctx.now
-    audit(ctx, "status", report, before=before, after=status, note=note, told=tell_note)
-    contact = await ctx.session.get(Contact, report.contact_id) if report.contact_id else None
-    if contact is not None and before != status:
-        locale = contact.locale or report.locale
-        ctx.extra.append(
-            reporter_notice(
-                report, Address.parse(contact.address), locale, note if tell_note else None
-            )
-        )
+    ctx.extra += await reports.change_status(
+        ctx.session,
+        report,
+        status,
+        actor=str(ctx.address),
+        now=ctx.now,
+        note=note,
+        tell_note=tell_note,
+    )
     ctx.say(
         _("Done: %(reference)s is now \u201c%(status)s\u201d.")
         % {"reference": isolate(report.reference), "status": _(STATUS_LABELS[status])}

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.flows import MENU, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
+from bot.forms import Form
 from bot.i18n import (
     LANGUAGE_NAMES,
     N_,
@@ -26,14 +27,26 @@ from bot.i18n import (
 from bot.messages import Button
 from bot.models import Report, Signature
 from bot.privacy import Holding, holdings
-from handlers import report as report_flow
-from handlers import sign as sign_flow
+from bot.reports import (
+    MY_STATUS_LABELS,
+    need_text,
+    needs_text,
+    place_name,
+    shelter_text,
+    when_text,
+)
+from bot.signatures import STATUS_LABELS as SIGNATURE_STATUS
+from bot.signatures import type_text
+from handlers.report import FORM as REPORT_FORM
+from handlers.sign import FORM as SIGN_FORM
 
-# The forms whose answers in progress "My data" can name, question by question.
-FORMS: dict[str, tuple[str, Any, Callable[[dict[str, Any], str], str]]] = {
-    "report": (N_("Report a displaced family"), report_flow.EDITABLE, report_flow.describe),
-    "sign": (N_("Sign the declaration"), sign_flow.EDITABLE, sign_flow.describe),
+# The forms whose answers "My data" names question by question, in progress (by flow) and
+# stored (by table): both read the forms' declarations.
+FORMS: dict[str, tuple[str, Form]] = {
+    "report": (N_("Report a displaced family"), REPORT_FORM),
+    "sign": (N_("Sign the declaration"), SIGN_FORM),
 }
+TABLES: dict[str, Form] = {"reports": REPORT_FORM, "signatures": SIGN_FORM}
 
 
 def _yes_no(value: Any) -> str:
@@ -48,12 +61,8 @@ def _answers(flow: str, data: Any) -> str:
     """Answers given so far in a form, named as its summary names them."""
     if not isinstance(data, dict):
         return "-"
-    _title, editable, describe = FORMS.get(flow, ("", (), None))
-    parts = [
-        f"{_(label)}: {describe(data, step)}"
-        for step, label in editable
-        if describe is not None and step in data
-    ]
+    form = FORMS[flow][1] if flow in FORMS else None
+    parts = [f"{label}: {words}" for label, words in (form.listing(data) if form else [])]
     return "; ".join(parts) or "-"
 
 
@@ -66,28 +75,30 @@ def formatters(ctx: Ctx) -> dict[str, Callable[[Any], str]]:
         "datetime": lambda v: isolate(format_datetime(v, zone)),
         "bool": _yes_no,
         "language": lambda v: LANGUAGE_NAMES.get(str(v), "-"),
-        "place": report_flow.place_name,
+        "place": place_name,
         "count": lambda v: isolate(format_number(int(v))),
-        "needs": lambda v: report_flow.describe({"needs": v}, "needs"),
-        "need": _labelled(report_flow.NEED_LABELS, "-"),
-        "shelter": _labelled(report_flow.SHELTER_LABELS, "Other"),
-        "when": lambda v: report_flow.describe({"when": v}, "when"),
+        "needs": needs_text,
+        "need": lambda v: need_text(v) or "-",
+        "shelter": shelter_text,
+        "when": when_text,
         "point": lambda v: isolate(f"{float(v):.2f}"),
-        "report_status": _labelled(report_flow.MY_STATUS_LABELS, "Received"),
-        "org_type": _labelled(sign_flow.TYPE_LABELS, "Other"),
-        "signature_status": _labelled(sign_flow.STATUS_LABELS, "Pending verification"),
+        "report_status": _labelled(MY_STATUS_LABELS, "Received"),
+        "org_type": type_text,
+        "signature_status": _labelled(SIGNATURE_STATUS, "Pending verification"),
         "photo": lambda v: _("a photo"),
         "conversation": lambda v: _answers("", v),
     }
 
 
 def holding_lines(holding: Holding, show: dict[str, Callable[[Any], str]]) -> list[str]:
-    """One line per label (values under one label joined: a point's two coordinates)."""
+    """One line per label (values under one label joined: a point's two coordinates); a column
+    that a form's question fills reads as that question says it."""
+    by_column = TABLES[holding.table].shows() if holding.table in TABLES else {}
     joined: dict[str, list[str]] = {}
-    for label, kind, value in holding.values:
+    for column, label, kind, value in holding.values:
         if value is None or value == "" or value == [] or value == {}:
             continue
-        joined.setdefault(label, []).append(show[kind](value))
+        joined.setdefault(label, []).append(by_column.get(column, show[kind])(value))
     return [f"• {_(label)}: {', '.join(values)}" for label, values in joined.items()]
 
 
@@ -100,7 +111,7 @@ async def ask_mydata(ctx: Ctx) -> None:
         if holding.table == "contacts":
             lines += holding_lines(holding, show)
         elif holding.table == "conversations":
-            flow = str(holding.values[0][2])
+            flow = str(holding.values[0][3])
             title = FORMS.get(flow, (None,))[0]
             lines += [
                 "",
@@ -118,7 +129,7 @@ async def ask_mydata(ctx: Ctx) -> None:
             lines += ["", _("Signature %(receipt)s") % {"receipt": isolate(holding.heading)}]
             lines += holding_lines(holding, show)
         elif holding.table == "outbox":
-            count = sum(int(n) for _status, _kind, n in holding.values)
+            count = sum(int(n) for _column, _status, _kind, n in holding.values)
             lines += [
                 "",
                 ngettext(

@@ -1,21 +1,19 @@
 """Reporting a displaced family: one question at a time, a summary to check, then Send.
 
 Nothing is stored as a report until Send; the answers so far live in the conversation (written
-through at each message), so a restart or a detour loses none of them.
+through at each message), so a restart or a detour loses none of them. The rules (the daily
+limit, references, duplicates, alerts) are bot.reports'.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import phonenumbers
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
-from bot import crypto, gazetteer
-from bot.config import NEEDS
+from bot import gazetteer, reports
 from bot.flows import (
     MENU,
     Ctx,
@@ -28,113 +26,52 @@ from bot.flows import (
     to_menu,
     too_long,
 )
-from bot.i18n import (
-    N_,
-    _,
-    current_locale,
-    direct,
-    format_date,
-    format_number,
-    is_rtl,
-    isolate,
-    ngettext,
-    use_locale,
+from bot.forms import (
+    Form,
+    Question,
+    Summary,
+    choice,
+    chosen_number,
+    coded_buttons,
+    governorate,
+    governorate_buttons,
+    multi,
+    number_buttons,
+    phone,
+    pick_place,
+    valid_phone,
+    yes_no,
 )
-from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Button, Outbound
-from bot.models import Report, ReportMark
-from bot.text import ascii_digits, parse_int
+from bot.i18n import N_, _, current_locale, format_date, format_number, isolate, ngettext
+from bot.messages import SHARE_LOCATION, Button
+from bot.models import Report
+from bot.reports import (
+    MY_STATUS_LABELS,
+    NEED_BUTTONS,
+    NEED_LABELS,
+    SHELTER_LABELS,
+    STATUS_LABELS,
+    STATUS_NOTICES,
+    WHEN_LABELS,
+    place_name,
+)
+from bot.text import ascii_digits
+
+# Their home is bot.reports and bot.forms; tests and older callers find them here too.
+__all__ = [
+    "NEED_BUTTONS",
+    "NEED_LABELS",
+    "SHELTER_LABELS",
+    "STATUS_LABELS",
+    "STATUS_NOTICES",
+    "WHEN_LABELS",
+    "governorate_buttons",
+    "valid_phone",
+]
 
 PLACE_LIMIT = 200
 NOTES_LIMIT = 1000
 MAX_PEOPLE = 30
-DUPLICATE_WINDOW = timedelta(days=7)
-# Reference codes: no 0/O, 1/I/L, so that they can be read out over a bad phone line.
-CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-
-NEED_LABELS: dict[str, str] = {
-    "food": N_("Food"),
-    "water": N_("Drinking water"),
-    "shelter": N_("Shelter and household items"),
-    "health": N_("Health care and medicine"),
-    "wash": N_("Sanitation and hygiene"),
-    "legal": N_("Civil documents and legal help"),
-    "protection": N_("Protection and safety"),
-    "education": N_("Education"),
-    "cash": N_("Cash"),
-    "psychosocial": N_("Psychosocial support"),
-}
-# Buttons of the needs stand two to a row: each has a short label (at most 20 characters in every
-# language, tests/test_i18n.py checks it); the summary keeps the full wording above.
-NEED_BUTTONS: dict[str, str] = {
-    **NEED_LABELS,
-    "shelter": N_("Shelter, home items"),
-    "health": N_("Health and medicine"),
-    "wash": N_("Sanitation, hygiene"),
-    "legal": N_("Documents, legal aid"),
-    "protection": N_("Protection"),
-    "psychosocial": N_("Emotional support"),
-}
-SHELTER_LABELS: dict[str, str] = {
-    "camp": N_("Camp"),
-    "informal": N_("Informal settlement"),
-    "unfinished": N_("Unfinished or abandoned building"),
-    "collective": N_("School or religious building"),
-    "rented": N_("Rented home"),
-    "host": N_("With a host family"),
-    "other": N_("Other"),
-}
-WHEN_LABELS: dict[str, str] = {
-    "lt1m": N_("Less than a month ago"),
-    "1to6m": N_("1 to 6 months ago"),
-    "6to12m": N_("6 to 12 months ago"),
-    "gt1y": N_("More than a year ago"),
-    "unknown": N_("I do not remember"),
-}
-STATUS_LABELS: dict[str, str] = {
-    "new": N_("Received"),
-    "verified": N_("Verified"),
-    "referred": N_("Referred to a relief organization"),
-    "resolved": N_("Resolved"),
-    "duplicate": N_("Duplicate"),
-    "invalid": N_("Closed"),
-}
-# The status as "My reports" shows it to the family: coordinators' words such as "Duplicate" or
-# "Closed" read like a refusal.
-MY_STATUS_LABELS: dict[str, str] = {
-    "new": N_("Received"),
-    "verified": N_("Checked; help is being sought"),
-    "referred": N_("Referred to a relief organization"),
-    "resolved": N_("Followed up; help given"),
-    "duplicate": N_("Followed with your earlier request"),
-    "invalid": N_("Closed after follow-up"),
-}
-# What each status means for the family, in plain words: a bare "Duplicate" or "Closed" reads
-# like a refusal.
-STATUS_NOTICES: dict[str, str] = {
-    "new": N_(
-        "Your report %(reference)s was received. A coordinator of the Initiative will read it."
-    ),
-    "verified": N_(
-        "A coordinator has checked your report %(reference)s and is now looking for help "
-        "for your family."
-    ),
-    "referred": N_(
-        "Your report %(reference)s was passed to a relief organization, which will look at how "
-        "it can help your family."
-    ),
-    "resolved": N_(
-        "Your report %(reference)s was followed up and the help it asked for was given. If "
-        "your family still needs help, you can send a new report."
-    ),
-    "duplicate": N_(
-        "Your report %(reference)s repeats an earlier request. Nothing is lost: your earlier "
-        "request is being followed."
-    ),
-    "invalid": N_(
-        "Your report %(reference)s was closed after follow-up. If your family still needs "
-        "help, you can send a new report."
-    ),
-}
 COUNTS: dict[str, tuple[str, str]] = {
     "children": (N_("How many of them are children under 5?"), N_("Children under 5")),
     "elderly": (N_("How many of them are over 60?"), N_("People over 60")),
@@ -145,133 +82,10 @@ COUNTS: dict[str, tuple[str, str]] = {
     ),
 }
 
-# The questions in order; each answer is stored under the step's name in ctx.data.
-ORDER = (
-    "consent",
-    "gov",
-    "district",
-    "place",
-    "precision",
-    "origin",
-    "when",
-    "people",
-    "children",
-    "elderly",
-    "disabled",
-    "pregnant",
-    "female",
-    "shelter",
-    "needs",
-    "urgent",
-    "notes",
-    "contact",
-    "phone",
-    "summary",
-)
-
-
-def applies(data: dict[str, Any], step: str) -> bool:
-    """Whether a question is asked at all, given the answers so far."""
-    if step == "precision":
-        return data.get("lat") is not None
-    if step == "urgent":
-        return len(data.get("needs", [])) > 1
-    if step == "phone":
-        return data.get("contact") is True
-    return True
-
-
-def answered(data: dict[str, Any], step: str) -> bool:
-    """Whether a question has an answer that still holds."""
-    if step == "needs":
-        return bool(data.get("needs"))
-    if step == "notes":
-        return "notes" in data or "photo" in data
-    if step == "place":
-        return "place" in data or data.get("lat") is not None
-    return step in data
-
-
-def next_step(ctx: Ctx, after: str) -> Transition:
-    """The next question; when editing from the summary, the next one still unanswered."""
-    data = ctx.data
-    for step in ORDER[ORDER.index(after) + 1 :]:
-        if not applies(data, step):
-            continue
-        if data.get("editing") and answered(data, step) and step != "summary":
-            continue
-        return goto(step)
-    return goto("summary")
-
-
-def current(ctx: Ctx, step: str) -> str:
-    """A line showing the answer already given to this question, if any."""
-    if not answered(ctx.data, step):
-        return ""
-    return "\n\n" + _("Your answer now: %(answer)s") % {"answer": describe(ctx.data, step)}
-
-
-def place_name(pcode: str | None) -> str:
-    """A P-code's name in the current locale."""
-    found = gazetteer.place(pcode) if pcode else None
-    return found.name(current_locale()) if found else _("I do not know")
-
 
 def describe(data: dict[str, Any], step: str) -> str:
     """An answer as the summary shows it, in the current locale."""
-    value = data.get(step)
-    if step in ("gov", "origin", "district"):
-        return place_name(value)
-    if step == "place":
-        parts = []
-        if data.get("place"):
-            parts.append(isolate(str(data["place"])))  # typed: "12 Sharya Camp" keeps its order
-        if data.get("lat") is not None:
-            parts.append(_("location shared"))
-        return " · ".join(parts) or _("Not given")
-    if step == "precision":
-        return _("The exact point") if value == "exact" else _("Only the area (about 1 km)")
-    if step == "when":
-        if isinstance(value, str) and value in WHEN_LABELS:
-            return _(WHEN_LABELS[value])
-        return isolate(str(value))
-    if step in ("people", *COUNTS):
-        return format_number(int(value or 0))
-    if step == "female":
-        return _("Yes") if value else _("No")
-    if step == "shelter":
-        return _(SHELTER_LABELS.get(str(value), "Other"))
-    if step == "needs":
-        # The comma of the reader's script: an Arabic comma would show in English text.
-        comma = "، " if is_rtl() else ", "
-        return comma.join(_(NEED_LABELS[n]) for n in data.get("needs", []) if n in NEED_LABELS)
-    if step == "urgent":
-        return _(NEED_LABELS[str(value)]) if value in NEED_LABELS else ""
-    if step == "notes":
-        parts = [isolate(str(data["notes"]))] if data.get("notes") else []
-        if data.get("photo"):
-            parts.append(_("a photo"))
-        return " · ".join(parts) or _("Nothing")
-    if step == "contact":
-        return _("Yes") if value else _("No")
-    if step == "phone":
-        return isolate(str(value))
-    return str(value)
-
-
-def options_row(items: list[Button], columns: int) -> list[list[Button]]:
-    """Buttons in rows of `columns`."""
-    return [items[i : i + columns] for i in range(0, len(items), columns)]
-
-
-def governorate_buttons(prefix: str) -> list[Button]:
-    """The 18 governorates, named in the current locale."""
-    return [
-        Button(p.name(current_locale()), f"{prefix}:{p.pcode}") for p in gazetteer.GOVERNORATES
-    ]
-
-
-# Questions --------------------------------------------------------------------------------------
+    return FORM[step].words(data)
 
 
 async def ask_consent(ctx: Ctx) -> None:
@@ -301,80 +115,44 @@ async def ask_consent(ctx: Ctx) -> None:
     )
 
 
-async def on_consent(ctx: Ctx) -> Transition:
+async def on_consent(ctx: Ctx) -> Transition | None:
     """Agree: go on (unless today's reports are used up). Decline: nothing is kept."""
     if ctx.choice != "r:agree":
         ctx.data.clear()
         ctx.say(_("Thank you. Nothing was stored."))
         return to_menu()
-    if await reports_today(ctx) >= ctx.settings.reports_per_day:
+    if await reports.limit_reached(ctx.session, ctx.settings, ctx.address, ctx.now):
         return goto("limit")
     ctx.data["consent"] = True
-    return next_step(ctx, "consent")
+    return None
 
 
-async def ask_gov(ctx: Ctx) -> None:
-    """Which governorate the family is in now."""
-    ctx.ask(
-        _("In which governorate is the family staying now?") + current(ctx, "gov"),
-        governorate_buttons("gov"),
-        columns=2,
-    )
-
-
-async def on_gov(ctx: Ctx) -> Transition:
-    """Store the governorate (a P-code); a new one clears the district."""
-    pcode = pick_place(ctx, "gov", gazetteer.GOVERNORATES)
-    if pcode is None:
-        return retry(_("Please choose the governorate from the list, or type its name."))
+def new_governorate(ctx: Ctx, pcode: str) -> None:
+    """Another governorate: its district is asked again."""
     if ctx.data.get("gov") != pcode:
         ctx.data.pop("district", None)
-    ctx.data["gov"] = pcode
-    return next_step(ctx, "gov")
 
 
-async def ask_district(ctx: Ctx) -> None:
-    """Which district of that governorate ("I do not know" allowed)."""
+def district_buttons(ctx: Ctx) -> list[Button]:
+    """The districts of the governorate chosen, and "I do not know"."""
     districts = gazetteer.districts_of(str(ctx.data.get("gov")))
     buttons = [Button(p.name(current_locale()), f"dist:{p.pcode}") for p in districts]
-    buttons.append(Button(_("I do not know"), "dist:unknown"))
-    ctx.ask(_("In which district?") + current(ctx, "district"), buttons, columns=2)
+    return [*buttons, Button(_("I do not know"), "dist:unknown")]
 
 
-async def on_district(ctx: Ctx) -> Transition:
+async def on_district(ctx: Ctx) -> Transition | None:
     """Store the district, or that the family does not know it."""
     if ctx.choice == "dist:unknown":
         ctx.data["district"] = None
-        return next_step(ctx, "district")
-    districts = gazetteer.districts_of(str(ctx.data.get("gov")))
-    pcode = pick_place(ctx, "dist", districts)
+        return None
+    pcode = pick_place(ctx, "dist", gazetteer.districts_of(str(ctx.data.get("gov"))))
     if pcode is None:
         return retry(_("Please choose the district from the list, or \u201cI do not know\u201d."))
     ctx.data["district"] = pcode
-    return next_step(ctx, "district")
+    return None
 
 
-def pick_place(ctx: Ctx, prefix: str, among: Any) -> str | None:
-    """A P-code from a pressed button or a typed name."""
-    if ctx.choice and ctx.choice.startswith(f"{prefix}:"):
-        return ctx.choice.split(":", 1)[1]
-    found = gazetteer.find(ctx.text, among) if ctx.text else None
-    return found.pcode if found else None
-
-
-async def ask_place(ctx: Ctx) -> None:
-    """The camp, neighbourhood or village, typed; or a shared location."""
-    ctx.ask(
-        _(
-            "What is the name of the camp, neighbourhood or village? Type it, or share your "
-            "location. You may also skip this question."
-        )
-        + current(ctx, "place"),
-        [Button(_("Share my location"), SHARE_LOCATION), Button(_("Skip"), "place:skip")],
-    )
-
-
-async def on_place(ctx: Ctx) -> Transition:
+async def on_place(ctx: Ctx) -> Transition | None:
     """Store the place name or the shared point (rounded unless the family agrees)."""
     location = ctx.inbound.location
     if location is not None:
@@ -382,10 +160,10 @@ async def on_place(ctx: Ctx) -> Transition:
             return retry()
         ctx.data["lat"], ctx.data["lon"] = location.latitude, location.longitude
         ctx.data.pop("precision", None)
-        return next_step(ctx, "place")
+        return None
     if ctx.choice == "place:skip":
         ctx.data["place"] = None
-        return next_step(ctx, "place")
+        return None
     if ctx.choice == SHARE_LOCATION:  # a channel without the share button: typed it instead
         if ctx.address.channel == "whatsapp":
             return retry(
@@ -407,24 +185,48 @@ async def on_place(ctx: Ctx) -> Transition:
     if len(text) > PLACE_LIMIT:
         return retry(too_long(PLACE_LIMIT, ctx.length(text)))
     ctx.data["place"] = text
-    return next_step(ctx, "place")
+    return None
 
 
-async def ask_precision(ctx: Ctx) -> None:
-    """May coordinators see the exact point, or only the area?"""
-    ctx.ask(
-        _(
-            "Thank you. Shall we keep only the area (about 1 km around the point), or the exact "
-            "point? The area is safer; the exact point helps relief teams find you."
+def describe_place(data: dict[str, Any]) -> str:
+    """The place typed and whether a location was shared."""
+    parts = []
+    if data.get("place"):
+        parts.append(isolate(str(data["place"])))  # typed: "12 Sharya Camp" keeps its order
+    if data.get("lat") is not None:
+        parts.append(_("location shared"))
+    return " · ".join(parts) or _("Not given")
+
+
+def place_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """The place, the rounded point, and the exact one only where the family agreed."""
+    lat, lon = data.get("lat"), data.get("lon")
+    exact = data.get("precision") == "exact"
+    return {
+        "place": data.get("place") or None,
+        "latitude": round(float(lat), 2) if lat is not None else None,
+        "longitude": round(float(lon), 2) if lon is not None else None,
+        "exact_point": (
+            f"{float(lat):.6f},{float(lon):.6f}"
+            if exact and lat is not None and lon is not None
+            else None
         ),
-        [
-            Button(_("Only the area"), "prec:area"),
-            Button(_("The exact point"), "prec:exact"),
-        ],
-    )
+    }
 
 
-async def on_precision(ctx: Ctx) -> Transition:
+def place_answers(row: Report) -> dict[str, Any]:
+    """The place and the point a stored report holds: the exact one where the family agreed."""
+    data: dict[str, Any] = {"place": row.place}
+    if row.latitude is not None:
+        exact = row.exact_point.split(",") if row.exact_point else None
+        data["lat"], data["lon"] = (
+            (float(exact[0]), float(exact[1])) if exact else (row.latitude, row.longitude)
+        )
+        data["precision"] = "exact" if exact else "area"
+    return data
+
+
+async def on_precision(ctx: Ctx) -> Transition | None:
     """Store the choice."""
     ctx.data["precision"] = "exact" if ctx.choice == "prec:exact" else "area"
     if ctx.data["precision"] == "area":
@@ -433,34 +235,7 @@ async def on_precision(ctx: Ctx) -> Transition:
         for key in ("lat", "lon"):
             if ctx.data.get(key) is not None:
                 ctx.data[key] = round(float(ctx.data[key]), 2)
-    return next_step(ctx, "precision")
-
-
-async def ask_origin(ctx: Ctx) -> None:
-    """The governorate the family comes from."""
-    ctx.ask(
-        _("From which governorate was the family displaced?") + current(ctx, "origin"),
-        governorate_buttons("orig"),
-        columns=2,
-    )
-
-
-async def on_origin(ctx: Ctx) -> Transition:
-    """Store the governorate of origin."""
-    pcode = pick_place(ctx, "orig", gazetteer.GOVERNORATES)
-    if pcode is None:
-        return retry(_("Please choose the governorate from the list, or type its name."))
-    ctx.data["origin"] = pcode
-    return next_step(ctx, "origin")
-
-
-async def ask_when(ctx: Ctx) -> None:
-    """When the family was displaced: a rough period, or a month and year typed."""
-    ctx.ask(
-        _("When was the family displaced? Choose, or type the month and year, for example 3/2024.")
-        + current(ctx, "when"),
-        [Button(_(label), f"when:{code}") for code, label in WHEN_LABELS.items()],
-    )
+    return None
 
 
 def parse_month(text: str, now: datetime) -> str | None:
@@ -481,38 +256,21 @@ def parse_month(text: str, now: datetime) -> str | None:
     return f"{year:04d}-{month:02d}"
 
 
-async def on_when(ctx: Ctx) -> Transition:
+async def on_when(ctx: Ctx) -> Transition | None:
     """Store the period or the month."""
     if ctx.choice and ctx.choice.startswith("when:"):
         ctx.data["when"] = ctx.choice[5:]
-        return next_step(ctx, "when")
+        return None
     month = parse_month(ctx.text, ctx.now)
     if month is None:
         return retry(
             _("Please choose one of the answers, or type a past month and year, like 3/2024.")
         )
     ctx.data["when"] = month
-    return next_step(ctx, "when")
+    return None
 
 
-async def ask_people(ctx: Ctx) -> None:
-    """How many people the family has."""
-    ctx.ask(
-        _("How many people are in the family, including you? Type a number from 1 to 30.")
-        + current(ctx, "people"),
-        [Button(format_number(n), f"n:{n}") for n in range(1, 11)],
-        columns=5,
-    )
-
-
-def chosen_number(ctx: Ctx) -> int | None:
-    """A number from a button or typed in any digit script."""
-    if ctx.choice and ctx.choice.startswith("n:"):
-        return int(ctx.choice[2:])
-    return parse_int(ctx.text)
-
-
-async def on_people(ctx: Ctx) -> Transition:
+async def on_people(ctx: Ctx) -> Transition | None:
     """Store the household size; counts that no longer fit are asked again."""
     number = chosen_number(ctx)
     if number is None or not 1 <= number <= MAX_PEOPLE:
@@ -521,7 +279,7 @@ async def on_people(ctx: Ctx) -> Transition:
     if not counts_fit(ctx.data):
         for key in COUNTS:
             ctx.data.pop(key, None)
-    return next_step(ctx, "people")
+    return None
 
 
 def counts_fit(data: dict[str, Any]) -> bool:
@@ -533,24 +291,20 @@ def counts_fit(data: dict[str, Any]) -> bool:
     )
 
 
-def count_step(key: str) -> Step:
-    """A question about how many of the family are of one group."""
+def count(value: Any) -> str:
+    """A number of people as the summary shows it."""
+    return format_number(int(value or 0))
 
-    async def ask(ctx: Ctx) -> None:
-        people = int(ctx.data.get("people", 1))
-        ctx.ask(
-            _(COUNTS[key][0]) + current(ctx, key),
-            [Button(format_number(n), f"n:{n}") for n in range(min(people, 5) + 1)],
-            columns=6,
-        )
 
-    async def answer(ctx: Ctx) -> Transition:
+def count_question(key: str) -> Question:
+    """How many of the family are of one group."""
+
+    async def answer(ctx: Ctx) -> Transition | None:
         number = chosen_number(ctx)
         people = int(ctx.data.get("people", 1))
         if number is None or number < 0:
             return retry(_("Please type a number, 0 if none."))
-        trial = {**ctx.data, key: number}
-        if number > people or not counts_fit(trial):
+        if number > people or not counts_fit({**ctx.data, key: number}):
             return retry(
                 ngettext(
                     "That is more than the family's %(count)s person. Please check the number.",
@@ -560,109 +314,43 @@ def count_step(key: str) -> Step:
                 % {"count": isolate(format_number(people))}
             )
         ctx.data[key] = number
-        return next_step(ctx, key)
+        return None
 
-    return Step(ask, answer, accepts_text=True, numbers_are_answers=True)
-
-
-async def ask_female(ctx: Ctx) -> None:
-    """Whether a woman heads the household."""
-    ctx.ask(
-        _("Is the family headed by a woman?") + current(ctx, "female"),
-        [Button(_("Yes"), "yes"), Button(_("No"), "no")],
-        columns=2,
+    return Question(
+        key,
+        answer,
+        prompt=COUNTS[key][0],
+        options=lambda ctx: number_buttons(range(min(int(ctx.data.get("people", 1)), 5) + 1)),
+        columns=6,
+        label=COUNTS[key][1],
+        describe=lambda data: count(data.get(key)),
+        column=key,
+        to_model=lambda data: {key: int(data.get(key, 0))},
+        accepts_text=True,
+        numbers_are_answers=True,
     )
 
 
-async def on_female(ctx: Ctx) -> Transition:
-    """Store yes or no."""
-    ctx.data["female"] = ctx.choice == "yes"
-    return next_step(ctx, "female")
-
-
-async def ask_shelter(ctx: Ctx) -> None:
-    """Where the family is sheltering."""
-    ctx.ask(
-        _("Where is the family sheltering?") + current(ctx, "shelter"),
-        [Button(_(label), f"shelter:{code}") for code, label in SHELTER_LABELS.items()],
-    )
-
-
-async def on_shelter(ctx: Ctx) -> Transition:
-    """Store the shelter category."""
-    ctx.data["shelter"] = (ctx.choice or "shelter:other").split(":", 1)[1]
-    return next_step(ctx, "shelter")
-
-
-async def ask_needs(ctx: Ctx) -> None:
-    """What the family needs: several, with Done."""
+def urgent_of_needs(ctx: Ctx, done: bool) -> None:
+    """The most urgent need is one of the needs; with one need, it is that one."""
     chosen = ctx.data.get("needs", [])
-    buttons = [
-        Button(("✅ " if code in chosen else "") + _(label), f"need:{code}")
-        for code, label in NEED_BUTTONS.items()
-    ]
-    buttons.append(Button(_("Done"), "need:done"))
-    ctx.ask(
-        _("What does the family need? Choose all that apply, then press Done."),
-        buttons,
-        columns=2,
-    )
+    if ctx.data.get("urgent") not in chosen:  # Back may leave before Done
+        ctx.data.pop("urgent", None)
+    if done and len(chosen) == 1:
+        ctx.data["urgent"] = chosen[0]
 
 
-async def on_needs(ctx: Ctx) -> Transition:
-    """Toggle a need, or finish when at least one is chosen."""
-    chosen: list[str] = list(ctx.data.get("needs", []))
-    if ctx.choice == "need:done":
-        if not chosen:
-            return retry(_("Please choose at least one need, then press Done."))
-        if ctx.data.get("urgent") not in chosen:
-            ctx.data.pop("urgent", None)
-        if len(chosen) == 1:
-            ctx.data["urgent"] = chosen[0]
-        return next_step(ctx, "needs")
-    code = (ctx.choice or "").removeprefix("need:")
-    if code in NEED_LABELS:
-        if code in chosen:
-            chosen.remove(code)
-        else:
-            chosen.append(code)
-        ctx.data["needs"] = [n for n in NEEDS if n in chosen]  # a stable order
-        if ctx.data.get("urgent") not in chosen:  # Back may leave before Done
-            ctx.data.pop("urgent", None)
-    return goto("needs")
-
-
-async def ask_urgent(ctx: Ctx) -> None:
-    """Which need is the most urgent."""
-    ctx.ask(
-        _("Which of these is the most urgent?") + current(ctx, "urgent"),
-        [Button(_(NEED_BUTTONS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])],
-    )
-
-
-async def on_urgent(ctx: Ctx) -> Transition:
+async def on_urgent(ctx: Ctx) -> Transition | None:
     """Store the most urgent need."""
     ctx.data["urgent"] = (ctx.choice or "").split(":", 1)[1]
-    return next_step(ctx, "urgent")
+    return None
 
 
-async def ask_notes(ctx: Ctx) -> None:
-    """Anything else: a short text and/or a photo, or Skip."""
-    ctx.ask(
-        _(
-            "Is there anything else we should know? You can write up to 1,000 characters "
-            "or send a photo. Please do not send photos that show faces. Or press Skip."
-        )
-        + current(ctx, "notes"),
-        [Button(_("Skip"), "notes:skip")],
-    )
-
-
-async def on_notes(ctx: Ctx) -> Transition:
+async def on_notes(ctx: Ctx) -> Transition | None:
     """Store the note and the photo's reference."""
     if ctx.choice == "notes:skip":
         ctx.data.setdefault("notes", None)
-        return next_step(ctx, "notes")
+        return None
     photos = [m for m in ctx.inbound.media if m.kind == "photo"]
     text = ctx.text.strip()
     if not photos and (ctx.inbound.media or not text):  # a file, a location, a contact
@@ -675,144 +363,37 @@ async def on_notes(ctx: Ctx) -> Transition:
         ctx.data["notes"] = text or None
     else:
         ctx.data.setdefault("notes", None)
-    return next_step(ctx, "notes")
+    return None
 
 
-async def ask_contact(ctx: Ctx) -> None:
-    """May a coordinator contact the family?"""
-    ctx.ask(
-        _("May a coordinator contact you about this report?") + current(ctx, "contact"),
-        [Button(_("Yes"), "yes"), Button(_("No"), "no")],
-        columns=2,
-    )
+def describe_notes(data: dict[str, Any]) -> str:
+    """The note and whether a photo came with it."""
+    parts = [isolate(str(data["notes"]))] if data.get("notes") else []
+    if data.get("photo"):
+        parts.append(_("a photo"))
+    return " · ".join(parts) or _("Nothing")
 
 
-async def on_contact(ctx: Ctx) -> Transition:
-    """Store the answer; without consent no phone number is kept."""
-    ctx.data["contact"] = ctx.choice == "yes"
-    if not ctx.data["contact"]:
+def no_contact_no_phone(ctx: Ctx, agreed: bool) -> None:
+    """Without consent no phone number is kept."""
+    if not agreed:
         ctx.data.pop("phone", None)
-    return next_step(ctx, "contact")
 
 
-async def ask_phone(ctx: Ctx) -> None:
-    """The phone number: the platform's share button, or typed."""
-    ctx.ask(
-        _("Which phone number can the coordinator call? Share it with the button, or type it.")
-        + current(ctx, "phone"),
-        [Button(_("Share my phone number"), SHARE_PHONE)],
-    )
-
-
-def valid_phone(text: str) -> str | None:
-    """A phone number in E.164 form, Iraqi numbers also without the country code."""
-    cleaned = ascii_digits(text).strip().replace(" ", "").replace("-", "")
-    if cleaned.startswith("00"):
-        cleaned = "+" + cleaned[2:]
-    if re.fullmatch(r"964\d{9,10}", cleaned):
-        cleaned = "+" + cleaned  # shared contacts come without the +
-    try:
-        number = phonenumbers.parse(cleaned, "IQ")
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def shared_phone(ctx: Ctx) -> str:
-    """The number shared (Telegram's button), the chat's own (WhatsApp), or the typed one."""
-    if ctx.inbound.phone:
-        return ctx.inbound.phone
-    if ctx.choice == SHARE_PHONE and ctx.address.phone:
-        return ctx.address.phone  # on WhatsApp the chat is the phone number
-    return ctx.text
-
-
-async def on_phone(ctx: Ctx) -> Transition:
-    """Store a valid number."""
-    phone = valid_phone(shared_phone(ctx))
-    if phone is None:
-        return retry(
-            _("That does not look like a phone number. Please type it like 0770 123 4567.")
-        )
-    ctx.data["phone"] = phone
-    return next_step(ctx, "phone")
-
-
-EDITABLE = (
-    ("gov", N_("Governorate")),
-    ("district", N_("District")),
-    ("place", N_("Place")),
-    ("origin", N_("Displaced from")),
-    ("when", N_("When")),
-    ("people", N_("People")),
-    ("children", N_("Children under 5")),
-    ("elderly", N_("People over 60")),
-    ("disabled", N_("People with disabilities")),
-    ("pregnant", N_("Pregnant or breastfeeding women")),
-    ("female", N_("Headed by a woman")),
-    ("shelter", N_("Shelter")),
-    ("needs", N_("Needs")),
-    ("urgent", N_("Most urgent")),
-    ("notes", N_("Anything else")),
-    ("contact", N_("May we contact you")),
-    ("phone", N_("Phone")),
-)
-
-
-def summary_lines(data: dict[str, Any]) -> str:
-    """Every answer, one per line, in the current locale."""
-    lines = []
-    for step, label in EDITABLE:
-        if not applies(data, step) and step != "urgent":
-            continue
-        if step == "precision" or (step == "urgent" and not data.get("urgent")):
-            continue
-        lines.append(f"• {_(label)}: {describe(data, step)}")
-        if step == "place" and data.get("lat") is not None:
-            lines.append(f"• {location_label()}: {describe(data, 'precision')}")
-    return "\n".join(lines)
-
-
-def location_label() -> str:
-    """The summary's label for a shared location."""
-    return _("Location")
-
-
-async def ask_summary(ctx: Ctx) -> None:
-    """The answers to check, with Edit for each and Send."""
-    ctx.data["editing"] = True
-    buttons = [Button(_("Send the report"), "r:send")]
-    buttons += [
-        Button(_("Edit: %(item)s") % {"item": _(label)}, f"edit:{step}")
-        for step, label in EDITABLE
-        if applies(ctx.data, step)
-    ]
-    ctx.say(
-        _("Please check your answers:")
-        + "\n\n"
-        + summary_lines(ctx.data)
-        + "\n\n"
-        + _("Press \u201cSend the report\u201d if they are right, or edit any of them."),
-        title=_("Your report"),
-        buttons=[[buttons[0]], *options_row(buttons[1:], 2), nav_buttons(MENU)],
-    )
-
-
-async def on_summary(ctx: Ctx) -> Transition:
-    """Edit one answer, or send the report."""
-    if ctx.choice and ctx.choice.startswith("edit:"):
-        return goto(ctx.choice[5:])
-    if ctx.choice != "r:send":
-        return retry()
-    unanswered = next_step(ctx, "consent")
-    if unanswered.target != "summary":  # Back out of an edit can leave a question unanswered
-        ctx.say(answer_first())
-        return unanswered
-    if await reports_today(ctx) >= ctx.settings.reports_per_day:
+async def sent(ctx: Ctx, values: dict[str, Any]) -> Transition:
+    """Send: store the report (unless today's reports are used up) and give its reference."""
+    if await reports.limit_reached(ctx.session, ctx.settings, ctx.address, ctx.now):
         return goto("limit")
-    report = await store(ctx)
+    report, alerts = await reports.store(
+        ctx.session,
+        ctx.settings,
+        ctx.contact,
+        ctx.address,
+        values,
+        locale=ctx.locale,
+        now=ctx.now,
+    )
+    ctx.extra += alerts
     ctx.data.clear()
     ctx.say(
         _(
@@ -825,28 +406,9 @@ async def on_summary(ctx: Ctx) -> Transition:
     return to_menu()
 
 
-def answer_first() -> str:
-    """What Send or Confirm says when a question has no answer."""
-    return _("Please answer this question first.")
-
-
-def limit_text(ctx: Ctx) -> str:
-    """The answer when today's reports are used up."""
-    return ngettext(
-        "You have already sent %(count)s report today, the most we can take from one person "
-        "in a day. Please try again tomorrow.",
-        "You have already sent %(count)s reports today, the most we can take from one person "
-        "in a day. Please try again tomorrow.",
-        ctx.settings.reports_per_day,
-    ) % {"count": isolate(format_number(ctx.settings.reports_per_day))}
-
-
-URGENT_LIMIT = 1000  # characters of a message to the coordinators
-
-
 async def ask_limit(ctx: Ctx) -> None:
     """Today's reports are used up: a way to reach the coordinators all the same."""
-    parts = [limit_text(ctx)]
+    parts = [reports.limit_text(ctx.settings)]
     if ctx.settings.urgent_contact:
         parts.append(
             _("If it is urgent, call: %(contact)s")
@@ -863,14 +425,12 @@ async def ask_limit(ctx: Ctx) -> None:
 
 async def on_limit(ctx: Ctx) -> Transition:
     """Pass one message a day to the coordinators."""
-    if len(ctx.text) > URGENT_LIMIT:
-        return retry(too_long(URGENT_LIMIT, ctx.length(ctx.text)))
-    key = crypto.keyed_hash(f"urgent {ctx.address}")
-    since = ctx.now - timedelta(days=1)
-    sent = await ctx.session.scalar(
-        select(func.count(ReportMark.id)).where(ReportMark.key == key, ReportMark.at >= since)
+    if len(ctx.text) > reports.URGENT_LIMIT:
+        return retry(too_long(reports.URGENT_LIMIT, ctx.length(ctx.text)))
+    notices = await reports.pass_urgent(
+        ctx.session, ctx.settings, ctx.contact, ctx.address, ctx.text, ctx.now
     )
-    if sent:
+    if notices is None:
         ctx.say(
             _(
                 "You have already written to the coordinators today; they have your message. "
@@ -878,179 +438,209 @@ async def on_limit(ctx: Ctx) -> Transition:
             )
         )
         return to_menu()
-    ctx.session.add(ReportMark(key=key, at=ctx.now))
-    for address, locale in await ctx.coordinators():
-        with use_locale(locale):
-            ctx.extra.append(
-                Outbound(
-                    address=address,
-                    text=direct(
-                        _(
-                            "Urgent message from %(address)s, who has sent today's reports "
-                            "already:\n%(text)s"
-                        )
-                        % {"address": isolate(str(ctx.address)), "text": ctx.text}
-                    ),
-                    priority="notice",
-                    about=ctx.contact.id,
-                )
-            )
+    ctx.extra += notices
     ctx.say(_("Thank you. Your message was passed to the coordinators."))
     return to_menu()
 
 
-async def reports_today(ctx: Ctx) -> int:
-    """How many reports this address sent in the last 24 hours, by the marks their reports left
-    (bot.models.ReportMark): they outlive "Delete my data", so that deleting does not reset it."""
-    since = ctx.now - timedelta(days=1)
-    return int(
-        await ctx.session.scalar(
-            select(func.count(ReportMark.id)).where(
-                ReportMark.key == crypto.keyed_hash(str(ctx.address)), ReportMark.at >= since
-            )
-        )
-        or 0
-    )
-
-
-async def new_reference(ctx: Ctx) -> str:
-    """A reference like R-7K3M9 that no report has yet."""
-    while True:
-        code = "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(5))
-        taken = await ctx.session.scalar(select(Report.id).where(Report.reference == code))
-        if taken is None:
-            return code
-
-
-async def store(ctx: Ctx) -> Report:
-    """Save the report, flag a probable duplicate, and alert the coordinators where needed."""
-    data = ctx.data
-    lat, lon = data.get("lat"), data.get("lon")
-    exact = data.get("precision") == "exact" and lat is not None
-    report = Report(
-        reference=await new_reference(ctx),
-        contact_id=ctx.contact.id,
-        locale=ctx.locale,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        governorate=data["gov"],
-        district=data.get("district"),
-        place=data.get("place") or None,
-        latitude=round(float(lat), 2) if lat is not None else None,
-        longitude=round(float(lon), 2) if lon is not None else None,
-        exact_point=(
-            f"{float(lat):.6f},{float(lon):.6f}"
-            if exact and lat is not None and lon is not None
-            else None
-        ),
-        origin=data.get("origin"),
-        displaced=data.get("when"),
-        people=int(data["people"]),
-        children=int(data.get("children", 0)),
-        elderly=int(data.get("elderly", 0)),
-        disabled=int(data.get("disabled", 0)),
-        pregnant=int(data.get("pregnant", 0)),
-        female_headed=bool(data.get("female")),
-        shelter=str(data.get("shelter", "other")),
-        needs=list(data.get("needs", [])),
-        urgent=str(data.get("urgent") or data["needs"][0]),
-        notes=data.get("notes") or None,
-        photo=data.get("photo") or None,
-        contact_ok=bool(data.get("contact")),
-        phone=data.get("phone") if data.get("contact") else None,
-    )
-    report.duplicate_of = await probable_duplicate(ctx, report)
-    ctx.session.add(report)
-    ctx.session.add(ReportMark(key=crypto.keyed_hash(str(ctx.address)), at=ctx.now))
-    await ctx.session.flush()
-    alert = set(report.needs) & ctx.settings.report_alert_needs
-    if alert or report.duplicate_of is not None:
-        await notify_coordinators(ctx, report)
-    return report
-
-
-async def probable_duplicate(ctx: Ctx, report: Report) -> int | None:
-    """An earlier report from the same contact or phone, same district and size, within 7 days."""
-    since = ctx.now - DUPLICATE_WINDOW
-    same_person = [Report.contact_id == ctx.contact.id]
-    candidates = await ctx.session.scalars(
-        select(Report)
-        .where(
-            Report.created_at >= since,
-            Report.governorate == report.governorate,
-            Report.district.is_(None)
-            if report.district is None
-            else Report.district == report.district,
-            Report.people == report.people,
-            or_(*same_person, Report.phone.is_not(None)),
-        )
-        .order_by(Report.id)
-    )
-    for earlier in candidates:
-        if earlier.contact_id == ctx.contact.id or (
-            report.phone and earlier.phone == report.phone
-        ):
-            return earlier.id
-    return None
-
-
-async def notify_coordinators(ctx: Ctx, report: Report) -> None:
-    """Tell every coordinator, each in their language, with a button to open the report."""
-    for address, locale in await ctx.coordinators():
-        with use_locale(locale):
-            ctx.extra.append(coordinator_alert(address, report))
-
-
-def coordinator_alert(address: Address, report: Report) -> Outbound:
-    """A new report's notice for one coordinator, in the current locale."""
-    lines = [
-        _("New report %(reference)s") % {"reference": isolate(report.reference)},
-        f"{place_name(report.governorate)} · {place_name(report.district)}",
-        ngettext("%(count)s person", "%(count)s people", report.people)
-        % {"count": isolate(format_number(report.people))},
-        _("Needs: %(needs)s") % {"needs": describe({"needs": report.needs}, "needs")},
-    ]
-    if report.duplicate_of is not None:
-        lines.append(_("Probably a duplicate of an earlier report."))
-    return Outbound(
-        address=address,
-        text=direct("\n".join(lines)),
-        buttons=((Button(_("Open the report"), f"rep:open:{report.reference}"),),),
-        priority="notice",
-        about=report.contact_id,
-    )
-
-
-FLOW = Flow(
+FORM = Form(
     "report",
-    {
-        "consent": Step(ask_consent, on_consent),
-        "gov": Step(ask_gov, on_gov, accepts_text=True),
-        "district": Step(ask_district, on_district, accepts_text=True),
-        "place": Step(ask_place, on_place, accepts_text=True, accepts_media=True),
-        "precision": Step(ask_precision, on_precision),
-        "origin": Step(ask_origin, on_origin, accepts_text=True),
-        "when": Step(ask_when, on_when, accepts_text=True),
-        "people": Step(ask_people, on_people, accepts_text=True, numbers_are_answers=True),
-        **{key: count_step(key) for key in COUNTS},
-        "female": Step(ask_female, on_female),
-        "shelter": Step(ask_shelter, on_shelter),
-        "needs": Step(ask_needs, on_needs),
-        "urgent": Step(ask_urgent, on_urgent),
-        "notes": Step(ask_notes, on_notes, accepts_text=True, accepts_media=True),
-        "contact": Step(ask_contact, on_contact),
-        "phone": Step(
-            ask_phone, on_phone, accepts_text=True, accepts_media=True, numbers_are_answers=True
+    [
+        Question("consent", on_consent, ask=ask_consent),
+        governorate(
+            "gov",
+            N_("In which governorate is the family staying now?"),
+            prefix="gov",
+            then=new_governorate,
+            show=place_name,
+            label=N_("Governorate"),
+            column="governorate",
         ),
-        "summary": Step(ask_summary, on_summary),
-        "limit": Step(ask_limit, on_limit, accepts_text=True),
-    },
+        Question(
+            "district",
+            on_district,
+            prompt=N_("In which district?"),
+            options=district_buttons,
+            columns=2,
+            label=N_("District"),
+            show=place_name,
+            column="district",
+            accepts_text=True,
+        ),
+        Question(
+            "place",
+            on_place,
+            prompt=N_(
+                "What is the name of the camp, neighbourhood or village? Type it, or share your "
+                "location. You may also skip this question."
+            ),
+            options=lambda ctx: [
+                Button(_("Share my location"), SHARE_LOCATION),
+                Button(_("Skip"), "place:skip"),
+            ],
+            label=N_("Place"),
+            answered=lambda data: "place" in data or data.get("lat") is not None,
+            describe=describe_place,
+            to_model=place_columns,
+            from_model=place_answers,
+            accepts_text=True,
+            accepts_media=True,
+        ),
+        Question(
+            "precision",
+            on_precision,
+            prompt=N_(
+                "Thank you. Shall we keep only the area (about 1 km around the point), or the "
+                "exact point? The area is safer; the exact point helps relief teams find you."
+            ),
+            options=lambda ctx: [
+                Button(_("Only the area"), "prec:area"),
+                Button(_("The exact point"), "prec:exact"),
+            ],
+            recall=False,
+            label=N_("Location"),
+            edit=False,  # shared again under Place
+            applies=lambda data: data.get("lat") is not None,
+            show=lambda value: (
+                _("The exact point") if value == "exact" else _("Only the area (about 1 km)")
+            ),
+        ),
+        governorate(
+            "origin",
+            N_("From which governorate was the family displaced?"),
+            prefix="orig",
+            show=place_name,
+            label=N_("Displaced from"),
+            column="origin",
+        ),
+        Question(
+            "when",
+            on_when,
+            prompt=N_(
+                "When was the family displaced? Choose, or type the month and year, for "
+                "example 3/2024."
+            ),
+            options=coded_buttons(WHEN_LABELS, "when"),
+            label=N_("When"),
+            show=reports.when_text,
+            column="displaced",
+            accepts_text=True,
+        ),
+        Question(
+            "people",
+            on_people,
+            prompt=N_(
+                "How many people are in the family, including you? Type a number from 1 to 30."
+            ),
+            options=lambda ctx: number_buttons(range(1, 11)),
+            columns=5,
+            label=N_("People"),
+            describe=lambda data: count(data.get("people")),
+            column="people",
+            to_model=lambda data: {"people": int(data["people"])},
+            accepts_text=True,
+            numbers_are_answers=True,
+        ),
+        *(count_question(key) for key in COUNTS),
+        yes_no(
+            "female",
+            N_("Is the family headed by a woman?"),
+            label=N_("Headed by a woman"),
+            column="female_headed",
+            to_model=lambda data: {"female_headed": bool(data.get("female"))},
+        ),
+        choice(
+            "shelter",
+            N_("Where is the family sheltering?"),
+            SHELTER_LABELS,
+            prefix="shelter",
+            label=N_("Shelter"),
+            column="shelter",
+            to_model=lambda data: {"shelter": str(data.get("shelter", "other"))},
+        ),
+        multi(
+            "needs",
+            N_("What does the family need? Choose all that apply, then press Done."),
+            NEED_LABELS,
+            prefix="need",
+            at_least_one=N_("Please choose at least one need, then press Done."),
+            buttons=NEED_BUTTONS,
+            then=urgent_of_needs,
+            label=N_("Needs"),
+            show=reports.needs_text,
+        ),
+        Question(
+            "urgent",
+            on_urgent,
+            prompt=N_("Which of these is the most urgent?"),
+            options=lambda ctx: [
+                Button(_(NEED_BUTTONS[n]), f"urgent:{n}") for n in ctx.data.get("needs", [])
+            ],
+            label=N_("Most urgent"),
+            column="urgent",
+            applies=lambda data: len(data.get("needs", [])) > 1,
+            in_summary=lambda data: bool(data.get("urgent")),
+            show=reports.need_text,
+            to_model=lambda data: {"urgent": str(data.get("urgent") or data["needs"][0])},
+        ),
+        Question(
+            "notes",
+            on_notes,
+            prompt=N_(
+                "Is there anything else we should know? You can write up to 1,000 characters "
+                "or send a photo. Please do not send photos that show faces. Or press Skip."
+            ),
+            options=lambda ctx: [Button(_("Skip"), "notes:skip")],
+            label=N_("Anything else"),
+            answered=lambda data: "notes" in data or "photo" in data,
+            describe=describe_notes,
+            to_model=lambda data: {
+                "notes": data.get("notes") or None,
+                "photo": data.get("photo") or None,
+            },
+            from_model=lambda row: (
+                {"notes": row.notes} | ({"photo": row.photo} if row.photo else {})
+            ),
+            accepts_text=True,
+            accepts_media=True,
+        ),
+        yes_no(
+            "contact",
+            N_("May a coordinator contact you about this report?"),
+            then=no_contact_no_phone,
+            label=N_("May we contact you"),
+            column="contact_ok",
+            to_model=lambda data: {"contact_ok": bool(data.get("contact"))},
+        ),
+        phone(
+            "phone",
+            N_(
+                "Which phone number can the coordinator call? Share it with the button, or "
+                "type it."
+            ),
+            label=N_("Phone"),
+            applies=lambda data: data.get("contact") is True,
+            column="phone",
+            to_model=lambda data: {"phone": data.get("phone") if data.get("contact") else None},
+        ),
+    ],
+    Summary(
+        title=N_("Your report"),
+        intro=N_("Please check your answers:"),
+        outro=N_("Press \u201cSend the report\u201d if they are right, or edit any of them."),
+        confirm=N_("Send the report"),
+        payload="r:send",
+        done=sent,
+    ),
+    recall=True,
+    steps={"limit": Step(ask_limit, on_limit, accepts_text=True)},
 )
+FLOW = FORM.flow()
 
 
 async def ask_mine(ctx: Ctx) -> None:
     """The person's reports, newest first, with their status."""
-    reports = (
+    mine = (
         await ctx.session.scalars(
             select(Report)
             .where(Report.contact_id == ctx.contact.id)
@@ -1058,29 +648,16 @@ async def ask_mine(ctx: Ctx) -> None:
             .limit(20)
         )
     ).all()
-    if not reports:
+    if not mine:
         text = _("You have not sent a report yet.")
     else:
         zone = ctx.settings.timezone
         text = "\n".join(
             f"• {isolate(r.reference)} · {isolate(format_date(r.created_at, zone))} · "
             f"{place_name(r.governorate)} · {_(MY_STATUS_LABELS.get(r.status, 'Received'))}"
-            for r in reports
+            for r in mine
         )
     ctx.say(text, title=_("My reports"), buttons=[nav_buttons(MENU)])
 
 
 MINE = Flow("myreports", {"list": Step(ask_mine)})
-
-
-def status_notice(
-    report: Report, address: Address, locale: str, note: str | None = None
-) -> Outbound:
-    """Tell a reporter, in their language, that their report's status changed; with the
-    coordinator's note when the coordinator chose to send it."""
-    with use_locale(locale):
-        notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
-        text = _(notice) % {"reference": isolate(report.reference)}
-        if note:
-            text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
-        return Outbound(address=address, text=direct(text), priority="notice")

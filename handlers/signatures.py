@@ -11,24 +11,13 @@ from sqlalchemy import select
 from bot import gazetteer
 from bot.flows import MENU, Action, Ctx, Flow, Step, Transition, goto, nav_buttons, retry, start
 from bot.i18n import _, current_locale, format_datetime, isolate
-from bot.messages import Address, Button
-from bot.models import AuditEntry, Contact, Signature
+from bot.messages import Button
+from bot.models import Signature
+from bot.signatures import STATUS_LABELS, TYPE_LABELS, public_name
+from bot.signatures import decide as decide_signature
 from bot.text import parse_int
-from handlers.sign import STATUS_LABELS, TYPE_LABELS, outcome_notice, public_name
 
 PAGE = 8
-
-
-def audit(ctx: Ctx, action: str, signature: Signature, **detail: object) -> None:
-    """Write who decided what, now, in this transaction."""
-    ctx.session.add(
-        AuditEntry(
-            at=ctx.now,
-            actor=str(ctx.address),
-            action=action,
-            detail={"signature": signature.id, "receipt": signature.receipt, **detail},
-        )
-    )
 
 
 async def ask_pending(ctx: Ctx) -> None:
@@ -144,24 +133,18 @@ async def on_reason(ctx: Ctx) -> Transition:
 
 async def decide(ctx: Ctx, status: str, reason: str | None) -> Transition:
     """Record the decision, audit it, and tell the representative in their language."""
-    # Locked: another coordinator deciding at this moment waits, then finds it decided.
-    signature = await ctx.session.get(Signature, int(ctx.data.get("id", 0)), with_for_update=True)
-    if signature is None or signature.status != "pending":
+    signature, notices = await decide_signature(
+        ctx.session,
+        int(ctx.data.get("id", 0)),
+        status,
+        reason,
+        actor=str(ctx.address),
+        now=ctx.now,
+    )
+    if signature is None:
         ctx.say(_("This signature was already decided."))
         return goto("show")
-    signature.status = status
-    signature.reason = reason
-    signature.decided_at = ctx.now
-    audit(ctx, f"signature:{status}", signature, reason=reason)
-    contact = (
-        await ctx.session.get(Contact, signature.contact_id) if signature.contact_id else None
-    )
-    if contact is not None:
-        ctx.extra.append(
-            outcome_notice(
-                signature, Address.parse(contact.address), contact.locale or signature.locale
-            )
-        )
+    ctx.extra += notices
     ctx.say(
         _("Done: %(organization)s is now \u201c%(status)s\u201d.")
         % {"organization": public_name(signature), "status": _(STATUS_LABELS[status])}
