@@ -33,8 +33,8 @@ from bot import gazetteer, roles, signin
 from bot.config import NEEDS, Settings, load_settings
 from bot.db import Database, upgrade_async
 from bot.models import Report
+from bot.reports import STATUS_LABELS
 from bot.web import create_app
-from handlers.report import STATUS_LABELS
 
 BATCH = 5_000
 

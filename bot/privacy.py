@@ -13,7 +13,16 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.models import AuditEntry, Base, Contact, Conversation, OutboxMessage, Report, Signature
+from bot.models import (
+    AuditEntry,
+    Base,
+    Contact,
+    Conversation,
+    OutboxMessage,
+    Report,
+    ReportMessage,
+    Signature,
+)
 from bot.personal import blanks, shown_columns
 
 # What an audit entry about a forgotten person keeps: who acted, what, when, and these keys of
@@ -55,6 +64,14 @@ async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
         select(Report).where(Report.contact_id == contact.id).order_by(Report.id)
     ):
         found.append(Holding("reports", report.reference, _values(Report, report)))
+        for message in await session.scalars(
+            select(ReportMessage)
+            .where(ReportMessage.report_id == report.id)
+            .order_by(ReportMessage.at, ReportMessage.id)
+        ):
+            found.append(
+                Holding("report_messages", report.reference, _values(ReportMessage, message))
+            )
     for signature in await session.scalars(
         select(Signature).where(Signature.contact_id == contact.id).order_by(Signature.id)
     ):
@@ -109,6 +126,8 @@ async def forget(session: AsyncSession, contact: Contact, now: datetime) -> None
         .where(Signature.contact_id == contact.id)
         .values(**blanks(_table(Signature)), forgotten_at=now)
     )
+    # What the family and the coordinators wrote to each other about its reports.
+    await session.execute(delete(ReportMessage).where(ReportMessage.report_id.in_(report_ids)))
     await _forget_in_audit(session, contact.address, report_ids, signature_ids)
     # Messages to them, and copies of their data on their way to others.
     await session.execute(

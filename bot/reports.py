@@ -27,7 +27,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import Address, Button, Outbound
-from bot.models import AuditEntry, Contact, Report, ReportMark
+from bot.models import AuditEntry, Contact, Report, ReportMark, ReportMessage
 
 logger = logging.getLogger(__name__)
 
@@ -317,11 +317,17 @@ def status_notice(
     """Tell a reporter, in their language, that their report's status changed; with the
     coordinator's note when the coordinator chose to send it."""
     with use_locale(locale):
-        notice = STATUS_NOTICES.get(report.status, STATUS_NOTICES["new"])
-        text = _(notice) % {"reference": isolate(report.reference)}
-        if note:
-            text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
+        text = notice_text(report.reference, report.status, note)
         return Outbound(address=address, text=direct(text), priority="notice")
+
+
+def notice_text(reference: str, status: str, note: str | None = None) -> str:
+    """What a family is told of its report's new status, in the current locale."""
+    notice = STATUS_NOTICES.get(status, STATUS_NOTICES["new"])
+    text = _(notice) % {"reference": isolate(reference)}
+    if note:
+        text += "\n\n" + _("A note from the coordinator: %(note)s") % {"note": note}
+    return text
 
 
 async def change_status(
@@ -359,3 +365,76 @@ async def change_status(
     return [
         status_notice(report, Address.parse(contact.address), locale, note if tell_note else None)
     ]
+
+
+MESSAGE_LIMIT = 1000  # characters of a message between coordinators and a family
+REPLY = "msg:reply:"  # the payload prefix of the family's Reply button, then the reference
+
+
+async def thread(session: AsyncSession, report: Report) -> list[ReportMessage]:
+    """The messages between coordinators and the family about a report, oldest first."""
+    found = await session.scalars(
+        select(ReportMessage)
+        .where(ReportMessage.report_id == report.id)
+        .order_by(ReportMessage.at, ReportMessage.id)
+    )
+    return list(found)
+
+
+async def message_family(
+    session: AsyncSession, report: Report, body: str, *, actor: str, now: datetime
+) -> list[Outbound]:
+    """A coordinator's message to the family, kept in the report's thread and audited; the
+    message to queue (in the family's language, with a Reply button), or none when nobody is
+    left to write to (the family deleted its data)."""
+    contact = await session.get(Contact, report.contact_id) if report.contact_id else None
+    if contact is None or report.anonymized_at is not None:
+        return []
+    session.add(
+        ReportMessage(report_id=report.id, at=now, direction="out", author=actor, body=body)
+    )
+    session.add(
+        AuditEntry(
+            at=now, actor=actor, action="message", report_id=report.id, detail={"to": "family"}
+        )
+    )
+    with use_locale(contact.locale or report.locale):
+        text = (
+            _("A message from the Initiative's coordinators about your report %(reference)s:")
+            % {"reference": isolate(report.reference)}
+            + "\n\n"
+            + body
+        )
+        return [
+            Outbound(
+                address=Address.parse(contact.address),
+                text=direct(text),
+                buttons=((Button(_("Reply"), REPLY + report.reference),),),
+                priority="notice",
+                locale=current_locale(),
+            )
+        ]
+
+
+async def family_answer(
+    session: AsyncSession, settings: Settings, report: Report, body: str, *, now: datetime
+) -> list[Outbound]:
+    """The family's answer, kept in the thread; a notice for each coordinator, in their
+    language (the words stay in the thread, not in the notice)."""
+    session.add(ReportMessage(report_id=report.id, at=now, direction="in", body=body))
+    found = []
+    for address, locale in await coordinators(session, settings):
+        with use_locale(locale):
+            found.append(
+                Outbound(
+                    address=address,
+                    text=direct(
+                        _("The family of report %(reference)s answered your message.")
+                        % {"reference": isolate(report.reference)}
+                    ),
+                    buttons=((Button(_("Open the report"), f"rep:open:{report.reference}"),),),
+                    priority="notice",
+                    about=report.contact_id,
+                )
+            )
+    return found

@@ -12,6 +12,7 @@ from handlers import (
     language,
     menu,
     privacy,
+    reply,
     report,
     sign,
     signatures,
@@ -39,6 +40,7 @@ def build_registry() -> Registry:
             signatures.PENDING,  # coordinators only
             signatures.DETAIL,
             console.FLOW,  # a sign-in link for people with a role
+            reply.FLOW,  # a family's answer to the coordinators' message
         ],
         deep_links={
             "declaration": "declaration",
@@ -58,6 +60,6 @@ def build_registry() -> Registry:
             "bulletin": "bulletin_admin",
             "console": "console",
         },
-        actions={**coordinator.ACTIONS, **signatures.ACTIONS},
+        actions={**coordinator.ACTIONS, **signatures.ACTIONS, **reply.ACTIONS},
         keywords=bulletin.KEYWORDS,
     )

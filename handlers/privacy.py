@@ -125,6 +125,13 @@ async def ask_mydata(ctx: Ctx) -> None:
         elif holding.table == "reports":
             lines += ["", _("Report %(reference)s") % {"reference": isolate(holding.heading)}]
             lines += holding_lines(holding, show)
+        elif holding.table == "report_messages":
+            lines += [
+                "",
+                _("A message about report %(reference)s")
+                % {"reference": isolate(holding.heading)},
+            ]
+            lines += holding_lines(holding, show)
         elif holding.table == "signatures":
             lines += ["", _("Signature %(receipt)s") % {"receipt": isolate(holding.heading)}]
             lines += holding_lines(holding, show)

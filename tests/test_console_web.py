@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -11,17 +12,26 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot import roles, signin
+from bot import reports, roles, signin
 from bot.config import Settings
 from bot.db import Database
-from bot.messages import Address
-from bot.models import AuditEntry, SignInLink, WebSession, utcnow
+from bot.i18n import use_locale
+from bot.messages import Address, Outbound
+from bot.models import (
+    AuditEntry,
+    OutboxMessage,
+    Report,
+    ReportMessage,
+    SignInLink,
+    WebSession,
+    utcnow,
+)
 from bot.models import Person as RolePerson
 from bot.web import create_app
 from bot.webconsole import COOKIE, REDEEM_TRIES
 from tests.conftest import Person
 from tests.coordinator_helpers import send_full_report
-from tests.helpers import choose_language
+from tests.helpers import choose_language, t
 
 ADDRESSES = {
     "admin": "telegram:501",
@@ -462,3 +472,139 @@ async def test_the_filtered_reports_download_as_csv_hxl_and_geojson(
     assert [e.actor for e in logged] == [ADDRESSES["coordinator"]] * 4
     assert logged[0].detail["filters"] == {"governorate": "IQG09"}
     assert [e.detail["private"] for e in logged] == [False, False, False, True]
+
+
+async def outbox_to(db: Database, address: Address) -> list[Outbound]:
+    """The messages queued for an address, oldest first."""
+    async with db.transaction() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.address == str(address))
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    return [Outbound.from_json(row.body) for row in rows]
+
+
+async def a_family_report(engine: Any, locale: str = "ar") -> tuple[Person, str]:
+    """A family that reported in `locale`; its report's reference."""
+    family = Person(engine, Address("telegram", "7001"))
+    await choose_language(family, locale)
+    await send_full_report(family, locale)
+    found = re.search(r"R-[2-9A-Z]{5}", family.text())
+    assert found is not None, family.text()
+    return family, found.group(0)
+
+
+async def csrf_of(client: httpx.AsyncClient, path: str) -> str:
+    """The form token on a page."""
+    token = CSRF.search((await client.get(path)).text)
+    assert token is not None
+    return token.group(1)
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_report_page_shows_every_answer_and_audits_the_view(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    _family, reference = await a_family_report(engine)
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get(f"/console/reports/{reference.lower()}")
+    assert page.status_code == 200
+    assert "Khanke camp" in page.text  # personal fields, for a coordinator
+    assert "Zakho" in page.text
+    assert (await client.get("/console/reports/R-ZZZZZ")).status_code == 404
+    async with db.transaction() as session:
+        views = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "console:view"))
+        ).all()
+    assert [(v.actor, v.detail["personal"]) for v in views] == [(ADDRESSES["coordinator"], True)]
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_status_change_with_a_preview_in_the_familys_language(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    family, reference = await a_family_report(engine, "ckb")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    path = f"/console/reports/{reference}"
+    csrf = await csrf_of(client, path)
+    form = {"csrf": csrf, "status": "verified", "note": "Food parcels on Sunday", "tell": "1"}
+    preview = await client.post(path, data={**form, "action": "preview"})
+    assert preview.status_code == 200
+    with use_locale("ckb"):
+        expected = reports.notice_text(reference, "verified", "Food parcels on Sunday")
+    assert html.escape(expected, quote=False).split("\n")[0] in preview.text
+    assert 'lang="ckb" dir="rtl"' in preview.text
+    async with db.transaction() as session:
+        report = await session.scalar(select(Report).where(Report.reference == reference))
+        assert report is not None
+        assert report.status == "new"  # a preview changes nothing
+    done = await client.post(path, data={**form, "action": "status"})
+    assert done.status_code == 303
+    told = await outbox_to(db, family.address)
+    assert "Food parcels on Sunday" in told[-1].text
+    assert expected.split("\n")[0] in told[-1].text
+    page = await client.get(path)
+    assert "Food parcels on Sunday" in page.text  # in the history
+    async with db.transaction() as session:
+        report = await session.scalar(select(Report).where(Report.reference == reference))
+        assert report is not None
+        assert report.status == "verified"
+    refused = await client.post(path, data={**form, "action": "status", "csrf": "x"})
+    assert refused.status_code == 400
+    too_long = await client.post(path, data={**form, "note": "x" * 1001, "action": "status"})
+    assert too_long.status_code == 400
+    assert "1,001" in too_long.text
+
+
+@pytest.mark.usefixtures("people")
+async def test_messages_with_the_family_and_its_reply(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    family, reference = await a_family_report(engine, "ar")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    path = f"/console/reports/{reference}"
+    csrf = await csrf_of(client, path)
+    note = await client.post(path, data={"csrf": csrf, "action": "note", "note": "Call Monday"})
+    assert note.status_code == 303
+    sent = await client.post(
+        path, data={"csrf": csrf, "action": "message", "note": "How many tents do you need?"}
+    )
+    assert sent.status_code == 303
+    [message] = [m for m in await outbox_to(db, family.address) if "tents" in m.text]
+    assert t("ar", "Reply") in [b.label for b in message.options()]
+    family.replies = [message]  # the family sees it in its chat
+    await family.tap(t("ar", "Reply"))
+    await family.send("نحتاج خيمتين")
+    assert t("ar", "Thank you. Your answer was passed to the coordinators.") in family.text()
+    coordinators = [m for m in family.sent if m.address != family.address]
+    assert coordinators
+    assert all("نحتاج" not in m.text for m in coordinators)  # the words stay in the thread
+    page = await client.get(path)
+    assert "نحتاج خيمتين" in page.text
+    assert "How many tents do you need?" in page.text
+    assert "Call Monday" in page.text
+    # "Delete my data": the thread goes with the family's data.
+    await family.send("/forget")
+    await family.press("forget:yes")
+    async with db.transaction() as session:
+        left = await session.scalar(select(func.count()).select_from(ReportMessage))
+    assert left == 0
+    after = await client.get(path)
+    assert "نحتاج" not in after.text
+    assert "The family cannot be written to" in after.text
+
+
+async def test_a_reply_to_someone_elses_report_is_refused(
+    db: Database, settings: Settings, engine: Any
+) -> None:
+    _family, reference = await a_family_report(engine, "en")
+    stranger = Person(engine, Address("telegram", "7002"))
+    await choose_language(stranger, "en")
+    await stranger.press(f"msg:reply:{reference}")
+    await stranger.send("hello")
+    assert "no longer open for messages" in stranger.text()
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(ReportMessage)) == 0

@@ -63,6 +63,7 @@ from bot.models import (
     Report,
     Signature,
 )
+from bot.reports import REPLY
 from bot.text import clean_input, organization_key, parse_command
 from handlers import build_registry
 from handlers.bulletin import STOP_WORDS
@@ -529,8 +530,12 @@ def trials(view: View, root: bool) -> Iterator[list[Move]]:
         moves += GENERIC_MEDIA
     yield moves
     if root:
-        yield [text(f"/{name}") for name in REGISTRY.commands] + [
-            text(f"/start {link}") for link in REGISTRY.deep_links
+        # The family's Reply under a coordinator's message works at any time (its report
+        # need not be the explorer's: the flow says so).
+        yield [
+            *(text(f"/{name}") for name in REGISTRY.commands),
+            *(text(f"/start {link}") for link in REGISTRY.deep_links),
+            press(REPLY + "R-22222"),
         ]
     if step is not None and step.accepts_text:
         yield [text(word) for word in GENERIC_WORDS]
@@ -591,7 +596,7 @@ async def explore(
                 order += 1
                 rank = visits.get((view.flow, view.step), 0)
                 heappush(queue, (rank, len(child.moves), order, child))
-            if got_on:
+            if got_on and node is not root:  # from the root, every group: commands lead far
                 break
     return found
 

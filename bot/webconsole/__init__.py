@@ -25,7 +25,8 @@ from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, Table, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
@@ -39,9 +40,11 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import exports, gazetteer, roles, signin
+from bot import exports, gazetteer, reports, roles, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
+from bot.engine import enqueue
+from bot.flows import too_long
 from bot.i18n import (
     LOCALES,
     N_,
@@ -53,9 +56,12 @@ from bot.i18n import (
     ngettext,
     use_locale,
 )
-from bot.models import AuditEntry, Contact, Report
-from bot.text import ascii_digits
-from handlers.report import NEED_LABELS, STATUS_LABELS
+from bot.messages import Outbound
+from bot.models import AuditEntry, Contact, Report, utcnow
+from bot.personal import personal_columns
+from bot.reports import NEED_LABELS, STATUS_LABELS
+from bot.text import ascii_digits, clean_input
+from handlers.report import FORM as REPORT_FORM
 
 HERE = Path(__file__).resolve().parent
 # One colour a need, for the map's circles and legend (told apart by colour-blind readers too,
@@ -101,6 +107,30 @@ class Page:
     label: str
 
 
+def report_answers(report: Report, personal: bool) -> list[tuple[str, str]]:
+    """A stored report's answers as the report's form words them, in the current locale;
+    without the personal ones (bot.personal's declaration) unless `personal`."""
+    private = {column.key for column in personal_columns(cast_table(Report))}
+    data = REPORT_FORM.from_model(report)
+    found = []
+    for question in REPORT_FORM.questions:
+        if not question.label or not (question.in_summary or question.applies)(data):
+            continue
+        if question.column is not None:
+            filled = {question.column}
+        else:
+            filled = set(question.to_model(data)) if question.to_model is not None else set()
+        if filled & private and not personal:
+            continue
+        found.append((_(question.label), question.words(data)))
+    return found
+
+
+def cast_table(model: type[Report]) -> Table:
+    """A model's table, typed."""
+    return model.__table__  # type: ignore[return-value]
+
+
 # The table's columns: no personal field among them.
 TABLE_COLUMNS = (
     Report.reference,
@@ -141,9 +171,14 @@ def _environment() -> Environment:
 class Console:
     """The console's routes, bound to a database and the settings."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, wake: Callable[[str], None] | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        # Tells this process's sender, if one runs here, that messages wait; a worker process
+        # finds them by itself.
+        self.wake = wake
         self.env = _environment()
         self.secure = (settings.public_url or "").startswith("https://")
         self.failures: dict[str, deque[float]] = {}
@@ -167,6 +202,8 @@ class Console:
             Route("/console/sign-out", self.sign_out, methods=["POST"]),
             Route("/console/reports", self.reports, methods=["GET"]),
             Route("/console/reports.{fmt}", self.download, methods=["GET"]),
+            Route("/console/reports/{reference}", self.report, methods=["GET"]),
+            Route("/console/reports/{reference}", self.act_on_report, methods=["POST"]),
             Route("/console/map", self.map_page, methods=["GET"]),
             Route("/console/map.json", self.map_data, methods=["GET"]),
             Route("/console/audit", self.audit, methods=["GET"]),
@@ -711,6 +748,195 @@ class Console:
             who=who,
             locale=locale,
         )
+
+    async def queue(self, session: AsyncSession, messages: list[Outbound]) -> None:
+        """Put messages in the outbox, in this transaction (the sender is woken after it)."""
+        await enqueue(session, messages, None)
+
+    def woken(self, messages: list[Outbound]) -> None:
+        """Wake the sender for each channel the messages go to, once they are committed."""
+        if self.wake is not None:
+            for channel in {m.address.channel for m in messages}:
+                self.wake(channel)
+
+    async def report(
+        self,
+        request: Request,
+        *,
+        preview: tuple[str, str, bool] | None = None,
+        problem: str | None = None,
+    ) -> Response:
+        """One report: every answer, its thread with the family, its history, and forms to
+        change its status, add a note and write to the family. Viewing is audited."""
+        found = await self.allowed(request, "reports")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        reference = request.path_params["reference"].strip().upper()[:12]
+        async with self.db.transaction() as session:
+            report = await session.scalar(select(Report).where(Report.reference == reference))
+            if report is None:
+                return self.render(
+                    request, "not_found.html", {}, who=who, locale=locale, status=404
+                )
+            personal = roles.may(who.role, "personal")
+            session.add(
+                AuditEntry(
+                    actor=who.address,
+                    action="console:view",
+                    report_id=report.id,
+                    detail={"personal": personal},
+                )
+            )
+            earlier = (
+                await session.scalar(
+                    select(Report.reference).where(Report.id == report.duplicate_of)
+                )
+                if report.duplicate_of
+                else None
+            )
+            contact = await session.get(Contact, report.contact_id) if report.contact_id else None
+            family_locale = (contact.locale if contact else None) or report.locale
+            messages = await reports.thread(session, report)
+            history = (
+                await session.scalars(
+                    select(AuditEntry)
+                    .where(
+                        AuditEntry.report_id == report.id,
+                        AuditEntry.action.in_(("status", "note", "message")),
+                    )
+                    .order_by(AuditEntry.at, AuditEntry.id)
+                )
+            ).all()
+            with use_locale(locale):
+                answers = report_answers(report, personal)
+                page = {
+                    "report": report,
+                    "status_label": _(STATUS_LABELS.get(report.status, report.status)),
+                    "received": format_datetime(report.created_at, self.settings.timezone),
+                    "answers": answers,
+                    "earlier": earlier,
+                    "reachable": contact is not None and report.anonymized_at is None,
+                    "anonymized": report.anonymized_at is not None,
+                    "statuses": [
+                        (code, _(label))
+                        for code, label in STATUS_LABELS.items()
+                        if code != report.status
+                    ],
+                    "thread": [
+                        {
+                            "at": format_datetime(m.at, self.settings.timezone),
+                            "out": m.direction == "out",
+                            "author": m.author or "",
+                            "body": m.body,
+                        }
+                        for m in messages
+                    ],
+                    "history": [self.history_line(entry) for entry in history],
+                    "limit": reports.MESSAGE_LIMIT,
+                    "problem": problem,
+                }
+                if preview is not None:
+                    status, note, tell = preview
+                    with use_locale(family_locale):
+                        page["preview"] = reports.notice_text(
+                            report.reference, status, note if tell else None
+                        )
+                    page["preview_dir"] = "rtl" if is_rtl(family_locale) else "ltr"
+                    page["preview_lang"] = family_locale
+                    page["chosen"] = {"status": status, "note": note, "tell": tell}
+        return self.render(
+            request,
+            "report.html",
+            page,
+            who=who,
+            locale=locale,
+            status=400 if problem else 200,
+        )
+
+    def history_line(self, entry: AuditEntry) -> dict[str, str]:
+        """One line of a report's history, in the current locale."""
+        detail = entry.detail
+        when = format_datetime(entry.at, self.settings.timezone)
+        if entry.action == "status":
+            what = _("Status: %(before)s → %(after)s") % {
+                "before": _(STATUS_LABELS.get(str(detail.get("before")), "Received")),
+                "after": _(STATUS_LABELS.get(str(detail.get("after")), "Received")),
+            }
+            note = str(detail.get("note") or "")
+            if note:
+                told = _("sent to the family") if detail.get("told") else _("for the record")
+                what += " · " + _("Note (%(told)s): %(note)s") % {"told": told, "note": note}
+        elif entry.action == "note":
+            what = _("Internal note: %(note)s") % {"note": str(detail.get("note", ""))}
+        else:
+            what = _("A message to the family")
+        return {"when": when, "who": entry.actor, "what": what}
+
+    async def act_on_report(self, request: Request) -> Response:
+        """A report's forms: preview or change the status, add a note, write to the family."""
+        found = await self.allowed(request, "reports")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        fields = await self.form(request)
+        if (
+            fields is None
+            or not self.same_origin(request)
+            or not signin.csrf_ok(who, fields.get("csrf"))
+        ):
+            return self.bad_request(request, locale, who)
+        action = fields.get("action", "")
+        note = clean_input(fields.get("note", ""), limit=FORM_LIMIT)
+        with use_locale(locale):
+            if len(note) > reports.MESSAGE_LIMIT:
+                return await self.report(
+                    request, problem=too_long(reports.MESSAGE_LIMIT, len(note))
+                )
+        status = fields.get("status", "")
+        tell = fields.get("tell") == "1"
+        if action == "preview" and status in STATUS_LABELS:
+            return await self.report(request, preview=(status, note, tell))
+        reference = request.path_params["reference"].strip().upper()[:12]
+        sent: list[Outbound] = []
+        async with self.db.transaction() as session:
+            report = await session.scalar(select(Report).where(Report.reference == reference))
+            if report is None:
+                return self.render(
+                    request, "not_found.html", {}, who=who, locale=locale, status=404
+                )
+            now = utcnow()
+            if action == "status" and status in STATUS_LABELS:
+                sent = await reports.change_status(
+                    session,
+                    report,
+                    status,
+                    actor=who.address,
+                    now=now,
+                    note=note,
+                    tell_note=tell and bool(note),
+                )
+            elif action == "note" and note:
+                session.add(
+                    AuditEntry(
+                        at=now,
+                        actor=who.address,
+                        action="note",
+                        report_id=report.id,
+                        detail={"note": note},
+                    )
+                )
+            elif action == "message" and note:
+                sent = await reports.message_family(
+                    session, report, note, actor=who.address, now=now
+                )
+            else:
+                return self.bad_request(request, locale, who)
+            await self.queue(session, sent)
+        self.woken(sent)
+        response = RedirectResponse(f"/console/reports/{reference}", status_code=303)
+        self.protect(response)
+        return response
 
     async def people(self, request: Request, *, problem: str | None = None) -> Response:
         """Who has which role, with their last sign-in; forms to add, change and remove."""

@@ -1,0 +1,56 @@
+"""A family's answer to the coordinators' message about its report (the Reply button)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot import reports
+from bot.flows import Action, Ctx, Flow, Step, Transition, retry, start, to_menu, too_long
+from bot.i18n import _, isolate
+from bot.models import Report
+
+
+async def open_reply(ctx: Ctx, reference: str) -> Transition:
+    """The Reply button under a coordinator's message."""
+    return start("reply", {"ref": reference})
+
+
+async def own_report(ctx: Ctx) -> Report | None:
+    """The report being answered about, if it is this person's own."""
+    return await ctx.session.scalar(
+        select(Report).where(
+            Report.reference == str(ctx.data.get("ref", "")),
+            Report.contact_id == ctx.contact.id,
+        )
+    )
+
+
+async def ask_write(ctx: Ctx) -> None:
+    """Ask for the answer."""
+    ctx.ask(
+        _("Write your answer to the coordinators about your report %(reference)s, in one message.")
+        % {"reference": isolate(str(ctx.data.get("ref", "")))}
+    )
+
+
+async def on_write(ctx: Ctx) -> Transition:
+    """Keep the answer in the report's thread and tell the coordinators."""
+    report = await own_report(ctx)
+    if report is None or report.anonymized_at is not None:
+        ctx.say(_("This report is no longer open for messages."))
+        return to_menu()
+    text = ctx.text
+    if not text:
+        return retry(_("Please write your answer as text."))
+    if ctx.length(text) > reports.MESSAGE_LIMIT:
+        return retry(too_long(reports.MESSAGE_LIMIT, ctx.length(text)))
+    ctx.extra += await reports.family_answer(ctx.session, ctx.settings, report, text, now=ctx.now)
+    ctx.say(_("Thank you. Your answer was passed to the coordinators."))
+    return to_menu()
+
+
+FLOW = Flow(
+    "reply",
+    {"write": Step(ask_write, on_write, accepts_text=True, numbers_are_answers=True)},
+)
+ACTIONS = {reports.REPLY: Action(open_reply, coordinators_only=False)}
