@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -474,6 +475,17 @@ async def test_the_filtered_reports_download_as_csv_hxl_and_geojson(
     assert [e.detail["private"] for e in logged] == [False, False, False, True]
 
 
+async def post_pairs(
+    client: httpx.AsyncClient, path: str, pairs: list[tuple[str, str]]
+) -> httpx.Response:
+    """Post a form whose names repeat (ticked boxes), as a browser does."""
+    return await client.post(
+        path,
+        content=urlencode(pairs),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+
 async def outbox_to(db: Database, address: Address) -> list[Outbound]:
     """The messages queued for an address, oldest first."""
     async with db.transaction() as session:
@@ -608,3 +620,48 @@ async def test_a_reply_to_someone_elses_report_is_refused(
     assert "no longer open for messages" in stranger.text()
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(ReportMessage)) == 0
+
+
+@pytest.mark.usefixtures("people")
+async def test_several_reports_change_status_at_once(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    families = []
+    for n, locale in enumerate(("ar", "en")):
+        family = Person(engine, Address("telegram", f"71{n}"))
+        await choose_language(family, locale)
+        await send_full_report(family, locale)
+        families.append(family)
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get("/console/reports", params={"governorate": "IQG09"})
+    refs = re.findall(r'name="ref" value="(R-[2-9A-Z]{5})"', page.text)
+    assert len(refs) == 2
+    csrf = CSRF.search(page.text)
+    assert csrf is not None
+    back = re.search(r'name="back" value="([^"]+)"', page.text)
+    assert back is not None
+    form = [
+        ("csrf", csrf.group(1)),
+        ("back", html.unescape(back.group(1))),
+        *(("ref", ref) for ref in refs),
+        ("status", "referred"),
+        ("note", "Sent to the Duhok office"),
+        ("tell", "1"),
+    ]
+    done = await post_pairs(client, "/console/reports", form)
+    assert done.status_code == 303
+    assert done.headers["location"] == "/console/reports?governorate=IQG09&page=0"
+    for family, locale in zip(families, ("ar", "en"), strict=True):
+        [notice] = [m for m in await outbox_to(db, family.address) if "Duhok office" in m.text]
+        assert notice.locale == locale
+    async with db.transaction() as session:
+        statuses = (await session.scalars(select(Report.status))).all()
+        changes = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "status")
+        )
+    assert statuses == ["referred", "referred"]
+    assert changes == 2
+    bad = await post_pairs(client, "/console/reports", [*form[:3], ("status", "gone")])
+    assert bad.status_code == 400
+    none = await post_pairs(client, "/console/reports", [form[0], ("status", "new")])
+    assert none.status_code == 400

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as day_time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -201,6 +201,7 @@ class Console:
             Route("/console/sign-in/{token}", self.sign_in, methods=["POST"]),
             Route("/console/sign-out", self.sign_out, methods=["POST"]),
             Route("/console/reports", self.reports, methods=["GET"]),
+            Route("/console/reports", self.change_many, methods=["POST"]),
             Route("/console/reports.{fmt}", self.download, methods=["GET"]),
             Route("/console/reports/{reference}", self.report, methods=["GET"]),
             Route("/console/reports/{reference}", self.act_on_report, methods=["POST"]),
@@ -321,7 +322,14 @@ class Console:
         return who, locale
 
     async def form(self, request: Request) -> dict[str, str] | None:
-        """A posted form's fields, or None when it is too large or not a form."""
+        """A posted form's fields (the last of a repeated name), or None when it is too large
+        or not a form."""
+        pairs = await self.form_pairs(request)
+        return None if pairs is None else dict(pairs)
+
+    async def form_pairs(self, request: Request) -> list[tuple[str, str]] | None:
+        """A posted form's fields in order, repeated names kept; None when it is too large or
+        not a form. Called once per request: the body is a stream."""
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > FORM_LIMIT):
             return None
@@ -332,12 +340,11 @@ class Console:
                 return None
         if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
             return None
-        from urllib.parse import parse_qsl
-
         try:
-            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=500)
+        except (UnicodeDecodeError, ValueError):  # ValueError: past max_num_fields
             return None
+        return pairs
 
     def same_origin(self, request: Request) -> bool:
         """Whether a POST comes from the console's own pages (when the browser says)."""
@@ -524,10 +531,56 @@ class Console:
                 "previous": _query_with(query, page - 1) if page > 0 else None,
                 "next": _query_with(query, page + 1) if page + 1 < pages else None,
                 "downloads": downloads,
+                "back": "?" + urlencode({**query, "page": str(page)}),
             },
             who=who,
             locale=locale,
         )
+
+    async def change_many(self, request: Request) -> Response:
+        """The status of the reports ticked in the table, changed at once with one note; each
+        family told in its language, each change audited."""
+        found = await self.allowed(request, "reports")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        pairs = await self.form_pairs(request)
+        fields = dict(pairs or [])
+        if (
+            pairs is None
+            or not self.same_origin(request)
+            or not signin.csrf_ok(who, fields.get("csrf"))
+            or fields.get("status") not in STATUS_LABELS
+        ):
+            return self.bad_request(request, locale, who)
+        chosen = sorted({value.strip().upper()[:12] for key, value in pairs if key == "ref"})
+        note = clean_input(fields.get("note", ""), limit=FORM_LIMIT)
+        back = fields.get("back", "")
+        if not back.startswith("?"):
+            back = ""
+        if len(note) > reports.MESSAGE_LIMIT or not chosen or len(chosen) > PAGE_SIZE:
+            return self.bad_request(request, locale, who)
+        sent: list[Outbound] = []
+        async with self.db.transaction() as session:
+            found_reports = (
+                await session.scalars(select(Report).where(Report.reference.in_(chosen)))
+            ).all()
+            now = utcnow()
+            for report in found_reports:
+                sent += await reports.change_status(
+                    session,
+                    report,
+                    fields["status"],
+                    actor=who.address,
+                    now=now,
+                    note=note,
+                    tell_note=fields.get("tell") == "1" and bool(note),
+                )
+            await self.queue(session, sent)
+        self.woken(sent)
+        response = RedirectResponse("/console/reports" + back, status_code=303)
+        self.protect(response)
+        return response
 
     async def download(self, request: Request) -> Response:
         """The filtered reports as CSV, HXL or GeoJSON, by the same exporter as the CLI; audited.
