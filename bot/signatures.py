@@ -245,3 +245,46 @@ def outcome_notice(signature: Signature, address: Address, locale: str) -> Outbo
                 "The reason: %(reason)s"
             ) % {"receipt": isolate(signature.receipt), "reason": signature.reason or "-"}
         return Outbound(address=address, text=direct(text), priority="notice")
+
+
+# Reasons a coordinator may pick when a signature cannot be accepted; each is sent to the
+# representative in their language (a written reason goes as it was written).
+REJECT_REASONS: dict[str, str] = {
+    "unconfirmed": N_("We could not confirm that the organization exists."),
+    "unreachable": N_("We could not reach the representative to confirm the signature."),
+    "duplicate": N_("The organization has already signed the declaration."),
+    "not_authorized": N_("The representative is not authorized to sign for the organization."),
+}
+
+
+async def undo(
+    session: AsyncSession, signature_id: int, *, actor: str, now: datetime
+) -> tuple[Signature | None, list[Outbound]]:
+    """Take back a verification or a rejection: the signature is pending again, audited, and
+    its representative told; None when it was not decided (any more)."""
+    signature = await session.get(Signature, signature_id, with_for_update=True)
+    if signature is None or signature.status not in ("verified", "rejected"):
+        return None, []
+    before = signature.status
+    signature.status = "pending"
+    signature.reason = None
+    signature.decided_at = None
+    session.add(
+        AuditEntry(
+            at=now,
+            actor=actor,
+            action="signature:undo",
+            detail={"signature": signature.id, "receipt": signature.receipt, "before": before},
+        )
+    )
+    contact = await session.get(Contact, signature.contact_id) if signature.contact_id else None
+    if contact is None:
+        return signature, []
+    with use_locale(contact.locale or signature.locale):
+        text = _(
+            "The decision on your organization's signature (%(receipt)s) was taken back. The "
+            "coordinators will look at it again and write to you."
+        ) % {"receipt": isolate(signature.receipt)}
+        return signature, [
+            Outbound(address=Address.parse(contact.address), text=direct(text), priority="notice")
+        ]

@@ -23,6 +23,7 @@ from bot.models import (
     OutboxMessage,
     Report,
     ReportMessage,
+    Signature,
     SignInLink,
     WebSession,
     utcnow,
@@ -90,6 +91,7 @@ ROUTES = [
     ("/console/map.json", set(ADDRESSES)),
     ("/console/audit", {"admin"}),
     ("/console/reports.csv", {"admin", "coordinator"}),
+    ("/console/signatures", {"admin", "coordinator"}),
 ]
 
 
@@ -665,3 +667,63 @@ async def test_several_reports_change_status_at_once(
     assert bad.status_code == 400
     none = await post_pairs(client, "/console/reports", [form[0], ("status", "new")])
     assert none.status_code == 400
+
+
+@pytest.mark.usefixtures("people")
+async def test_signatures_are_verified_rejected_and_taken_back(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    from tests.test_sign import sign
+
+    first = Person(engine, Address("telegram", "8001"))
+    await choose_language(first, "ar")
+    await sign(first, "ar")
+    second = Person(engine, Address("telegram", "8002"))
+    await choose_language(second, "ckb")
+    await sign(second, "ckb", name="Tigris Youth Forum", other=None)
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get("/console/signatures", params={"lang": "en"})
+    assert page.status_code == 200
+    assert "Pending verification: <strong>2</strong>" in page.text
+    assert "Zainab Hassan" in page.text  # the representative, for a coordinator
+    ids = re.findall(r'name="id" value="(\d+)"', page.text)
+    csrf = CSRF.search(page.text)
+    assert csrf is not None
+    token = csrf.group(1)
+    verified = await client.post(
+        "/console/signatures", data={"csrf": token, "id": ids[0], "action": "verify"}
+    )
+    assert verified.status_code == 303
+    unreasoned = await client.post(
+        "/console/signatures", data={"csrf": token, "id": ids[-1], "action": "reject"}
+    )
+    assert unreasoned.status_code == 400
+    rejected = await client.post(
+        "/console/signatures",
+        data={"csrf": token, "id": ids[-1], "action": "reject", "preset": "unreachable"},
+    )
+    assert rejected.status_code == 303
+    told = await outbox_to(db, second.address)
+    reason = t("ckb", "We could not reach the representative to confirm the signature.")
+    assert any(reason in m.text for m in told)  # the preset, in the representative's language
+    undone = await client.post(
+        "/console/signatures", data={"csrf": token, "id": ids[0], "action": "undo"}
+    )
+    assert undone.status_code == 303
+    taken_back = t(
+        "ar",
+        "The decision on your organization's signature (%(receipt)s) was taken back. The "
+        "coordinators will look at it again and write to you.",
+    ).split("(")[0]
+    assert any(taken_back in m.text for m in await outbox_to(db, first.address))
+    async with db.transaction() as session:
+        statuses = dict((await session.execute(select(Signature.id, Signature.status))).all())
+        actions = (
+            await session.scalars(
+                select(AuditEntry.action).where(AuditEntry.action.startswith("signature:"))
+            )
+        ).all()
+    assert statuses == {int(ids[0]): "pending", int(ids[-1]): "rejected"}
+    assert sorted(actions) == ["signature:rejected", "signature:undo", "signature:verified"]
+    await sign_in(client, db, settings, ADDRESSES["viewer"])
+    assert (await client.get("/console/signatures")).status_code == 403

@@ -40,7 +40,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import exports, gazetteer, reports, roles, signin
+from bot import exports, gazetteer, reports, roles, signatures, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
 from bot.engine import enqueue
@@ -54,10 +54,11 @@ from bot.i18n import (
     format_number,
     is_rtl,
     ngettext,
+    translate_in,
     use_locale,
 )
 from bot.messages import Outbound
-from bot.models import AuditEntry, Contact, Report, utcnow
+from bot.models import AuditEntry, Contact, Report, Signature, utcnow
 from bot.personal import personal_columns
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
@@ -147,6 +148,7 @@ TABLE_COLUMNS = (
 PAGES = (
     Page("/console/reports", "reports", N_("Reports")),
     Page("/console/map", "map", N_("Map")),
+    Page("/console/signatures", "signatures", N_("Signatures")),
     Page("/console/people", "people", N_("People and roles")),
     Page("/console/audit", "audit", N_("Audit log")),
 )
@@ -207,6 +209,8 @@ class Console:
             Route("/console/reports/{reference}", self.act_on_report, methods=["POST"]),
             Route("/console/map", self.map_page, methods=["GET"]),
             Route("/console/map.json", self.map_data, methods=["GET"]),
+            Route("/console/signatures", self.signatures_page, methods=["GET"]),
+            Route("/console/signatures", self.decide, methods=["POST"]),
             Route("/console/audit", self.audit, methods=["GET"]),
             Route("/console/people", self.people, methods=["GET"]),
             Route("/console/people", self.change_people, methods=["POST"]),
@@ -988,6 +992,171 @@ class Console:
             await self.queue(session, sent)
         self.woken(sent)
         response = RedirectResponse(f"/console/reports/{reference}", status_code=303)
+        self.protect(response)
+        return response
+
+    async def signatures_page(self, request: Request, *, problem: str | None = None) -> Response:
+        """The pending signatures, oldest first, each probable duplicate beside the signature
+        it resembles; the latest decisions, which can be taken back; counts by status."""
+        found = await self.allowed(request, "signatures")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        personal = roles.may(who.role, "personal")
+        async with self.db.transaction() as session:
+            counted = await session.execute(
+                select(Signature.status, func.count()).group_by(Signature.status)
+            )
+            counts: dict[str, int] = {status: n for status, n in counted.all()}
+            pending = (
+                await session.scalars(
+                    select(Signature)
+                    .where(Signature.status == "pending")
+                    .order_by(Signature.created_at, Signature.id)
+                    .limit(PAGE_SIZE)
+                )
+            ).all()
+            decided = (
+                await session.scalars(
+                    select(Signature)
+                    .where(Signature.status.in_(("verified", "rejected")))
+                    .order_by(Signature.decided_at.desc(), Signature.id.desc())
+                    .limit(20)
+                )
+            ).all()
+            earlier_ids = {s.similar_to for s in pending if s.similar_to}
+            earlier = {
+                s.id: s
+                for s in (
+                    await session.scalars(select(Signature).where(Signature.id.in_(earlier_ids)))
+                ).all()
+            }
+            if pending and personal:
+                session.add(
+                    AuditEntry(
+                        actor=who.address,
+                        action="console:signatures",
+                        detail={"pending": [s.id for s in pending]},
+                    )
+                )
+            with use_locale(locale):
+                page = {
+                    "counts": [
+                        (_(label), counts.get(code, 0))
+                        for code, label in signatures.STATUS_LABELS.items()
+                    ],
+                    "pending": [
+                        {
+                            **self.signature_view(s, personal, locale),
+                            "like": self.signature_view(earlier[s.similar_to], False, locale)
+                            if s.similar_to in earlier
+                            else None,
+                        }
+                        for s in pending
+                    ],
+                    "decided": [self.signature_view(s, False, locale) for s in decided],
+                    "reasons": [
+                        (code, _(text)) for code, text in signatures.REJECT_REASONS.items()
+                    ],
+                    "problem": problem,
+                }
+        return self.render(
+            request,
+            "signatures.html",
+            page,
+            who=who,
+            locale=locale,
+            status=400 if problem else 200,
+        )
+
+    def signature_view(self, signature: Signature, personal: bool, locale: str) -> dict[str, Any]:
+        """What the signatures page shows of one signature, in the current locale."""
+        view: dict[str, Any] = {
+            "id": signature.id,
+            "receipt": signature.receipt,
+            "name_ar": signature.name_ar or "",
+            "name_en": signature.name_en or "",
+            "type": signatures.type_text(signature.org_type),
+            "place": " · ".join(
+                part
+                for part in (_place_name(signature.governorate, locale), signature.city)
+                if part
+            ),
+            "status": _(signatures.STATUS_LABELS.get(signature.status, signature.status)),
+            "reason": signature.reason or "",
+            "when": format_datetime(signature.created_at, self.settings.timezone),
+        }
+        if personal:
+            view["contact"] = [
+                value
+                for value in (
+                    signature.representative,
+                    signature.role,
+                    signature.phone,
+                    signature.email,
+                )
+                if value
+            ]
+        return view
+
+    async def decide(self, request: Request) -> Response:
+        """Verify, reject (with a preset or written reason) or take back a decision; the
+        representative is told in their language, the decision audited."""
+        found = await self.allowed(request, "signatures")
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        fields = await self.form(request)
+        if (
+            fields is None
+            or not self.same_origin(request)
+            or not signin.csrf_ok(who, fields.get("csrf"))
+            or not fields.get("id", "").isdigit()
+        ):
+            return self.bad_request(request, locale, who)
+        action = fields.get("action", "")
+        signature_id = int(fields["id"])
+        written = " ".join(clean_input(fields.get("reason", ""), limit=FORM_LIMIT).split())
+        preset = fields.get("preset", "")
+        if action == "reject" and not written and preset not in signatures.REJECT_REASONS:
+            with use_locale(locale):
+                problem = _("Choose a reason, or write one: the representative is told it.")
+            return await self.signatures_page(request, problem=problem)
+        if len(written) > 500:
+            with use_locale(locale):
+                return await self.signatures_page(request, problem=too_long(500, len(written)))
+        sent: list[Outbound] = []
+        async with self.db.transaction() as session:
+            now = utcnow()
+            if action == "verify":
+                _signature, sent = await signatures.decide(
+                    session, signature_id, "verified", None, actor=who.address, now=now
+                )
+            elif action == "reject":
+                reason = written
+                if not reason:
+                    target = await session.get(Signature, signature_id)
+                    contact = (
+                        await session.get(Contact, target.contact_id)
+                        if target and target.contact_id
+                        else None
+                    )
+                    language = (contact.locale if contact else None) or (
+                        target.locale if target else self.settings.default_locale
+                    )
+                    reason = translate_in(language, signatures.REJECT_REASONS[preset])
+                _signature, sent = await signatures.decide(
+                    session, signature_id, "rejected", reason, actor=who.address, now=now
+                )
+            elif action == "undo":
+                _signature, sent = await signatures.undo(
+                    session, signature_id, actor=who.address, now=now
+                )
+            else:
+                return self.bad_request(request, locale, who)
+            await self.queue(session, sent)
+        self.woken(sent)
+        response = RedirectResponse("/console/signatures", status_code=303)
         self.protect(response)
         return response
 
