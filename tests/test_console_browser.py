@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import shutil
 import socket
 import threading
@@ -14,15 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot import roles, signin
 from bot.config import Settings
 from bot.db import Database
 from bot.messages import Address
+from bot.models import Signature
 from bot.web import create_app
 from tests.conftest import Person
 from tests.coordinator_helpers import send_full_report
-from tests.helpers import choose_language
+from tests.helpers import choose_language, t
+from tests.test_console_web import outbox_to
 
 ARTIFACTS = Path(os.environ.get("ICSSI_ARTIFACTS", Path(__file__).parent.parent / "artifacts"))
 WAIT = 15.0  # seconds a page may take to appear, at most
@@ -202,3 +206,83 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
             shot(browser, "map")
 
         await asyncio.to_thread(walk)
+
+
+def no_sideways_scroll(browser: Any) -> None:
+    """The page fits the phone's width (a table may scroll inside its own box)."""
+    wide, seen = browser.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+    assert wide <= seen, f"the page is {wide} px wide in a {seen} px window"
+
+
+async def test_a_coordinator_triages_a_report_and_verifies_a_signature(
+    db: Database, engine: Any, settings: Settings, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.test_sign import sign
+
+    family = Person(engine, Address("telegram", "6001"))
+    await choose_language(family, "ar")
+    await send_full_report(family, "ar")
+    reference = re.search(r"R-[2-9A-Z]{5}", family.text())
+    assert reference is not None
+    organization = Person(engine, Address("telegram", "6002"))
+    await choose_language(organization, "ckb")
+    await sign(organization, "ckb", name="Tigris Youth Forum", other=None)
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:501", "coordinator", "test", name="Sara")
+    with Server(dataclasses.replace(settings, map_tiles_url="")) as server:
+        settings_here = Settings(database_url=settings.database_url, port=server.port)
+        async with db.transaction() as session:
+            link = await signin.new_link(session, settings_here, "telegram:501")
+        page = f"{server.url}/console/reports/{reference.group(0)}?lang=en"
+
+        def change_and_write() -> None:
+            """Open the report, change its status with a note, write to the family."""
+            browser.get(link + "?lang=en")
+            wait_for(browser, "button.primary").click()
+            wait_for(browser, ".who")
+            browser.get(page)
+            Select(browser.find_element(By.NAME, "status")).select_by_value("verified")
+            browser.find_element(By.NAME, "note").send_keys("Tents arrive on Sunday")
+            browser.find_element(By.NAME, "tell").click()
+            browser.find_element(By.CSS_SELECTOR, 'button[value="preview"]').click()
+            assert "Tents arrive on Sunday" in wait_for(browser, ".preview blockquote").text
+            shot(browser, "report-preview")
+            browser.find_element(By.CSS_SELECTOR, 'button[value="status"]').click()
+            wait_for(browser, ".history li")
+            message = browser.find_elements(By.CSS_SELECTOR, 'textarea[name="note"]')[1]
+            message.send_keys("How many blankets do you need?")
+            browser.find_element(By.CSS_SELECTOR, 'button[value="message"]').click()
+            wait_for(browser, ".thread li.out")
+            no_sideways_scroll(browser)
+
+        await asyncio.to_thread(change_and_write)
+        told = await outbox_to(db, family.address)
+        notice = next(m for m in told if "Tents arrive on Sunday" in m.text)
+        assert notice.locale == "ar"
+        assert t("ar", "A note from the coordinator: %(note)s").split(":")[0] in notice.text
+        question = next(m for m in told if "blankets" in m.text)
+        family.replies = [question]
+        await family.tap(t("ar", "Reply"))
+        await family.send("نحتاج ست بطانيات")
+
+        def read_reply_and_verify() -> None:
+            """See the family's answer, then verify the signature."""
+            browser.get(page)
+            assert "نحتاج ست بطانيات" in wait_for(browser, ".thread li.in").text
+            shot(browser, "report-thread")
+            browser.get(server.url + "/console/signatures?lang=ar")
+            assert browser.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
+            no_sideways_scroll(browser)
+            shot(browser, "signatures-ar")
+            browser.find_element(By.CSS_SELECTOR, 'button[value="verify"]').click()
+            wait_for(browser, 'button[value="undo"]')
+            shot(browser, "signatures-decided")
+
+        await asyncio.to_thread(read_reply_and_verify)
+    async with db.transaction() as session:
+        assert await session.scalar(select(Signature.status)) == "verified"

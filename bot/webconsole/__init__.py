@@ -867,6 +867,9 @@ class Console:
             ).all()
             with use_locale(locale):
                 answers = report_answers(report, personal)
+                if personal and report.latitude is not None:
+                    point = report.exact_point or f"{report.latitude:.2f}, {report.longitude:.2f}"
+                    answers.append((_("Coordinates"), point))
                 page = {
                     "report": report,
                     "status_label": _(STATUS_LABELS.get(report.status, report.status)),
