@@ -105,7 +105,7 @@ async def transport(
         twilio_api_base_url=prism.base_url,
         twilio_template_bulletin_ar=TEMPLATE,
     )
-    sender = WhatsAppTransport(configured, db, http_client=lambda: http)
+    sender = WhatsAppTransport(configured, http_client=lambda: http)
     await sender.start()
     yield sender, http
     await sender.close()
