@@ -151,6 +151,57 @@ async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: i
         await session.execute(insert(_OUTBOX).values(turn=turn), found)
 
 
+# A bulletin's deliveries: one row per (bulletin, recipient), rendered in the recipient's
+# language when sent (bot.bulletins.Renderer).
+
+
+def delivery(
+    address: str,
+    channel: str,
+    contact_id: int | None,
+    bulletin_id: int,
+    locale: str,
+    body_locale: str | None = None,
+) -> dict[str, Any]:
+    """The outbox row, by column, of a bulletin's delivery to one recipient: `locale` is the
+    language it is counted under, `body_locale` the one asked for (the recipient's)."""
+    return {
+        "channel": channel,
+        "address": address,
+        "contact_id": contact_id,
+        "priority": PRIORITIES["broadcast"],
+        "body": {"bulletin": bulletin_id, "locale": body_locale or locale},
+        "bulletin_id": bulletin_id,
+        "locale": locale,
+    }
+
+
+async def add_deliveries(session: AsyncSession, deliveries: list[dict[str, Any]]) -> None:
+    """Queue a bulletin's deliveries (made by delivery()), in one statement."""
+    if deliveries:
+        await session.execute(insert(OutboxMessage), deliveries)
+
+
+async def delivered_to(session: AsyncSession, bulletin_id: int, address: str) -> bool:
+    """Whether the bulletin has a delivery row for `address` already."""
+    found = await session.scalar(
+        select(OutboxMessage.id).where(
+            OutboxMessage.bulletin_id == bulletin_id, OutboxMessage.address == address
+        )
+    )
+    return found is not None
+
+
+async def cancel_deliveries(session: AsyncSession, bulletin_id: int, reason: str) -> int:
+    """Cancel a bulletin's deliveries not sent yet; return how many."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.bulletin_id == bulletin_id, OutboxMessage.status == "pending")
+        .values(status="cancelled", error=reason)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 # WhatsApp's 24-hour window.
 
 
