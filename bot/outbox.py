@@ -230,8 +230,9 @@ class Window:
 
     async def open(self, address: str) -> bool:
         """Whether the person wrote in the last 24 hours (so free text may go)."""
-        async with self.db.transaction() as session:
-            last = await session.scalar(
+        # A read: no turn at SQLite's write lock (a send must not wait behind the messages).
+        async with self.db.read() as connection:
+            last = await connection.scalar(
                 select(Contact.last_inbound_at).where(Contact.address == address)
             )
         return window_open(last, self.clock())
