@@ -20,40 +20,19 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Table, insert
 
 from bot import retention
 from bot.config import load_settings
 from bot.db import Database, upgrade_async
 from bot.engine import Engine
 from bot.messages import Address, Inbound
-from bot.models import OutboxMessage
 from handlers import build_registry
-
-
-async def fill(db: Database, count: int, now: datetime) -> None:
-    """`count` sent messages three weeks old."""
-    table = cast(Table, OutboxMessage.__table__)
-    row: dict[str, Any] = {
-        "channel": "telegram",
-        "priority": 2,
-        "turn": 0,
-        "body": {},
-        "status": "sent",
-        "attempts": 1,
-        "created_at": now - timedelta(days=21),
-    }
-    for start in range(0, count, 20_000):
-        size = min(20_000, count - start)
-        async with db.transaction() as session:
-            rows = [{**row, "address": f"telegram:{n}"} for n in range(start, start + size)]
-            await session.execute(insert(table), rows)
+from tests.test_retention import old_outbox
 
 
 async def one_run(rows: int, batch: int, every: float) -> tuple[float, list[float]]:
@@ -64,7 +43,7 @@ async def one_run(rows: int, batch: int, every: float) -> tuple[float, list[floa
         db = Database(settings.database_url)
         engine = Engine(db, settings, build_registry())
         now = datetime.now(UTC)
-        await fill(db, rows, now)
+        await old_outbox(db, rows, now)  # and one pending
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
         purge = asyncio.create_task(
