@@ -37,7 +37,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.flows import coordinators
 from bot.i18n import N_, translate_in
-from bot.messages import Outbound, Priority
+from bot.messages import HOLDING_CHANNELS, Outbound, Priority
 from bot.models import AuditEntry, Contact, OutboxMessage, ProcessedInbound, quotes_content
 from bot.outcomes import StatusEvent
 
@@ -258,6 +258,24 @@ class Stop(NamedTuple):
 
     reason: str
     opted_out: bool = False
+
+
+def settled(channel: str, body: dict[str, Any], values: dict[str, object]) -> dict[str, object]:
+    """The values to write for a row's outcome (`values`), with what becomes of its body: a
+    row gone for good keeps nothing of what it said; {"delete": True} for a row to delete."""
+    gone = values.get("status") in GONE
+    if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
+        return {"delete": True}
+    if (
+        gone
+        and quotes_content(body)
+        # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
+        # tier): the status callback blanks it once delivered (retention a day after).
+        and not (channel in HOLDING_CHANNELS and values["status"] == "sent")
+    ):
+        # What it said may quote what people told us: nothing of it stays once it has gone.
+        values["body"] = {}
+    return values
 
 
 def outcome_update(keys: tuple[str, ...]) -> Update:

@@ -29,8 +29,8 @@ from bot import outbox
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
 from bot.messages import HOLDING_CHANNELS, Outbound
-from bot.models import OutboxMessage, quotes_content
-from bot.outbox import GONE, PRIORITIES, Stop
+from bot.models import OutboxMessage
+from bot.outbox import PRIORITIES, Stop
 from bot.outcomes import Held, OptedOut, Rejected, RetryLater, Unreachable, WindowClosed
 
 # The typed outcomes lived here before bot/outcomes.py, and the priorities before bot/outbox.py.
@@ -675,18 +675,7 @@ class ChannelWorker:
             self.delivering -= 1
             self.pacer.done()
             self.sending.pop(row_id, None)
-        gone = values.get("status") in GONE
-        if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
-            values = {"delete": True}
-        elif (
-            gone
-            and quotes_content(body)
-            # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
-            # tier): the status callback blanks it once delivered (retention a day after).
-            and not (self.channel in HOLDING_CHANNELS and values["status"] == "sent")
-        ):
-            # What it said may quote what people told us: nothing of it stays once it has gone.
-            values["body"] = {}
+        values = outbox.settled(self.channel, body, values)
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. The recorder writes it with the others that finish meanwhile.
