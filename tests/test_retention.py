@@ -22,8 +22,9 @@ OLD_ROWS = 200_000
 # A person writes every 20 ms while the purge runs. In one statement, the purge held SQLite's
 # lock, and the event loop (the driver runs in its thread), for 0.67 s on an idle machine:
 # a message written meanwhile was answered that late. In batches, a message waits for one
-# batch at most (about 10 ms). The bound is generous for a shared, loaded machine; the
-# 200 ms figure is benchmarks/retention.py's.
+# batch at most (about 10 ms). The bound is generous for a shared, loaded machine (and slowed
+# down further under coverage: a third of the purge's time when that is more); the 200 ms
+# figure is benchmarks/retention.py's.
 EVERY = 0.02
 LATE = 0.4
 
@@ -94,7 +95,8 @@ async def test_a_purge_of_200000_rows_does_not_stall_conversations(
         )
         assert {status: n for status, n in left.all()} == {"pending": 1}  # what waits to go stays
     assert len(late) >= 5, f"the purge took {took:.2f} s; people wrote {len(late)} times"
-    assert max(late) < LATE, (
+    # In one statement, the answer written as it began came when it ended (nearly `took`).
+    assert max(late) < max(LATE, took / 3), (
         f"an answer came {max(late):.3f} s late during a purge of {took:.2f} s "
         f"(median {sorted(late)[len(late) // 2]:.3f} s, {len(late)} messages)"
     )
