@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from bot import crypto, retention
+from bot import crypto, outbox, retention
 from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
@@ -74,13 +74,16 @@ async def running(
             # Another process sends from this SQLite file (`make run` in another terminal):
             # this console session prints its own person's messages, and leaves the rest.
             schedules = False
-    engine = Engine(db, settings, build_registry())
+    # The engine and the status callbacks tell the outbox's wake-up of rows to send; the
+    # sender, built once the channels' transports are, listens to it.
+    queued = outbox.Wakeup()
+    engine = Engine(db, settings, build_registry(), queued=queued)
     platforms = console is None
     telegram = (
         TelegramChannel(settings, engine) if platforms and settings.telegram_bot_token else None
     )
     whatsapp = (
-        WhatsAppChannel(settings, engine)
+        WhatsAppChannel(settings, engine, outbox.StatusRecorder(db, settings, wake=queued))
         if platforms and "whatsapp" in settings.channels
         else None
     )
@@ -97,7 +100,10 @@ async def running(
         render=Renderer(db, settings.timezone, settings.public_url),
         poll_every=0.5 if role == "worker" else 1.0 if console is not None else 5.0,
     )
-    engine.sender = sender if sends else None
+    if sends:
+        queued.connect(sender.wake)
+        if telegram is not None:  # its calls outside the outbox keep to the sender's pace
+            telegram.paced = sender.paced
     scheduler = BulletinScheduler(db, settings, sender)
     bot = Bot(settings, db, engine, sender, telegram, scheduler, whatsapp)
     crypto.configure(settings.data_encryption_keys or None)
