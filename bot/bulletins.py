@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, inspect, select, update
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import outbox
 from bot.db import Database
 from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
 from bot.messages import Address, Outbound
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 BATCH = 1000
 PAUSE = 0.02  # seconds between two batches of deliveries: others' turn at the database
 FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
-BROADCAST = 2  # the outbox priority of a broadcast
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
@@ -170,25 +170,15 @@ async def queue_deliveries(
             bulletin = await session.get(Bulletin, bulletin_id)
             if bulletin is None or bulletin.status != "sending":
                 return 0
-            for address in also:
-                done = await session.scalar(
-                    select(OutboxMessage.id).where(
-                        OutboxMessage.bulletin_id == bulletin_id,
-                        OutboxMessage.address == str(address),
-                    )
-                )
-                if done is None:
-                    locale = language_for(bulletin, "ar")
-                    session.add(
-                        OutboxMessage(
-                            channel=address.channel,
-                            address=str(address),
-                            priority=BROADCAST,
-                            body={"bulletin": bulletin_id, "locale": locale},
-                            bulletin_id=bulletin_id,
-                            locale=locale,
-                        )
-                    )
+            locale = language_for(bulletin, "ar")
+            await outbox.add_deliveries(
+                session,
+                [
+                    outbox.delivery(str(address), address.channel, None, bulletin_id, locale)
+                    for address in also
+                    if not await outbox.delivered_to(session, bulletin_id, str(address))
+                ],
+            )
     while True:
         async with db.transaction() as session:
             bulletin = await session.get(Bulletin, bulletin_id)
@@ -211,22 +201,21 @@ async def queue_deliveries(
                     .limit(BATCH)
                 )
             ).all()
-            if rows:  # plain rows, not ORM objects: 100,000 of them for a large broadcast
-                deliveries = []
-                for row in rows:
-                    locale = language_for(bulletin, row.locale or "ar")
-                    deliveries.append(
-                        {
-                            "channel": row.channel,
-                            "address": row.address,
-                            "contact_id": row.id,
-                            "priority": BROADCAST,
-                            "body": {"bulletin": bulletin_id, "locale": row.locale or locale},
-                            "bulletin_id": bulletin_id,
-                            "locale": locale,
-                        }
+            # Plain rows, not ORM objects: 100,000 of them for a large broadcast.
+            await outbox.add_deliveries(
+                session,
+                [
+                    outbox.delivery(
+                        row.address,
+                        row.channel,
+                        row.id,
+                        bulletin_id,
+                        language_for(bulletin, row.locale or "ar"),
+                        row.locale,
                     )
-                await session.execute(insert(OutboxMessage), deliveries)
+                    for row in rows
+                ],
+            )
             queued += len(rows)
             if len(rows) < BATCH:
                 bulletin.status = "sent"
@@ -436,12 +425,7 @@ def reschedule(bulletin: Bulletin, moment: datetime, actor: str, now: datetime) 
 async def stop(session: AsyncSession, bulletin: Bulletin, actor: str, now: datetime) -> int:
     """Stop a broadcast in progress: its unsent deliveries are cancelled, and it is audited."""
     bulletin.status = "stopped"
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.bulletin_id == bulletin.id, OutboxMessage.status == "pending")
-        .values(status="cancelled", error="stopped by a coordinator")
-    )
-    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = await outbox.cancel_deliveries(session, bulletin.id, "stopped by a coordinator")
     detail = {"bulletin": bulletin.id, "cancelled": count}
     session.add(AuditEntry(at=now, actor=actor, action="bulletin:stop", detail=detail))
     return count

@@ -109,7 +109,7 @@ async def run_chat(settings: Settings, user: str) -> None:
     console = ConsoleTransport(stdout, str(Address("console", user)))
     async with (
         runtime.running(settings, "all", console=console) as bot,
-        served_locally(bot.db, settings) as address,
+        served_locally(bot.db, settings, bot.engine.queued) as address,
     ):
         if address is not None:
             print(

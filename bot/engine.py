@@ -6,33 +6,18 @@ import asyncio
 import copy
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any
 from weakref import WeakValueDictionary
 
-from sqlalchemy import (
-    BindParameter,
-    Connection,
-    Table,
-    bindparam,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from bot import privacy
+from bot import outbox, privacy
 from bot.config import Settings
 from bot.db import Database
-from bot.dbapi import Prepared
 from bot.flows import (
     BACK,
     CANCEL,
@@ -50,177 +35,16 @@ from bot.flows import (
 )
 from bot.i18n import _, direct, use_locale
 from bot.limits import InboundLimit, Verdict
-from bot.messages import HOLDING_CHANNELS, Button, Inbound, Outbound
-from bot.models import Contact, Conversation, OutboxMessage, ProcessedInbound
-from bot.sender import PRIORITIES, Sender
+from bot.messages import Button, Inbound, Outbound
+from bot.models import Contact
+from bot.outbox import Wakeup, enqueue
+from bot.store import ConversationStore, Stored
 from bot.text import MAX_INPUT, clean_input
 
+# enqueue is the outbox's; older callers (and benchmarks) import it from here.
+__all__ = ["HANDLING", "Engine", "HandlerFailed", "enqueue", "help_text"]
+
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-# The hot path: each message of each person marks its id handled, finds the contact and the
-# conversation, then writes them and queues the replies. Through a Session, with ORM objects,
-# that cost about 3.5 ms of CPU a message; these statements, compiled once for the database and
-# run straight on the DB-API connection of the message's transaction (bot/dbapi.py), cost a
-# fraction of that. The steps still get the Session, in the same transaction.
-_OUTBOX = cast(Table, OutboxMessage.__table__)
-_CONVERSATIONS = cast(Table, Conversation.__table__)
-_CONTACTS = cast(Table, Contact.__table__)
-_PROCESSED = cast(Table, ProcessedInbound.__table__)
-STATE = ("flow", "step", "data", "history", "offered")
-CONTACT_COLUMNS = tuple(column.key for column in _CONTACTS.columns)
-
-
-class Stored(NamedTuple):
-    """A conversation as stored."""
-
-    flow: str
-    step: str
-    data: dict[str, Any]
-    history: list[Any]
-    offered: list[Any]
-
-
-def _bound(table: Table, keys: Iterable[str]) -> dict[str, BindParameter[Any]]:
-    """A parameter named after each column (b_<name>), of the column's type."""
-    return {key: bindparam(f"b_{key}", type_=table.c[key].type) for key in keys}
-
-
-def _prefixed(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Values by column, named as _bound's parameters."""
-    return {f"b_{key}": value for key, value in values.items()}
-
-
-class _Hot:
-    """The hot path's statements, compiled for one database."""
-
-    def __init__(self, dialect: Dialect) -> None:
-        upsert = postgresql_insert if dialect.name == "postgresql" else sqlite_insert
-        now = bindparam("now", type_=_CONTACTS.c.last_seen.type)
-        # One statement marks a message handled: a second delivery inserts nothing. On
-        # PostgreSQL, a delivery being handled by another process at this moment waits for it,
-        # then inserts nothing.
-        self.mark = Prepared(
-            upsert(_PROCESSED)
-            .values(_bound(_PROCESSED, ("channel", "message_id", "processed_at")))
-            .on_conflict_do_nothing(index_elements=["channel", "message_id"]),
-            dialect,
-        )
-        self.contact = Prepared(
-            select(_CONTACTS).where(_CONTACTS.c.address == bindparam("to")).with_for_update(),
-            dialect,
-        )
-        self.new_contact = Prepared(
-            insert(_CONTACTS)
-            .values(_bound(_CONTACTS, (key for key in CONTACT_COLUMNS if key != "id")))
-            .returning(_CONTACTS.c.id),
-            dialect,
-        )
-        # A person who writes to us can be reached again, whatever failed before.
-        self.seen = Prepared(
-            update(_CONTACTS)
-            .where(_CONTACTS.c.id == bindparam("who"))
-            .values(
-                last_seen=now, last_inbound_at=now, unreachable=False, unreachable_reason=None
-            ),
-            dialect,
-        )
-        # Messages held until the person wrote (WhatsApp's 24-hour window) may go now.
-        self.release_held = Prepared(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.address == bindparam("to"), _OUTBOX.c.status == "held")
-            .values(status="pending", not_before=None, delivered_at=None),
-            dialect,
-        )
-        self.conversation = Prepared(
-            select(*(_CONVERSATIONS.c[key] for key in STATE))
-            .where(_CONVERSATIONS.c.contact_id == bindparam("who"))
-            .with_for_update(),
-            dialect,
-        )
-        self.new_conversation = Prepared(
-            insert(_CONVERSATIONS).values(
-                _bound(_CONVERSATIONS, ("contact_id", *STATE, "updated_at"))
-            ),
-            dialect,
-        )
-        self.move_conversation = Prepared(
-            update(_CONVERSATIONS)
-            .where(_CONVERSATIONS.c.contact_id == bindparam("who"))
-            .values(_bound(_CONVERSATIONS, (*STATE, "updated_at"))),
-            dialect,
-        )
-        self.queue = Prepared(
-            insert(_OUTBOX).values(
-                **_bound(
-                    _OUTBOX,
-                    (
-                        "channel",
-                        "address",
-                        "contact_id",
-                        "subject_id",
-                        "priority",
-                        "body",
-                        "status",
-                        "attempts",
-                        "created_at",
-                    ),
-                ),
-                turn=next_turn(bindparam("b_address", type_=_OUTBOX.c.address.type)),
-            ),
-            dialect,
-        )
-
-
-def next_turn(address: Any) -> Any:
-    """The turn of a message queued now for `address`: one past that of its messages still
-    waiting (pending, or held for WhatsApp's window), 0 when none wait (see OutboxMessage.turn).
-
-    Each message of a person comes after their earlier ones, and a person with nothing waiting
-    comes ahead of everyone who has: one person's backlog cannot hold up another's reply.
-    """
-    waiting = _OUTBOX.alias("waiting")
-    return (
-        select(func.coalesce(func.max(waiting.c.turn) + 1, 0))
-        .where(
-            waiting.c.address == address,
-            or_(waiting.c.status == "pending", waiting.c.status == "held"),  # no IN: compiled once
-        )
-        .scalar_subquery()
-    )
-
-
-_HOT: dict[str, _Hot] = {}
-
-
-def _hot(dialect: Dialect) -> _Hot:
-    """The hot path's statements for this database, compiled at the first message."""
-    hot = _HOT.get(dialect.name)
-    if hot is None:
-        hot = _HOT[dialect.name] = _Hot(dialect)
-    return hot
-
-
-def _outbox_rows(
-    messages: list[Outbound], contact_id: int | None, now: datetime
-) -> list[dict[str, Any]]:
-    """The outbox rows of messages, by column."""
-    return [
-        {
-            "channel": message.address.channel,
-            "address": str(message.address),
-            "contact_id": contact_id,
-            "subject_id": message.about,
-            "priority": PRIORITIES[message.priority],
-            "body": message.to_json(),
-            "status": "pending",
-            "attempts": 0,
-            "created_at": now,
-        }
-        for message in messages
-    ]
-
 
 HANDLING = 8  # messages handled at once
 
@@ -242,16 +66,6 @@ def media_hint() -> str:
     )
 
 
-async def enqueue(session: AsyncSession, messages: list[Outbound], contact_id: int | None) -> None:
-    """Add messages to the outbox, in this transaction."""
-    if messages:  # one statement for them all, each row with its turn
-        rows = _outbox_rows(messages, contact_id, datetime.now(UTC))
-        turn = next_turn(bindparam("turn_of", type_=_OUTBOX.c.address.type))
-        for row in rows:
-            row["turn_of"] = row["address"]
-        await session.execute(insert(_OUTBOX).values(turn=turn), rows)
-
-
 class Engine:
     """Handles each inbound message in one transaction and queues the replies."""
 
@@ -260,13 +74,16 @@ class Engine:
         db: Database,
         settings: Settings,
         registry: Registry,
-        sender: Sender | None = None,
+        queued: Callable[..., None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = db
         self.settings = settings
         self.registry = registry
-        self.sender = sender
+        # Told `queued(channel, urgent=...)` after each message: the outbox's Wakeup, which
+        # wakes the sender where one runs in this process. The engine knows no sender.
+        self.queued = queued or Wakeup()
+        self.store = ConversationStore()
         self.clock = clock
         # One lock per address: two messages of one person are handled one after the other.
         self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
@@ -301,8 +118,8 @@ class Engine:
                         raise
                     continue
                 break
-        if self.sender is not None:  # replies, or messages held for this person, to send
-            self.sender.wake(inbound.address.channel, urgent=bool(replies))
+        # Replies, or messages held for this person, to send.
+        self.queued(inbound.address.channel, urgent=bool(replies))
         return replies
 
     async def _handle_once(self, inbound: Inbound) -> list[Outbound]:
@@ -348,7 +165,7 @@ class Engine:
     ) -> tuple[Contact, Stored | None] | None:
         """Mark the message handled, and find (or make) its contact and conversation, both
         locked for this transaction on PostgreSQL; None if the message was handled before."""
-        found = await _raw(session, _arrive, inbound, self.clock())
+        found = await self.store.arrive(session, inbound, self.clock())
         if found is None:
             return None
         values, saved = found
@@ -364,20 +181,11 @@ class Engine:
     ) -> None:
         """Write where the conversation now stands, if it moved, and queue the messages."""
         now = datetime.now(UTC)
-        state: dict[str, Any] = {
-            "flow": ctx.flow,
-            "step": ctx.step,
-            "data": ctx.data,
-            "history": ctx.history,
-            "offered": [list(pair) for pair in ctx.offered],
-        }
-        # Nothing to write for a group's message (no step), nor when nothing moved.
-        unmoved = tuple(saved) == tuple(state.values()) if saved else not ctx.flow
-        if unmoved:
-            state = {}
-        rows = _outbox_rows(ctx.replies, contact_id, now) + _outbox_rows(ctx.extra, None, now)
-        if state or rows:
-            await _raw(session, _leave, contact_id, saved is None, state, rows, now)
+        state = Stored(
+            ctx.flow, ctx.step, ctx.data, ctx.history, [list(pair) for pair in ctx.offered]
+        )
+        rows = outbox.rows(ctx.replies, contact_id, now) + outbox.rows(ctx.extra, None, now)
+        await self.store.leave(session, contact_id, saved, state, rows, now)
 
     async def _forget(
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
@@ -630,109 +438,6 @@ class Engine:
                 if step.numbers_are_answers:  # a typed number is the answer, not an option
                     ctx.replies[index] = dataclasses.replace(message, numbered=False)
         ctx.offered = offered
-
-
-async def _raw(session: AsyncSession, work: Callable[..., T], *args: Any) -> T:
-    """Run `work(connection, statements, *args)` in the session's transaction, in one go."""
-    connection = await session.connection()
-    errors = connection.dialect.loaded_dbapi
-    try:
-        return await connection.run_sync(work, _hot(connection.dialect), *args)
-    except errors.IntegrityError as exc:
-        # As SQLAlchemy would raise it: another process made the same contact first, and
-        # Engine.handle tries again.
-        raise IntegrityError(None, None, exc) from exc
-
-
-def _arrive(
-    connection: Connection, hot: _Hot, inbound: Inbound, now: datetime
-) -> tuple[dict[str, Any], Stored | None] | None:
-    """Engine._arrive's statements, on the DB-API connection of the message's transaction."""
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    cursor: Any = dbapi.cursor()  # the driver's, through SQLAlchemy's adapter
-    try:
-        wrote = inbound.kind != "resume"  # a restart's resume is not the person writing
-        if wrote:
-            cursor.execute(
-                hot.mark.sql,
-                hot.mark.bind(
-                    _prefixed(
-                        {
-                            "channel": inbound.address.channel,
-                            "message_id": inbound.message_id,
-                            "processed_at": now,
-                        }
-                    )
-                ),
-            )
-            if cursor.rowcount == 0:
-                return None
-        address = str(inbound.address)
-        cursor.execute(hot.contact.sql, hot.contact.bind({"to": address}))
-        row = cursor.fetchone()
-        if row is None:
-            # Every column (a column added to Contact is added here too, or every first
-            # message fails on its missing value): the object is given to the steps as loaded.
-            values: dict[str, Any] = {
-                "address": address,
-                "channel": inbound.address.channel,
-                "locale": None,
-                "first_seen": now,
-                "last_seen": now,
-                "last_inbound_at": now if wrote else None,
-                "unreachable": False,
-                "unreachable_reason": None,
-                "declaration_read": None,
-                "subscribed": False,
-                "subscribed_at": None,
-            }
-            cursor.execute(hot.new_contact.sql, hot.new_contact.bind(_prefixed(values)))
-            values["id"] = cursor.fetchone()[0]  # RETURNING id
-        else:
-            values = dict(zip(CONTACT_COLUMNS, hot.contact.read(row), strict=True))
-            if wrote:
-                cursor.execute(hot.seen.sql, hot.seen.bind({"who": values["id"], "now": now}))
-                values.update(
-                    last_seen=now, last_inbound_at=now, unreachable=False, unreachable_reason=None
-                )
-                if inbound.address.channel in HOLDING_CHANNELS:
-                    cursor.execute(hot.release_held.sql, hot.release_held.bind({"to": address}))
-        cursor.execute(hot.conversation.sql, hot.conversation.bind({"who": values["id"]}))
-        found = cursor.fetchone()
-        return values, None if found is None else Stored(*hot.conversation.read(found))
-    finally:
-        cursor.close()
-
-
-def _leave(
-    connection: Connection,
-    hot: _Hot,
-    contact_id: int,
-    new: bool,
-    state: dict[str, Any],
-    rows: list[dict[str, Any]],
-    now: datetime,
-) -> None:
-    """Engine._leave's statements, on the DB-API connection of the message's transaction."""
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    cursor: Any = dbapi.cursor()  # the driver's, through SQLAlchemy's adapter
-    try:
-        if state:
-            moved = _prefixed({**state, "updated_at": now})
-            if new:
-                statement = hot.new_conversation
-                cursor.execute(
-                    statement.sql, statement.bind({"b_contact_id": contact_id, **moved})
-                )
-            else:
-                statement = hot.move_conversation
-                cursor.execute(statement.sql, statement.bind({"who": contact_id, **moved}))
-        if rows:
-            cursor.executemany(hot.queue.sql, [hot.queue.bind(_prefixed(row)) for row in rows])
-    finally:
-        cursor.close()
 
 
 def help_text(coordinator: bool = False) -> str:

@@ -7,6 +7,7 @@ in memory at once. Personal fields (place name, exact point, notes, phone) are o
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import re
@@ -168,15 +169,28 @@ async def reports(session: AsyncSession, query: Query) -> AsyncIterator[Report]:
         statement = statement.where(Report.governorate == query.governorate)
     statement = statement.where(*query.conditions)
     stream = await session.stream_scalars(statement.execution_options(yield_per=BATCH))
+    count = 0
     async for report in stream:
         yield report
         session.expunge(report)  # let rows already written go
+        count += 1
+        if count % BATCH == 0:
+            # On SQLite the batches are read in the loop's thread, without a pause of their
+            # own: others (people's messages) get a turn between two of them.
+            await asyncio.sleep(0)
 
 
 async def export(db: Database, query: Query, fmt: str, out: TextIO, actor: str = "cli") -> int:
-    """Write the export to `out` in a transaction of its own; return the count. Audited."""
+    """Write the export to `out` from a read of its own; return the count. Audited."""
+    # A read takes no turn at SQLite's write lock: a long export held it before, and every
+    # message of every person waited for the export's end.
+    async with db.read() as connection:
+        reading = AsyncSession(bind=connection, expire_on_commit=False)
+        try:
+            count = await write(reading, query, fmt, out)
+        finally:
+            await reading.close()
     async with db.transaction() as session:
-        count = await write(session, query, fmt, out)
         session.add(audit_entry(actor, query, fmt, count))
     return count
 

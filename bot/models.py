@@ -190,11 +190,11 @@ class OutboxMessage(Base):
     )
     priority: Mapped[int] = mapped_column(Integer)  # 0 reply, 1 notice, 2 broadcast
     # Fairness between people: how many messages to the same address were waiting when this
-    # one was queued (bot.engine.next_turn). The sender takes rows by (priority, turn, id), so
+    # one was queued (bot.outbox.next_turn). The sender takes rows by (priority, turn, id), so
     # one person's first reply goes ahead of another's hundredth: round-robin by address.
     turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The message (bot.messages.Outbound.to_json), which may quote what people told us:
-    # encrypted while it waits, blanked once it has gone (bot.sender; on WhatsApp once it is
+    # encrypted while it waits, blanked once it has gone (bot.outbox; on WhatsApp once it is
     # delivered, as a failed delivery sends it again; bot.retention a day after at the latest).
     # A bulletin's delivery holds only the bulletin's id and a language, rendered when sent.
     body: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(plain_keys=REFERENCE_KEYS))

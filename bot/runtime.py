@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy.exc import IntegrityError
 
-from bot import crypto, retention, roles
+from bot import crypto, outbox, retention, roles
 from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
@@ -77,13 +77,16 @@ async def running(
             # this console session prints its own person's messages, and leaves the rest.
             schedules = False
     await adopt_coordinators(db, settings)
-    engine = Engine(db, settings, build_registry())
+    # The engine and the status callbacks tell the outbox's wake-up of rows to send; the
+    # sender, built once the channels' transports are, listens to it.
+    queued = outbox.Wakeup()
+    engine = Engine(db, settings, build_registry(), queued=queued)
     platforms = console is None
     telegram = (
         TelegramChannel(settings, engine) if platforms and settings.telegram_bot_token else None
     )
     whatsapp = (
-        WhatsAppChannel(settings, engine)
+        WhatsAppChannel(settings, engine, outbox.StatusRecorder(db, settings, wake=queued))
         if platforms and "whatsapp" in settings.channels
         else None
     )
@@ -100,7 +103,10 @@ async def running(
         render=Renderer(db, settings.timezone, settings.public_url),
         poll_every=0.5 if role == "worker" else 1.0 if console is not None else 5.0,
     )
-    engine.sender = sender if sends else None
+    if sends:
+        queued.connect(sender.wake)
+        if telegram is not None:  # its calls outside the outbox keep to the sender's pace
+            telegram.paced = sender.paced
     scheduler = BulletinScheduler(db, settings, sender)
     bot = Bot(settings, db, engine, sender, telegram, scheduler, whatsapp)
     crypto.configure(settings.data_encryption_keys or None)
@@ -171,7 +177,9 @@ async def serve(settings: Settings, role: Role = "all") -> None:
     from bot.web import create_app
 
     async with running(settings, role) as bot:
-        app = create_app(bot.db, bot.telegram, bot.whatsapp, settings=settings)
+        app = create_app(
+            bot.db, bot.telegram, bot.whatsapp, settings=settings, wake=bot.engine.queued
+        )
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_config=None, access_log=False
         )

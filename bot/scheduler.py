@@ -28,10 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot import bulletins
 from bot.config import Settings
 from bot.db import Database
-from bot.engine import enqueue
 from bot.i18n import _, direct, isolate, use_locale
 from bot.messages import Address, Outbound
 from bot.models import Bulletin, Contact
+from bot.outbox import enqueue
 from bot.sender import Sender
 
 logger = logging.getLogger(__name__)

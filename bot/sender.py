@@ -21,64 +21,27 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import (
-    ColumnElement,
-    Delete,
-    Integer,
-    Select,
-    Table,
-    Update,
-    bindparam,
-    delete,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Integer, Select, Update, bindparam, or_, select, update
 
+from bot import outbox
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
-from bot.messages import HOLDING_CHANNELS, Outbound, Priority
-from bot.models import Contact, OutboxMessage, quotes_content
+from bot.messages import HOLDING_CHANNELS, Outbound
+from bot.models import OutboxMessage
+from bot.outbox import PRIORITIES, Stop
+from bot.outcomes import Held, OptedOut, Rejected, RetryLater, Unreachable, WindowClosed
+
+# The typed outcomes lived here before bot/outcomes.py, and the priorities before bot/outbox.py.
+__all__ = ["PRIORITIES", "Held", "Rejected", "RetryLater", "Sender", "Transport", "Unreachable"]
 
 logger = logging.getLogger(__name__)
-
-PRIORITIES: dict[Priority, int] = {"reply": 0, "notice": 1, "broadcast": 2}
-# Outcomes after which a row is never sent: its body is blanked then.
-GONE = frozenset({"sent", "failed", "unreachable", "cancelled"})
 
 # Seconds a process holds the outbox rows it fetched (PostgreSQL) unless it renews the claim,
 # which it does every third of that while it lives: the time after which another process, or
 # the same one restarted, sends what a crashed process had claimed and not sent.
 CLAIM_LEASE = 15.0
-
-
-class RetryLater(Exception):
-    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again."""
-
-    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
-        super().__init__(reason)
-        self.seconds = seconds
-
-
-class Unreachable(Exception):
-    """The person cannot be reached any more (blocked the bot, deactivated, opted out)."""
-
-
-class Rejected(Exception):
-    """The platform refused this message for good (bad request); other messages may go on."""
-
-
-class Held(Exception):
-    """The message must wait until the person writes (WhatsApp's 24-hour window).
-
-    `message_id` is set when something stood in for it meanwhile (an approved template).
-    """
-
-    def __init__(self, reason: str, message_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.message_id = message_id
 
 
 class _Skip(Exception):
@@ -104,7 +67,11 @@ class Transport(Protocol):
         ...
 
     async def deliver(self, message: Outbound) -> str | None:
-        """Send one message; return the platform's message id; raise the errors above."""
+        """Send one message; return the platform's message id; raise bot.outcomes' errors.
+
+        A channel with a window (HOLDING_CHANNELS) also has `outside_window(message)`: what
+        goes instead of a message to a person whose window is closed (it raises Held).
+        """
         ...
 
 
@@ -212,16 +179,6 @@ class _Pacer:
             left = self.paused_until - self.clock()
 
 
-def _outcome_update(keys: tuple[str, ...]) -> Update:
-    """UPDATE outbox SET the columns `keys` WHERE id = :row_id, for executemany."""
-    table = cast(Table, OutboxMessage.__table__)
-    return (
-        update(table)
-        .where(table.c.id == bindparam("row_id"))
-        .values({key: bindparam(f"new_{key}") for key in keys})
-    )
-
-
 def _due(one: bool = False) -> Select[Any]:
     """A channel's rows due now (:channel, :now), replies first, then by turn (:limit); with
     `one`, only those to the address :only (a console session prints its own person's).
@@ -270,47 +227,6 @@ def _claim_due(one: bool = False) -> Update:
         .where(OutboxMessage.id.in_(ids.with_for_update(skip_locked=True).scalar_subquery()))
         .values(claimed_by=bindparam("claimant"), claimed_until=bindparam("until"))
         .returning(*due.selected_columns)
-    )
-
-
-def _delete_row() -> Delete:
-    """DELETE the outbox row :row_id."""
-    table = cast(Table, OutboxMessage.__table__)
-    return delete(table).where(table.c.id == bindparam("row_id"))
-
-
-def _unreachable_contact() -> Update:
-    """Mark the contact at :address unreachable, for :reason."""
-    return (
-        update(Contact)
-        .where(Contact.address == bindparam("address"))
-        .values(unreachable=True, unreachable_reason=bindparam("reason"))
-    )
-
-
-def _postpone_person() -> Update:
-    """Hold the other pending messages to :address until :until as well: a message sent again
-    later must not arrive after the ones that followed it."""
-    return (
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.address == bindparam("address"),
-            OutboxMessage.status == "pending",
-            or_(
-                OutboxMessage.not_before.is_(None),
-                OutboxMessage.not_before < bindparam("until"),
-            ),
-        )
-        .values(not_before=bindparam("until"))
-    )
-
-
-def _unreachable_rows() -> Update:
-    """Stop the pending messages to :address, for :reason."""
-    return (
-        update(OutboxMessage)
-        .where(OutboxMessage.address == bindparam("address"), OutboxMessage.status == "pending")
-        .values(status="unreachable", error=bindparam("reason"), body={})
     )
 
 
@@ -372,6 +288,10 @@ class ChannelWorker:
         # The outbox reads and the outcome writes go straight to the driver on a connection the
         # worker keeps while it has work: through a Session they cost more than the sends.
         self.held = HeldConnection(db)
+        # A channel that may send free text only for a while after the person wrote (WhatsApp).
+        self.window = (
+            outbox.Window(db, lambda: self.utcnow()) if self.channel in HOLDING_CHANNELS else None
+        )
         # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
         # seconds: a message goes out at most 30 s after the platform is back, however long it
         # was away; 24 tries keep trying for 10 minutes before the message is given up.
@@ -408,7 +328,7 @@ class ChannelWorker:
         self.chats: dict[str, _Bucket] = {}
         self.in_flight: dict[int, str] = {}  # outbox id -> address, until its outcome is written
         self.sending: dict[int, str] = {}  # outbox id -> address, until the platform answers
-        self.done: list[tuple[int, str, dict[str, object], str | None]] = []
+        self.done: list[tuple[int, str, dict[str, object], Stop | None]] = []
         self.wakeup = asyncio.Event()
         self.finished = asyncio.Event()  # outcomes are to be written now
         self.urgent = asyncio.Event()
@@ -711,14 +631,14 @@ class ChannelWorker:
     ) -> None:
         """Send one row and record what happened."""
         values: dict[str, object] = {"attempts": attempts + 1}
-        unreachable: str | None = None
+        unreachable: Stop | None = None
         self.delivering += 1
         try:
             message = await self.render(dict(body), address)
             if message is None:  # a bulletin stopped by a coordinator
                 values.update(status="cancelled", error="stopped")
                 raise _Skip
-            values["platform_message_id"] = await self.transport.deliver(message)
+            values["platform_message_id"] = await self._deliver(message)
             values.update(status="sent", sent_at=self.utcnow(), error=None)
         except _Skip:
             pass
@@ -737,8 +657,8 @@ class ChannelWorker:
             )
             logger.warning("%s asks to wait %.1f s", self.channel, exc.seconds)
         except Unreachable as exc:
-            unreachable = str(exc)[:200] or "unreachable"
-            values.update(status="unreachable", error=unreachable)
+            unreachable = Stop(str(exc)[:200] or "unreachable", isinstance(exc, OptedOut))
+            values.update(status="unreachable", error=unreachable.reason)
         except Rejected as exc:
             values.update(status="failed", error=str(exc)[:1000])
             logger.error("%s rejected outbox message %s: %s", self.channel, row_id, exc)
@@ -755,18 +675,7 @@ class ChannelWorker:
             self.delivering -= 1
             self.pacer.done()
             self.sending.pop(row_id, None)
-        gone = values.get("status") in GONE
-        if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
-            values = {"delete": True}
-        elif (
-            gone
-            and quotes_content(body)
-            # On WhatsApp a sent message comes back when its delivery fails (63016, the daily
-            # tier): the status callback blanks it once delivered (retention a day after).
-            and not (self.channel in HOLDING_CHANNELS and values["status"] == "sent")
-        ):
-            # What it said may quote what people told us: nothing of it stays once it has gone.
-            values["body"] = {}
+        values = outbox.settled(self.channel, body, values)
         # The row stays "in flight", holding its slot, until its outcome is written: never
         # fetched and sent again meanwhile, and a crash can repeat at most `max_in_flight`
         # messages. The recorder writes it with the others that finish meanwhile.
@@ -790,6 +699,25 @@ class ChannelWorker:
         if self.again or last or isinstance(retry, datetime):
             self.wakeup.set()
 
+    async def _deliver(self, message: Outbound) -> str | None:
+        """Send through the transport, keeping to the person's window where the channel has one."""
+        if self.window is None:
+            return await self.transport.deliver(message)
+        address = str(message.address)
+        # The goodbye to a forgotten person answers the message just received, so the window
+        # is open; the contact that recorded when they wrote is gone with their data.
+        if message.ephemeral or await self.window.open(address):
+            try:
+                return await self.transport.deliver(message)
+            except WindowClosed:  # the platform counts the window its own way
+                await self.window.close(address)
+        outside: Callable[[Outbound], Awaitable[str | None]] | None = getattr(
+            self.transport, "outside_window", None
+        )
+        if outside is None:
+            raise Held("outside the 24-hour window")
+        return await outside(message)
+
     async def record(self) -> None:
         """Write the outcomes of finished sends, all in one transaction; free their slots."""
         if not self.done:
@@ -809,6 +737,7 @@ class ChannelWorker:
             # the send itself.
             groups: dict[tuple[str, ...], list[dict[str, object]]] = {}
             unreachable: list[dict[str, object]] = []
+            opted_out: list[dict[str, object]] = []
             deleted: list[dict[str, object]] = []
             for row_id, address, values, reason in batch:
                 if values.get("delete"):
@@ -818,23 +747,33 @@ class ChannelWorker:
                 params["row_id"] = row_id
                 groups.setdefault(tuple(sorted({**values, **claim})), []).append(params)
                 if reason is not None:
-                    unreachable.append({"address": address, "reason": reason})
+                    stopped = opted_out if reason.opted_out else unreachable
+                    stopped.append({"to": address, "why": reason.reason})
             statements = [
-                (self._statement(f"outcome {keys}", functools.partial(_outcome_update, keys)), p)
+                (
+                    self._statement(
+                        f"outcome {keys}", functools.partial(outbox.outcome_update, keys)
+                    ),
+                    p,
+                )
                 for keys, p in groups.items()
             ]
             if deleted:
-                statements.append((self._statement("delete", _delete_row), deleted))
+                statements.append((self._statement("delete", outbox.delete_row), deleted))
             postponed = [
                 {"address": address, "until": values["not_before"]}
                 for _id, address, values, _reason in batch
                 if values.get("not_before") is not None and values.get("status") is None
             ]
             if postponed:  # after the outcomes: the postponed row itself keeps its own time
-                statements.append((self._statement("postpone", _postpone_person), postponed))
-            if unreachable:  # the contact, and its other pending messages stopped
-                statements.append((self._statement("contact", _unreachable_contact), unreachable))
-                statements.append((self._statement("stopped", _unreachable_rows), unreachable))
+                statements.append((self._statement("postpone", outbox.postpone_person), postponed))
+            # The contact, and its other waiting messages stopped, in the outcome's transaction.
+            for stopped, kind in (
+                (unreachable, outbox.stop_statements()),
+                (opted_out, outbox.opt_out_statements()),
+            ):
+                for key, build in kind if stopped else ():
+                    statements.append((self._statement(key, build), stopped))
             try:
                 await self.held.write(statements)
             except BaseException:  # also cancelled: these rows must not be sent again

@@ -106,6 +106,7 @@ def create_app(
     answer_within: float = ANSWER_WITHIN,
     *,
     settings: Settings | None = None,
+    wake: Callable[[str], None] | None = None,
 ) -> Starlette:
     """The Starlette app, with the webhook of every channel that receives by webhook; with
     `settings`, the coordinators' console under /console/ too."""
@@ -148,7 +149,7 @@ def create_app(
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     if settings is not None:
-        routes += Console(db, settings).routes()
+        routes += Console(db, settings, wake).routes()
 
     if telegram is not None and telegram.webhook:
         channel = telegram

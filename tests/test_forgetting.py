@@ -55,7 +55,7 @@ class World:
         )
         self.out = io.StringIO()
         self.sender = Sender(db, [ConsoleTransport(self.out)])
-        self.engine = Engine(db, self.settings, build_registry(), sender=self.sender)
+        self.engine = Engine(db, self.settings, build_registry(), queued=self.sender.wake)
 
     def person(self, name: str) -> Person:
         return Person(self.engine, Address("console", name))

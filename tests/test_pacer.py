@@ -376,7 +376,7 @@ def test_a_reply_goes_at_once_even_during_a_broadcast(
         loop = cast(VirtualClockLoop, asyncio.get_running_loop())
         db = Database(migrated_url)
         sender = Sender(db, [platform], clock=loop.time, utcnow=loop.utcnow)
-        engine = Engine(db, settings, build_registry(), sender=sender)
+        engine = Engine(db, settings, build_registry(), queued=sender.wake)
         sender.start()
         try:
             await asyncio.sleep(1.0)  # the sender idle, until its next look in 5 s

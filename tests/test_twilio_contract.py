@@ -6,7 +6,6 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pytest
 from twilio.base.exceptions import TwilioRestException
@@ -14,9 +13,7 @@ from twilio.rest import Client
 
 from bot.channels.whatsapp import WhatsAppTransport
 from bot.config import Settings
-from bot.db import Database
 from bot.messages import Address, Button, Outbound
-from bot.models import Contact
 from bot.sender import Held
 from tests.prism import Prism, RecordingHttpClient, prism, violations  # noqa: F401 - fixture
 
@@ -93,7 +90,6 @@ async def test_a_malformed_content_sid_is_reported_as_a_violation(twilio: Twilio
 async def transport(
     prism: Prism,  # noqa: F811 - the fixture
     settings: Settings,
-    db: Database,
 ) -> AsyncIterator[tuple[WhatsAppTransport, RecordingHttpClient]]:
     http = RecordingHttpClient()
     configured = dataclasses.replace(
@@ -105,26 +101,17 @@ async def transport(
         twilio_api_base_url=prism.base_url,
         twilio_template_bulletin_ar=TEMPLATE,
     )
-    sender = WhatsAppTransport(configured, db, http_client=lambda: http)
+    sender = WhatsAppTransport(configured, http_client=lambda: http)
     await sender.start()
     yield sender, http
     await sender.close()
 
 
-async def wrote_just_now(db: Database, address: str) -> None:
-    """The person wrote a moment ago: the 24-hour window is open."""
-    async with db.transaction() as session:
-        session.add(
-            Contact(address=address, channel="whatsapp", last_inbound_at=datetime.now(UTC))
-        )
-
-
 async def test_the_bots_own_messages_keep_to_the_contract(
-    transport: tuple[WhatsAppTransport, RecordingHttpClient], db: Database
+    transport: tuple[WhatsAppTransport, RecordingHttpClient],
 ) -> None:
-    whatsapp, http = transport
+    whatsapp, http = transport  # the person wrote a moment ago: the outbox sends free text
     person = Address("whatsapp", USER.removeprefix("whatsapp:"))
-    await wrote_just_now(db, str(person))
     question = Outbound(
         person,
         "\u200fكم شخصاً في العائلة؟ " * 120,  # longer than 1,600: sent in parts
@@ -149,8 +136,8 @@ async def test_a_bulletins_template_keeps_to_the_contract(
     bulletin = Outbound(
         never_wrote, "النص", title="توزيع البطانيات", priority="broadcast", locale="ckb"
     )
-    with pytest.raises(Held) as held:
-        await whatsapp.deliver(bulletin)
+    with pytest.raises(Held) as held:  # the outbox found the person's window closed
+        await whatsapp.outside_window(bulletin)
     assert held.value.message_id is not None  # the template went; the text waits
     assert http.responses[-1].status_code == 201
     assert http.last_violations() == []

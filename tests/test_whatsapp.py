@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select, update
 
-from bot import bulletins
+from bot import bulletins, outbox
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import use_locale
@@ -363,10 +363,8 @@ async def test_the_24_hour_window(fake: FakeTwilio, bot: Bot, db: Database) -> N
 
 
 async def test_the_window_with_a_frozen_clock(bot: Bot, db: Database) -> None:
-    assert bot.whatsapp is not None
-    transport = bot.whatsapp.transport
     frozen = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-    transport.clock = lambda: frozen
+    window = outbox.Window(db, lambda: frozen)
     await subscriber(db, "+9647702220001", "ar", None)
     async with db.transaction() as session:
         await session.execute(
@@ -374,10 +372,10 @@ async def test_the_window_with_a_frozen_clock(bot: Bot, db: Database) -> None:
             .where(Contact.address == "whatsapp:+9647702220001")
             .values(last_inbound_at=frozen - timedelta(hours=24) + timedelta(seconds=1))
         )
-    address = Address("whatsapp", "+9647702220001")
-    assert await transport.window_open(address)
-    transport.clock = lambda: frozen + timedelta(seconds=1)
-    assert not await transport.window_open(address)
+    address = "whatsapp:+9647702220001"
+    assert await window.open(address)
+    window.clock = lambda: frozen + timedelta(seconds=1)
+    assert not await window.open(address)
 
 
 async def test_without_a_template_the_bulletin_waits_for_the_subscriber(
@@ -488,6 +486,13 @@ async def test_create_refused_as_opted_out(fake: FakeTwilio, bot: Bot, db: Datab
     bot.sender.wake("whatsapp")
     await bot.sender.flush("whatsapp")
     assert (await delivery(db, number)).status == "unreachable"
+    # In the transaction of that outcome: no more bulletins for them.
+    async with db.transaction() as session:
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == f"whatsapp:{number}")
+        )
+    assert contact is not None
+    assert (contact.subscribed, contact.unreachable) == (False, True)
 
 
 async def test_twilio_429_and_500_are_retried(fake: FakeTwilio, bot: Bot, db: Database) -> None:

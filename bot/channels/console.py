@@ -9,7 +9,8 @@ from typing import TextIO
 
 from bot.engine import Engine
 from bot.messages import Address, Inbound, Outbound
-from bot.sender import Sender, Unreachable
+from bot.outcomes import Unreachable
+from bot.sender import Sender
 from bot.text import parse_command
 
 

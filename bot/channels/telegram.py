@@ -13,7 +13,8 @@ import logging
 import mimetypes
 import os
 import warnings
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from bot.messages import (
     Media,
     Outbound,
 )
-from bot.sender import Rejected, RetryLater, Unreachable
+from bot.outcomes import Rejected, RetryLater, Unreachable
 from bot.text import parse_command, split_text
 
 logger = logging.getLogger(__name__)
@@ -306,6 +307,9 @@ class TelegramChannel:
         self.transport = TelegramTransport(
             self.app, settings.telegram_rate, settings.telegram_chat_rate
         )
+        # The sender's pace for calls outside the outbox (Sender.paced), when a sender runs in
+        # this process: the runtime sets it.
+        self.paced: Callable[[str], AbstractAsyncContextManager[None]] | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -401,8 +405,8 @@ class TelegramChannel:
                 # The pressed keyboard goes: an old button cannot repeat an action. An edit
                 # counts in Telegram's limit: it takes its turn in the sender's pace (when the
                 # sender runs in this process).
-                sender = self.engine.sender
-                async with sender.paced("telegram") if sender else contextlib.nullcontext():
+                paced = self.paced
+                async with paced("telegram") if paced else contextlib.nullcontext():
                     await self._quietly(remove_keyboard(self.app.bot, message))
         finally:
             if answering is not None:

@@ -17,36 +17,38 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from bot.config import Settings
-from bot.db import Database
-from bot.engine import Engine, enqueue
-from bot.flows import NAV_PAYLOADS, coordinators
-from bot.i18n import N_, RLM, _, translate_in, use_locale
+from bot.engine import Engine
+from bot.flows import NAV_PAYLOADS
+from bot.i18n import RLM, _, use_locale
 from bot.messages import Address, Inbound, Location, Media, Outbound
-from bot.models import AuditEntry, Contact, OutboxMessage, ProcessedInbound, quotes_content
-from bot.sender import Held, Rejected, RetryLater, Unreachable
+from bot.outcomes import (
+    Held,
+    OptedOut,
+    Rejected,
+    RetryLater,
+    StatusEvent,
+    Unreachable,
+    Verdict,
+    WindowClosed,
+)
 from bot.text import parse_command, split_text, strip_bidi
 
 logger = logging.getLogger(__name__)
 
 TEXT_LIMIT = 1600  # Twilio's limit for one message's body
 CAPTION_LIMIT = 1024  # WhatsApp's limit for the text with a picture
-WINDOW = timedelta(hours=24)
 MEDIA_LIMIT = 10  # Twilio sends at most ten media with one message
 # One person: replies come in a short burst, then about one a second.
 CHAT_RATE, CHAT_BURST = 1.0, 5
@@ -55,14 +57,7 @@ CHAT_RATE, CHAT_BURST = 1.0, 5
 OPTED_OUT = 21610  # the person opted out
 OUTSIDE_WINDOW = 63016  # free-form text outside the 24-hour window
 TIER_CAP = 63018  # over the number's limit of people a day
-STATUS_EVENTS = "whatsapp-status"  # ProcessedInbound's channel for the callbacks applied
 NO_SUCH_RECIPIENT = frozenset({21211, 21614, 63003, 63024})
-TIER_CAP_PAUSE = timedelta(hours=1)
-
-TIER_CAP_NOTICE = N_(
-    "WhatsApp's limit of people a day has been reached (Twilio error 63018). WhatsApp "
-    "bulletins wait an hour and then go on; the limit grows as the number is used well."
-)
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 BIDI_MARKS = "\u200e\u200f\u061c"
 
@@ -150,22 +145,21 @@ def public_media(reference: str | None) -> str | None:
 
 
 class WhatsAppTransport:
-    """Sends Outbounds with Twilio's REST API; keeps to WhatsApp's 24-hour window."""
+    """Sends Outbounds with Twilio's REST API; what goes outside the 24-hour window.
+
+    It only sends: whether a person's window is open is the outbox's to know (bot/outbox.py).
+    """
 
     channel = "whatsapp"
 
     def __init__(
         self,
         settings: Settings,
-        db: Database,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         http_client: Callable[[], AsyncTwilioHttpClient] | None = None,
     ) -> None:
         assert settings.twilio_account_sid, "the channel needs TWILIO_ACCOUNT_SID"
         self.http_client = http_client or (lambda: AsyncTwilioHttpClient(timeout=20))
         self.settings = settings
-        self.db = db
-        self.clock = clock
         self.rate = settings.twilio_rate
         self.sender_number = settings.twilio_whatsapp_from or ""
         self.templates = {
@@ -199,27 +193,15 @@ class WhatsAppTransport:
         """A short burst of replies to one person, then about one a second."""
         return CHAT_RATE, CHAT_BURST
 
-    async def window_open(self, address: Address) -> bool:
-        """Whether the person wrote in the last 24 hours (so free text may go)."""
-        async with self.db.transaction() as session:
-            last = await session.scalar(
-                select(Contact.last_inbound_at).where(Contact.address == str(address))
-            )
-        return last is not None and self.clock() - last < WINDOW
-
     async def deliver(self, message: Outbound) -> str | None:
-        """Send one Outbound (in parts when long); a template or nothing outside the window."""
-        # The goodbye to a forgotten person answers the message just received, so the window
-        # is open; the contact that recorded when they wrote is gone with their data.
-        if not message.ephemeral and not await self.window_open(message.address):
-            return await self._outside_window(message)
+        """Send one Outbound (in parts when long), the window being open; WindowClosed if
+        WhatsApp says it is not."""
         try:
             return await self._send_full(message)
         except TwilioRestException as exc:
             if exc.code == OUTSIDE_WINDOW:  # WhatsApp counts the window its own way
-                await self.close_window(message.address)
-                return await self._outside_window(message)
-            raise await self._error(exc, message.address) from exc
+                raise WindowClosed(f"Twilio {OUTSIDE_WINDOW}") from exc
+            raise _error(exc) from exc
 
     async def _send_full(self, message: Outbound) -> str | None:
         """The whole message: a picture with the first part as caption, then the rest."""
@@ -248,8 +230,9 @@ class WhatsAppTransport:
             )
         return f"{text}\n\n{note}"
 
-    async def _outside_window(self, message: Outbound) -> str | None:
-        """A bulletin goes as its template, its text held; anything else is held."""
+    async def outside_window(self, message: Outbound) -> str | None:
+        """Outside the window: a bulletin goes as its template, its text held (Held with the
+        template's id); anything else is held."""
         if message.priority == "broadcast":
             locale = "en" if message.locale == "en" else "ar"  # no Kurdish template language
             other = "ar" if locale == "en" else "en"
@@ -261,7 +244,7 @@ class WhatsAppTransport:
                         message.address, content_sid=content_sid, content_variables=variables
                     )
                 except TwilioRestException as exc:
-                    raise await self._error(exc, message.address) from exc
+                    raise _error(exc) from exc
                 raise Held("outside the 24-hour window: the template went", sid)
         raise Held("outside the 24-hour window")
 
@@ -276,43 +259,18 @@ class WhatsAppTransport:
         )
         return str(created.sid)
 
-    async def close_window(self, address: Address) -> None:
-        """WhatsApp says the window is closed: forget when the person last wrote."""
-        async with self.db.transaction() as session:
-            await session.execute(
-                update(Contact).where(Contact.address == str(address)).values(last_inbound_at=None)
-            )
 
-    async def _error(self, exc: TwilioRestException, address: Address) -> Exception:
-        """The sender's error for a refusal of Twilio's."""
-        if exc.status == 429:
-            return RetryLater(1.0, "Twilio rate limit")
-        if exc.status >= 500:
-            return ConnectionError(f"Twilio answered {exc.status}")  # the sender tries again
-        if exc.code == OPTED_OUT:
-            await unsubscribe(self.db, str(address))
-            return Unreachable(f"opted out ({OPTED_OUT})")
-        if exc.code in NO_SUCH_RECIPIENT:
-            return Unreachable(f"not on WhatsApp ({exc.code})")
-        return Rejected(f"Twilio {exc.code}: {exc.msg}")
-
-
-async def unsubscribe(db: Database, address: str) -> None:
-    """The person opted out on WhatsApp: no more bulletins, nothing more waiting for them."""
-    async with db.transaction() as session:
-        await session.execute(
-            update(Contact)
-            .where(Contact.address == address)
-            .values(subscribed=False, unreachable=True, unreachable_reason="opted out")
-        )
-        await session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.address == address,
-                OutboxMessage.status.in_(("pending", "held")),
-            )
-            .values(status="unreachable", error=f"opted out ({OPTED_OUT})")
-        )
+def _error(exc: TwilioRestException) -> Exception:
+    """The sender's error for a refusal of Twilio's."""
+    if exc.status == 429:
+        return RetryLater(1.0, "Twilio rate limit")
+    if exc.status >= 500:
+        return ConnectionError(f"Twilio answered {exc.status}")  # the sender tries again
+    if exc.code == OPTED_OUT:
+        return OptedOut(f"opted out ({OPTED_OUT})")
+    if exc.code in NO_SUCH_RECIPIENT:
+        return Unreachable(f"not on WhatsApp ({exc.code})")
+    return Rejected(f"Twilio {exc.code}: {exc.msg}")
 
 
 def error_code(form: Mapping[str, str]) -> int | None:
@@ -323,139 +281,55 @@ def error_code(form: Mapping[str, str]) -> int | None:
         return None
 
 
-class StatusRecorder:
-    """Applies Twilio's status callbacks to the delivery rows."""
+def verdict(status: str, code: int | None) -> Verdict:
+    """What a failed or delivered message's status and error code mean for the outbox."""
+    if status in ("delivered", "read"):
+        return "delivered"
+    if code == OPTED_OUT:
+        return "opted out"
+    if code == OUTSIDE_WINDOW:
+        return "outside the window"
+    if code == TIER_CAP:
+        return "over the daily limit"
+    return "failed"
 
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        wait: float = 0.5,
-        wake: Callable[[], None] | None = None,
-    ) -> None:
-        self.db = db
-        self.wake = wake
-        self.settings = settings
-        self.clock = clock
-        self.wait = wait  # between looks for a row whose send is not recorded yet
 
-    async def __call__(self, form: Mapping[str, str]) -> str:
-        """Record one status callback; returns what was done (for logs and tests)."""
-        sid = form.get("MessageSid") or form.get("SmsSid") or ""
-        status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
-        if not sid or status not in ("delivered", "read", "failed", "undelivered"):
-            return "ignored"  # queued, sent, ...: the sender knows already
-        # The sender writes outcomes in batches: a fast callback may come before the row
-        # has its message SID. Look again for a moment before giving up on it.
-        for attempt in range(6):
-            done = await self._apply(sid, status, error_code(form))
-            if done is not None:
-                return done
-            if attempt < 5:
-                await asyncio.sleep(self.wait)
-        return "unknown message"  # a later part of a long message, or a message deleted since
-
-    async def _apply(self, sid: str, status: str, code: int | None) -> str | None:
-        now = self.clock()
-        async with self.db.transaction() as session:
-            row = await session.scalar(
-                select(OutboxMessage).where(
-                    OutboxMessage.channel == "whatsapp", OutboxMessage.platform_message_id == sid
-                )
-            )
-            if row is None:
-                return None
-            if status in ("delivered", "read"):  # applied once by itself: the first time kept
-                row.delivered_at = row.delivered_at or now
-                if quotes_content(row.body):
-                    row.body = {}  # it will not be sent again: nothing of what it said stays
-                return status
-            if not await self._first_time(session, sid, status, now):
-                # A replayed callback (Twilio's signature stays valid for ever): a second 21610
-                # would unsubscribe again someone who subscribed since, a 63018 hold the
-                # bulletins another hour.
-                return "repeated"
-            row.error = f"{status} ({code or 'no code'})"
-            if row.status == "held":  # the template that stood in failed: nothing else to try
-                row.status = "failed"
-                outcome = "failed"
-            elif code == OPTED_OUT:
-                row.status = "unreachable"
-                outcome = "opted out"
-            elif code == OUTSIDE_WINDOW:
-                await session.execute(
-                    update(Contact)
-                    .where(Contact.address == row.address)
-                    .values(last_inbound_at=None)
-                )
-                # Sent again: a bulletin as its template, anything else when the person writes.
-                row.status = "pending" if row.bulletin_id is not None else "held"
-                row.not_before = None
-                outcome = "outside the window"
-            elif code == TIER_CAP:
-                row.status = "pending"
-                row.not_before = now + TIER_CAP_PAUSE
-                await session.execute(
-                    update(OutboxMessage)
-                    .where(
-                        OutboxMessage.channel == "whatsapp",
-                        OutboxMessage.status == "pending",
-                        OutboxMessage.bulletin_id.is_not(None),
-                    )
-                    .values(not_before=now + TIER_CAP_PAUSE)
-                )
-                await self._tell_coordinators(session, now)
-                outcome = "over the daily limit"
-            else:
-                row.status = "failed"
-                outcome = "failed"
-            if row.status in ("failed", "unreachable") and quotes_content(row.body):
-                row.body = {}  # it will not be sent again
-        if code == OPTED_OUT:
-            await unsubscribe(self.db, row.address)
-        if self.wake is not None and code == OUTSIDE_WINDOW:
-            self.wake()  # the bulletin goes again, as its template
-        return outcome
-
-    async def _first_time(self, session: Any, sid: str, status: str, now: datetime) -> bool:
-        """Record that (sid, status) is applied, in the transaction applying it; False if it
-        was before. Kept with the handled messages' ids (and purged with them)."""
-        upsert = postgresql_insert if not self.db.is_sqlite else sqlite_insert
-        result = await session.execute(
-            upsert(ProcessedInbound)
-            .values(channel=STATUS_EVENTS, message_id=f"{sid}:{status}"[:100], processed_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "message_id"])
-        )
-        return bool(result.rowcount)
-
-    async def _tell_coordinators(self, session: Any, now: datetime) -> None:
-        """Tell the coordinators once an hour that WhatsApp's daily limit holds bulletins back."""
-        recent = await session.scalar(
-            select(AuditEntry.id).where(
-                AuditEntry.action == "whatsapp_tier_cap", AuditEntry.at > now - TIER_CAP_PAUSE
-            )
-        )
-        if recent is not None:
-            return
-        session.add(AuditEntry(actor="twilio", action="whatsapp_tier_cap", detail={}))
-        notices = []
-        for address, locale in await coordinators(session, self.settings):
-            text = translate_in(locale, TIER_CAP_NOTICE)
-            notices.append(Outbound(address, text, priority="notice", locale=locale))
-        await enqueue(session, notices, None)
+def status_event(form: Mapping[str, str]) -> StatusEvent | None:
+    """Twilio's status callback as an event for the outbox; None for the statuses that change
+    nothing (queued, sent: the sender knows already)."""
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").lower()
+    if not sid or status not in ("delivered", "read", "failed", "undelivered"):
+        return None
+    code = error_code(form)
+    return StatusEvent(
+        "whatsapp", sid, status, verdict(status, code), str(code) if code is not None else None
+    )
 
 
 class WhatsAppChannel:
     """The WhatsApp channel: checks Twilio's signatures, hands messages to the engine."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        statuses: Callable[[StatusEvent], Awaitable[str]] | None = None,
+    ) -> None:
         assert settings.twilio_auth_token
         self.settings = settings
         self.engine = engine
         self.validator = RequestValidator(settings.twilio_auth_token)
-        self.transport = WhatsAppTransport(settings, engine.db)
-        self.record_status = StatusRecorder(engine.db, settings, wake=self.wake_sender)
+        self.transport = WhatsAppTransport(settings)
+        # Where the status callbacks go, as events: the outbox's StatusRecorder (bot/runtime.py).
+        self.statuses = statuses
+
+    async def record_status(self, form: Mapping[str, str]) -> str:
+        """Hand one status callback to the outbox; returns what was done (for logs and tests)."""
+        event = status_event(form)
+        if event is None or self.statuses is None:
+            return "ignored"
+        return await self.statuses(event)
 
     async def picture(self, url: str) -> tuple[bytes, str]:
         """A message's media from Twilio, with the account's credentials: bytes and type.
@@ -475,11 +349,6 @@ class WhatsAppChannel:
             answer.raise_for_status()
         kind = answer.headers.get("content-type", "image/jpeg").split(";")[0].strip()
         return answer.content, kind or "image/jpeg"
-
-    def wake_sender(self) -> None:
-        """Tell the sender that WhatsApp rows are due (when it runs in this process)."""
-        if self.engine.sender is not None:
-            self.engine.sender.wake("whatsapp")
 
     def public_url(self, path: str, query: str, headers: Mapping[str, str], scheme: str) -> str:
         """The URL Twilio called: PUBLIC_URL and the path, or the proxy's when trusted."""

@@ -43,7 +43,6 @@ from starlette.staticfiles import StaticFiles
 from bot import exports, gazetteer, reports, roles, signatures, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
-from bot.engine import enqueue
 from bot.flows import too_long
 from bot.i18n import (
     LOCALES,
@@ -59,6 +58,7 @@ from bot.i18n import (
 )
 from bot.messages import Outbound
 from bot.models import AuditEntry, Contact, Report, Signature, utcnow
+from bot.outbox import enqueue
 from bot.personal import personal_columns
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
@@ -1236,7 +1236,10 @@ class Console:
 
 @contextlib.asynccontextmanager
 async def served_locally(
-    db: Database, settings: Settings, host: str = "127.0.0.1"
+    db: Database,
+    settings: Settings,
+    wake: Callable[[str], None] | None = None,
+    host: str = "127.0.0.1",
 ) -> AsyncIterator[str | None]:
     """The console on this machine's PORT while the console chat runs (`make run` with no
     token): its address, or None when the port is taken (another `make run`, say)."""
@@ -1261,7 +1264,10 @@ async def served_locally(
             yield
 
     config = uvicorn.Config(
-        create_app(db, settings=settings), log_config=None, access_log=False, lifespan="off"
+        create_app(db, settings=settings, wake=wake),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
     )
     server = Quiet(config)
     task = asyncio.create_task(server.serve(sockets=[listening]), name="console web")
