@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from bot import outbox, privacy
+from bot import outbox, privacy, roles
 from bot.config import Settings
 from bot.db import Database
 from bot.flows import (
@@ -143,6 +143,7 @@ class Engine:
                 data=copy.deepcopy(saved.data) if saved else {},
                 history=list(saved.history) if saved else [],
                 offered=[(p, label) for p, label in saved.offered] if saved else [],
+                role=await roles.effective(session, inbound.address, self.settings.coordinators),
             )
             with use_locale(contact.locale or self.settings.default_locale):
                 try:
@@ -306,7 +307,7 @@ class Engine:
         if found is None:
             return False
         action, rest = found
-        if action.coordinators_only and not ctx.is_coordinator:
+        if not permitted(ctx, action.coordinators_only, action.permission):
             ctx.say(_("This menu has expired. Here is where we are now."))
             await self.ask(ctx)
         else:
@@ -321,7 +322,7 @@ class Engine:
     def allowed(self, ctx: Ctx, flow: str) -> bool:
         """Whether this person may open `flow`."""
         found = self.registry.flows.get(flow)
-        return found is not None and (not found.coordinators_only or ctx.is_coordinator)
+        return found is not None and permitted(ctx, found.coordinators_only, found.permission)
 
     def escape(self, ctx: Ctx) -> str | None:
         """The global escape this message asks for: a command, a pressed button or a word."""
@@ -438,6 +439,13 @@ class Engine:
                 if step.numbers_are_answers:  # a typed number is the answer, not an option
                     ctx.replies[index] = dataclasses.replace(message, numbered=False)
         ctx.offered = offered
+
+
+def permitted(ctx: Ctx, coordinators_only: bool, permission: str | None) -> bool:
+    """Whether the person may open a flow or press a standing button of this kind."""
+    if coordinators_only and not ctx.is_coordinator:
+        return False
+    return permission is None or ctx.may(permission)
 
 
 def help_text(coordinator: bool = False) -> str:

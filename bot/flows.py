@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import roles
 from bot.config import Settings
 from bot.i18n import (
     LOCALES,
@@ -175,6 +176,8 @@ class Ctx:
     replies: list[Outbound] = field(default_factory=list)
     extra: list[Outbound] = field(default_factory=list)  # messages to other people
     forget: bool = False  # set by "Delete my data": the contact goes once the message is handled
+    # The person's role (bot.roles), loaded with the contact; None for everyone without one.
+    role: str | None = None
 
     def length(self, text: str) -> int:
         """How many characters `text`, made from ctx.text, had as typed: a text past
@@ -197,8 +200,12 @@ class Ctx:
 
     @property
     def is_coordinator(self) -> bool:
-        """Whether the person is a coordinator."""
-        return self.settings.is_coordinator(self.address)
+        """Whether the person has a role in the Initiative's work (any role)."""
+        return self.role is not None
+
+    def may(self, permission: str) -> bool:
+        """Whether the person's role has a permission (bot.roles.PERMISSIONS)."""
+        return roles.may(self.role, permission)
 
     def say(
         self,
@@ -243,10 +250,17 @@ class Ctx:
         self.say(text, title=title, buttons=rows)
 
 
-async def coordinators(session: AsyncSession, settings: Settings) -> list[tuple[Address, str]]:
-    """Every coordinator with the language they chose (the default if they have not)."""
-    found = []
-    for address in sorted(settings.coordinators):
+async def coordinators(
+    session: AsyncSession, settings: Settings, permission: str = "reports"
+) -> list[tuple[Address, str]]:
+    """Everyone whose role has the permission, with the language they chose (the default if
+    they have not): the people in the database, and COORDINATORS' addresses that have no role
+    there yet (admins: bot.roles.adopt makes them so at start)."""
+    found = await roles.with_permission(session, permission, settings.default_locale)
+    listed = {str(address) for address, _locale in found}
+    for address in sorted(settings.coordinators, key=str):
+        if str(address) in listed or await roles.role_of(session, address) is not None:
+            continue
         locale = await session.scalar(
             select(Contact.locale).where(Contact.address == str(address))
         )
@@ -296,12 +310,14 @@ class Flow:
     """A named conversation: steps by name, the first one first.
 
     A `coordinators_only` flow is invisible to everyone else: its command and its buttons get
-    the answer that any unknown input gets.
+    the answer that any unknown input gets. With a `permission`, only the roles that have it
+    see it (an editor does not see the reports).
     """
 
     name: str
     steps: dict[str, Step]
     coordinators_only: bool = False
+    permission: str | None = None
 
     @property
     def first(self) -> str:
@@ -320,6 +336,7 @@ class Action:
 
     run: ActionFn
     coordinators_only: bool = True
+    permission: str | None = None  # as Flow.permission
 
 
 class Registry:

@@ -478,7 +478,7 @@ class StatusRecorder:
             return
         session.add(AuditEntry(actor="twilio", action="whatsapp_tier_cap", detail={}))
         notices = []
-        for address, locale in await coordinators(session, self.settings):
+        for address, locale in await coordinators(session, self.settings, "bulletins"):
             text = translate_in(locale, DAILY_CAP_NOTICE)
             notices.append(Outbound(address, text, priority="notice", locale=locale))
         await enqueue(session, notices, None)

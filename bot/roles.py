@@ -66,6 +66,17 @@ async def role_of(session: AsyncSession, address: str | Address) -> str | None:
     return await session.scalar(select(Person.role).where(Person.address == str(address)))
 
 
+async def effective(
+    session: AsyncSession, address: str | Address, coordinators: frozenset[Address]
+) -> str | None:
+    """The role the person acts with: theirs in the database; else admin for an address in
+    COORDINATORS (bot.runtime adopts them at start; tests and tools may not have)."""
+    role = await role_of(session, address)
+    if role is None and Address.parse(str(address)) in coordinators:
+        return "admin"
+    return role
+
+
 async def everyone(session: AsyncSession) -> list[Person]:
     """Every person with a role, admins first, then by address."""
     rows = (await session.scalars(select(Person))).all()

@@ -208,7 +208,7 @@ async def notices(
 ) -> list[Outbound]:
     """A new ("new") or withdrawn signature's notice for every coordinator, in their language."""
     found = []
-    for address, locale in await coordinators(session, settings):
+    for address, locale in await coordinators(session, settings, "signatures"):
         with use_locale(locale):
             if event == "new":
                 text = _("New signature of the declaration: %(organization)s") % {

@@ -395,7 +395,7 @@ async def save_edit(ctx: Ctx) -> Transition:
     # Locked: the scheduler publishing it at this moment either waits for this change or
     # has already marked it sending, and then nothing is changed.
     bulletin = await ctx.session.get(Bulletin, edited, with_for_update=True) if edited else None
-    if not ctx.is_coordinator:  # no longer in COORDINATORS since the edit began
+    if not ctx.may("bulletins"):  # the role was taken away since the edit began
         ctx.data.clear()
         ctx.say(_("Cancelled. Nothing was saved."))
         return to_menu()
@@ -689,4 +689,5 @@ FLOW = Flow(
         "item": Step(ask_item, on_item),
     },
     coordinators_only=True,
+    permission="bulletins",
 )

@@ -421,6 +421,7 @@ REPORTS = Flow(
         "need": set_filter("need"),
     },
     coordinators_only=True,
+    permission="reports",
 )
 DETAIL = Flow(
     "report_detail",
@@ -430,8 +431,9 @@ DETAIL = Flow(
         "tell": Step(ask_tell, on_tell),
     },
     coordinators_only=True,
+    permission="reports",
 )
-ACTIONS = {"rep:open:": Action(open_report)}
+ACTIONS = {"rep:open:": Action(open_report, permission="reports")}
 
 
 EXPORT_DIR = PROJECT_DIR / "data" / "exports"
@@ -484,4 +486,9 @@ async def on_export(ctx: Ctx) -> Transition:
     return to_menu()
 
 
-EXPORT = Flow("export", {"format": Step(ask_export, on_export)}, coordinators_only=True)
+EXPORT = Flow(
+    "export",
+    {"format": Step(ask_export, on_export)},
+    coordinators_only=True,
+    permission="exports",
+)

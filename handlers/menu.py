@@ -8,11 +8,11 @@ from bot.messages import Button
 
 # The coordinators' own tools, after everyone's (a citizen's numbers stay the same).
 COORDINATOR_ITEMS = (
-    (N_("Reports to triage"), "menu:reports"),
-    (N_("Signatures to verify"), "menu:signatures"),
-    (N_("Bulletin desk"), "menu:bulletin_admin"),
-    (N_("Export the reports"), "menu:export"),
-    (N_("Coordinators' console"), "menu:console"),
+    (N_("Reports to triage"), "menu:reports", "reports"),
+    (N_("Signatures to verify"), "menu:signatures", "signatures"),
+    (N_("Bulletin desk"), "menu:bulletin_admin", "bulletins"),
+    (N_("Export the reports"), "menu:export", "exports"),
+    (N_("Coordinators' console"), "menu:console", None),
 )
 
 
@@ -30,7 +30,11 @@ async def ask_main(ctx: Ctx) -> None:
     ]
     text = _("How can I help you? Choose one of the options.")
     if ctx.is_coordinator:
-        items += [Button(_(label), payload) for label, payload in COORDINATOR_ITEMS]
+        items += [
+            Button(_(label), payload)
+            for label, payload, permission in COORDINATOR_ITEMS
+            if permission is None or ctx.may(permission)
+        ]
         text += "\n" + _("As a coordinator, you also have your tools, after My data.")
     ctx.ask(text, [*items, *nav_buttons(LANGUAGE, HELP)], title=_("Main menu"), nav=False)
 

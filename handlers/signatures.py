@@ -159,10 +159,16 @@ async def open_signature(ctx: Ctx, rest: str) -> Transition:
     return start("signature", {"id": parse_int(rest) or 0})
 
 
-PENDING = Flow("signatures", {"list": Step(ask_pending, on_pending)}, coordinators_only=True)
+PENDING = Flow(
+    "signatures",
+    {"list": Step(ask_pending, on_pending)},
+    coordinators_only=True,
+    permission="signatures",
+)
 DETAIL = Flow(
     "signature",
     {"show": Step(ask_show, on_show), "reason": Step(ask_reason, on_reason, accepts_text=True)},
     coordinators_only=True,
+    permission="signatures",
 )
-ACTIONS = {"sig:open:": Action(open_signature)}
+ACTIONS = {"sig:open:": Action(open_signature, permission="signatures")}
