@@ -85,6 +85,8 @@ async def running(
     telegram = (
         TelegramChannel(settings, engine) if platforms and settings.telegram_bot_token else None
     )
+    if telegram is not None:
+        telegram.people = await telegram_people(db)
     whatsapp = (
         WhatsAppChannel(settings, engine, outbox.StatusRecorder(db, settings, wake=queued))
         if platforms and "whatsapp" in settings.channels
@@ -145,6 +147,17 @@ async def running(
         if whatsapp is not None:
             await whatsapp.transport.close()
         await db.close()
+
+
+async def telegram_people(db: Database) -> dict[str, frozenset[str]]:
+    """The Telegram chats of the people with a role, with their permissions (their menus)."""
+    async with db.transaction() as session:
+        found = await roles.everyone(session)
+    return {
+        person.address.removeprefix("telegram:"): roles.PERMISSIONS.get(person.role, frozenset())
+        for person in found
+        if person.address.startswith("telegram:")
+    }
 
 
 async def adopt_coordinators(db: Database, settings: Settings) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -166,7 +167,10 @@ async def test_two_web_processes_send_a_bulletin_once(
 async def test_a_coordinator_gets_a_command_menu_of_their_own(
     db_url: str, fake: FakeTelegram
 ) -> None:
-    process = await start(["run"], environment(db_url, fake, COORDINATORS="telegram:1000"))
+    env = environment(db_url, fake, COORDINATORS="telegram:1000")
+    for args in (["db", "upgrade"], ["people", "add", "telegram:1001", "editor"]):
+        subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, check=True, timeout=120)
+    process = await start(["run"], env)
     try:
         fake.push_update(fake.text_update(1000, "/start"))
         await fake.wait_for_sent(1, chat_id=1000, timeout=30)
@@ -175,12 +179,15 @@ async def test_a_coordinator_gets_a_command_menu_of_their_own(
     assert "Traceback" not in err
     everyone = [c["command"] for c in fake.commands[""]]
     assert "reports" not in everyone
-    [(scope, mine)] = [
-        (json.loads(scope), commands)
+    menus = {
+        json.loads(scope)["chat_id"]: {c["command"] for c in commands}
         for (scope, _language), commands in fake.scoped_commands.items()
         if "chat" in scope
-    ]
-    assert scope == {"type": "chat", "chat_id": 1000}
-    assert {"reports", "report", "signatures", "bulletin", "export", "start"} <= {
-        c["command"] for c in mine
     }
+    assert set(menus) == {1000, 1001}
+    assert {"reports", "report", "signatures", "bulletin", "export", "console", "start"} <= (
+        menus[1000]
+    )
+    # An editor's menu: the bulletins and the console, not the reports.
+    assert {"bulletin", "console", "start"} <= menus[1001]
+    assert not {"reports", "report", "signatures", "export"} & menus[1001]

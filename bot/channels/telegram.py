@@ -76,14 +76,17 @@ COMMANDS: list[tuple[str, str]] = [
     ("help", N_("Help")),
     ("cancel", N_("Cancel what you are doing")),
 ]
-# A coordinator's chat lists these too (a menu of its own, BotCommandScopeChat).
-COORDINATOR_COMMANDS: list[tuple[str, str]] = [
-    ("reports", N_("Reports of displaced families")),
-    ("report", N_("One report, by its reference")),
-    ("signatures", N_("Signatures waiting for verification")),
-    ("bulletin", N_("Write and follow bulletins")),
-    ("export", N_("The reports as a file")),
+# A chat of someone with a role lists these too (a menu of its own, BotCommandScopeChat),
+# each where the role has the permission it names (bot.roles; None: any role).
+COORDINATOR_COMMANDS: list[tuple[str, str, str | None]] = [
+    ("reports", N_("Reports of displaced families"), "reports"),
+    ("report", N_("One report, by its reference"), "reports"),
+    ("signatures", N_("Signatures waiting for verification"), "signatures"),
+    ("bulletin", N_("Write and follow bulletins"), "bulletins"),
+    ("export", N_("The reports as a file"), "exports"),
+    ("console", N_("Coordinators' console"), None),
 ]
+EVERY_PERMISSION = frozenset(p for _name, _text, p in COORDINATOR_COMMANDS if p)
 
 
 def to_inbound(update: Update) -> Inbound | None:
@@ -307,6 +310,13 @@ class TelegramChannel:
         self.transport = TelegramTransport(
             self.app, settings.telegram_rate, settings.telegram_chat_rate
         )
+        # The Telegram chats of the people with a role, with their permissions: the runtime
+        # sets it from the database (bot.roles); until then, COORDINATORS' with every one.
+        self.people: dict[str, frozenset[str]] = {
+            address.id: EVERY_PERMISSION
+            for address in settings.coordinators
+            if address.channel == "telegram"
+        }
         # The sender's pace for calls outside the outbox (Sender.paced), when a sender runs in
         # this process: the runtime sets it.
         self.paced: Callable[[str], AbstractAsyncContextManager[None]] | None = None
@@ -356,19 +366,25 @@ class TelegramChannel:
         for locale in ("ar", "en"):
             commands = [BotCommand(name, translate_in(locale, text)) for name, text in COMMANDS]
             await bot.set_my_commands(commands, language_code=locale)
-        default = [
-            BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
-            for name, text in COMMANDS + COORDINATOR_COMMANDS
-        ]
-        everyone = default[: len(COMMANDS)]
+
+        def listed(name: str, text: str) -> BotCommand:
+            return BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
+
+        everyone = [listed(name, text) for name, text in COMMANDS]
         await bot.set_my_commands(everyone, scope=BotCommandScopeDefault())
-        # Each coordinator's private chat lists their commands as well (in three languages:
-        # their choice of language is in the database, which this adapter does not read).
-        for address in sorted(self.settings.coordinators):
-            if address.channel != "telegram" or not address.id.lstrip("-").isdigit():
+        # The private chat of each person with a role lists their commands as well (in three
+        # languages: their choice of language is in the database, which this adapter does not
+        # read).
+        for chat, permissions in sorted(self.people.items()):
+            if not chat.lstrip("-").isdigit():
                 continue
+            theirs = [
+                listed(name, text)
+                for name, text, permission in COORDINATOR_COMMANDS
+                if permission is None or permission in permissions
+            ]
             try:
-                await bot.set_my_commands(default, scope=BotCommandScopeChat(int(address.id)))
+                await bot.set_my_commands(everyone + theirs, scope=BotCommandScopeChat(int(chat)))
             except TelegramError as exc:  # a coordinator who has never written to the bot
                 logger.warning("no command menu for a coordinator's chat: %s", exc)
 
