@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -168,8 +167,11 @@ async def test_a_coordinator_gets_a_command_menu_of_their_own(
     db_url: str, fake: FakeTelegram
 ) -> None:
     env = environment(db_url, fake, COORDINATORS="telegram:1000")
+    from tests.test_bulletin import run_cli
+
     for args in (["db", "upgrade"], ["people", "add", "telegram:1001", "editor"]):
-        subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, check=True, timeout=120)
+        code, _out, err = await run_cli(args, db_url)
+        assert code == 0, err
     process = await start(["run"], env)
     try:
         fake.push_update(fake.text_update(1000, "/start"))
