@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot import reports, roles, signin
 from bot.config import Settings
@@ -773,3 +773,31 @@ async def test_the_chat_follows_the_roles_in_the_database(
         await roles.remove(session, str(coordinator.address), "test")
     await coordinator.send("2")
     assert "only for the Initiative's coordinators" in coordinator.text()
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_table_sorts_by_household(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Any
+) -> None:
+    for n in range(3):
+        family = Person(engine, Address("console", f"sort{n}"))
+        await choose_language(family, "en")
+        await send_full_report(family, "en")
+    async with db.transaction() as session:
+        ids = (await session.scalars(select(Report.id).order_by(Report.id))).all()
+        await session.execute(update(Report).where(Report.id == ids[1]).values(people=12))
+        largest = await session.scalar(select(Report.reference).where(Report.id == ids[1]))
+        newest = await session.scalar(select(Report.reference).where(Report.id == ids[2]))
+        oldest = await session.scalar(select(Report.reference).where(Report.id == ids[0]))
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+
+    async def first(sort: str) -> str:
+        page = await client.get("/console/reports", params={"sort": sort})
+        found = re.search(r'name="ref" value="(R-[2-9A-Z]{5})"', page.text)
+        assert found is not None
+        return found.group(1)
+
+    assert await first("people") == largest
+    assert await first("newest") == newest
+    assert await first("oldest") == oldest
+    assert await first("anything") == newest
