@@ -191,6 +191,10 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
             )
             assert wide <= seen
             shot(browser, "people-ckb")
+            browser.get(server.url + "/console/audit?lang=en")
+            assert "console:sign-in" in browser.find_element(By.CSS_SELECTOR, "table.audit").text
+            no_sideways_scroll(browser)
+            shot(browser, "audit")
             # The map: one circle per district with reports, even with no tiles reachable
             # (this machine reaches no tile server, and none is configured here).
             browser.get(server.url + "/console/map?lang=en")
