@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from bot import outbox, privacy, roles
+from bot import outbox, privacy
 from bot.config import Settings
 from bot.db import Database
 from bot.flows import (
@@ -129,7 +129,7 @@ class Engine:
             if arrived is None:
                 logger.info("duplicate inbound %s skipped", inbound.message_id)
                 return []
-            contact, saved = arrived
+            contact, saved, role = arrived
             ctx = Ctx(
                 inbound=inbound,
                 contact=contact,
@@ -143,7 +143,7 @@ class Engine:
                 data=copy.deepcopy(saved.data) if saved else {},
                 history=list(saved.history) if saved else [],
                 offered=[(p, label) for p, label in saved.offered] if saved else [],
-                role=await roles.effective(session, inbound.address, self.settings.coordinators),
+                role=role,
             )
             with use_locale(contact.locale or self.settings.default_locale):
                 try:
@@ -163,19 +163,22 @@ class Engine:
 
     async def _arrive(
         self, session: AsyncSession, inbound: Inbound
-    ) -> tuple[Contact, Stored | None] | None:
+    ) -> tuple[Contact, Stored | None, str | None] | None:
         """Mark the message handled, and find (or make) its contact and conversation, both
-        locked for this transaction on PostgreSQL; None if the message was handled before."""
+        locked for this transaction on PostgreSQL, and the role the person acts with; None if
+        the message was handled before."""
         found = await self.store.arrive(session, inbound, self.clock())
         if found is None:
             return None
-        values, saved = found
         # An object as if loaded by the Session, without asking the database again: the steps
         # read and change it, and the unit of work writes what they change.
-        contact = Contact(**values)
+        contact = Contact(**found.contact)
         make_transient_to_detached(contact)
         session.add(contact)
-        return contact, saved
+        role = found.role
+        if role is None and inbound.address in self.settings.coordinators:
+            role = "admin"  # COORDINATORS' (bot.roles.adopt makes it so in the database)
+        return contact, found.saved, role
 
     async def _leave(
         self, session: AsyncSession, contact_id: int, saved: Stored | None, ctx: Ctx
@@ -205,7 +208,7 @@ class Engine:
             arrived = await self._arrive(session, inbound)
             if arrived is None or not tell:
                 return []
-            contact, _saved = arrived
+            contact, _saved, _role = arrived
             with use_locale(contact.locale or self.settings.default_locale):
                 notice = Outbound(
                     address=inbound.address,
@@ -226,7 +229,7 @@ class Engine:
             arrived = await self._arrive(session, inbound)
             if arrived is None:
                 return []
-            contact, saved = arrived
+            contact, saved, _role = arrived
             offered = saved.offered if saved else []
             with use_locale(contact.locale or self.settings.default_locale):
                 reply = Outbound(

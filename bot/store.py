@@ -23,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import outbox
 from bot.dbapi import Prepared
 from bot.messages import HOLDING_CHANNELS, Inbound
-from bot.models import Contact, Conversation, ProcessedInbound
+from bot.models import Contact, Conversation, Person, ProcessedInbound
 
 T = TypeVar("T")
 
 _CONVERSATIONS = cast(Table, Conversation.__table__)
 _CONTACTS = cast(Table, Contact.__table__)
+_PEOPLE = cast(Table, Person.__table__)
 _PROCESSED = cast(Table, ProcessedInbound.__table__)
 STATE = ("flow", "step", "data", "history", "offered")
 CONTACT_COLUMNS = tuple(column.key for column in _CONTACTS.columns)
@@ -51,6 +52,14 @@ def new_contact(address: str, channel: str, now: datetime, wrote: bool) -> dict[
         "subscribed": False,
         "subscribed_at": None,
     }
+
+
+class Arrived(NamedTuple):
+    """What a message finds: its contact's columns, its conversation, and the person's role."""
+
+    contact: dict[str, Any]
+    saved: Stored | None
+    role: str | None
 
 
 class Stored(NamedTuple):
@@ -88,9 +97,16 @@ class _Statements:
             .on_conflict_do_nothing(index_elements=["channel", "message_id"]),
             dialect,
         )
+        # The contact with the person's role (bot.roles), if they have one: one read for both.
         self.contact = Prepared(
-            select(_CONTACTS).where(_CONTACTS.c.address == bindparam("to")).with_for_update(),
+            select(*_CONTACTS.columns, _PEOPLE.c.role)
+            .select_from(_CONTACTS.outerjoin(_PEOPLE, _PEOPLE.c.address == _CONTACTS.c.address))
+            .where(_CONTACTS.c.address == bindparam("to"))
+            .with_for_update(of=_CONTACTS),
             dialect,
+        )
+        self.role = Prepared(
+            select(_PEOPLE.c.role).where(_PEOPLE.c.address == bindparam("to")), dialect
         )
         self.new_contact = Prepared(
             insert(_CONTACTS)
@@ -146,10 +162,11 @@ class ConversationStore:
 
     async def arrive(
         self, session: AsyncSession, inbound: Inbound, now: datetime
-    ) -> tuple[dict[str, Any], Stored | None] | None:
-        """Mark the message handled, and find (or make) its contact (its columns) and
-        conversation, both locked for this transaction on PostgreSQL; None if the message was
-        handled before. What leave() compares with: a step is to change a deep copy of it."""
+    ) -> Arrived | None:
+        """Mark the message handled, and find (or make) its contact (its columns), the
+        person's role and the conversation, both locked for this transaction on PostgreSQL;
+        None if the message was handled before. What leave() compares with: a step is to
+        change a deep copy of it."""
         return await _raw(session, _arrive, inbound, now)
 
     async def leave(
@@ -184,7 +201,7 @@ async def _raw(session: AsyncSession, work: Callable[..., T], *args: Any) -> T:
 
 def _arrive(
     connection: Connection, statements: _Statements, inbound: Inbound, now: datetime
-) -> tuple[dict[str, Any], Stored | None] | None:
+) -> Arrived | None:
     """ConversationStore.arrive's statements, on the DB-API connection of the transaction."""
     dbapi = connection.connection.dbapi_connection
     assert dbapi is not None
@@ -214,8 +231,13 @@ def _arrive(
             values = new_contact(address, inbound.address.channel, now, wrote)
             cursor.execute(hot.new_contact.sql, hot.new_contact.bind(_prefixed(values)))
             values["id"] = cursor.fetchone()[0]  # RETURNING id
+            # Someone given a role before they first wrote.
+            cursor.execute(hot.role.sql, hot.role.bind({"to": address}))
+            found_role = cursor.fetchone()
+            role = None if found_role is None else found_role[0]
         else:
-            values = dict(zip(CONTACT_COLUMNS, hot.contact.read(row), strict=True))
+            *columns, role = hot.contact.read(row)
+            values = dict(zip(CONTACT_COLUMNS, columns, strict=True))
             if wrote:
                 cursor.execute(hot.seen.sql, hot.seen.bind({"who": values["id"], "now": now}))
                 values.update(
@@ -225,7 +247,9 @@ def _arrive(
                     cursor.execute(hot.release_held.sql, hot.release_held.bind({"to": address}))
         cursor.execute(hot.conversation.sql, hot.conversation.bind({"who": values["id"]}))
         found = cursor.fetchone()
-        return values, None if found is None else Stored(*hot.conversation.read(found))
+        return Arrived(
+            values, None if found is None else Stored(*hot.conversation.read(found)), role
+        )
     finally:
         cursor.close()
 

@@ -51,7 +51,8 @@ async def test_the_store_and_the_orm_make_the_same_contact(db: Database) -> None
             session, Inbound(Address("telegram", "9"), "m-1", kind="text", text="hi"), MOMENT
         )
     assert found is not None
-    values, conversation = found
+    values, conversation, role = found
+    assert role is None
     assert conversation is None
     async with db.transaction() as session:
         by_orm = await session.scalar(select(Contact).where(Contact.address == "telegram:8"))
@@ -67,3 +68,28 @@ async def test_the_store_and_the_orm_make_the_same_contact(db: Database) -> None
 def test_a_new_conversation_writes_every_column() -> None:
     written = {"contact_id", *store.STATE, "updated_at"}
     assert written == set(columns(Conversation))
+
+
+async def test_the_store_finds_the_role_with_the_contact(db: Database) -> None:
+    """A role given before the person first wrote, and one given after: both found."""
+    from bot import roles
+
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:21", "editor", "test")
+    for n in range(2):
+        async with db.transaction() as session:
+            found = await store.ConversationStore().arrive(
+                session,
+                Inbound(Address("telegram", "21"), f"m-{n}", kind="text", text="hi"),
+                MOMENT,
+            )
+        assert found is not None
+        assert found.role == "editor"
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:21", "viewer", "test")
+    async with db.transaction() as session:
+        found = await store.ConversationStore().arrive(
+            session, Inbound(Address("telegram", "21"), "m-3", kind="text", text="hi"), MOMENT
+        )
+    assert found is not None
+    assert found.role == "viewer"
