@@ -191,6 +191,7 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                 before = (await asyncio.to_thread(fake.stats))["sent"]
                 bulletin_id, queue_seconds = await start_broadcast(bot)
                 queued = time.monotonic()
+                cpu = own_cpu()
                 queued_at: dict[str, datetime] = {}
                 next_reply = 0.0
                 while True:
@@ -207,6 +208,8 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                         break
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(1.0)  # let the last replies out
+                cpu = own_cpu() - cpu
+                sent = (await asyncio.to_thread(fake.stats))["sent"] - before
                 async with bot.db.transaction() as session:
                     rows = await session.execute(
                         select(OutboxMessage.address, OutboxMessage.sent_at).where(
@@ -242,6 +245,7 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
         "reply_p50": statistics.median(latencies),
         "reply_p95": latencies[max(0, -(-len(latencies) * 95 // 100) - 1)],
         "reply_max": latencies[-1],
+        "cpu_ms": 1000 * cpu / sent,
     }
 
 
@@ -496,7 +500,8 @@ def main() -> None:
             f"{args.warmup + args.paced} accepted at {a['steady']:.2f}/s = "
             f"{a['steady'] / LIMIT:.3f} of the limit (from the end of queueing, start-up "
             f"included: {a['whole'] / LIMIT:.3f}); 429 answers: {int(a['hits'])}; most "
-            f"accepted in any one second: {int(a['densest'])}"
+            f"accepted in any one second: {int(a['densest'])}; the bot's CPU per message "
+            f"{a['cpu_ms']:.2f} ms (replies and polling included)"
         )
         print(
             f"(c) {int(a['replies'])} interactive replies during it: latency p50 "
