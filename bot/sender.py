@@ -57,11 +57,15 @@ CLAIM_LEASE = 15.0
 
 
 class RetryLater(Exception):
-    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again."""
+    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again;
+    with `rate`, to send no faster than that from now on (paid broadcasts refused)."""
 
-    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+    def __init__(
+        self, seconds: float, reason: str = "rate limited", rate: float | None = None
+    ) -> None:
         super().__init__(reason)
         self.seconds = seconds
+        self.rate = rate
 
 
 class Unreachable(Exception):
@@ -236,6 +240,11 @@ class _Pacer:
         self.unanswered = max(0, self.unanswered - 1)
         self.answered.append(self.clock())
         self.answer.set()
+
+    def slow_to(self, rate: float) -> None:
+        """Send no faster than `rate` a second from now on (never faster than before)."""
+        self.interval = max(self.interval, 1.0 / rate)
+        self.limit = min(self.limit, max(1, int(rate)))
 
     def pause(self, seconds: float) -> None:
         """Hold every send for `seconds` (the platform said so)."""
@@ -775,6 +784,9 @@ class ChannelWorker:
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)
+            if exc.rate is not None:  # and go on slower
+                self.pacer.slow_to(exc.rate)
+                self.inflight.rate = min(self.inflight.rate, exc.rate)
             values.update(
                 attempts=attempts,  # not the message's fault
                 not_before=self.utcnow() + timedelta(seconds=exc.seconds),
