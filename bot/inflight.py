@@ -17,8 +17,11 @@ from collections.abc import Callable, Hashable
 
 FLOOR = 6  # sends at a time, at the least: what a local platform (a fake, a Bot API server) needs
 HEADROOM = 1.25  # over rate × hold time: the hold time's jitter, and the planner's own delays
-LONGEST = 1.0  # seconds of hold time counted, at most: slower answers do not grow the number
-CAP = 1_250  # sends at a time, never more (1,000/s × LONGEST × HEADROOM)
+# Seconds of hold time counted, at most: slower answers do not grow the number. Telegram and
+# Twilio answer in 0.1 to 0.5 s; longer holds mean a platform, or this machine, overloaded,
+# which more sends at a time would only load further.
+LONGEST = 0.5
+CAP = 1_000  # sends at a time, never more (bound(1,000/s) is 625)
 
 
 def bound(rate: float) -> int:

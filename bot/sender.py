@@ -157,6 +157,10 @@ class _Pacer:
     """
 
     TOLERANCE = 0.001  # seconds a send may start before its even turn (the loop's timer grain)
+    # Seconds of the even schedule a late event loop may make up at once: one interval at 30 a
+    # second, ten sends at 1,000 (each sleep of a millisecond overshot by a busy loop lost a
+    # send's turn there, 0.6 of the rate).
+    CATCH_UP = 0.01
     # Seconds by which the way to the platform may vary between two sends (from the lane's
     # begin() to the platform's count: the event loop's delay, the HTTP pool, the network's
     # jitter). 0.97 of the limit needs it under 0.03 s.
@@ -219,8 +223,10 @@ class _Pacer:
                 if self.paused_until > start:  # the platform said to wait meanwhile
                     continue
             break
-        # The schedule lags at most an interval behind the sends: idle time is never banked.
-        self.next_at = max(self.next_at, start - self.interval) + self.interval
+        # The schedule lags at most an interval (or CATCH_UP) behind the sends: idle time is
+        # never banked.
+        lag = max(self.interval, self.CATCH_UP)
+        self.next_at = max(self.next_at, start - lag) + self.interval
         self.last = start
         self.unanswered += 1
 
@@ -445,8 +451,9 @@ class ChannelWorker:
         # which takes a few tenths of a second when the event loop is busy with the sends. It
         # fills only at high rates (at 30 a second a lane takes each row as soon as it is
         # booked), and replies go ahead of the broadcasts in it.
+        # (Room for a None to each lane, in finish(): they may be more than a batch.)
         self.ready: asyncio.PriorityQueue[tuple[int, int, _Row | None]] = asyncio.PriorityQueue(
-            batch
+            max(batch, self.inflight.ceiling)
         )
         self.booked = itertools.count()
         self.lanes: set[asyncio.Task[None]] = set()

@@ -349,6 +349,7 @@ class FakeTwilio:
                     methods=["GET"],
                 ),
                 Route("/_fake/stats", self._stats, methods=["GET"]),
+                Route("/_fake/accepted", self._accepted, methods=["GET"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
         )
@@ -448,6 +449,12 @@ class FakeTwilio:
                 "callbacks": self.callbacks_delivered,
             }
         )
+
+    async def _accepted(self, request: Request) -> JSONResponse:
+        """When (time.monotonic, shared by processes) the messages from `start` on arrived, for a
+        benchmark in another process (not Twilio's API)."""
+        start = max(0, int(request.query_params.get("start", "0")))
+        return JSONResponse([message.at for message in self.messages[start:]])
 
     async def _not_found(self, request: Request) -> JSONResponse:
         """Any other path: Twilio's 404."""

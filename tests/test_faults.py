@@ -36,7 +36,7 @@ from tests.net import free_port
 from tests.test_telegram_process import SECRET
 
 # The broadcast killed midway: a rate whose sends in flight, the most that can go out twice,
-# are well under the third of it sent before the kill (bot/inflight.py: bound(200) = 250, and
+# are well under the third of it sent before the kill (bot/inflight.py: bound(200) = 125, and
 # about 200 × 0.35 × 1.25 = 90 with the fake answering in 0.3 s).
 KILLED_RATE = 200
 TITLES = {
