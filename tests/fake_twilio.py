@@ -142,6 +142,7 @@ class Call:
     params: dict[str, str | list[str]]
     at: float
     status: int = 0
+    answered_at: float = 0.0  # when its answer left (after the delay)
 
 
 @dataclass
@@ -517,6 +518,7 @@ class FakeTwilio:
         except TwilioError as error:
             call.status = error.status
             await self._answer_delay()
+            call.answered_at = time.monotonic()
             return _error_response(error)
         except Exception as error:  # a bug in the fake: answer 500 and keep it for the test
             self.errors.append(error)
@@ -525,6 +527,7 @@ class FakeTwilio:
         call.status = 201
         resource = copy.deepcopy(message.resource)
         await self._answer_delay()
+        call.answered_at = time.monotonic()
         return JSONResponse(resource, status_code=201)
 
     async def _answer_delay(self) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from bot import bulletins
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database
+from bot.inflight import bound
 from bot.models import Bulletin, OutboxMessage
 from bot.runtime import running
 from tests.fake_telegram import FakeTelegram
@@ -90,6 +91,7 @@ async def test_a_broadcast_goes_on_at_the_free_limit_when_the_stars_run_out(
         user = TelegramUser(fake)
         await user.say("/start")  # a reply: never paid for
         bulletin_id = await publish(db)
+        assert bot.scheduler is not None
         await bot.scheduler.sync()
         await until(lambda: fake.sent_count >= len(people) + 1, "the bulletin sent to everyone")
         await until(lambda: _all_sent(db, bulletin_id), "every delivery written")
@@ -101,7 +103,7 @@ async def test_a_broadcast_goes_on_at_the_free_limit_when_the_stars_run_out(
     # 50 paid for, then refused; none after the sender knew (those already on their way may
     # be refused too: at most the sends in flight).
     assert fake.paid_sent == 50
-    assert 1 <= fake.paid_refused <= 10
+    assert 1 <= fake.paid_refused <= bound(1000.0)
     sends = [call for call in fake.calls if call.method == "sendMessage"]
     paid_calls = [call for call in sends if call.params.get("allow_paid_broadcast")]
     assert len(paid_calls) == fake.paid_sent + fake.paid_refused

@@ -7,7 +7,6 @@ The whole bot (its web app on 127.0.0.1) against the fake Twilio REST API on loo
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -22,7 +21,7 @@ from tests.fake_twilio import FakeTwilio
 from tests.net import free_port
 from tests.test_whatsapp import TEXTS, listening, publish, subscriber, with_twilio
 
-NUMBERS = [f"+96477055{n:05}" for n in range(40)]
+NUMBERS = [f"+96477055{n:05}" for n in range(60)]
 WAIT = 60.0  # seconds: a deadline for what takes a few, on a busy shared machine
 
 
@@ -75,12 +74,14 @@ async def test_too_many_requests_holds_the_whole_channel(
     assert sorted(message.to for message in fake.sent()) == [f"whatsapp:{n}" for n in NUMBERS]
     assert await deliveries(db, bulletin_id) == [("sent", 1)] * len(NUMBERS)
     [refused] = [call for call in fake.calls if call.status == status]
-    # The whole channel waited the second Twilio asked for: a silence of a second at the
-    # fake (less what was on its way), with many still to send, which went after it.
-    started = sorted(call.at for call in fake.calls if call.at > refused.at)
-    gap, after = max((b - a, i + 1) for i, (a, b) in enumerate(itertools.pairwise(started)))
-    assert gap >= 0.75
-    assert len(started) - after >= 5
+    # The whole channel waited the second Twilio asked for, from its answer: nothing arrived
+    # then but what was on its way (sends begun before it, the 24-hour window read from the
+    # database on the way: 0.45 s allowed for them on a busy machine) ...
+    told = refused.answered_at
+    arrived = [call.at - told for call in fake.calls if call is not refused]
+    assert [at for at in arrived if 0.45 < at < 0.95] == []
+    # ... and the rest went after it (at 80 a second, never stopped otherwise).
+    assert len([at for at in arrived if at >= 0.95]) >= 10
 
 
 async def test_late_status_callbacks_do_not_hold_the_sender(
