@@ -332,7 +332,7 @@ async def round_trips(
                 database_url=url,
                 twilio_account_sid=fake.account_sid,
                 twilio_auth_token=fake.auth_token,
-                twilio_whatsapp_from="+15005550006",
+                twilio_whatsapp_from="whatsapp:+14155238886",
                 twilio_api_base_url=fake.base_url,
                 twilio_rate=float(rate),
             )

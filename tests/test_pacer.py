@@ -96,6 +96,31 @@ def test_no_second_at_the_platform_holds_more_than_the_rate(rate: float, seed: i
     assert max(times["start"]) <= (count / int(rate)) * (1 + _Pacer.REACH) + 0.1
 
 
+async def quick_sends(rate: float, count: int) -> list[float]:
+    """`count` sends through a _Pacer, each reaching the platform and answered within 2 ms (a
+    local Bot API server); when each arrived."""
+    loop = asyncio.get_running_loop()
+    pacer = _Pacer(rate, loop.time)
+    arrivals: list[float] = []
+    for _n in range(count):
+        await pacer.wait()
+        reach = pacer.begin()
+        await asyncio.sleep(0.001)
+        arrivals.append(loop.time())
+        await asyncio.sleep(0.001)
+        pacer.arrived(reach)
+        pacer.done()
+    return arrivals
+
+
+def test_quick_answers_count_from_the_answer() -> None:
+    """Counted REACH after its start, each send held the rate to 0.975 of 30 here."""
+    arrivals = run_virtual(lambda: quick_sends(30.0, 300))
+    assert most_in_a_window(arrivals, 1.0) <= 30
+    steady = (300 - 1 - 30) / (arrivals[-1] - arrivals[30])
+    assert steady >= 0.99 * 30, steady
+
+
 @pytest.mark.parametrize("answer", [(0.05, 0.3), (0.25, 0.35), (0.1, 0.5)])
 @pytest.mark.parametrize("rate", [30.0, 1000.0])
 def test_slow_answers_do_not_slow_the_pace(rate: float, answer: tuple[float, float]) -> None:
