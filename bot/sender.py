@@ -148,7 +148,8 @@ class _Pacer:
     no one-second window at the platform's end holds more than `limit`, as long as the way
     there varies by less than REACH from one message to the next (its length, the same for
     all, does not matter; the platform's time to answer, however it varies, counts for nothing).
-    The rate falls short of the limit by REACH a second at most.
+    The rate falls short of the limit by REACH a second at most (a send answered sooner counts
+    from its answer); above 100 a second, by 3 % more (per_second).
 
     The even spacing keeps bursts away; it gives way to that count, not the other way round: a
     send held back by less than an interval does not hold back the ones after it, which catch
