@@ -130,8 +130,8 @@ def test_slow_answers_do_not_slow_the_pace(rate: float, answer: tuple[float, flo
     assert most_in_a_window(times["arrival"], 1.0) <= int(rate)
     arrivals = sorted(times["arrival"])
     steady = (count - 1 - int(rate)) / (arrivals[-1] - arrivals[int(rate)])
-    # At 1,000 a second the pacer lets 970 through in any second (_Pacer.per_second).
-    assert steady >= (0.97 if rate < 100 else 0.94) * rate, steady
+    # At 1,000 a second the pacer lets 940 through in any second (_Pacer.per_second).
+    assert steady >= (0.97 if rate < 100 else 0.91) * rate, steady
 
 
 def test_sends_are_spread_evenly_not_in_bursts() -> None:
