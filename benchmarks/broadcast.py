@@ -432,8 +432,8 @@ class Share:
 
     @property
     def rate(self) -> float:
-        """Messages a second."""
-        return self.messages / self.seconds
+        """Messages a second (nan when it had no turn: the broadcast ended before it)."""
+        return self.messages / self.seconds if self.seconds else float("nan")
 
 
 async def lifted(size: int) -> dict[str, float]:
@@ -517,8 +517,8 @@ async def lifted(size: int) -> dict[str, float]:
         "cpu_ms": 1000 * sender.cpu / sender.messages,
         "fake_cpu_ms": 1000 * sender.fake_cpu / sender.messages,
         "bare_rate": bare.rate,
-        "bare_cpu_ms": 1000 * bare.cpu / bare.messages,
-        "bare_fake_cpu_ms": 1000 * bare.fake_cpu / bare.messages,
+        "bare_cpu_ms": 1000 * bare.cpu / max(1, bare.messages),
+        "bare_fake_cpu_ms": 1000 * bare.fake_cpu / max(1, bare.messages),
         "bare_messages": bare.messages,
         "turns": bare.turns,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
