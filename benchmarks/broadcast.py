@@ -15,8 +15,16 @@ memory is its own.
     loop's (same fake, same HTTP stack and pool, same messages, as many sends in flight as the
     sender has lanes) taking turns with it every few seconds; the CPU each costs per message;
     the child's peak RSS; and the sender's own cost, through a transport that sends nothing.
+(d) over real round trips (--trips): the fakes answer each message after a delay with jitter, as
+    Telegram and Twilio do from Iraq (0.1-0.5 s): Telegram at 30/s with flood control, answers
+    in 50, 150 and 300 ms (the share of the limit, the 429s); Telegram at 1,000/s (paid
+    broadcasts, the fake refusing past 1,000 in a second) answering in 150 ms, to 4,000 and
+    --big subscribers; WhatsApp at 80/s (the fake Twilio refusing past 80 in a second)
+    answering in 300 ms, to 800 and --big subscribers: the rate between the first and the last
+    tenth of the messages, over the configured rate; the bot's CPU per message; peak RSS.
 
 Run: .venv/bin/python benchmarks/broadcast.py [--sizes 10000 100000] [--paced 600] [--skip-a]
+     [--trips [--big 100000] [--skip-b]]
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ import argparse
 import asyncio
 import dataclasses
 import functools
-import inspect
 import json
 import os
 import resource
@@ -67,18 +74,24 @@ TEXTS = {
     "en": {"title": "Bulletin", "text": "The bulletin's text " * 20},
 }
 # As many sends at a time as the sender makes: the bare loop is a fair ceiling only then.
-IN_FLIGHT = min(
-    ChannelWorker.LANES,
-    int(inspect.signature(ChannelWorker).parameters["max_in_flight"].default),
-)
+# (The sender's grow with the round trip, bot/inflight.py: against the fake's millisecond, a few
+# more than its least.)
+IN_FLIGHT = ChannelWorker.LANES
 
 
 class Fake:
     """The fake Bot API in a child process."""
 
-    def __init__(self, flood_limit: int | None) -> None:
+    def __init__(self, flood_limit: int | None, delay: float = 0.0, jitter: float = 0.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fake_telegram", str(flood_limit or "none")],
+            [
+                sys.executable,
+                "-m",
+                "tests.fake_telegram",
+                str(flood_limit or "none"),
+                str(delay),
+                str(jitter),
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,  # it ends when this process does, even when killed
             stdout=subprocess.PIPE,
@@ -131,15 +144,21 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def fill(url: str, size: int) -> None:
-    """A database with `size` subscribers on Telegram, in the three languages."""
+async def fill(url: str, size: int, channel: str = "telegram") -> None:
+    """A database with `size` subscribers on `channel`, in the three languages (on WhatsApp,
+    each wrote in the last day: the bulletin goes as text, not as a template)."""
 
     def chunk(first: int, last: int) -> Iterator[dict[str, Any]]:
         now = datetime.now(UTC)
         for n in range(first, last):
             yield {
-                "address": f"telegram:{10_000_000 + n}",
-                "channel": "telegram",
+                "address": (
+                    f"telegram:{10_000_000 + n}"
+                    if channel == "telegram"
+                    else f"whatsapp:+964770{n:07}"
+                ),
+                "channel": channel,
+                "last_inbound_at": now if channel == "whatsapp" else None,
                 "locale": ("ar", "ckb", "en")[n % 3],
                 "first_seen": now,
                 "last_seen": now,
@@ -180,9 +199,12 @@ async def start_broadcast(bot: Any) -> tuple[int, float]:
     return bulletin_id, time.perf_counter() - start
 
 
-async def paced(warmup: int, count: int) -> dict[str, float]:
-    """(a) and (c): the steady-state rate at 30/s, the 429s, the replies' latency."""
-    fake = Fake(LIMIT)
+async def paced(
+    warmup: int, count: int, delay_ms: int = 0, jitter_ms: int = 0
+) -> dict[str, float]:
+    """(a) and (c): the steady-state rate at 30/s, the 429s, the replies' latency; (d) with the
+    fake answering after `delay_ms` ± `jitter_ms` / 2."""
+    fake = Fake(LIMIT, delay_ms / 1000, jitter_ms / 1000)
     try:
         with tempfile.TemporaryDirectory() as folder:
             await fill(f"sqlite+aiosqlite:///{folder}/bench.db", 10_000)
@@ -191,6 +213,7 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                 before = (await asyncio.to_thread(fake.stats))["sent"]
                 bulletin_id, queue_seconds = await start_broadcast(bot)
                 queued = time.monotonic()
+                cpu = own_cpu()
                 queued_at: dict[str, datetime] = {}
                 next_reply = 0.0
                 while True:
@@ -207,6 +230,8 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
                         break
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(1.0)  # let the last replies out
+                cpu = own_cpu() - cpu
+                sent = (await asyncio.to_thread(fake.stats))["sent"] - before
                 async with bot.db.transaction() as session:
                     rows = await session.execute(
                         select(OutboxMessage.address, OutboxMessage.sent_at).where(
@@ -242,6 +267,98 @@ async def paced(warmup: int, count: int) -> dict[str, float]:
         "reply_p50": statistics.median(latencies),
         "reply_p95": latencies[max(0, -(-len(latencies) * 95 // 100) - 1)],
         "reply_max": latencies[-1],
+        "cpu_ms": 1000 * cpu / sent,
+    }
+
+
+class FakeTwilioProcess:
+    """The fake Twilio REST API in a child process."""
+
+    def __init__(self, rate_limit: int, delay: float, jitter: float) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.fake_twilio",
+                f"--rate-limit={rate_limit}",
+                f"--delay={delay}",
+                f"--jitter={jitter}",
+            ],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.base_url, self.account_sid, self.auth_token = self.process.stdout.readline().split()
+
+    def _get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=30) as response:
+            return json.load(response)
+
+    def stats(self) -> dict[str, int]:
+        """Messages accepted and 429 answers so far."""
+        data = self._get("/_fake/stats")
+        return {"sent": data["messages"], "flood_hits": data["rate_limited"]}
+
+    def times(self, start: int, stop: int) -> list[float]:
+        """When the fake accepted messages start..stop-1."""
+        return list(self._get(f"/_fake/accepted?start={start}"))[: stop - start]
+
+    def close(self) -> None:
+        """Stop the fake."""
+        self.process.terminate()
+        self.process.wait(10)
+
+
+async def round_trips(
+    channel: str, rate: int, size: int, delay_ms: int, jitter_ms: int
+) -> dict[str, float]:
+    """(d) A broadcast to `size` subscribers at `rate`/s, the platform answering in `delay_ms`
+    ± `jitter_ms` / 2: the rate between the first and the last tenth, the 429s, CPU, RSS."""
+    delay, jitter = delay_ms / 1000, jitter_ms / 1000
+    fake: Fake | FakeTwilioProcess
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{folder}/bench.db"
+        if channel == "telegram":
+            fake = Fake(LIMIT, delay, jitter)  # 30 a second, or 1,000 with paid broadcasts
+            settings = dataclasses.replace(
+                settings_for(folder, fake, float(rate)),
+                telegram_paid_broadcast=rate > LIMIT,
+            )
+        else:
+            fake = FakeTwilioProcess(rate, delay, jitter)
+            settings = Settings(
+                database_url=url,
+                twilio_account_sid=fake.account_sid,
+                twilio_auth_token=fake.auth_token,
+                twilio_whatsapp_from="whatsapp:+14155238886",
+                twilio_api_base_url=fake.base_url,
+                twilio_rate=float(rate),
+            )
+        try:
+            await fill(url, size, channel)
+            async with running(settings) as bot:
+                before = (await asyncio.to_thread(fake.stats))["sent"]
+                _bulletin_id, queue_seconds = await start_broadcast(bot)
+                cpu, started = own_cpu(), time.monotonic()
+                # The fake is another process: it is asked.
+                while (await asyncio.to_thread(fake.stats))["sent"] - before < size:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+                cpu, seconds = own_cpu() - cpu, time.monotonic() - started
+                times = await asyncio.to_thread(fake.times, before, before + size)
+                hits = (await asyncio.to_thread(fake.stats))["flood_hits"]
+        finally:
+            fake.close()
+    first, last = size // 10, size - size // 10 - 1
+    steady = (last - first) / (times[last] - times[first])
+    return {
+        "queue_seconds": queue_seconds,
+        "share": steady / rate,
+        "hits": hits,
+        "seconds": seconds,
+        "cpu_ms": 1000 * cpu / size,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -315,8 +432,8 @@ class Share:
 
     @property
     def rate(self) -> float:
-        """Messages a second."""
-        return self.messages / self.seconds
+        """Messages a second (nan when it had no turn: the broadcast ended before it)."""
+        return self.messages / self.seconds if self.seconds else float("nan")
 
 
 async def lifted(size: int) -> dict[str, float]:
@@ -400,8 +517,8 @@ async def lifted(size: int) -> dict[str, float]:
         "cpu_ms": 1000 * sender.cpu / sender.messages,
         "fake_cpu_ms": 1000 * sender.fake_cpu / sender.messages,
         "bare_rate": bare.rate,
-        "bare_cpu_ms": 1000 * bare.cpu / bare.messages,
-        "bare_fake_cpu_ms": 1000 * bare.fake_cpu / bare.messages,
+        "bare_cpu_ms": 1000 * bare.cpu / max(1, bare.messages),
+        "bare_fake_cpu_ms": 1000 * bare.fake_cpu / max(1, bare.messages),
         "bare_messages": bare.messages,
         "turns": bare.turns,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -466,6 +583,11 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=600, help="messages measured in (a)")
     parser.add_argument("--warmup", type=int, default=60, help="messages before (a) measures")
     parser.add_argument("--skip-a", action="store_true")
+    parser.add_argument("--skip-b", action="store_true")
+    parser.add_argument("--trips", action="store_true", help="(d): over real round trips")
+    parser.add_argument("--big", type=int, default=100_000, help="the large broadcasts of (d)")
+    parser.add_argument("--big-whatsapp", type=int, help="... on WhatsApp (default: --big)")
+    parser.add_argument("--only-big", action="store_true", help="(d): the large ones only")
     parser.add_argument(
         "--in-flight",
         type=int,
@@ -482,6 +604,8 @@ def main() -> None:
             globals()["Sender"] = in_flight
         if kind == "paced":
             result = asyncio.run(paced(*values))
+        elif kind in ("telegram", "whatsapp"):
+            result = asyncio.run(round_trips(kind, *values))
         elif kind == "lifted":
             result = asyncio.run(lifted(*values))
         else:
@@ -496,17 +620,22 @@ def main() -> None:
             f"{args.warmup + args.paced} accepted at {a['steady']:.2f}/s = "
             f"{a['steady'] / LIMIT:.3f} of the limit (from the end of queueing, start-up "
             f"included: {a['whole'] / LIMIT:.3f}); 429 answers: {int(a['hits'])}; most "
-            f"accepted in any one second: {int(a['densest'])}"
+            f"accepted in any one second: {int(a['densest'])}; the bot's CPU per message "
+            f"{a['cpu_ms']:.2f} ms (replies and polling included)"
         )
         print(
             f"(c) {int(a['replies'])} interactive replies during it: latency p50 "
             f"{a['reply_p50']:.3f} s, p95 {a['reply_p95']:.3f} s, max {a['reply_max']:.3f} s"
         )
+    if args.trips:
+        trips(args.warmup, args.paced, args.big, args.big_whatsapp or args.big, args.only_big)
+    if args.skip_b:
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+        return
     bound = [] if args.in_flight is None else ["--in-flight", str(args.in_flight)]
-    default = inspect.signature(ChannelWorker).parameters["max_in_flight"].default
     print(
-        f"(b) with the sender's max_in_flight {args.in_flight or default}: a crash may send "
-        "that many messages twice"
+        f"(b) with the sender's max_in_flight {args.in_flight or 'bound(10,000) = 1,250'}: a "
+        "crash may send that many messages twice (as many as the rate and round trip need)"
     )
     for size in args.sizes:
         b = child("lifted", str(size), *bound)
@@ -529,6 +658,28 @@ def main() -> None:
             f"{own['rate']:.0f}/s, {own['cpu_ms']:.3f} ms of CPU per message"
         )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+def trips(warmup: int, count: int, big: int, big_whatsapp: int, only_big: bool) -> None:
+    """(d): print the figures over real round trips."""
+    for delay in () if only_big else (50, 150, 300):
+        d = child("paced", str(warmup), str(count), str(delay), str(delay * 2 // 3))
+        print(
+            f"(d) Telegram 30/s, answers in {delay} ms ± {delay // 3}: messages {warmup} to "
+            f"{warmup + count} at {d['steady'] / LIMIT:.3f} of the limit; 429 answers: "
+            f"{int(d['hits'])}; most in any one second: {int(d['densest'])}; the bot's CPU per "
+            f"message {d['cpu_ms']:.2f} ms"
+        )
+    runs = [("telegram", 1000, size, 150, 100) for size in (4000, big)][only_big:]
+    runs += [("whatsapp", 80, size, 300, 200) for size in (800, big_whatsapp)][only_big:]
+    for channel, rate, size, delay, jitter in runs:
+        d = child(channel, str(rate), str(size), str(delay), str(jitter))
+        print(
+            f"(d) {channel} {rate}/s, answers in {delay} ms ± {jitter // 2}, {size:,} "
+            f"subscribers: {d['share']:.3f} of the rate (queued in {d['queue_seconds']:.1f} s, "
+            f"sent in {d['seconds']:.1f} s); 429 answers: {int(d['hits'])}; the bot's CPU per "
+            f"message {d['cpu_ms']:.2f} ms; peak RSS {d['rss_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

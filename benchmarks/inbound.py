@@ -206,6 +206,9 @@ async def cli(env: dict[str, str], *args: str) -> str:
 # How the bot is started (a profiler may be put in front of it), and from where.
 BOT_COMMAND = [sys.executable, "-m", "bot.cli", "serve"]
 BOT_ROOT = ROOT
+# With --procfile, as the Procfile deploys it: `serve --role web` takes the webhooks and a
+# `worker` process of its own sends (PostgreSQL only: the two share the outbox).
+WORKER_COMMAND: list[str] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -222,6 +225,17 @@ async def bot_process(env: dict[str, str], folder: Path) -> AsyncIterator[BotPro
             stderr=out,
         )
     bot = BotProcess(process, int(env["PORT"]), env, log)
+    worker: asyncio.subprocess.Process | None = None
+    if WORKER_COMMAND is not None:
+        with (folder / "worker.log").open("w") as out:
+            worker = await asyncio.create_subprocess_exec(
+                *WORKER_COMMAND,
+                env=env,
+                cwd=BOT_ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
     try:
         async with aiohttp.ClientSession() as client:
             for _ in range(300):
@@ -236,12 +250,13 @@ async def bot_process(env: dict[str, str], folder: Path) -> AsyncIterator[BotPro
                 raise RuntimeError("the bot did not answer /healthz within 30 s")
         yield bot
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
+        for running in (process, worker):
+            if running is not None and running.returncode is None:
+                running.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(running.wait(), 60)
+                except TimeoutError:
+                    running.kill()
         text = log.read_text()
         if "Traceback" in text:
             print(f"   the bot logged errors: {text[text.index('Traceback') :][:1500]}")
@@ -895,7 +910,10 @@ async def main(args: argparse.Namespace) -> None:
             f"(1) capacity, the sender's limits lifted, {args.seconds:.0f} s per rate after "
             f"{args.warmup:.0f} s of warm-up; latency from the webhook post to the fake's receipt"
         )
-        kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
+        # The Procfile's two processes share one outbox: PostgreSQL only.
+        kinds = ([] if args.procfile else ["sqlite"]) + (["postgresql"] if args.postgres else [])
+        if args.procfile:
+            print("    as the Procfile deploys it: `serve --role web` and `worker`")
         for kind in kinds:
             for rate in args.rates:
                 result = await capacity(
@@ -924,6 +942,11 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
     parser.add_argument("--think", type=float, default=1.0, help="least seconds to answer")
     parser.add_argument("--postgres", help="postgresql://… of a server (see above)")
+    parser.add_argument(
+        "--procfile",
+        action="store_true",
+        help="as the Procfile deploys it: `serve --role web` and a `worker` (PostgreSQL only)",
+    )
     parser.add_argument("--wave", type=int, default=2000)
     parser.add_argument("--subscribers", type=int, default=5000)
     parser.add_argument("--priority-rate", type=float, default=5.0)
@@ -953,4 +976,7 @@ if __name__ == "__main__":
         arguments.only = ["flood"]
     if arguments.bot_root is not None:
         BOT_ROOT = arguments.bot_root.resolve()
+    if arguments.procfile:
+        BOT_COMMAND += ["--role", "web"]
+        WORKER_COMMAND = [sys.executable, "-m", "bot.cli", "worker"]
     asyncio.run(main(arguments))

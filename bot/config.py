@@ -64,6 +64,8 @@ class Settings:
     telegram_file_base_url: str | None = None
     telegram_webhook_secret: str | None = None
     telegram_rate: float = 30.0
+    # Bulletins sent with allow_paid_broadcast (Telegram charges Stars for each): past 30/s.
+    telegram_paid_broadcast: bool = False
     telegram_chat_rate: float = 1.0
     inbound_per_minute: int = 20  # messages one person may send a minute; past it, dropped
     telegram_max_body: int = 1_048_576  # bytes of a webhook request's body, at most
@@ -364,6 +366,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     take("TELEGRAM_RATE", "telegram_rate", _rate, "messages per second, above 0")
     take("TELEGRAM_CHAT_RATE", "telegram_chat_rate", _rate, "messages per second, above 0")
+    take("TELEGRAM_PAID_BROADCAST", "telegram_paid_broadcast", _flag, "true or false")
     take("INBOUND_PER_MINUTE", "inbound_per_minute", _count, "a number from 1 to 1000")
     take(
         "TELEGRAM_MAX_BODY",
@@ -466,6 +469,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if given and not values.get("public_url"):
         raise ConfigError(
             "PUBLIC_URL", "the bot's public https URL: Twilio reaches WhatsApp's bot by webhook"
+        )
+    rate = values.get("telegram_rate", Settings.telegram_rate)
+    if values.get("telegram_paid_broadcast") and isinstance(rate, float) and rate <= 30:
+        # Paid broadcasts cost Stars for what the free limit sends anyway.
+        raise ConfigError(
+            "TELEGRAM_RATE",
+            "more than 30 messages a second when TELEGRAM_PAID_BROADCAST is on",
+            str(rate),
         )
     webhook = values.get("telegram_bot_token") and values.get("public_url")
     if webhook and not values.get("telegram_webhook_secret"):

@@ -11,11 +11,15 @@ from typing import Literal
 
 
 class RetryLater(Exception):
-    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again."""
+    """The platform asks us to wait (Telegram's RetryAfter, Twilio's 429) before sending again;
+    with `rate`, to send no faster than that from now on (paid broadcasts refused)."""
 
-    def __init__(self, seconds: float, reason: str = "rate limited") -> None:
+    def __init__(
+        self, seconds: float, reason: str = "rate limited", rate: float | None = None
+    ) -> None:
         super().__init__(reason)
         self.seconds = seconds
+        self.rate = rate
 
 
 class Unreachable(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import itertools
 import logging
 import time
@@ -28,6 +29,7 @@ from sqlalchemy import ColumnElement, Integer, Select, Update, bindparam, or_, s
 from bot import outbox
 from bot.db import Database
 from bot.dbapi import HeldConnection, Prepared
+from bot.inflight import FLOOR, InFlight
 from bot.messages import HOLDING_CHANNELS, Outbound
 from bot.models import OutboxMessage
 from bot.outbox import PRIORITIES, Stop
@@ -100,11 +102,17 @@ class _Pacer:
     `rate` of them in any one second.
 
     The platform counts a send when it arrives, some time after it left here and before its
-    answer came back: so a send counts as "within the last second" from its start until one
-    second after its answer. A new send starts only when fewer than `limit` others are in that
-    state; then no one-second window at the platform's end can hold more than `limit`, whatever
-    the jitter between here and there. That is exact, so no margin under the limit is needed:
-    the rate falls short of it only by the answers' delay (a few milliseconds a second).
+    answer came back. Counting each one until a second after its answer, as this did, is exact
+    whatever the way there, but a round trip of `r` seconds then holds the rate to
+    `rate / (1 + r)`: 23 a second of 30 with Telegram answering in 0.3 s, 870 of 1,000 at 0.15 s.
+    So a send counts as "within the last second" from its booking until one second after it
+    reached the platform: its answer, or REACH seconds after a lane began it (begin()), whichever
+    comes first. A new send starts only when fewer than `limit` others are in that state; then
+    no one-second window at the platform's end holds more than `limit`, as long as the way
+    there varies by less than REACH from one message to the next (its length, the same for
+    all, does not matter; the platform's time to answer, however it varies, counts for nothing).
+    The rate falls short of the limit by REACH a second at most (a send answered sooner counts
+    from its answer); above 100 a second, by 6 % more (per_second).
 
     The even spacing keeps bursts away; it gives way to that count, not the other way round: a
     send held back by less than an interval does not hold back the ones after it, which catch
@@ -113,39 +121,71 @@ class _Pacer:
     """
 
     TOLERANCE = 0.001  # seconds a send may start before its even turn (the loop's timer grain)
+    # Seconds of the even schedule a late event loop may make up at once: one interval at 30 a
+    # second, ten sends at 1,000 (each sleep of a millisecond overshot by a busy loop lost a
+    # send's turn there, 0.6 of the rate).
+    CATCH_UP = 0.01
+    # Seconds by which the way to the platform may vary between two sends (from the lane's
+    # begin() to the platform's count: the event loop's delay, the HTTP pool, the network's
+    # jitter). 0.97 of the limit needs it under 0.03 s.
+    REACH = 0.025
 
     def __init__(self, rate: float, clock: Callable[[], float]) -> None:
         self.interval = 1.0 / rate
-        self.limit = max(1, int(rate))  # sends in any one second
+        self.limit = self.per_second(rate)  # sends in any one second
         self.clock = clock
         self.next_at = 0.0  # the next send's turn in the even schedule
         self.last = -self.interval  # when the last send was booked
         self.paused_until = 0.0
-        self.unanswered = 0  # sends started and not yet answered
-        self.answered: deque[float] = deque()  # when recent sends were answered, in order
+        self.unanswered = 0  # sends booked, neither begun nor answered
+        self.begun = 0  # sends begun and not answered
+        # When recent sends reached the platform, at the latest, in order: answered (or begun
+        # and answered within REACH), and begun (REACH after their begin()).
+        self.answered: deque[float] = deque()
+        self.reaching: deque[list[float]] = deque()
         self.answer = asyncio.Event()
         self.booking = asyncio.Lock()  # two callers would book the same turn
+
+    @staticmethod
+    def per_second(rate: float) -> int:
+        """Sends let through in any one second at `rate`: all of them up to 100 a second; 6 %
+        fewer above, where a busy event loop (here and at the platform) delays sends by more
+        than REACH (at 1,000 a second against the fake Bot API, the full count brought 429s,
+        and 3 % fewer still some: 0.70 to 0.75 of the rate; 6 % fewer none, 0.80 to 0.89)."""
+        return max(1, int(rate if rate < 100 else rate * 0.94))
 
     async def wait(self) -> None:
         """Sleep until the next send may start, and book it; call done() when it is answered."""
         async with self.booking:
             await self._book()
 
+    def _counted(self, start: float) -> int:
+        """Forget the sends that reached the platform a second before `start`; how many are left
+        (they reached it, or may reach it, within a second of `start`)."""
+        while self.answered and self.answered[0] <= start - 1.0:
+            self.answered.popleft()
+        while self.reaching and self.reaching[0][0] <= start - 1.0:
+            self.reaching.popleft()
+        return len(self.answered) + len(self.reaching)
+
+    def _freed_at(self, excess: int) -> float:
+        """When the `excess`-th of the sends counted stops counting (a second after it reached)."""
+        reached = heapq.merge(self.answered, (reach for (reach,) in self.reaching))
+        return next(itertools.islice(reached, excess - 1, None)) + 1.0
+
     async def _book(self) -> None:
         while True:
             now = self.clock()
             # The platform's rules: its pause, and its count of the last second.
             start = max(now, self.paused_until)
-            # Answers a second before `start` can no longer share a second with this send.
-            while self.answered and self.answered[0] <= start - 1.0:
-                self.answered.popleft()
-            excess = self.unanswered + len(self.answered) - (self.limit - 1)
-            if excess > len(self.answered):  # too many unanswered: wait for an answer
+            counted = self._counted(start)
+            excess = self.unanswered + counted - (self.limit - 1)
+            if excess > counted:  # too many on their way: wait for one to begin or be answered
                 self.answer.clear()
                 await self.answer.wait()
                 continue
             if excess > 0:
-                start = max(start, self.answered[excess - 1] + 1.0)
+                start = max(start, self._freed_at(excess))
             # The even spacing, to a millisecond: the event loop's timers are no finer, and a
             # shorter sleep would cost a millisecond at high rates.
             due = max(start, self.next_at, self.last + self.interval / 2)
@@ -156,16 +196,50 @@ class _Pacer:
                 if self.paused_until > start:  # the platform said to wait meanwhile
                     continue
             break
-        # The schedule lags at most an interval behind the sends: idle time is never banked.
-        self.next_at = max(self.next_at, start - self.interval) + self.interval
+        # The schedule lags at most an interval (or CATCH_UP) behind the sends: idle time is
+        # never banked.
+        lag = max(self.interval, self.CATCH_UP)
+        self.next_at = max(self.next_at, start - lag) + self.interval
         self.last = start
         self.unanswered += 1
 
+    def begin(self) -> list[float]:
+        """A send booked with wait() leaves now: it reaches the platform within REACH. Give
+        what this returns to arrived() when it is answered."""
+        reach = [self.clock() + self.REACH]
+        if self.unanswered:  # (else answered already: it counts from its answer)
+            self.unanswered -= 1
+            self.begun += 1
+            self.reaching.append(reach)
+            self.answer.set()
+        return reach
+
+    def arrived(self, reach: list[float]) -> None:
+        """A send begun was answered: if sooner than REACH, it counts from now (at 30 a second
+        against a local Bot API, REACH cost 2.5 % of the rate)."""
+        now = self.clock()
+        if reach[0] <= now:
+            return
+        # Begun less than REACH ago: near the end of `reaching`, which stays in order.
+        for index in range(len(self.reaching) - 1, -1, -1):
+            if self.reaching[index] is reach:
+                del self.reaching[index]
+                self.answered.append(now)
+                return
+
     def done(self) -> None:
         """A send booked with wait() was answered (or failed): it counts for one more second."""
-        self.unanswered -= 1
+        if self.begun:  # counted from its begin() already
+            self.begun -= 1
+            return
+        self.unanswered = max(0, self.unanswered - 1)
         self.answered.append(self.clock())
         self.answer.set()
+
+    def slow_to(self, rate: float) -> None:
+        """Send no faster than `rate` a second from now on (never faster than before)."""
+        self.interval = max(self.interval, 1.0 / rate)
+        self.limit = min(self.limit, self.per_second(rate))
 
     def pause(self, seconds: float) -> None:
         """Hold every send for `seconds` (the platform said so)."""
@@ -244,16 +318,17 @@ class ChannelWorker:
     A planner (run) reads the due rows, keeps replies first and each chat's order and pace,
     books each send with the pacer and hands it to lanes that send one message after another;
     a recorder writes the outcomes, a few at a time, and a lane starts a send only while fewer
-    than `max_in_flight` are sent or sending and not yet written: a crash repeats at most that
-    many. The reads and the writes go straight through the DB-API (bot/dbapi.py), three
-    outcomes to a transaction: with the limits lifted, the sender's rate was 0.89 to 1.00 of a
-    bare python-telegram-bot send loop's in two runs, against 0.65 before (2-core machine,
-    SQLite, 10,000 and 100,000 subscribers; benchmarks/broadcast.py, README).
+    than the slots of `inflight` (the rate times the measured round trip, up to its ceiling)
+    are sent or sending and not yet written: a crash repeats at most that many. The reads and
+    the writes go straight through the DB-API (bot/dbapi.py), three outcomes to a transaction:
+    with the limits lifted, the sender's rate was 0.89 to 1.00 of a bare python-telegram-bot
+    send loop's in two runs, against 0.65 before (2-core machine, SQLite, 10,000 and 100,000
+    subscribers; benchmarks/broadcast.py, README).
     """
 
-    # Sends at a time, at most (fewer when max_in_flight is smaller): python-telegram-bot's
-    # pool is no faster with more, and each costs it more per request.
-    LANES = 6
+    # Sends at a time, at the least (fewer when max_in_flight is smaller); more as the rate
+    # and the round trip need (bot/inflight.py): each costs the HTTP pool more per request.
+    LANES = FLOOR
     # Seconds an outcome waits, at most, for others to be written with it (see _send).
     GATHER = 0.05
 
@@ -262,7 +337,7 @@ class ChannelWorker:
         db: Database,
         transport: Transport,
         *,
-        max_in_flight: int = 6,
+        max_in_flight: int | None = None,
         max_attempts: int = 24,
         batch: int = 500,
         backoff: float = 2.0,
@@ -295,7 +370,10 @@ class ChannelWorker:
         # A platform that fails (5xx, network) is tried again after 2, 4, 8, 16, then every 30
         # seconds: a message goes out at most 30 s after the platform is back, however long it
         # was away; 24 tries keep trying for 10 minutes before the message is given up.
-        self.max_in_flight = max_in_flight
+        # Sends in flight: the rate times the measured round trip, up to inflight.bound(rate)
+        # or `max_in_flight` when given.
+        self.inflight = InFlight(transport.rate, clock, max_in_flight)
+        self.max_in_flight = self.inflight.ceiling
         self.max_attempts = max_attempts
         self.batch = batch
         self.backoff = backoff  # seconds before the first retry; doubled each time
@@ -304,11 +382,6 @@ class ChannelWorker:
         self.clock = clock
         self.utcnow = utcnow  # the wall clock of rows due at a moment (tests move both clocks)
         self.pacer = _Pacer(transport.rate, clock)
-        # Rows sent or sending and not yet written: a crash repeats at most `max_in_flight`.
-        self.slots = asyncio.Semaphore(max_in_flight)
-        # Outcomes written together, when sends are under way: half the slots, so that the
-        # other half go on sending meanwhile (see _send).
-        self.gather = max(1, max_in_flight // 2)
         self.delivering = 0  # lanes in the middle of a send
         self.overdue: asyncio.TimerHandle | None = None  # when waiting outcomes are written
         # The worker's own transactions take turns: a pass must not read a row as pending while
@@ -320,8 +393,9 @@ class ChannelWorker:
         # which takes a few tenths of a second when the event loop is busy with the sends. It
         # fills only at high rates (at 30 a second a lane takes each row as soon as it is
         # booked), and replies go ahead of the broadcasts in it.
+        # (Room for a None to each lane, in finish(): they may be more than a batch.)
         self.ready: asyncio.PriorityQueue[tuple[int, int, _Row | None]] = asyncio.PriorityQueue(
-            batch
+            max(batch, self.inflight.ceiling)
         )
         self.booked = itertools.count()
         self.lanes: set[asyncio.Task[None]] = set()
@@ -346,6 +420,12 @@ class ChannelWorker:
         self.flushing = 0  # callers waiting in flush()
         self.retry_at: float | None = None  # (clock) the first retry postponed by this worker
 
+    @property
+    def gather(self) -> int:
+        """Outcomes written together when sends are under way: half the slots (see _send)."""
+        # ... so that the other half go on sending meanwhile.
+        return max(1, self.inflight.limit // 2)
+
     def wake(self, *, urgent: bool = False) -> None:
         """New rows are waiting; `urgent` (a reply) interrupts a broadcast batch."""
         self.requested += 1
@@ -364,10 +444,11 @@ class ChannelWorker:
             await asyncio.wait({recorder})  # what it had in hand is back in `done`, for finish()
 
     def _start_lanes(self) -> None:
-        """Start the lanes, once: they live as long as the worker."""
+        """Start lanes up to the slots in flight: they live as long as the worker."""
         # A task per message would cost more, and python-telegram-bot's connection pool works
-        # best with a new request right after a response on the same task.
-        while not self.stopping and len(self.lanes) < min(self.LANES, self.max_in_flight):
+        # best with a new request right after a response on the same task. Lanes beyond the
+        # slots, after the number shrank, wait for a slot.
+        while not self.stopping and len(self.lanes) < self.inflight.limit:
             lane = asyncio.create_task(self._lane(), name=f"send-{self.channel}-lane")
             self.lanes.add(lane)
             lane.add_done_callback(self.lanes.discard)
@@ -408,12 +489,15 @@ class ChannelWorker:
                 self.ready.task_done()
                 return
             try:
-                await self.slots.acquire()  # given back once the outcome is written
+                await self.inflight.acquire()  # given back once the outcome is written
                 await self.pacer.hold()
+                self.inflight.begin(row[0])  # its hold time counts from here
+                reach = self.pacer.begin()  # ... and it reaches the platform within REACH
                 await self._send(*row)
+                self.pacer.arrived(reach)  # (_send returns as soon as it is answered)
             except Exception:  # a bug must not take a lane away (the row stays in flight)
                 logger.exception("the %s sender failed on outbox message %s", self.channel, row[0])
-                self.slots.release()
+                self.inflight.release(row[0])
             finally:
                 self.ready.task_done()
 
@@ -650,6 +734,9 @@ class ChannelWorker:
         except RetryLater as exc:
             # Flood control is per bot, not per chat: hold the whole channel.
             self.pacer.pause(exc.seconds)
+            if exc.rate is not None:  # and go on slower
+                self.pacer.slow_to(exc.rate)
+                self.inflight.rate = min(self.inflight.rate, exc.rate)
             values.update(
                 attempts=attempts,  # not the message's fault
                 not_before=self.utcnow() + timedelta(seconds=exc.seconds),
@@ -781,7 +868,9 @@ class ChannelWorker:
                 raise
         for row_id, *_rest in batch:
             self.in_flight.pop(row_id, None)
-            self.slots.release()
+            self.inflight.release(row_id)
+        if len(self.lanes) < self.inflight.limit:  # answers slower than before: more lanes
+            self._start_lanes()
 
 
 class Sender:

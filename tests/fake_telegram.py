@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import random
 import re
 import socket
 import stat
@@ -90,6 +91,11 @@ GET_ME: dict[str, Any] = {
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "sendLocation"})
 EDIT_METHODS = frozenset({"editMessageText", "editMessageReplyMarkup"})
 FLOOD_METHODS = SEND_METHODS | EDIT_METHODS
+PAID_LIMIT = 1000  # messages a second with allow_paid_broadcast
+# What the fake answers a paid broadcast when the bot's Stars run out. The Bot API does not
+# document it: MTProto's error for a Stars balance too low is BALANCE_TOO_LOW, which the Bot API
+# passes on as a 400's description.
+NO_STARS = "Bad Request: BALANCE_TOO_LOW"
 
 BLOCKED = "Forbidden: bot was blocked by the user"
 CHAT_NOT_FOUND = "Bad Request: chat not found"
@@ -592,9 +598,24 @@ class FakeTelegram:
         *,
         flood_limit: int | None = None,
         chat_limits: bool = False,
+        delay: float = 0.0,
+        jitter: float = 0.0,
+        stars: float | None = None,
     ) -> None:
-        """Set up an empty fake; call start() (or use `async with`) to serve it."""
+        """Set up an empty fake; call start() (or use `async with`) to serve it.
+
+        Each call is answered `delay` ± `jitter` / 2 seconds after it arrived (when the fake
+        counts it): the platform's time and the way back. `stars`: the bot's balance for paid
+        broadcasts (0.1 a message; None: unlimited).
+        """
         self.token = token
+        self.delay = delay
+        self.jitter = jitter
+        self._rng = random.Random(20)
+        self.stars = stars
+        self.paid_sent = 0  # messages accepted with allow_paid_broadcast
+        self.paid_refused = 0  # ... refused for want of Stars
+        self._paid_window: deque[float] = deque()
         self.flood_limit = flood_limit
         self.flood_hits = 0
         self.chat_limits = chat_limits  # Telegram's per-chat limits (429 past them)
@@ -708,6 +729,8 @@ class FakeTelegram:
                 "flood_hits": self.flood_hits,
                 "chat_flood_hits": self.chat_flood_hits,
                 "faults_answered": self.faults_answered,
+                "paid_sent": self.paid_sent,
+                "paid_refused": self.paid_refused,
             }
         )
 
@@ -841,17 +864,25 @@ class FakeTelegram:
             params = await self._read_params(request)
             call = Call(name, params, time.monotonic())
             self.calls.append(call)
-            self._check_faults(name)
+            self._check_faults(name, bool(params.get("allow_paid_broadcast")))
             result = await handler(params)
             if name in EDIT_METHODS:
                 self.edits.append(call)
         except ApiError as error:
+            await self._answer_delay()
             return JSONResponse(error.envelope(), status_code=error.error_code)
         except Exception as error:  # a bug in the fake: answer 500 and keep it for the test
             self.errors.append(error)
             body = ApiError(500, f"Internal Server Error: fake_telegram: {error!r}").envelope()
             return JSONResponse(body, status_code=500)
+        await self._answer_delay()
         return JSONResponse({"ok": True, "result": result})
+
+    async def _answer_delay(self) -> None:
+        """Wait as the platform does before its answer comes back (`delay`, `jitter`)."""
+        if self.delay or self.jitter:
+            spread = self._rng.uniform(-self.jitter / 2, self.jitter / 2)
+            await asyncio.sleep(max(0.0, self.delay + spread))
 
     async def _read_params(self, request: Request) -> dict[str, Any]:
         """The parameters of a request from its query string and form, multipart or JSON body."""
@@ -888,8 +919,11 @@ class FakeTelegram:
                 params[key] = _decode_param(key, value)
         return params
 
-    def _check_faults(self, method: str) -> None:
-        """Raise an outage's error, an injected error or a flood-control 429, if any is due."""
+    def _check_faults(self, method: str, paid: bool = False) -> None:
+        """Raise an outage's error, an injected error or a flood-control 429, if any is due.
+
+        A paid broadcast counts in its own limit (1,000 a second), and costs 0.1 Star.
+        """
         if time.monotonic() < self._outage_until:
             self.outage_answers += 1
             raise ApiError(self._outage_error, _phrase(self._outage_error))
@@ -897,6 +931,21 @@ class FakeTelegram:
         if faults:
             self.faults_answered += 1
             raise faults.popleft()
+        if paid and method in SEND_METHODS:
+            if self.stars is not None and self.stars < 0.1:
+                self.paid_refused += 1
+                raise ApiError(400, NO_STARS)
+            now = time.monotonic()
+            while self._paid_window and now - self._paid_window[0] >= 1.0:
+                self._paid_window.popleft()
+            if len(self._paid_window) >= PAID_LIMIT:
+                self.flood_hits += 1
+                raise ApiError(429, "Too Many Requests: retry after 1", {"retry_after": 1})
+            self._paid_window.append(now)
+            self.paid_sent += 1
+            if self.stars is not None:
+                self.stars = round(self.stars - 0.1, 1)
+            return
         if self.flood_limit is not None and method in FLOOD_METHODS:
             now = time.monotonic()
             while self._flood_window and now - self._flood_window[0] >= 1.0:
@@ -1624,10 +1673,12 @@ class FakeTelegram:
                 continue
 
 
-async def _serve_forever(flood_limit: int | None) -> None:
+async def _serve_forever(
+    flood_limit: int | None, delay: float = 0.0, jitter: float = 0.0, stars: float | None = None
+) -> None:
     """Run the fake, printing its base URL (for benchmarks in another process), until killed
     or, when its standard input is a pipe, until that closes (its parent has gone)."""
-    fake = FakeTelegram(flood_limit=flood_limit)
+    fake = FakeTelegram(flood_limit=flood_limit, delay=delay, jitter=jitter, stars=stars)
     await fake.start()
     print(f"{fake.base_url} {fake.token}", flush=True)
     if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
@@ -1638,5 +1689,8 @@ async def _serve_forever(flood_limit: int | None) -> None:
 
 
 if __name__ == "__main__":
+    # python -m tests.fake_telegram [FLOOD_LIMIT|none [DELAY JITTER [STARS]]]
     limit = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "none" else None
-    asyncio.run(_serve_forever(limit))
+    delay, jitter = (float(value) for value in (sys.argv[2:4] if len(sys.argv) > 3 else (0, 0)))
+    stars = float(sys.argv[4]) if len(sys.argv) > 4 else None
+    asyncio.run(_serve_forever(limit, delay, jitter, stars))

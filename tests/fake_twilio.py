@@ -30,6 +30,7 @@ import binascii
 import copy
 import hmac
 import json
+import random
 import re
 import socket
 import time
@@ -141,6 +142,7 @@ class Call:
     params: dict[str, str | list[str]]
     at: float
     status: int = 0
+    answered_at: float = 0.0  # when its answer left (after the delay)
 
 
 @dataclass
@@ -297,8 +299,16 @@ class FakeTwilio:
         *,
         rate_limit: int | None = None,
         number: str = WHATSAPP_NUMBER,
+        delay: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
-        """Set up an empty fake; call start() (or use `async with`) to serve it."""
+        """Set up an empty fake; call start() (or use `async with`) to serve it.
+
+        A create request is answered `delay` ± `jitter` / 2 seconds after it was counted.
+        """
+        self.delay = delay
+        self.jitter = jitter
+        self._rng = random.Random(20)
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.number = number
@@ -340,6 +350,7 @@ class FakeTwilio:
                     methods=["GET"],
                 ),
                 Route("/_fake/stats", self._stats, methods=["GET"]),
+                Route("/_fake/accepted", self._accepted, methods=["GET"]),
                 Route("/{path:path}", self._not_found, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
         )
@@ -440,6 +451,12 @@ class FakeTwilio:
             }
         )
 
+    async def _accepted(self, request: Request) -> JSONResponse:
+        """When (time.monotonic, shared by processes) the messages from `start` on arrived, for a
+        benchmark in another process (not Twilio's API)."""
+        start = max(0, int(request.query_params.get("start", "0")))
+        return JSONResponse([message.at for message in self.messages[start:]])
+
     async def _not_found(self, request: Request) -> JSONResponse:
         """Any other path: Twilio's 404."""
         return _error_response(TwilioError(404, 20404))
@@ -500,13 +517,24 @@ class FakeTwilio:
             message = self._accept(call.params, call.at)
         except TwilioError as error:
             call.status = error.status
+            await self._answer_delay()
+            call.answered_at = time.monotonic()
             return _error_response(error)
         except Exception as error:  # a bug in the fake: answer 500 and keep it for the test
             self.errors.append(error)
             call.status = 500
             return _error_response(TwilioError(500, 20500, f"fake_twilio: {error!r}"))
         call.status = 201
-        return JSONResponse(copy.deepcopy(message.resource), status_code=201)
+        resource = copy.deepcopy(message.resource)
+        await self._answer_delay()
+        call.answered_at = time.monotonic()
+        return JSONResponse(resource, status_code=201)
+
+    async def _answer_delay(self) -> None:
+        """Wait as Twilio does before its answer comes back (`delay`, `jitter`)."""
+        if self.delay or self.jitter:
+            spread = self._rng.uniform(-self.jitter / 2, self.jitter / 2)
+            await asyncio.sleep(max(0.0, self.delay + spread))
 
     async def _fetch_message(self, request: Request) -> Response:
         """GET .../Messages/{sid}.json: the resource as it is now (status after callbacks)."""
@@ -954,23 +982,27 @@ def _steps(statuses: Iterable[str | tuple[str, int]]) -> tuple[tuple[str, int | 
     return tuple(steps)
 
 
-async def _serve_forever(port: int, rate_limit: int | None) -> None:
+async def _serve_forever(
+    port: int, rate_limit: int | None, delay: float = 0.0, jitter: float = 0.0
+) -> None:
     """Run the fake until killed, printing its base URL and credentials (for benchmarks)."""
-    fake = FakeTwilio(rate_limit=rate_limit)
+    fake = FakeTwilio(rate_limit=rate_limit, delay=delay, jitter=jitter)
     await fake.start(port)
     print(f"{fake.base_url} {fake.account_sid} {fake.auth_token}", flush=True)
     await asyncio.Event().wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m tests.fake_twilio [--port N] [--rate-limit N]`."""
+    """`python -m tests.fake_twilio [--port N] [--rate-limit N] [--delay S] [--jitter S]`."""
     parser = argparse.ArgumentParser(description="A fake of Twilio's REST API on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument(
         "--rate-limit", type=int, default=None, help="answer 429 past N messages in a second"
     )
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    parser.add_argument("--jitter", type=float, default=0.0, help="... give or take half this")
     args = parser.parse_args(argv)
-    asyncio.run(_serve_forever(args.port, args.rate_limit))
+    asyncio.run(_serve_forever(args.port, args.rate_limit, args.delay, args.jitter))
 
 
 if __name__ == "__main__":

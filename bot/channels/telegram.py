@@ -40,6 +40,7 @@ from bot.channels.telegram_http import AiohttpRequest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.i18n import LOCALES, N_, translate_in
+from bot.inflight import bound
 from bot.messages import (
     SHARE_LOCATION,
     SHARE_PHONE,
@@ -203,17 +204,29 @@ def seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+# Telegram's free limit, and the words of a refusal of a paid broadcast. The Bot API does not
+# document that answer: a 400 whose description names the Stars, the balance or paid broadcasts
+# (MTProto's error for a low Stars balance is BALANCE_TOO_LOW).
+FREE_RATE = 30.0
+PAID_REFUSED = ("star", "balance", "paid")
+
+
 class TelegramTransport:
     """Sends Outbounds with the Bot API; turns its errors into the sender's."""
 
     channel = "telegram"
 
     def __init__(
-        self, app: Application[Any, Any, Any, Any, Any, Any], rate: float, chat_rate: float
+        self,
+        app: Application[Any, Any, Any, Any, Any, Any],
+        rate: float,
+        chat_rate: float,
+        paid: bool = False,
     ) -> None:
         self.app = app
         self.rate = rate
         self.chat_rate = chat_rate
+        self.paid = paid  # bulletins go as paid broadcasts (TELEGRAM_PAID_BROADCAST)
 
     def chat_limit(self, address: str) -> tuple[float, int]:
         """One message a second to a person; twenty a minute to a group (negative ids)."""
@@ -226,6 +239,8 @@ class TelegramTransport:
         chat_id: int | str = int(chat) if chat.lstrip("-").isdigit() else chat  # @channel
         markup = keyboard(message)
         bot = self.app.bot
+        # Only a bulletin's deliveries are paid for: replies never reach the broadcast limit.
+        paid = self.paid and message.priority == "broadcast"
         try:
             if message.document:
                 return await self._send_document(chat_id, message, markup)
@@ -237,6 +252,7 @@ class TelegramTransport:
                     caption=html_text(message, message.text, True) if caption_fits else None,
                     parse_mode=ParseMode.HTML,
                     reply_markup=markup if caption_fits else None,
+                    allow_paid_broadcast=True if paid else None,
                 )
                 if caption_fits:
                     return str(sent.message_id)
@@ -252,6 +268,8 @@ class TelegramTransport:
                 }
                 if last and markup is not None:
                     params["reply_markup"] = markup
+                if paid:
+                    params["allow_paid_broadcast"] = True
                 answer = await bot.do_api_request("send_message", api_kwargs=params)
                 message_id = answer["message_id"] if isinstance(answer, dict) else None
             return None if message_id is None else str(message_id)
@@ -262,6 +280,13 @@ class TelegramTransport:
         except BadRequest as exc:
             if "chat not found" in exc.message.lower():
                 raise Unreachable(exc.message) from exc
+            if paid and any(word in exc.message.lower() for word in PAID_REFUSED):
+                # The Stars ran out (or paid broadcasts are not allowed to this bot): the
+                # broadcast goes on at the free limit rather than failing.
+                self.paid = False
+                self.rate = FREE_RATE
+                logger.error("paid broadcasts refused (%s): back to %s a second", exc, FREE_RATE)
+                raise RetryLater(1.0, "paid broadcasts refused", rate=FREE_RATE) from exc
             raise Rejected(exc.message) from exc
 
     async def _send_document(
@@ -303,12 +328,17 @@ class TelegramChannel:
         # Updates of different people run side by side; the engine keeps each person's in order.
         # The pool need not exceed the sender's sends in flight and the courtesy calls of the
         # updates in hand. aiohttp, not httpx: see bot/channels/telegram_http.py.
-        builder = builder.request(AiohttpRequest(32)).get_updates_request(AiohttpRequest(1))
+        # At paid broadcasts' rates the sends in flight grow past 32 (bot/inflight.py).
+        pool = max(32, bound(settings.telegram_rate) + 8)
+        builder = builder.request(AiohttpRequest(pool)).get_updates_request(AiohttpRequest(1))
         self.app = builder.concurrent_updates(64).build()
         self.app.add_handler(TypeHandler(Update, self._on_update))
         self.app.add_error_handler(self._on_error)
         self.transport = TelegramTransport(
-            self.app, settings.telegram_rate, settings.telegram_chat_rate
+            self.app,
+            settings.telegram_rate,
+            settings.telegram_chat_rate,
+            settings.telegram_paid_broadcast,
         )
         # The Telegram chats of the people with a role, with their permissions: the runtime
         # sets it from the database (bot.roles); until then, COORDINATORS' with every one.

@@ -57,6 +57,7 @@ CHAT_RATE, CHAT_BURST = 1.0, 5
 OPTED_OUT = 21610  # the person opted out
 OUTSIDE_WINDOW = 63016  # free-form text outside the 24-hour window
 TIER_CAP = 63018  # over the number's limit of people a day
+TOO_MANY_REQUESTS = 20429  # over the account's or the sender's pace (with HTTP 429)
 NO_SUCH_RECIPIENT = frozenset({21211, 21614, 63003, 63024})
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 BIDI_MARKS = "\u200e\u200f\u061c"
@@ -262,7 +263,8 @@ class WhatsAppTransport:
 
 def _error(exc: TwilioRestException) -> Exception:
     """The sender's error for a refusal of Twilio's."""
-    if exc.status == 429:
+    if exc.status == 429 or exc.code == TOO_MANY_REQUESTS:
+        # Held like Telegram's RetryAfter: the whole channel waits, the message goes again.
         return RetryLater(1.0, "Twilio rate limit")
     if exc.status >= 500:
         return ConnectionError(f"Twilio answered {exc.status}")  # the sender tries again
