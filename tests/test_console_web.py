@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from collections.abc import AsyncIterator
@@ -801,3 +802,20 @@ async def test_the_table_sorts_by_household(
     assert await first("newest") == newest
     assert await first("oldest") == oldest
     assert await first("anything") == newest
+
+
+async def test_the_cookie_is_secure_behind_https(db: Database, settings: Settings) -> None:
+    public = dataclasses.replace(settings, public_url="https://bot.example.org")
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:501", "admin", "test")
+        url = await signin.new_link(session, public, "telegram:501")
+    assert url.startswith("https://bot.example.org/console/sign-in/")
+    transport = httpx.ASGITransport(app=create_app(db, settings=public))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="https://bot.example.org"
+    ) as client:
+        answer = await client.post(url.removeprefix("https://bot.example.org"))
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
