@@ -29,7 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Base, Conversation, OutboxMessage, ProcessedInbound, Report, ReportMark
+from bot.models import (
+    Base,
+    Conversation,
+    OutboxMessage,
+    ProcessedInbound,
+    Report,
+    ReportMark,
+    SignInLink,
+    WebSession,
+)
 from bot.outbox import GONE
 from bot.privacy import anonymize_reports
 
@@ -100,6 +109,14 @@ async def purge(
             "report marks deleted",
             ReportMark,
             (ReportMark.at < now - timedelta(days=REPORT_MARK_DAYS),),
+            None,
+        ),
+        ("console sessions ended", WebSession, (WebSession.expires_at <= now,), None),
+        (
+            # Kept a day after they were made, for the hourly limit and then nothing else.
+            "sign-in links deleted",
+            SignInLink,
+            (SignInLink.created_at < now - timedelta(days=1),),
             None,
         ),
     ]

@@ -153,12 +153,3 @@ def csrf_ok(who: Signed, given: str | None) -> bool:
 async def sign_out(session: AsyncSession, cookie: str) -> None:
     """End a session."""
     await session.execute(delete(WebSession).where(WebSession.token_hash == digest(cookie)))
-
-
-async def purge(session: AsyncSession, now: datetime) -> int:
-    """Delete expired sessions and links older than a day; how many rows went."""
-    gone = await session.execute(delete(WebSession).where(WebSession.expires_at <= now))
-    links = await session.execute(
-        delete(SignInLink).where(SignInLink.created_at < now - timedelta(days=1))
-    )
-    return int(getattr(gone, "rowcount", 0) or 0) + int(getattr(links, "rowcount", 0) or 0)

@@ -819,3 +819,25 @@ async def test_the_cookie_is_secure_behind_https(db: Database, settings: Setting
     cookie = answer.headers["set-cookie"]
     assert "Secure" in cookie
     assert "HttpOnly" in cookie
+
+
+async def test_retention_ends_old_sessions_and_links(db: Database, settings: Settings) -> None:
+    from bot import retention
+
+    now = utcnow()
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:501", "admin", "test")
+        await signin.new_link(session, settings, "telegram:501", now=now - timedelta(days=2))
+        await signin.new_link(session, settings, "telegram:501", now=now)
+    async with db.transaction() as session:
+        url = await signin.new_link(session, settings, "telegram:501", now=now)
+    async with db.transaction() as session:
+        cookie = await signin.redeem(session, settings, url.rsplit("/", 1)[1], now=now)
+    assert cookie is not None
+    later = now + timedelta(hours=settings.console_session_hours, minutes=1)
+    counts = await retention.purge(db, settings, later)
+    assert counts["console sessions ended"] == 1
+    assert counts["sign-in links deleted"] == 1  # the one two days old
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(WebSession)) == 0
+        assert await session.scalar(select(func.count()).select_from(SignInLink)) == 2
