@@ -841,3 +841,33 @@ async def test_retention_ends_old_sessions_and_links(db: Database, settings: Set
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(WebSession)) == 0
         assert await session.scalar(select(func.count()).select_from(SignInLink)) == 2
+
+
+POSTS = ["/console/people", "/console/reports", "/console/reports/R-22222", "/console/signatures"]
+
+
+@pytest.mark.usefixtures("people")
+@pytest.mark.parametrize("path", POSTS)
+async def test_hostile_posts_get_400_never_500(
+    client: httpx.AsyncClient, db: Database, settings: Settings, path: str
+) -> None:
+    await sign_in(client, db, settings, ADDRESSES["admin"])
+    csrf = await csrf_of(client, "/console/people")
+    form = "application/x-www-form-urlencoded"
+    bodies: list[tuple[bytes, str]] = [
+        (b"", form),
+        (b"\xff\xfe\x00garbage", form),
+        (f"csrf={csrf}&id=%C0%AF&status=%00".encode(), form),
+        (f"csrf={csrf}&".encode() + b"a=b&" * 600, form),  # too many fields
+        (f"csrf={csrf}&note=".encode() + b"x" * 20_000, form),  # over the form's limit
+        (b'{"csrf": "x"}', "application/json"),
+        (f"csrf={csrf}&action=status&status=verified&ref=".encode() + b"R-" * 60, form),
+        (f"csrf={csrf}&id=99999999999999999999&action=verify".encode(), form),
+    ]
+    for body, kind in bodies:
+        answer = await client.post(path, content=body, headers={"content-type": kind})
+        assert answer.status_code in (400, 404, 413), (path, body[:40], answer.status_code)
+    lying = await client.post(
+        path, content=b"a=b", headers={"content-type": form, "content-length": "999999999"}
+    )
+    assert lying.status_code in (400, 413)

@@ -575,6 +575,8 @@ class Console:
             found_reports = (
                 await session.scalars(select(Report).where(Report.reference.in_(chosen)))
             ).all()
+            if not found_reports:  # a forged or stale form: nothing it names exists
+                return self.bad_request(request, locale, who)
             now = utcnow()
             for report in found_reports:
                 sent += await reports.change_status(
@@ -1120,7 +1122,8 @@ class Console:
             fields is None
             or not self.same_origin(request)
             or not signin.csrf_ok(who, fields.get("csrf"))
-            or not fields.get("id", "").isdigit()
+            or not (fields.get("id", "").isascii() and fields.get("id", "").isdigit())
+            or len(fields["id"]) > 9  # past a database integer: no such signature
         ):
             return self.bad_request(request, locale, who)
         action = fields.get("action", "")
