@@ -371,6 +371,26 @@ MESSAGE_LIMIT = 1000  # characters of a message between coordinators and a famil
 REPLY = "msg:reply:"  # the payload prefix of the family's Reply button, then the reference
 
 
+async def own_report(session: AsyncSession, reference: str, contact_id: int) -> Report | None:
+    """A report by its reference, if it is this contact's own and still open for messages."""
+    return await session.scalar(
+        select(Report).where(
+            Report.reference == reference,
+            Report.contact_id == contact_id,
+            Report.anonymized_at.is_(None),
+        )
+    )
+
+
+def add_note(
+    session: AsyncSession, report: Report, note: str, *, actor: str, now: datetime
+) -> None:
+    """A coordinators' internal note on a report: in its history, never sent to the family."""
+    session.add(
+        AuditEntry(at=now, actor=actor, action="note", report_id=report.id, detail={"note": note})
+    )
+
+
 async def thread(session: AsyncSession, report: Report) -> list[ReportMessage]:
     """The messages between coordinators and the family about a report, oldest first."""
     found = await session.scalars(

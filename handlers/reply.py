@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from bot import reports
 from bot.flows import Action, Ctx, Flow, Step, Transition, retry, start, to_menu, too_long
 from bot.i18n import _, isolate
-from bot.models import Report
 
 
 async def open_reply(ctx: Ctx, reference: str) -> Transition:
     """The Reply button under a coordinator's message."""
     return start("reply", {"ref": reference})
-
-
-async def own_report(ctx: Ctx) -> Report | None:
-    """The report being answered about, if it is this person's own."""
-    return await ctx.session.scalar(
-        select(Report).where(
-            Report.reference == str(ctx.data.get("ref", "")),
-            Report.contact_id == ctx.contact.id,
-        )
-    )
 
 
 async def ask_write(ctx: Ctx) -> None:
@@ -35,8 +22,8 @@ async def ask_write(ctx: Ctx) -> None:
 
 async def on_write(ctx: Ctx) -> Transition:
     """Keep the answer in the report's thread and tell the coordinators."""
-    report = await own_report(ctx)
-    if report is None or report.anonymized_at is not None:
+    report = await reports.own_report(ctx.session, str(ctx.data.get("ref", "")), ctx.contact.id)
+    if report is None:
         ctx.say(_("This report is no longer open for messages."))
         return to_menu()
     text = ctx.text

@@ -985,15 +985,7 @@ class Console:
                     tell_note=tell and bool(note),
                 )
             elif action == "note" and note:
-                session.add(
-                    AuditEntry(
-                        at=now,
-                        actor=who.address,
-                        action="note",
-                        report_id=report.id,
-                        detail={"note": note},
-                    )
-                )
+                reports.add_note(session, report, note, actor=who.address, now=now)
             elif action == "message" and note:
                 sent = await reports.message_family(
                     session, report, note, actor=who.address, now=now
