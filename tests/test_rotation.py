@@ -25,6 +25,7 @@ EXPECTED_COLUMNS = {
     "audit_log.detail",
     "conversations.data",
     "outbox.body",
+    "report_messages.body",
     "reports.exact_point",
     "reports.notes",
     "reports.phone",
