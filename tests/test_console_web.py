@@ -471,7 +471,9 @@ async def test_the_filtered_reports_download_as_csv_hxl_and_geojson(
     assert (await client.get("/console/reports.xlsx")).status_code == 404
     async with db.transaction() as session:
         logged = (
-            await session.scalars(select(AuditEntry).where(AuditEntry.action == "export"))
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "export").order_by(AuditEntry.id)
+            )
         ).all()
     assert [e.actor for e in logged] == [ADDRESSES["coordinator"]] * 4
     assert logged[0].detail["filters"] == {"governorate": "IQG09"}
