@@ -656,6 +656,10 @@ class ChannelWorker:
                 waiting.add(address)
                 soonest = pause if soonest is None else min(soonest, pause)
                 continue
+            # Booked far ahead of the slots (at the start, before any answer has measured the
+            # round trip), sends left in a burst when the slots grew, and the pace stumbled
+            # after: 0.948 of 80 a second to 800 WhatsApp subscribers.
+            await self.inflight.room(lambda: self.pacer.unanswered)
             await self.pacer.wait()
             bucket.take()
             waiting.add(address)
