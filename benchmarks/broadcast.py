@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import resource
@@ -352,6 +353,10 @@ async def round_trips(
             fake.close()
     first, last = size // 10, size - size // 10 - 1
     steady = (last - first) / (times[last] - times[first])
+    # Where the time went: the share of the rate in each tenth of the messages (stderr).
+    marks = [times[min(size - 1, n * size // 10)] for n in range(11)]
+    tenths = [(size // 10) / max(1e-9, b - a) for a, b in itertools.pairwise(marks)]
+    print("share in each tenth:", " ".join(f"{t / rate:.2f}" for t in tenths), file=sys.stderr)
     return {
         "queue_seconds": queue_seconds,
         "share": steady / rate,

@@ -68,6 +68,13 @@ class InFlight:
             await self.freed.wait()
         self.used += 1
 
+    async def room(self, booked: Callable[[], int]) -> None:
+        """Wait until the slots taken and those `booked()` (sends booked, not yet begun) are
+        fewer than twice the slots: the bookings keep in step with what can be sent."""
+        while self.used + booked() >= 2 * self.limit:
+            self.freed.clear()
+            await self.freed.wait()
+
     def begin(self, key: Hashable) -> None:
         """The send holding a slot starts now (after any pause the platform asked for)."""
         self.started[key] = self.clock()

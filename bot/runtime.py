@@ -19,6 +19,7 @@ from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
 from bot.engine import Engine
+from bot.notify import Listener, Notifier
 from bot.scheduler import BulletinScheduler
 from bot.sender import Sender, Transport
 from handlers import build_registry
@@ -97,16 +98,23 @@ async def running(
         transports.append(whatsapp.transport)
     if console is not None:
         transports.append(console)
-    # A worker alone hears of new rows only from the database: it looks often (every 0.1 s: at
-    # 0.5 s, a reply's p95 was 510 to 590 ms at 100 updates/s on PostgreSQL, the Procfile's two
-    # processes; at 0.1 s, 108 ms; benchmarks/inbound.py --procfile). So does a console session,
-    # for the messages another session queues for its person.
+    # A worker alone hears of new rows from the database: on PostgreSQL the web process wakes
+    # it (bot/notify.py), and it looks every second in case a notification was lost; on SQLite
+    # it looks every 0.1 s (at 0.5 s, a reply's p95 was 510 to 590 ms at 100 updates/s with the
+    # Procfile's two processes). So does a console session, for another session's messages.
+    alone = role == "worker"
+    look = (0.1 if db.is_sqlite else 1.0) if alone else 1.0 if console is not None else 5.0
     sender = Sender(
         db,
         transports,
         render=Renderer(db, settings.timezone, settings.public_url),
-        poll_every=0.1 if role == "worker" else 1.0 if console is not None else 5.0,
+        poll_every=look,
     )
+    listens = alone and not db.is_sqlite
+    listener = Listener(db, sender.wake, list(sender.workers)) if listens else None
+    notifier = Notifier(db) if role == "web" and not db.is_sqlite else None
+    if notifier is not None:
+        queued.connect(notifier)
     if sends:
         queued.connect(sender.wake)
         if telegram is not None:  # its calls outside the outbox keep to the sender's pace
@@ -126,6 +134,8 @@ async def running(
                 # first pass, and failed with "not initialized" before (sent again 2 s later).
                 await telegram.connect()
             sender.start()
+            if listener is not None:
+                listener.start()
             if schedules:
                 await scheduler.start()
         if telegram is not None:
@@ -135,6 +145,9 @@ async def running(
     finally:
         if purger is not None:
             purger.cancel()
+        for waking in (listener, notifier):
+            if waking is not None:
+                await waking.close()
         if schedules:
             await scheduler.stop()
         if telegram is not None:

@@ -15,14 +15,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bot import outbox
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
-from bot.messages import Outbound
+from bot.engine import Engine
+from bot.messages import Address, Outbound
 from bot.models import Bulletin, OutboxMessage
+from bot.notify import Listener, Notifier
 from bot.runtime import running
 from bot.scheduler import BulletinScheduler
 from bot.sender import ChannelWorker, Sender
-from tests.conftest import ON_POSTGRES
+from handlers import build_registry
+from tests.conftest import ON_POSTGRES, Person
 from tests.test_sender import FakePlatform, HangingPlatform, queue, rows
 
 postgres_only = pytest.mark.skipif(
@@ -347,3 +351,57 @@ async def test_a_contact_made_meanwhile_by_another_process_is_taken_up(
         handled = (await session.scalars(select(ProcessedInbound.message_id))).all()
     assert contacts == ["telegram:4242"]
     assert handled == ["u1"]
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether `condition()` holds within `seconds` (checked every 10 ms)."""
+    async with asyncio.timeout(seconds + 1.0):
+        for _ in range(int(seconds * 100)):
+            if condition():
+                return True
+            await asyncio.sleep(0.01)
+    return condition()
+
+
+@postgres_only
+async def test_the_web_process_wakes_the_worker_at_once(db: Database, settings: Settings) -> None:
+    """The Procfile's two processes: a person's reply, queued by the web process's engine, is
+    sent by the worker's sender, which looks at the outbox only once a minute here: only the
+    notification can have woken it."""
+    web, worker_db = Database(settings.database_url), Database(settings.database_url)
+    queued = outbox.Wakeup()
+    notifier = Notifier(web)
+    queued.connect(notifier)
+    engine = Engine(web, settings, build_registry(), queued=queued)
+    platform = FakePlatform()
+    sender = Sender(worker_db, [platform], poll_every=60.0)
+    listener = Listener(worker_db, sender.wake, ["telegram"])
+    sender.start()
+    listener.start()
+    try:
+        assert await wait_for(listener.listening.is_set, 10.0)
+        await asyncio.sleep(0.2)  # the sender's first pass, at its start, found nothing
+        assert platform.sent == []
+        await Person(engine, Address("telegram", "71")).send("/start")
+        assert await wait_for(lambda: len(platform.sent) == 1, 10.0), "the worker slept on"
+        [(_at, picker)] = platform.sent
+        assert picker.address == Address("telegram", "71")
+        # Its connection lost (a restart of PostgreSQL, a proxy's timeout), it listens again.
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                )
+            )
+        assert await wait_for(lambda: not listener.listening.is_set(), 10.0)
+        assert await wait_for(listener.listening.is_set, 10.0)
+        await Person(engine, Address("telegram", "72")).send("/start")
+        assert await wait_for(lambda: len(platform.sent) == 2, 10.0), "not heard after it"
+        assert platform.sent[1][1].address == Address("telegram", "72")
+    finally:
+        await listener.close()
+        await notifier.close()
+        await sender.stop()
+        await web.close()
+        await worker_db.close()
