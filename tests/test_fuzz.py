@@ -210,6 +210,7 @@ PLAUSIBLE: dict[tuple[str, str], list[Move]] = {
     ("report", "notes"): [text("We need tents before the winter")],
     ("report", "contact"): [press("yes")],
     ("report", "phone"): [text("0770 123 4567")],
+    ("report", "share"): [press("yes")],
     ("sign", "name"): [text("Al-Amal Development Society")],  # close to a signature: "similar"
     ("sign", "other_name"): [text("جمعية الأمل للتنمية")],
     ("sign", "similar"): [press("same:no")],
@@ -443,6 +444,7 @@ async def seed(world: World) -> None:
     await family.send("We have no doctor here")
     await family.press("yes")
     await family.send("0750 111 2233")
+    await family.press("no")  # the number stays with the coordinators
     await family.tap(t("ckb", "Send the report"))
 
     for ident, locale, name, other in (

@@ -124,6 +124,10 @@ async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) 
     await person.send("نحتاج خياماً قبل الشتاء")
     await person.send("نعم")
     await person.send("٠٧٧٠ ١٢٣ ٤٥٦٧")
+    assert t("ar", "May we give your number to a relief organization that can help you?") in (
+        person.text()
+    )
+    await person.send("نعم")
     assert t("ar", "Please check your answers:") in person.text()
     await person.send("١")  # Send the report
     [report] = await reports(db)
@@ -137,6 +141,7 @@ async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) 
     assert report.notes == "نحتاج خياماً قبل الشتاء"
     assert report.phone == "+9647701234567"
     assert report.contact_ok
+    assert report.share_phone
 
 
 @pytest.mark.parametrize(
