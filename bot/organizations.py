@@ -234,14 +234,19 @@ async def set_capacity(
 ) -> None:
     """Change what the organization can do and where (the parts given); audited. The caller
     has checked that `actor` may edit (Membership.may_edit, or a console permission)."""
-    if needs is not None:
-        organization.needs = clean_needs(needs)
+    # Everything checked before anything changes: a refusal leaves the row as it was.
+    cleaned_needs = clean_needs(needs) if needs is not None else organization.needs
+    govs, dists = organization.governorates, organization.districts
     if governorates is not None or districts is not None:
         govs, dists = clean_areas(
-            organization.governorates if governorates is None else governorates,
-            organization.districts if districts is None else districts,
+            govs if governorates is None else governorates,
+            dists if districts is None else districts,
         )
-        organization.governorates, organization.districts = govs, dists
+    organization.needs, organization.governorates, organization.districts = (
+        cleaned_needs,
+        govs,
+        dists,
+    )
     if disclose_name is not None:
         organization.disclose_name = disclose_name
     organization.updated_at = now

@@ -5,11 +5,15 @@ my data, and the console's page."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
-from bot import organizations, signatures
+from bot import organizations, roles, signatures
+from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
 from bot.messages import Address
@@ -25,7 +29,10 @@ from bot.models import (
 from tests.conftest import Person
 from tests.coordinator_helpers import send_full_report
 from tests.helpers import LANGS, choose_language, t
+from tests.test_console_web import ADDRESSES, CSRF, client, sign_in
 from tests.test_sign import sign
+
+__all__ = ["client"]  # the console's client fixture, shared
 
 
 async def verified_representative(engine: Engine, db: Database, locale: str) -> Person:
@@ -327,3 +334,104 @@ async def test_no_call_means_no_sharing(person: Person, db: Database) -> None:
         report = await session.scalar(select(Report))
         assert report is not None
         assert (report.contact_ok, report.phone, report.share_phone) == (False, None, False)
+
+
+@pytest.mark.parametrize(
+    ("role", "status"), [("coordinator", 200), ("admin", 200), ("editor", 403), ("viewer", 403)]
+)
+async def test_the_console_page_by_role_with_its_form_token(
+    engine: Engine,
+    db: Database,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    role: str,
+    status: int,
+) -> None:
+    rep = await verified_representative(engine, db, "ar")
+    await rep.tap(t("ar", "My organization"))  # its page is made on first use
+    org = await the_organization(db)
+    address = ADDRESSES[role]
+    async with db.transaction() as session:
+        await roles.set_role(session, address, role, "test")
+    await sign_in(client, db, settings, address)
+    page = await client.get("/console/organizations")
+    assert page.status_code == status
+    if status != 200:
+        refused = await post(client, {"id": str(org.id)})
+        assert refused.status_code == 403
+        return
+    assert "Al-Amal Development Society" in page.text
+    token = CSRF.search(page.text)
+    assert token is not None
+    form = [
+        ("id", str(org.id)),
+        ("need", "water"),
+        ("gov", "IQG15"),
+        ("district", "IQG15Q01"),
+        ("disclose", "yes"),
+    ]
+    assert (await post(client, form)).status_code == 400  # no token
+    forged = await post(client, [*form, ("csrf", "x" * 32)])
+    assert forged.status_code == 400
+    assert (await the_organization(db)).needs == []
+    hostile = [("csrf", token.group(1)), ("id", str(org.id)), ("need", "weapons")]
+    answer = await post(client, hostile)
+    assert answer.status_code == 400
+    assert "Choose needs and places from the lists." in answer.text
+    for bad_id in ("", "abc", "9" * 30, "999999"):
+        bad = await post(client, [("csrf", token.group(1)), ("id", bad_id)])
+        assert bad.status_code == 400
+    done = await post(client, [("csrf", token.group(1)), *form])
+    assert done.status_code == 303
+    org = await the_organization(db)
+    assert (org.needs, org.governorates, org.districts, org.disclose_name) == (
+        ["water"],
+        ["IQG15"],
+        ["IQG15Q01"],
+        True,
+    )
+    async with db.transaction() as session:
+        audited = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.action == "organization:capacity")
+            )
+        ).all()
+    assert [e.actor for e in audited] == [address]
+    big = await client.post(
+        "/console/organizations",
+        content=b"csrf=" + b"x" * 100_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert big.status_code == 400
+
+
+async def post(client: httpx.AsyncClient, form: Any) -> httpx.Response:
+    """Post a form whose names repeat (several needs, places), as a browser sends it."""
+    pairs = list(form.items()) if isinstance(form, dict) else list(form)
+    return await client.post(
+        "/console/organizations",
+        content=urlencode(pairs),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+
+async def test_the_console_cannot_edit_a_suspended_organization(
+    engine: Engine, db: Database, settings: Settings, client: httpx.AsyncClient
+) -> None:
+    rep = await verified_representative(engine, db, "en")
+    await rep.tap("My organization")
+    org = await the_organization(db)
+    async with db.transaction() as session:
+        await session.execute(update(Signature).values(status="withdrawn"))
+        await roles.set_role(session, ADDRESSES["coordinator"], "coordinator", "test")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get("/console/organizations")
+    assert "Suspended" in page.text
+    token = CSRF.search(page.text)
+    assert token is not None
+    answer = await post(
+        client,
+        [("csrf", token.group(1)), ("id", str(org.id)), ("need", "food")],
+    )
+    assert answer.status_code == 400
+    assert (await the_organization(db)).needs == []
