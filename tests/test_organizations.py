@@ -108,7 +108,7 @@ async def test_a_representative_sets_the_capacity_in_each_language(
     assert org.districts == ["IQG09Q04"]
     assert org.disclose_name is True
     # Nineveh as a whole, Duhok by its district
-    assert t(locale, "%(governorate)s (all districts)").split("%")[0] in rep.text()
+    assert t(locale, "%(governorate)s (all districts)").split(")s")[1] in rep.text()
 
 
 async def test_a_hostile_capacity_is_refused(engine: Engine, db: Database) -> None:
@@ -155,7 +155,8 @@ async def test_a_colleague_joins_with_a_code_once(
     await choose_language(colleague, locale)
     assert t(locale, "My organization") not in colleague.labels()
     await colleague.send(f"/join {code.lower()}")  # case and dash do not matter
-    assert t(locale, "Welcome. You have joined %(name)s").split("%")[0] in colleague.text()
+    assert "جمعية الأمل للتنمية" in colleague.text() or "Al-Amal" in colleague.text()
+    assert t(locale, "My organization") in colleague.labels()
     await colleague.tap(t(locale, "My organization"))
     assert t(locale, "Your organization's representative can change this.") in colleague.text()
     assert t(locale, "Change what we offer") not in colleague.labels()
@@ -163,7 +164,7 @@ async def test_a_colleague_joins_with_a_code_once(
     other = Person(engine, Address("telegram", "5002"))
     await choose_language(other, locale)
     await other.send(f"/join {code}")
-    assert t(locale, "This invitation code is not valid").split(":")[0] in other.text()
+    assert t(locale, organizations_refusal("invalid")) in other.text()
     async with db.transaction() as session:
         members = (await session.scalars(select(OrganizationMember))).all()
     assert sorted(m.role for m in members) == ["colleague", "representative"]
@@ -253,7 +254,11 @@ async def test_a_withdrawn_signature_suspends_the_organization(
     await rep.send("/start")  # the menu again, now with "My organization"
     await rep.tap(t(locale, "My organization"))
     assert (
-        t(locale, "Your organization's signature is no longer verified").split(",")[0]
+        t(
+            locale,
+            "Your organization's signature is no longer verified, so it receives no requests "
+            "for now and its relief cannot be changed.",
+        )
         in rep.text()
     )
     assert t(locale, "Change what we offer") not in rep.labels()
