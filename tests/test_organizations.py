@@ -59,7 +59,7 @@ async def verified_representative(engine: Engine, db: Database, locale: str) -> 
 async def the_organization(db: Database) -> Organization:
     """The one organization."""
     async with db.transaction() as session:
-        org = await session.scalar(select(Organization))
+        org: Organization | None = await session.scalar(select(Organization))
         assert org is not None
         session.expunge(org)
         return org
@@ -168,6 +168,23 @@ async def test_a_colleague_joins_with_a_code_once(
     async with db.transaction() as session:
         members = (await session.scalars(select(OrganizationMember))).all()
     assert sorted(m.role for m in members) == ["colleague", "representative"]
+    # A colleague may not remove anyone, nor change the capacity.
+    await colleague.press("org:team")
+    await colleague.press("org:edit")
+    assert t(locale, "Please check your answers:") not in colleague.text()
+    async with db.transaction() as session:
+        contact = await session.scalar(
+            select(Contact).where(Contact.address == "whatsapp:+9647705550101")
+        )
+        assert contact is not None
+        theirs = await organizations.membership(session, contact, datetime.now(UTC))
+        assert theirs is not None
+        with pytest.raises(organizations.Refused, match="not_representative"):
+            await organizations.remove(
+                session, theirs, theirs.member.id, "cli:test", datetime.now(UTC)
+            )
+        with pytest.raises(organizations.Refused, match="not_representative"):
+            await organizations.invite(session, theirs, "cli:test", datetime.now(UTC))
     # The representative sees the colleague, and removes them.
     await rep.tap(t(locale, "My organization"))
     await rep.tap(t(locale, "Colleagues"))
@@ -264,11 +281,16 @@ async def test_a_withdrawn_signature_suspends_the_organization(
     assert t(locale, "Change what we offer") not in rep.labels()
     assert t(locale, "Invite a colleague") not in rep.labels()
     await rep.press("org:invite")  # an old button: the rule is checked again
+    await rep.press("org:edit")
+    assert t(locale, "Please check your answers:") not in rep.text()
     async with db.transaction() as session:
         assert len((await session.scalars(select(OrganizationInvitation))).all()) == 1
         mine = await organizations.membership(session, contact, datetime.now(UTC))
         assert mine is not None
         assert not mine.active
+        assert not mine.may_edit
+        with pytest.raises(organizations.Refused, match="suspended"):
+            await organizations.invite(session, mine, "cli:test", datetime.now(UTC))
     colleague = Person(engine, Address("telegram", "5004"))
     await choose_language(colleague, locale)
     await colleague.send(f"/join {code}")
