@@ -21,7 +21,7 @@ from bot.flows import (
 )
 from bot.forms import Form, Summary, multi, yes_no
 from bot.gazetteer import GOVERNORATES, districts_of, place
-from bot.i18n import N_, _, current_locale, format_date, isolate
+from bot.i18n import N_, _, current_locale, format_date, is_rtl, isolate
 from bot.messages import Button
 from bot.organizations import Membership, Refused
 from bot.reports import NEED_BUTTONS, NEED_LABELS, needs_text, place_name
@@ -80,7 +80,8 @@ def areas_text(governorates: list[str], districts: list[str]) -> str:
     for gov in governorates:
         inside = [d for d in districts if (found := place(d)) and found.parent == gov]
         if inside:
-            parts.append(f"{place_name(gov)} ({'، '.join(place_name(d) for d in inside)})")
+            comma = "، " if is_rtl(current_locale()) else ", "
+            parts.append(f"{place_name(gov)} ({comma.join(place_name(d) for d in inside)})")
         else:
             parts.append(_("%(governorate)s (all districts)") % {"governorate": place_name(gov)})
     return " · ".join(parts) or _("None")
