@@ -458,39 +458,53 @@ def chosen_number(ctx: Ctx) -> int | None:
 def multi(
     key: str,
     prompt: str,
-    labels: Mapping[str, str],
+    labels: Mapping[str, str] | Callable[[Ctx], Mapping[str, str]],
     *,
     prefix: str,
-    at_least_one: str,
+    at_least_one: str | None,
     buttons: Mapping[str, str] | None = None,
     then: Callable[[Ctx, bool], None] | None = None,
     **more: Any,
 ) -> Question:
     """Several of `labels` (code -> N_ label, in this order): each button chooses or unchooses
-    one, Done ends (the hint `at_least_one` while none is chosen); several typed at once ("1, 4",
-    "food, health") are added. `buttons`: shorter labels for the buttons; `then(ctx, done)` runs
-    after each change and at Done (to clear what no longer holds)."""
-    short = buttons or labels
+    one, Done ends (the hint `at_least_one` while none is chosen; with None, none is an
+    answer); several typed at once ("1, 4", "food, health") are added. `buttons`: shorter labels
+    for the buttons; `then(ctx, done)` runs after each change and at Done (to clear what no
+    longer holds). `labels` may instead be a function of the conversation giving names already
+    in the reader's language (places, which gettext does not hold)."""
+
+    def named(ctx: Ctx) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """(code -> words on the button, code -> label), in the reader's language."""
+        if callable(labels):
+            words = labels(ctx)
+            return words, words
+        return (
+            {code: _(label) for code, label in (buttons or labels).items()},
+            {code: _(label) for code, label in labels.items()},
+        )
 
     async def ask(ctx: Ctx) -> None:
         chosen = ctx.data.get(key, [])
+        short, _long = named(ctx)
         options = [
-            Button(("✅ " if code in chosen else "") + _(label), f"{prefix}:{code}")
-            for code, label in short.items()
+            Button(("✅ " if code in chosen else "") + words, f"{prefix}:{code}")
+            for code, words in short.items()
         ]
         ctx.ask(_(prompt), [*options, Button(_("Done"), f"{prefix}:done")], columns=2)
 
     async def answer(ctx: Ctx) -> Transition | None:
         chosen: list[str] = list(ctx.data.get(key, []))
+        short, long = named(ctx)
         if ctx.choice == f"{prefix}:done":
-            if not chosen:
+            if not chosen and at_least_one is not None:
                 return retry(_(at_least_one))
+            ctx.data[key] = chosen
             if then is not None:
                 then(ctx, True)
             return None
         if ctx.choice is not None:
             code = ctx.choice.removeprefix(f"{prefix}:")
-            if code not in labels:
+            if code not in long:
                 return goto(key)
             if code in chosen:
                 chosen.remove(code)
@@ -498,11 +512,11 @@ def multi(
                 chosen.append(code)
         else:
             # Typed choices are added, not toggled: "1, 4" says what is chosen.
-            typed = typed_choices(ctx.text, ctx.offered, (short, labels), prefix)
+            typed = typed_choices(ctx.text, ctx.offered, (short, long), prefix)
             if typed is None:
                 return retry()
             chosen += [code for code in typed if code not in chosen]
-        ctx.data[key] = [code for code in labels if code in chosen]  # a stable order
+        ctx.data[key] = [code for code in long if code in chosen]  # a stable order
         if then is not None:
             then(ctx, False)
         return goto(key)
@@ -511,7 +525,11 @@ def multi(
         key,
         answer,
         ask=ask,
-        answered=lambda data: bool(data.get(key)),
+        answered=(
+            (lambda data: bool(data.get(key)))
+            if at_least_one is not None
+            else (lambda data: key in data)
+        ),
         column=key,
         to_model=lambda data: {key: list(data.get(key, []))},
         accepts_text=True,  # several choices typed at once

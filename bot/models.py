@@ -303,6 +303,19 @@ class Report(Base):
         ),
     )
     phone: Mapped[str | None] = mapped_column(Encrypted, info=personal(N_("Phone")))
+    # Whether the family agreed that its number be given to a relief organization (#22);
+    # reports sent before the question was asked read as "no".
+    share_phone: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        info=personal(
+            N_("Number may go to a relief organization"),
+            "bool",
+            blank=False,
+            plain="a yes or no; the phone is kept",
+        ),
+    )
     duplicate_of: Mapped[int | None] = mapped_column(
         ForeignKey("reports.id", ondelete="SET NULL"), info=internal("coordinators' flag")
     )
@@ -507,3 +520,70 @@ class ReportMessage(Base):
         String(100), info=internal("the coordinator who wrote; none for the family")
     )
     body: Mapped[str] = mapped_column(Encrypted, info=personal(N_("Message")))
+
+
+class Organization(Base):
+    """A verified signatory organization's relief capacity: which needs, where, and whether
+    families may be told its name. Its signature decides whether it is active (bot.organizations).
+    """
+
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    signature_id: Mapped[int] = mapped_column(
+        ForeignKey("signatures.id", ondelete="CASCADE"),
+        unique=True,
+        info=internal("the organization's signature"),
+    )
+    # Sectors of bot.config.NEEDS; P-codes of bot.gazetteer. The organization's, not a person's.
+    needs: Mapped[list[Any]] = mapped_column(default=list, info=internal("the organization's"))
+    governorates: Mapped[list[Any]] = mapped_column(
+        default=list, info=internal("the organization's")
+    )
+    districts: Mapped[list[Any]] = mapped_column(default=list, info=internal("the organization's"))
+    disclose_name: Mapped[bool] = mapped_column(
+        Boolean, default=False, info=internal("the organization's")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, info=internal("bookkeeping"))
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, info=internal("bookkeeping")
+    )
+
+
+class OrganizationMember(Base):
+    """Someone who receives an organization's referrals: its representative, or a colleague
+    who joined with an invitation code. A person belongs to one organization at most; the row
+    goes with the contact when they ask to be forgotten (ON DELETE CASCADE)."""
+
+    __tablename__ = "organization_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        index=True,
+        info=internal("the organization"),
+    )
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), unique=True, info=internal("owner")
+    )
+    # "representative" or "colleague"
+    role: Mapped[str] = mapped_column(
+        String(20), info=shown(N_("Your part in an organization"), "member_role")
+    )
+    joined_at: Mapped[datetime] = mapped_column(
+        default=utcnow, info=shown(N_("Joined the organization"), "datetime")
+    )
+
+
+class OrganizationInvitation(Base):
+    """A one-time code for a colleague to join an organization: only its hash is kept."""
+
+    __tablename__ = "organization_invitations"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

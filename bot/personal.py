@@ -33,6 +33,7 @@ KINDS = frozenset(
         "signature_status",
         "photo",
         "conversation",
+        "member_role",
     }
 )
 

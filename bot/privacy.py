@@ -18,6 +18,8 @@ from bot.models import (
     Base,
     Contact,
     Conversation,
+    Organization,
+    OrganizationMember,
     OutboxMessage,
     Report,
     ReportMessage,
@@ -76,6 +78,16 @@ async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
         select(Signature).where(Signature.contact_id == contact.id).order_by(Signature.id)
     ):
         found.append(Holding("signatures", signature.receipt, _values(Signature, signature)))
+    for member, signature in (
+        await session.execute(
+            select(OrganizationMember, Signature)
+            .join(Organization, Organization.id == OrganizationMember.organization_id)
+            .join(Signature, Signature.id == Organization.signature_id)
+            .where(OrganizationMember.contact_id == contact.id)
+        )
+    ).all():
+        name = signature.name_ar or signature.name_en or ""
+        found.append(Holding("organization_members", name, _values(OrganizationMember, member)))
     messages = await session.execute(
         select(OutboxMessage.status, func.count())
         .where(OutboxMessage.address == contact.address)
@@ -125,6 +137,10 @@ async def forget(session: AsyncSession, contact: Contact, now: datetime) -> None
         update(Signature)
         .where(Signature.contact_id == contact.id)
         .values(**blanks(_table(Signature)), forgotten_at=now)
+    )
+    # They no longer receive an organization's referrals (the database would cascade too).
+    await session.execute(
+        delete(OrganizationMember).where(OrganizationMember.contact_id == contact.id)
     )
     # What the family and the coordinators wrote to each other about its reports.
     await session.execute(delete(ReportMessage).where(ReportMessage.report_id.in_(report_ids)))

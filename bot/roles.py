@@ -32,9 +32,21 @@ ROLE_HELP = {
 # What each role may do. "personal": see a family's or representative's personal fields.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(
-        {"people", "audit", "reports", "personal", "signatures", "exports", "bulletins", "map"}
+        {
+            "people",
+            "audit",
+            "reports",
+            "personal",
+            "signatures",
+            "organizations",
+            "exports",
+            "bulletins",
+            "map",
+        }
     ),
-    "coordinator": frozenset({"reports", "personal", "signatures", "exports", "map"}),
+    "coordinator": frozenset(
+        {"reports", "personal", "signatures", "organizations", "exports", "map"}
+    ),
     "editor": frozenset({"bulletins", "map"}),
     "viewer": frozenset({"map"}),
 }

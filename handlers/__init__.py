@@ -11,6 +11,7 @@ from handlers import (
     declaration,
     language,
     menu,
+    organization,
     privacy,
     reply,
     report,
@@ -41,6 +42,8 @@ def build_registry() -> Registry:
             signatures.DETAIL,
             console.FLOW,  # a sign-in link for people with a role
             reply.FLOW,  # a family's answer to the coordinators' message
+            organization.FLOW,  # a verified signatory organization and its colleagues
+            organization.JOIN,
         ],
         deep_links={
             "declaration": "declaration",
@@ -59,6 +62,8 @@ def build_registry() -> Registry:
             "signatures": "signatures",
             "bulletin": "bulletin_admin",
             "console": "console",
+            "organization": "organization",
+            "join": "join",
         },
         actions={**coordinator.ACTIONS, **signatures.ACTIONS, **reply.ACTIONS},
         keywords=bulletin.KEYWORDS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot import organizations
 from bot.flows import HELP, LANGUAGE, Ctx, Flow, Step, Transition, nav_buttons, start, to_menu
 from bot.i18n import N_, _
 from bot.messages import Button
@@ -28,6 +29,8 @@ async def ask_main(ctx: Ctx) -> None:
         Button(_("My reports"), "menu:myreports"),
         Button(_("My data"), "menu:mydata"),
     ]
+    if await organizations.shows_menu(ctx.session, ctx.contact):
+        items.append(Button(_("My organization"), "menu:organization"))
     text = _("How can I help you? Choose one of the options.")
     if ctx.is_coordinator:
         items += [

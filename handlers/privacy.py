@@ -47,6 +47,10 @@ FORMS: dict[str, tuple[str, Form]] = {
     "sign": (N_("Sign the declaration"), SIGN_FORM),
 }
 TABLES: dict[str, Form] = {"reports": REPORT_FORM, "signatures": SIGN_FORM}
+MEMBER_ROLES: dict[str, str] = {
+    "representative": N_("Representative"),
+    "colleague": N_("Colleague"),
+}
 
 
 def _yes_no(value: Any) -> str:
@@ -87,6 +91,7 @@ def formatters(ctx: Ctx) -> dict[str, Callable[[Any], str]]:
         "signature_status": _labelled(SIGNATURE_STATUS, "Pending verification"),
         "photo": lambda v: _("a photo"),
         "conversation": lambda v: _answers("", v),
+        "member_role": _labelled(MEMBER_ROLES, "Colleague"),
     }
 
 
@@ -134,6 +139,12 @@ async def ask_mydata(ctx: Ctx) -> None:
             lines += holding_lines(holding, show)
         elif holding.table == "signatures":
             lines += ["", _("Signature %(receipt)s") % {"receipt": isolate(holding.heading)}]
+            lines += holding_lines(holding, show)
+        elif holding.table == "organization_members":
+            lines += [
+                "",
+                _("Organization: %(name)s") % {"name": isolate(holding.heading or "-")},
+            ]
             lines += holding_lines(holding, show)
         elif holding.table == "outbox":
             count = sum(int(n) for _column, _status, _kind, n in holding.values)

@@ -378,6 +378,7 @@ def no_contact_no_phone(ctx: Ctx, agreed: bool) -> None:
     """Without consent no phone number is kept."""
     if not agreed:
         ctx.data.pop("phone", None)
+        ctx.data.pop("share", None)
 
 
 async def sent(ctx: Ctx, values: dict[str, Any]) -> Transition:
@@ -622,6 +623,14 @@ FORM = Form(
             applies=lambda data: data.get("contact") is True,
             column="phone",
             to_model=lambda data: {"phone": data.get("phone") if data.get("contact") else None},
+        ),
+        yes_no(
+            "share",
+            N_("May we give your number to a relief organization that can help you?"),
+            label=N_("Number may go to a relief organization"),
+            applies=lambda data: data.get("contact") is True,
+            column="share_phone",
+            to_model=lambda data: {"share_phone": bool(data.get("contact") and data.get("share"))},
         ),
     ],
     Summary(

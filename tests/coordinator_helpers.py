@@ -31,6 +31,7 @@ async def send_full_report(person: Person, locale: str) -> None:
     )
     await person.press("yes")
     await person.send("+964 750 123 4567")
+    await person.press("yes")  # the number may go to a relief organization
     # From the summary, add the location as well as the place name.
     await person.tap(t(locale, "Edit: %(item)s") % {"item": t(locale, "Place")})
     await person.deliver(

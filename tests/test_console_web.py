@@ -93,6 +93,7 @@ ROUTES = [
     ("/console/audit", {"admin"}),
     ("/console/reports.csv", {"admin", "coordinator"}),
     ("/console/signatures", {"admin", "coordinator"}),
+    ("/console/organizations", {"admin", "coordinator"}),
 ]
 
 

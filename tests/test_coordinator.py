@@ -42,6 +42,7 @@ async def family_report(
     await family.send("We have no doctor here")
     await family.press("yes")
     await family.send("0750 111 2233")
+    await family.press("no")  # the number stays with the coordinators
     await family.tap(t(locale, "Send the report"))
     return family
 

@@ -34,7 +34,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from heapq import heappop, heappush
 from pathlib import Path
@@ -47,7 +47,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import gazetteer
+from bot import gazetteer, organizations
 from bot.bulletins import TEXT_LIMIT, TITLE_LIMIT
 from bot.config import NEEDS, Settings
 from bot.db import Database, upgrade
@@ -59,6 +59,8 @@ from bot.models import (
     Bulletin,
     Contact,
     Conversation,
+    Organization,
+    OrganizationInvitation,
     OutboxMessage,
     Report,
     Signature,
@@ -102,6 +104,8 @@ COORDINATOR_FLOWS = {name for name, flow in REGISTRY.flows.items() if flow.coord
 COORDINATOR = Address("telegram", "1000")
 WHATSAPP_COORDINATOR = Address("whatsapp", "+9647700000001")
 CITIZEN = Address("telegram", "3000")
+REPRESENTATIVE = Address("telegram", "2000")  # the seed's verified signature
+FUZZ_CODE = "FUZZ234567"  # an invitation code of its organization
 FAMILY = Address("whatsapp", "+9647501112233")
 APOLOGY = "Sorry, something went wrong on our side. Please try again in a moment."
 
@@ -210,6 +214,13 @@ PLAUSIBLE: dict[tuple[str, str], list[Move]] = {
     ("report", "notes"): [text("We need tents before the winter")],
     ("report", "contact"): [press("yes")],
     ("report", "phone"): [text("0770 123 4567")],
+    ("report", "share"): [press("yes")],
+    # A code the seed made for the representative's organization: the explorer joins with it.
+    ("join", "code"): [text("/join fuzz2-34567"), text("FUZZ234567")],
+    ("organization", "home"): [press("org:edit"), press("org:invite"), press("org:team")],
+    ("organization", "needs"): [press("oneed:food"), press("oneed:done")],
+    ("organization", "governorates"): [press("ogov:IQG09"), press("ogov:done")],
+    ("organization", "districts"): [press("odist:IQG09Q04"), press("odist:done")],
     ("sign", "name"): [text("Al-Amal Development Society")],  # close to a signature: "similar"
     ("sign", "other_name"): [text("جمعية الأمل للتنمية")],
     ("sign", "similar"): [press("same:no")],
@@ -443,6 +454,7 @@ async def seed(world: World) -> None:
     await family.send("We have no doctor here")
     await family.press("yes")
     await family.send("0750 111 2233")
+    await family.press("no")  # the number stays with the coordinators
     await family.tap(t("ckb", "Send the report"))
 
     for ident, locale, name, other in (
@@ -467,6 +479,23 @@ async def seed(world: World) -> None:
     # other stays pending, for the coordinators' queue.
     await coordinator.press(f"sig:open:{first}")
     await coordinator.press("dec:verify")
+    # The verified organization's representative, in English, with a code for a colleague.
+    representative = Recorder(world, REPRESENTATIVE)
+    await representative.press("nav:lang")
+    await representative.press("lang:en")
+    await representative.tap("My organization")
+    async with world.db.transaction() as session:
+        organization = await session.scalar(select(Organization))
+        assert organization is not None
+        session.add(
+            OrganizationInvitation(
+                code_hash=organizations.digest(FUZZ_CODE),
+                organization_id=organization.id,
+                created_at=datetime.now(UTC),
+                expires_at=datetime.now(UTC) + timedelta(days=3650),
+            )
+        )
+    await representative.press("nav:menu")
 
     for go in ("go:now", "go:later"):
         await coordinator.send("/bulletin")
@@ -629,7 +658,13 @@ async def build(world: World) -> None:
     assert coordinator is not None
     public = {name for name in REGISTRY.flows if name not in COORDINATOR_FLOWS}
     found: dict[tuple[str, str], Snapshot] = {}
-    for view, flows in ((citizen, public), (coordinator, COORDINATOR_FLOWS)):
+    representative = await view_of(world, REPRESENTATIVE)
+    assert representative is not None
+    for view, flows in (
+        (citizen, public),
+        (representative, {"organization"}),  # a representative's own steps
+        (coordinator, COORDINATOR_FLOWS),
+    ):
         targets = {s for s in STEPS if s[0] in flows} - found.keys()
         root = Snapshot(world.path, view, ())
         found.update(await explore(world, root, targets, flows))

@@ -16,7 +16,15 @@ from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
 from bot.messages import Address
-from bot.models import Contact, Conversation, Report, ReportMark, ReportMessage, Signature
+from bot.models import (
+    Contact,
+    Conversation,
+    OrganizationMember,
+    Report,
+    ReportMark,
+    ReportMessage,
+    Signature,
+)
 from bot.personal import KINDS, is_personal, personal_columns
 from bot.retention import purge
 from handlers import build_registry
@@ -25,7 +33,7 @@ from tests.coordinator_helpers import report_left_half_way, report_to_the_distri
 from tests.helpers import choose_language
 from tests.test_report import send_quick_report
 
-PERSON_TABLES = [Contact, Conversation, Report, ReportMessage, Signature]
+PERSON_TABLES = [Contact, Conversation, Report, ReportMessage, Signature, OrganizationMember]
 
 
 @pytest.mark.parametrize("model", PERSON_TABLES, ids=lambda m: m.__tablename__)

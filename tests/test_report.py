@@ -124,6 +124,10 @@ async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) 
     await person.send("نحتاج خياماً قبل الشتاء")
     await person.send("نعم")
     await person.send("٠٧٧٠ ١٢٣ ٤٥٦٧")
+    assert t("ar", "May we give your number to a relief organization that can help you?") in (
+        person.text()
+    )
+    await person.send("نعم")
     assert t("ar", "Please check your answers:") in person.text()
     await person.send("١")  # Send the report
     [report] = await reports(db)
@@ -137,6 +141,7 @@ async def test_a_whole_report_by_typing_in_arabic(person: Person, db: Database) 
     assert report.notes == "نحتاج خياماً قبل الشتاء"
     assert report.phone == "+9647701234567"
     assert report.contact_ok
+    assert report.share_phone
 
 
 @pytest.mark.parametrize(
@@ -397,6 +402,7 @@ async def test_a_phone_number_is_validated(person: Person, db: Database) -> None
     await person.send("12345")
     assert "does not look like a phone number" in person.text()
     await person.deliver(Inbound(person.address, "c-1", kind="contact", phone="9647501234567"))
+    await person.tap("No")  # the number stays with the coordinators
     assert "Please check your answers:" in person.text()
     assert "+9647501234567" in person.text()
 
@@ -584,6 +590,7 @@ async def test_personal_fields_are_encrypted_at_rest(person: Person, db: Databas
         await person.send("The children are sick")
         await person.tap("Yes")
         await person.send("+9647501234567")
+        await person.tap("No")  # the number stays with the coordinators
         await person.tap("Send the report")
         async with db.engine.connect() as conn:
             raw = (await conn.execute(text("SELECT place, notes, phone FROM reports"))).one()

@@ -188,6 +188,11 @@ async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
     await user.pick(t("ar", "Yes"))
     # The WhatsApp number itself, by the words of the option.
     await user.say(t("ar", "Share my phone number"))
+    # May the number go to a relief organization? The family's own word, in Arabic.
+    assert t("ar", "May we give your number to a relief organization that can help you?") in (
+        user.last
+    )
+    await user.pick(t("ar", "Yes"))
     assert t("ar", "Please check your answers:") in user.last
     assert "*" + t("ar", "Your report") in user.last or t("ar", "Your report") in user.last
     await user.pick(t("ar", "Send the report"))
@@ -198,6 +203,7 @@ async def test_a_whole_report_in_arabic_with_arabic_indic_numbers(
     assert (report.people, report.children, report.elderly, report.disabled) == (6, 2, 1, 0)
     assert report.needs == ["food"]
     assert report.phone == FAMILY
+    assert report.share_phone
     # Every message went to the family's WhatsApp, from the bot's number, within the limit.
     for message in fake.sent(user.address):
         assert message.from_ == fake.number
