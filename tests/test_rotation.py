@@ -31,7 +31,6 @@ EXPECTED_COLUMNS = {
     "reports.phone",
     "reports.photo",
     "reports.place",
-    "report_messages.body",
     "signatures.email",
     "signatures.phone",
     "signatures.representative",
