@@ -172,6 +172,8 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
             browser.find_element(By.CSS_SELECTOR, ".filter-box summary").click()
             Select(browser.find_element(By.NAME, "governorate")).select_by_value("IQG09")
             browser.find_element(By.CSS_SELECTOR, ".filters button").click()
+            # The old page's count is there until the new one replaces it: wait for the new.
+            WebDriverWait(browser, WAIT).until(lambda b: "governorate=IQG09" in b.current_url)
             assert wait_for(browser, "#count").text == "1 report"
             assert "Duhok" in browser.find_element(By.CSS_SELECTOR, "table.reports").text
             shot(browser, "reports")
