@@ -178,6 +178,20 @@ def _environment() -> Environment:
     return env
 
 
+@dataclass(frozen=True)
+class Posted:
+    """A form posted by a signed-in person whose role may post it, with this session's token."""
+
+    who: signin.Signed
+    locale: str
+    pairs: list[tuple[str, str]]  # in order, repeated names kept (ticked boxes)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The fields by name (the last of a repeated name)."""
+        return dict(self.pairs)
+
+
 class Console:
     """The console's routes, bound to a database and the settings."""
 
@@ -358,6 +372,23 @@ class Console:
         except (UnicodeDecodeError, ValueError):  # ValueError: past max_num_fields
             return None
         return pairs
+
+    async def posted(self, request: Request, permission: str) -> Posted | Response:
+        """A signed-in person's form post: who, the page's locale and the fields in order; else
+        the answer (how to sign in, 403, or 400 for a form too large, from another site or
+        without this session's token)."""
+        found = await self.allowed(request, permission)
+        if isinstance(found, Response):
+            return found
+        who, locale = found
+        pairs = await self.form_pairs(request)
+        if (
+            pairs is None
+            or not self.same_origin(request)
+            or not signin.csrf_ok(who, dict(pairs).get("csrf"))
+        ):
+            return self.bad_request(request, locale, who)
+        return Posted(who, locale, pairs)
 
     def same_origin(self, request: Request) -> bool:
         """Whether a POST comes from the console's own pages (when the browser says)."""
@@ -553,18 +584,11 @@ class Console:
     async def change_many(self, request: Request) -> Response:
         """The status of the reports ticked in the table, changed at once with one note; each
         family told in its language, each change audited."""
-        found = await self.allowed(request, "reports")
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        pairs = await self.form_pairs(request)
-        fields = dict(pairs or [])
-        if (
-            pairs is None
-            or not self.same_origin(request)
-            or not signin.csrf_ok(who, fields.get("csrf"))
-            or fields.get("status") not in STATUS_LABELS
-        ):
+        post = await self.posted(request, "reports")
+        if isinstance(post, Response):
+            return post
+        who, locale, pairs, fields = post.who, post.locale, post.pairs, post.fields
+        if fields.get("status") not in STATUS_LABELS:
             return self.bad_request(request, locale, who)
         chosen = sorted({value.strip().upper()[:12] for key, value in pairs if key == "ref"})
         note = clean_input(fields.get("note", ""), limit=FORM_LIMIT)
@@ -946,17 +970,10 @@ class Console:
 
     async def act_on_report(self, request: Request) -> Response:
         """A report's forms: preview or change the status, add a note, write to the family."""
-        found = await self.allowed(request, "reports")
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        fields = await self.form(request)
-        if (
-            fields is None
-            or not self.same_origin(request)
-            or not signin.csrf_ok(who, fields.get("csrf"))
-        ):
-            return self.bad_request(request, locale, who)
+        post = await self.posted(request, "reports")
+        if isinstance(post, Response):
+            return post
+        who, locale, fields = post.who, post.locale, post.fields
         action = fields.get("action", "")
         note = clean_input(fields.get("note", ""), limit=FORM_LIMIT)
         with use_locale(locale):
@@ -1108,18 +1125,13 @@ class Console:
     async def decide(self, request: Request) -> Response:
         """Verify, reject (with a preset or written reason) or take back a decision; the
         representative is told in their language, the decision audited."""
-        found = await self.allowed(request, "signatures")
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        fields = await self.form(request)
-        if (
-            fields is None
-            or not self.same_origin(request)
-            or not signin.csrf_ok(who, fields.get("csrf"))
-            or not (fields.get("id", "").isascii() and fields.get("id", "").isdigit())
-            or len(fields["id"]) > 9  # past a database integer: no such signature
-        ):
+        post = await self.posted(request, "signatures")
+        if isinstance(post, Response):
+            return post
+        who, locale, fields = post.who, post.locale, post.fields
+        ident = fields.get("id", "")
+        # Past nine digits, past a database integer: no such signature.
+        if not (ident.isascii() and ident.isdigit() and len(ident) <= 9):
             return self.bad_request(request, locale, who)
         action = fields.get("action", "")
         signature_id = int(fields["id"])
@@ -1203,17 +1215,10 @@ class Console:
 
     async def change_people(self, request: Request) -> Response:
         """Add a person, change a role, or remove one; audited by bot.roles."""
-        found = await self.allowed(request, "people")
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        fields = await self.form(request)
-        if (
-            fields is None
-            or not self.same_origin(request)
-            or not signin.csrf_ok(who, fields.get("csrf"))
-        ):
-            return self.bad_request(request, locale, who)
+        post = await self.posted(request, "people")
+        if isinstance(post, Response):
+            return post
+        who, locale, fields = post.who, post.locale, post.fields
         action = fields.get("action", "")
         try:
             async with self.db.transaction() as session:

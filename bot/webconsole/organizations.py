@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot import organizations, signatures, signin
+from bot import organizations, signatures
 from bot.gazetteer import GOVERNORATES, districts_of
 from bot.i18n import N_, _, use_locale
 from bot.models import AuditEntry, Organization, Signature, utcnow
@@ -63,20 +63,12 @@ def routes(console: Console) -> list[BaseRoute]:
 
     async def change(request: Request) -> Response:
         """Save one organization's capacity, checked by the service's rules; audited."""
-        found = await console.allowed(request, PERMISSION)
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        pairs = await console.form_pairs(request)
-        fields = dict(pairs) if pairs is not None else None
-        ident = (fields or {}).get("id", "")
-        if (
-            pairs is None
-            or fields is None
-            or not console.same_origin(request)
-            or not signin.csrf_ok(who, fields.get("csrf"))
-            or not (ident.isascii() and ident.isdigit() and len(ident) <= 9)
-        ):
+        post = await console.posted(request, PERMISSION)
+        if isinstance(post, Response):
+            return post
+        who, locale, pairs, fields = post.who, post.locale, post.pairs, post.fields
+        ident = fields.get("id", "")
+        if not (ident.isascii() and ident.isdigit() and len(ident) <= 9):
             return console.bad_request(request, locale, who)
 
         def many(name: str) -> list[str]:
