@@ -254,3 +254,32 @@ async def test_outcomes_are_written_while_other_sends_hang(db: Database, sent: i
         await asyncio.sleep(0.05)
     assert [row.status for row in await rows(db)].count("sent") == sent
     await sender.stop(grace=0.1)
+
+
+async def test_flush_waits_for_a_row_locked_for_a_moment(db: Database) -> None:
+    """A row another transaction holds (a status callback being written to it) is skipped by
+    the PostgreSQL claim; flush() must still wait until it is sent, as a conversation's reply."""
+    if db.is_sqlite:
+        pytest.skip("about PostgreSQL's SKIP LOCKED; SQLite has no row locks")
+    platform = FakePlatform()
+    sender = Sender(db, [platform])
+    sender.start()
+    try:
+        await sender.flush("telegram")  # the worker is up and idle
+        await queue(db, ("5", "the reply", "reply"))
+        async with db.engine.connect() as other:
+            locking = await other.begin()
+            await other.execute(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.address == "telegram:5")
+                .with_for_update()
+            )
+            flushed = asyncio.ensure_future(sender.flush("telegram"))
+            # While the row is held, the worker must keep looking (not call itself idle).
+            done, _ = await asyncio.wait({flushed}, timeout=1.0)
+            assert not done, "flush() returned while the reply waited behind a row lock"
+            await locking.rollback()
+        await asyncio.wait_for(flushed, timeout=20)
+        assert platform.texts() == ["the reply"]
+    finally:
+        await sender.stop()
