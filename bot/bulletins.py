@@ -39,7 +39,7 @@ FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
-EDITABLE = ("scheduled", "recurring")  # not yet out: their texts may still change
+EDITABLE = ("draft", "scheduled", "recurring")  # not yet out: their texts may still change
 GOVERNORATE_CODES = frozenset(g.pcode for g in gazetteer.GOVERNORATES)
 UPLOAD = "upload:"  # a bulletin's image uploaded on the console: "upload:<BulletinPicture id>"
 PUBLISHED = ("sending", "sent", "stopped")  # out, under a public id
@@ -528,6 +528,12 @@ def written(bulletin: Bulletin, actor: str, now: datetime) -> AuditEntry:
         "hashes": {loc: sha256(plain(t)) for loc, t in bulletin.texts.items()},
     }
     return AuditEntry(at=now, actor=actor, action="bulletin:write", detail=detail)
+
+
+def sent(bulletin: Bulletin, actor: str, now: datetime, audience: int) -> AuditEntry:
+    """The audit entry of a bulletin sent now, with to how many it was said to go."""
+    detail = {"bulletin": bulletin.id, "public_id": bulletin.public_id, "audience": audience}
+    return AuditEntry(at=now, actor=actor, action="bulletin:send", detail=detail)
 
 
 async def stop(session: AsyncSession, bulletin: Bulletin, actor: str, now: datetime) -> int:
