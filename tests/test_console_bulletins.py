@@ -18,9 +18,15 @@ from bot import roles
 from bot.config import Settings
 from bot.db import Database
 from bot.models import AuditEntry, Bulletin, BulletinPicture, Contact, OutboxMessage
+from bot.runtime import Bot
 from bot.scheduler import BulletinScheduler
 from bot.web import create_app
+from tests.fake_telegram import FakeTelegram
+from tests.fake_twilio import FakeTwilio
 from tests.test_console_web import ADDRESSES, CSRF, sign_in
+from tests.test_whatsapp import both, fake
+
+__all__ = ["both", "fake"]  # fixtures: the whole bot with fake Telegram and fake Twilio
 
 EDITOR = ADDRESSES["editor"]
 AR = {"title": "توزيع البطانيات", "text": "يبدأ توزيع البطانيات في مخيم شاريا يوم الأحد."}
@@ -495,3 +501,55 @@ async def test_malformed_bodies_get_400_or_413_never_500(
     assert bad_edit.status_code == 400
     [draft] = await stored(db)
     assert draft.status == "draft"
+
+
+async def test_a_targeted_bulletin_reaches_exactly_the_chosen_governorates_and_the_chart_shows_it(
+    fake: FakeTwilio, both: tuple[Bot, FakeTelegram], db: Database
+) -> None:
+    bot, telegram = both
+    await add_subscriber(db, "telegram:7001", "ar", "IQG09")  # Duhok: yes
+    await add_subscriber(db, "telegram:7002", "en", "IQG02")  # Basra: no
+    await add_subscriber(db, "telegram:7003", "ckb", None)  # all of Iraq: yes
+    await add_subscriber(db, "telegram:7004", "ar", "IQG09 IQG02")  # yes, but blocked the bot
+    await add_subscriber(db, "whatsapp:+9647702000001", "ar", "IQG11 IQG15")  # Ninewa: yes
+    await add_subscriber(db, "whatsapp:+9647702000002", "ar", "IQG08")  # Baghdad: no
+    telegram.block(7004)
+    async with db.transaction() as session:
+        await roles.set_role(session, EDITOR, "editor", "test")
+    app = create_app(bot.db, bot.telegram, bot.whatsapp, settings=bot.settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://bot.test",
+        headers={"accept-language": "en"},
+    ) as client:
+        await sign_in(client, db, bot.settings, EDITOR)
+        csrf = await token(client)
+        written = await client.post(
+            "/console/bulletins/new",
+            data=form(csrf, "now", {"ar": AR, "en": EN}, place=["IQG09", "IQG15"]),
+        )
+        page = written.headers["location"].split("?")[0]
+        assert "Yes, send it to 4 people" in (await client.get(page)).text
+        await client.post(page, data={"csrf": csrf, "action": "send"})
+        scheduler = bot.scheduler or BulletinScheduler(db, bot.settings)
+        await scheduler.sync()
+        for channel in ("telegram", "whatsapp"):
+            bot.sender.wake(channel)
+            await bot.sender.flush(channel)
+        await fake.wait_for_callbacks()
+        # Exactly the subscribers of Duhok and Ninewa, and those who want all of Iraq.
+        assert [len(telegram.sent(chat)) for chat in (7001, 7002, 7003, 7004)] == [1, 0, 1, 0]
+        [to_ninewa] = fake.sent("whatsapp:+9647702000001")
+        assert AR["text"] in (to_ninewa.body or "")
+        assert fake.sent("whatsapp:+9647702000002") == []
+        assert AR["text"] in telegram.sent(7003)[0]["plain"]  # Sorani readers: Arabic
+        shown = (await client.get(page)).text
+    chart = re.search(r'<svg id="delivery-chart"[^>]*>', shown)
+    assert chart is not None
+    assert 'data-sent="3"' in chart.group(0)
+    assert 'data-delivered="1"' in chart.group(0)  # WhatsApp says so; Telegram does not
+    assert 'data-failed="1"' in chart.group(0)
+    assert len(re.findall(r'<polyline class="line (sent|delivered|failed)"', shown)) == 3
+    figures = shown.split('class="figures"')[1]
+    assert "Forbidden: bot was blocked by the user" in figures
+    assert "Sent: 3" in shown
