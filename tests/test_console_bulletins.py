@@ -442,7 +442,7 @@ async def test_malformed_bodies_get_400_or_413_never_500(
     editor: httpx.AsyncClient, db: Database
 ) -> None:
     csrf = await token(editor)
-    cases = [
+    cases: list[tuple[Any, bytes, int]] = [
         ({"content-type": "multipart/form-data; boundary=zz"}, b"--zz\r\nnonsense", 400),
         ({"content-type": "application/x-www-form-urlencoded"}, b"csrf=%ff%fe&action=now", 400),
         ({"content-type": "text/plain"}, f"csrf={csrf}&action=now".encode(), 400),
