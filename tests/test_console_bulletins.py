@@ -179,6 +179,7 @@ async def test_compose_and_preview_each_channel_and_language(
     await add_subscriber(db, "telegram:12", "ckb")
     await add_subscriber(db, "whatsapp:+9647701000013", "en", wrote_ago=timedelta(days=3))
     await add_subscriber(db, "whatsapp:+9647701000014", "ar")
+    await add_subscriber(db, "whatsapp:+9647701000015", "ar", wrote_ago=timedelta(hours=23))
     csrf = await token(editor)
     long_text = ("Families return to Sinjar. " * 160).strip()  # 4,000+: WhatsApp cuts it
     english = {"title": EN["title"], "text": long_text[:3400]}
@@ -205,9 +206,9 @@ async def test_compose_and_preview_each_channel_and_language(
     sorani = shown.split('data-locale="ckb"')[1].split('data-locale="en"')[0]
     assert "No text in this language" in sorani
     assert "ئەم بڵاوکراوەیە" in sorani or "بڵاوکراوە" in sorani
-    # The audience: 4 subscribers, 1 in another language, 1 outside WhatsApp's window.
-    assert 'data-total="4"' in shown
-    assert "goes to 4 subscribers" in shown
+    # The audience: 5 subscribers, 1 in another language, 1 outside WhatsApp's window.
+    assert 'data-total="5"' in shown
+    assert "goes to 5 subscribers" in shown
     assert 'id="audience-fallback" data-count="1"' in shown
     assert 'id="audience-window" data-count="1"' in shown
     assert await stored(db) == []  # a preview writes no bulletin
@@ -221,8 +222,8 @@ async def test_compose_and_preview_each_channel_and_language(
     assert "<html" not in live.text
     assert f"<b>{EN['title']}</b>" in live.text
     assert "subscribers of Duhok" in live.text
-    assert 'data-total="4"' in live.text  # nobody chose a governorate: all get it
-    assert 'id="audience-fallback" data-count="3"' in live.text
+    assert 'data-total="5"' in live.text  # nobody chose a governorate: all get it
+    assert 'id="audience-fallback" data-count="4"' in live.text
     assert live.headers["content-security-policy"].startswith("default-src 'self'")
 
 
