@@ -418,6 +418,8 @@ HOSTILE: list[tuple[str, dict[str, Any], int]] = [
     ("a LIKE pattern as a place", {"place": ["%"]}, 400),
     ("an image from elsewhere", {"image": "https://evil.example/x.jpg"}, 400),
     ("a Telegram file id as image", {"image": "AgACAgQAAx"}, 400),
+    ("a photo never uploaded", {"image": "upload:999"}, 400),
+    ("a photo id too long", {"image": "upload:" + "9" * 40}, 400),
     ("no language", {"title_en": "", "text_en": ""}, 400),
     ("a title without text", {"text_en": ""}, 400),
     ("a title too long", {"title_en": "x" * 201}, 400),

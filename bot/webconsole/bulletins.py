@@ -194,7 +194,12 @@ def compose_from(pairs: Sequence[tuple[str, str]]) -> Compose:
 def _upload_reference(image: str) -> bool:
     """Whether a posted image field names an uploaded picture ("upload:<id>")."""
     ident = image.removeprefix(bulletins.UPLOAD)
-    return image.startswith(bulletins.UPLOAD) and ident.isascii() and ident.isdigit()
+    return (
+        image.startswith(bulletins.UPLOAD)
+        and ident.isascii()
+        and ident.isdigit()
+        and len(ident) <= 12
+    )
 
 
 def draft_of(composed: Compose, who: str, now: datetime) -> Bulletin:
@@ -390,7 +395,18 @@ def routes(console: Console) -> list[BaseRoute]:
             return console.bad_request(request, locale, who)
         if not console.same_origin(request) or not signin.csrf_ok(who, dict(pairs).get("csrf")):
             return console.bad_request(request, locale, who)
+        if composed.image is not None and not await exists(composed.image):
+            return console.bad_request(request, locale, who)  # a photo this desk never kept
         return who, locale, composed, upload
+
+    async def exists(image: str) -> bool:
+        """Whether an uploaded photo's reference names a photo that is kept."""
+        ident = int(image.removeprefix(bulletins.UPLOAD))
+        async with console.db.read() as connection:
+            found = await connection.scalar(
+                select(BulletinPicture.id).where(BulletinPicture.id == ident)
+            )
+        return found is not None
 
     async def keep_photo(composed: Compose, upload: Upload | None, who: str) -> None:
         """Store a posted photo (kept by its reference in the form from then on)."""
