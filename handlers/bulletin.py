@@ -225,29 +225,43 @@ PLACES_PROMPT = N_(
 PLACES = multi("places", PLACES_PROMPT, governorate_names, prefix="gov", at_least_one=None)
 
 
-async def ask_places(ctx: Ctx) -> None:
-    """All of Iraq, then the governorates (those chosen marked), then Done."""
+def ask_governorates(ctx: Ctx, prompt: str, everyone: str) -> None:
+    """Ask for several governorates (those chosen marked), with `everyone` first and Done last
+    (`prompt` and `everyone` in the reader's language)."""
     chosen = ctx.data.get("places", [])
     options = [
         Button(("✅ " if code in chosen else "") + name, f"gov:{code}")
         for code, name in governorate_names(ctx).items()
     ]
     ctx.ask(
-        _(PLACES_PROMPT),
-        [Button(_("All of Iraq"), "gov:all"), *options, Button(_("Done"), "gov:done")],
+        prompt,
+        [Button(everyone, "gov:all"), *options, Button(_("Done"), "gov:done")],
         columns=2,
     )
 
 
+async def choose_governorates(ctx: Ctx) -> list[str] | Transition:
+    """The governorates chosen once the person is done (none: all), or the step to go on."""
+    if ctx.choice == "gov:all":
+        ctx.data.pop("places", None)
+        return []
+    step = await PLACES.answer(ctx)
+    if step is not None:
+        return step
+    return bulletins.clean_places(ctx.data.pop("places", []))
+
+
+async def ask_places(ctx: Ctx) -> None:
+    """All of Iraq, then the governorates (those chosen marked), then Done."""
+    ask_governorates(ctx, _(PLACES_PROMPT), _("All of Iraq"))
+
+
 async def on_places(ctx: Ctx) -> Transition:
     """Choose or unchoose one; All of Iraq or Done keeps the choice."""
-    if ctx.choice == "gov:all":
-        ctx.data["places"] = []
-    else:
-        step = await PLACES.answer(ctx)
-        if step is not None:
-            return step
-    ctx.contact.bulletin_places = bulletins.stored_places(ctx.data.pop("places", []))
+    chosen = await choose_governorates(ctx)
+    if not isinstance(chosen, list):
+        return chosen
+    ctx.contact.bulletin_places = bulletins.stored_places(chosen)
     ctx.say(
         _("You will receive the news about: %(places)s")
         % {"places": places_text(ctx.contact.bulletin_places)}

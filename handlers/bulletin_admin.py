@@ -43,7 +43,7 @@ from bot.messages import Button, Outbound
 from bot.models import Bulletin
 from bot.reports import places_text
 from bot.when import parse_time, parse_when
-from handlers.bulletin import PLACES, governorate_names
+from handlers.bulletin import ask_governorates, choose_governorates
 
 WEEKDAYS = (
     N_("Monday"),
@@ -330,30 +330,22 @@ def target_line(places: list[str]) -> str:
 
 async def ask_places(ctx: Ctx) -> None:
     """Every subscriber, or the governorates chosen (marked), then Done."""
-    chosen = ctx.data.get("places", [])
-    options = [
-        Button(("✅ " if code in chosen else "") + name, f"gov:{code}")
-        for code, name in governorate_names(ctx).items()
-    ]
-    ctx.ask(
+    ask_governorates(
+        ctx,
         _(
             "Which governorates is this bulletin about? Its subscribers get it, and those who "
             "receive the news about all of Iraq. Choose, then press Done; none: everyone."
         ),
-        [Button(_("Every subscriber"), "gov:all"), *options, Button(_("Done"), "gov:done")],
-        columns=2,
+        _("Every subscriber"),
     )
 
 
 async def on_places(ctx: Ctx) -> Transition:
     """Choose or unchoose one; Every subscriber or Done goes back to the preview."""
-    if ctx.choice == "gov:all":
-        ctx.data["places"] = []
-    else:
-        step = await PLACES.answer(ctx)
-        if step is not None:
-            return step
-    ctx.data["targets"] = bulletins.clean_places(ctx.data.pop("places", []))
+    chosen = await choose_governorates(ctx)
+    if not isinstance(chosen, list):
+        return chosen
+    ctx.data["targets"] = chosen
     return goto("preview")
 
 

@@ -214,6 +214,13 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
         await asyncio.to_thread(walk)
 
 
+def signed_in(browser: Any, link: str) -> None:
+    """Open a sign-in link in English and press Sign in."""
+    browser.get(link + "?lang=en")
+    wait_for(browser, "button.primary").click()
+    wait_for(browser, ".who")
+
+
 def no_sideways_scroll(browser: Any) -> None:
     """The page fits the phone's width (a table may scroll inside its own box)."""
     wide, seen = browser.execute_script(
@@ -330,9 +337,7 @@ async def test_an_editor_composes_schedules_and_edits_a_bulletin_on_a_phone(
 
         def compose_and_schedule() -> None:
             """Write in two languages, watch the live preview, target, schedule."""
-            browser.get(link + "?lang=en")
-            wait_for(browser, "button.primary").click()
-            wait_for(browser, ".who")
+            signed_in(browser, link)
             browser.get(server.url + "/console/bulletins/new")
             browser.find_element(By.NAME, "title_ar").send_keys("توزيع البطانيات")
             browser.find_element(By.NAME, "text_ar").send_keys("يبدأ التوزيع يوم الأحد.")
@@ -449,9 +454,8 @@ async def test_the_delivery_chart_in_the_browser(
             link = await signin.new_link(session, settings_here, "telegram:504")
 
         def look() -> None:
-            browser.get(link + "?lang=en")
-            wait_for(browser, "button.primary").click()
-            wait_for(browser, ".who")
+            """The chart and the table of a bulletin's delivery."""
+            signed_in(browser, link)
             browser.get(f"{server.url}/console/bulletins/{ident}?lang=en")
             chart = wait_for(browser, "#delivery-chart")
             assert chart.size["width"] > 200  # drawn, at the phone's width

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import re
 import zlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,10 +22,11 @@ from bot.scheduler import BulletinScheduler
 from bot.web import create_app
 from tests.fake_telegram import FakeTelegram
 from tests.fake_twilio import FakeTwilio
-from tests.test_console_web import ADDRESSES, CSRF, sign_in
+from tests.test_console_web import ADDRESSES, CSRF, client, people, sign_in
 from tests.test_whatsapp import both, fake
 
-__all__ = ["both", "fake"]  # fixtures: the whole bot with fake Telegram and fake Twilio
+# Fixtures: the whole bot with fake Telegram and fake Twilio; the console's client and people.
+__all__ = ["both", "client", "fake", "people"]
 
 EDITOR = ADDRESSES["editor"]
 AR = {"title": "توزيع البطانيات", "text": "يبدأ توزيع البطانيات في مخيم شاريا يوم الأحد."}
@@ -70,24 +70,6 @@ async def add_subscriber(
                 last_inbound_at=None if wrote_ago is None else now - wrote_ago,
             )
         )
-
-
-@pytest.fixture
-async def people(db: Database) -> None:
-    """One person of each role."""
-    async with db.transaction() as session:
-        for role, address in ADDRESSES.items():
-            await roles.set_role(session, address, role, "test")
-
-
-@pytest.fixture
-async def client(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """A browser-like client of the app with the console."""
-    transport = httpx.ASGITransport(app=create_app(db, settings=settings))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://bot.test", headers={"accept-language": "en-GB"}
-    ) as client:
-        yield client
 
 
 @pytest.fixture

@@ -591,16 +591,23 @@ def routes(console: Console) -> list[BaseRoute]:
         ident = str(request.path_params["ident"])
         return int(ident) if ident.isascii() and ident.isdigit() and len(ident) <= 9 else None
 
+    async def opening(request: Request) -> tuple[signin.Signed, str, int | None] | Response:
+        """The editor, the page's locale and the bulletin id in the address; else the answer
+        (how to sign in, 403)."""
+        found = await console.allowed(request, PERMISSION)
+        if isinstance(found, Response):
+            return found
+        return (*found, await load(request))
+
     def not_found(request: Request, who: signin.Signed, locale: str) -> Response:
         return console.render(request, "not_found.html", {}, who=who, locale=locale, status=404)
 
     async def one(request: Request, *, problem: str | None = None) -> Response:
         """One bulletin: its status, previews, audience or delivery, and what can be done."""
-        found = await console.allowed(request, PERMISSION)
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        ident = await load(request)
+        opened = await opening(request)
+        if isinstance(opened, Response):
+            return opened
+        who, locale, ident = opened
         async with reading(console) as session:
             bulletin = await session.get(Bulletin, ident) if ident is not None else None
             if bulletin is None:
@@ -707,11 +714,10 @@ def routes(console: Console) -> list[BaseRoute]:
 
     async def edit_page(request: Request) -> Response:
         """The compose page with a bulletin not yet out."""
-        found = await console.allowed(request, PERMISSION)
-        if isinstance(found, Response):
-            return found
-        who, locale = found
-        ident = await load(request)
+        opened = await opening(request)
+        if isinstance(opened, Response):
+            return opened
+        who, locale, ident = opened
         async with reading(console) as session:
             bulletin = await session.get(Bulletin, ident) if ident is not None else None
         if bulletin is None:
