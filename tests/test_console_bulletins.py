@@ -538,3 +538,28 @@ async def test_a_targeted_bulletin_reaches_exactly_the_chosen_governorates_and_t
     figures = shown.split('class="figures"')[1]
     assert "Forbidden: bot was blocked by the user" in figures
     assert "Sent: 3" in shown
+
+
+async def test_photos_uploaded_for_nothing_are_deleted_after_a_day(
+    db: Database, settings: Settings
+) -> None:
+    from bot.retention import purge
+
+    long_ago = datetime.now(UTC) - timedelta(days=2)
+    async with db.transaction() as session:
+        pictures = [
+            BulletinPicture(
+                content=png(), media_type="image/png", created_by=EDITOR, created_at=at
+            )
+            for at in (long_ago, long_ago, datetime.now(UTC))
+        ]
+        session.add_all(pictures)
+        await session.flush()
+        used, unused, fresh = (p.id for p in pictures)
+        session.add(Bulletin(texts={"en": EN}, image=f"upload:{used}", created_by=EDITOR))
+    counts = await purge(db, settings, datetime.now(UTC))
+    assert counts["unused bulletin photos deleted"] == 1
+    async with db.transaction() as session:
+        kept = set((await session.scalars(select(BulletinPicture.id))).all())
+    assert kept == {used, fresh}
+    assert unused not in kept
