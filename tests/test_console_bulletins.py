@@ -269,6 +269,14 @@ async def test_send_now_asks_first_then_sends_to_the_chosen_governorates(
     assert again.status_code == 409
     assert "changed meanwhile" in again.text
     assert len(await audit(db, "bulletin:send")) == 1
+    # Stop: what has not gone yet is cancelled, and the page says so.
+    stopped = await editor.post(page_url.split("?")[0], data={"csrf": csrf, "action": "stop"})
+    assert stopped.headers["location"].endswith("?done=stopped")
+    [bulletin] = await stored(db)
+    assert bulletin.status == "stopped"
+    [stop] = await audit(db, "bulletin:stop")
+    assert stop.detail["cancelled"] == 2
+    assert "Stop sending" not in (await editor.get(page_url.split("?")[0])).text
 
 
 async def test_schedule_edit_reschedule_and_cancel(
