@@ -17,18 +17,18 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import ColumnElement, case, func, inspect, literal, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import outbox
+from bot import gazetteer, outbox
 from bot.db import Database
 from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
 from bot.messages import Address, Outbound
-from bot.models import AuditEntry, Bulletin, Contact, OutboxMessage
+from bot.models import AuditEntry, Bulletin, BulletinPicture, Contact, OutboxMessage
 from bot.text import ascii_digits, fold, strip_bidi
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,9 @@ FALLBACK = ("ar", "en")  # a missing language falls back to Arabic, then English
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 TITLE_LIMIT = 200
 TEXT_LIMIT = 3500  # with the title and footer, within one Telegram message
-EDITABLE = ("scheduled", "recurring")  # not yet out: their texts may still change
+EDITABLE = ("draft", "scheduled", "recurring")  # not yet out: their texts may still change
+GOVERNORATE_CODES = frozenset(g.pcode for g in gazetteer.GOVERNORATES)
+UPLOAD = "upload:"  # a bulletin's image uploaded on the console: "upload:<BulletinPicture id>"
 PUBLISHED = ("sending", "sent", "stopped")  # out, under a public id
 
 
@@ -91,8 +93,10 @@ def edit(
     image: str | None,
     actor: str,
     now: datetime,
+    places: Sequence[str] | None = None,
 ) -> AuditEntry | None:
-    """Give a scheduled or recurring bulletin new texts and photo (its schedule stays).
+    """Give a scheduled or recurring bulletin new texts and photo, and its governorates when
+    `places` is given (none: every subscriber); its schedule stays.
 
     Returns the audit entry of the change (for the caller to add), or None when nothing changed.
     """
@@ -112,7 +116,16 @@ def edit(
         detail["image"] = (
             "removed" if image is None else "added" if not bulletin.image else "changed"
         )
-    if not (detail["added"] or detail["changed"] or detail["removed"] or "image" in detail):
+    if places is not None and clean_places(places) != list(bulletin.places or []):
+        detail["places"] = {"before": list(bulletin.places or []), "after": clean_places(places)}
+        bulletin.places = clean_places(places)
+    if not (
+        detail["added"]
+        or detail["changed"]
+        or detail["removed"]
+        or "image" in detail
+        or "places" in detail
+    ):
         return None
     # The SHA-256 of each version, so that the log says which text was replaced by which.
     detail["before"] = {loc: sha256(plain(t)) for loc, t in old.items()}
@@ -124,13 +137,49 @@ def edit(
     return AuditEntry(at=now, actor=actor, action="bulletin:edit", detail=detail)
 
 
+def clean_places(places: Sequence[str]) -> list[str]:
+    """Governorates' P-codes in the gazetteer's order, each once; ValueError for any other."""
+    unknown = [p for p in places if p not in GOVERNORATE_CODES]
+    if unknown:
+        raise ValueError(f"not a governorate: {unknown[0]!r}")
+    return [g.pcode for g in gazetteer.GOVERNORATES if g.pcode in places]
+
+
+def stored_places(places: Sequence[str]) -> str | None:
+    """A subscriber's chosen governorates as stored (None: all of Iraq)."""
+    return " ".join(clean_places(places)) or None
+
+
+def recipients(places: Sequence[str]) -> list[ColumnElement[bool]]:
+    """Who a bulletin for `places` (none: everyone) goes to: subscribed, reachable, and wanting
+    all of Iraq's news or one of those governorates'. The one rule, for the audience and the
+    deliveries alike."""
+    conditions: list[ColumnElement[bool]] = [
+        Contact.subscribed.is_(True),
+        Contact.unreachable.is_(False),
+    ]
+    codes = clean_places(places)  # P-codes only: nothing of LIKE's syntax gets in
+    if codes:
+        padded = literal(" ") + Contact.bulletin_places + literal(" ")
+        conditions.append(
+            or_(
+                Contact.bulletin_places.is_(None),
+                *(padded.like(f"% {code} %") for code in codes),
+            )
+        )
+    return conditions
+
+
 @dataclass
 class Audience:
-    """Who a bulletin would reach now: subscribers by (channel, language), and how many of
-    them would get it in another language than theirs."""
+    """Who a bulletin would reach now: subscribers by (channel, language), how many of them
+    would get it in another language than theirs, and how many WhatsApp subscribers are
+    outside the 24-hour window (they get the approved template)."""
 
     groups: dict[tuple[str, str], int] = field(default_factory=dict)
     fallback: int = 0
+    outside_window: int = 0
+    places: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -138,18 +187,33 @@ class Audience:
         return sum(self.groups.values())
 
 
-async def audience(session: AsyncSession, languages: Sequence[str]) -> Audience:
-    """The subscribers a bulletin written in `languages` goes to, counted as queue_deliveries
-    chooses them (subscribed, reachable)."""
+async def audience(
+    session: AsyncSession,
+    languages: Sequence[str],
+    places: Sequence[str] = (),
+    now: datetime | None = None,
+) -> Audience:
+    """The subscribers a bulletin written in `languages` for `places` goes to, counted as
+    queue_deliveries chooses them (bot.bulletins.recipients)."""
+    cutoff = (now or datetime.now(UTC)) - outbox.WINDOW
+    outside = case(
+        (
+            (Contact.channel == "whatsapp")
+            & (Contact.last_inbound_at.is_(None) | (Contact.last_inbound_at < cutoff)),
+            1,
+        ),
+        else_=0,
+    )
     rows = await session.execute(
-        select(Contact.channel, Contact.locale, func.count())
-        .where(Contact.subscribed.is_(True), Contact.unreachable.is_(False))
+        select(Contact.channel, Contact.locale, func.count(), func.sum(outside))
+        .where(*recipients(places))
         .group_by(Contact.channel, Contact.locale)
     )
-    found = Audience()
-    for channel, locale, count in rows.all():
+    found = Audience(places=clean_places(places))
+    for channel, locale, count, closed in rows.all():
         key = (str(channel), str(locale or "ar"))
         found.groups[key] = found.groups.get(key, 0) + int(count)
+        found.outside_window += int(closed or 0)
         if key[1] not in languages:
             found.fallback += int(count)
     return found
@@ -191,12 +255,7 @@ async def queue_deliveries(
             rows = (
                 await session.execute(
                     select(Contact.id, Contact.address, Contact.channel, Contact.locale)
-                    .where(
-                        Contact.id > last,
-                        Contact.subscribed.is_(True),
-                        Contact.unreachable.is_(False),
-                        ~already.exists(),
-                    )
+                    .where(Contact.id > last, *recipients(bulletin.places), ~already.exists())
                     .order_by(Contact.id)
                     .limit(BATCH)
                 )
@@ -237,9 +296,12 @@ TWILIO_MEDIA = re.compile(
 
 
 def picture_source(image: str | None) -> str | None:
-    """Where a bulletin's picture came from: telegram, whatsapp or public (None: no picture)."""
+    """Where a bulletin's picture came from: telegram, whatsapp, upload (the console) or public
+    (None: no picture)."""
     if not image:
         return None
+    if image.startswith(UPLOAD):
+        return "upload"
     if not image.startswith(("https://", "http://")):
         return "telegram"
     return "whatsapp" if TWILIO_MEDIA.search(image.split("?")[0]) else "public"
@@ -276,7 +338,23 @@ async def published_picture(db: Database, public_id: str) -> str | None:
                 Bulletin.public_id == public_id, Bulletin.status.in_(PUBLISHED)
             )
         )
-    return image if picture_source(image) in ("telegram", "whatsapp") else None
+    return image if picture_source(image) in ("telegram", "whatsapp", "upload") else None
+
+
+async def uploaded_picture(db: Database, reference: str) -> tuple[bytes, str] | None:
+    """The bytes and type of a photo uploaded on the console ("upload:<id>"); None if none."""
+    ident = reference.removeprefix(UPLOAD)
+    if not (ident.isascii() and ident.isdigit() and len(ident) <= 12):
+        return None
+    async with db.read() as conn:
+        row = (
+            await conn.execute(
+                select(BulletinPicture.content, BulletinPicture.media_type).where(
+                    BulletinPicture.id == int(ident)
+                )
+            )
+        ).first()
+    return None if row is None else (bytes(row[0]), str(row[1]))
 
 
 def render(
@@ -420,6 +498,42 @@ def reschedule(bulletin: Bulletin, moment: datetime, actor: str, now: datetime) 
         "after": moment.isoformat(),
     }
     return AuditEntry(at=now, actor=actor, action="bulletin:reschedule", detail=detail)
+
+
+def set_recurrence(
+    bulletin: Bulletin, time_of_day: str, weekday: int | None, actor: str, now: datetime
+) -> AuditEntry | None:
+    """Give a recurring bulletin a new time (and day, when weekly); the audit entry (for the
+    caller to add), or None when nothing changed."""
+    if bulletin.status != "recurring":
+        raise ValueError(f"bulletin {bulletin.id} is {bulletin.status}, not recurring")
+    weekday = weekday if bulletin.recurrence == "weekly" else None
+    before = {"time": bulletin.time_of_day, "weekday": bulletin.weekday}
+    after = {"time": time_of_day, "weekday": weekday}
+    if before == after:
+        return None
+    bulletin.time_of_day, bulletin.weekday = time_of_day, weekday
+    detail = {"bulletin": bulletin.id, "before": before, "after": after}
+    return AuditEntry(at=now, actor=actor, action="bulletin:reschedule", detail=detail)
+
+
+def written(bulletin: Bulletin, actor: str, now: datetime) -> AuditEntry:
+    """The audit entry of a bulletin written and sent, scheduled or kept as a draft (for the
+    caller to add once the bulletin has its id)."""
+    detail: dict[str, Any] = {
+        "bulletin": bulletin.id,
+        "status": bulletin.status,
+        "languages": sorted(bulletin.texts),
+        "places": list(bulletin.places or []),
+        "hashes": {loc: sha256(plain(t)) for loc, t in bulletin.texts.items()},
+    }
+    return AuditEntry(at=now, actor=actor, action="bulletin:write", detail=detail)
+
+
+def sent(bulletin: Bulletin, actor: str, now: datetime, audience: int) -> AuditEntry:
+    """The audit entry of a bulletin sent now, with to how many it was said to go."""
+    detail = {"bulletin": bulletin.id, "public_id": bulletin.public_id, "audience": audience}
+    return AuditEntry(at=now, actor=actor, action="bulletin:send", detail=detail)
 
 
 async def stop(session: AsyncSession, bulletin: Bulletin, actor: str, now: datetime) -> int:

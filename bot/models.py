@@ -12,12 +12,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,6 +116,17 @@ class Contact(Base):
     )
     subscribed_at: Mapped[datetime | None] = mapped_column(
         info=shown(N_("Subscribed since"), "datetime")
+    )
+    # The governorates whose news the person wants, as P-codes separated by spaces; None: all
+    # of Iraq. Where someone cares about can say where their family is: personal, and shown.
+    bulletin_places: Mapped[str | None] = mapped_column(
+        String(200),
+        info=personal(
+            N_("Bulletin news about"),
+            "places",
+            plain="a targeted bulletin picks its subscribers by it in the database; a "
+            "governorate, no finer than the public figures, and the row goes whole when forgotten",
+        ),
     )
 
 
@@ -217,6 +230,7 @@ class OutboxMessage(Base):
     )
     locale: Mapped[str | None] = mapped_column(String(10))  # of a bulletin's delivery
     delivered_at: Mapped[datetime | None]  # where the channel reports delivery
+    failed_at: Mapped[datetime | None]  # when it failed or its person proved unreachable
     # On PostgreSQL, several processes may send: the one that fetched a row holds it until
     # `claimed_until` (renewed while it lives), so that no other sends it too. SQLite: unused.
     claimed_by: Mapped[str | None] = mapped_column(String(32))
@@ -448,6 +462,22 @@ class Bulletin(Base):
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("bulletins.id", ondelete="SET NULL"))
     published_at: Mapped[datetime | None] = mapped_column(index=True)
     finished_at: Mapped[datetime | None]
+    # The governorates' P-codes whose subscribers get it (and those who want all of Iraq's
+    # news); empty: every subscriber.
+    places: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+
+
+class BulletinPicture(Base):
+    """A photo uploaded on the console's bulletin desk, served from this bot to both platforms
+    once its bulletin is published (a bulletin's `image` is then "upload:<id>")."""
+
+    __tablename__ = "bulletin_pictures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    media_type: Mapped[str] = mapped_column(String(40))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Person(Base):

@@ -264,6 +264,8 @@ def settled(channel: str, body: dict[str, Any], values: dict[str, object]) -> di
     """The values to write for a row's outcome (`values`), with what becomes of its body: a
     row gone for good keeps nothing of what it said; {"delete": True} for a row to delete."""
     gone = values.get("status") in GONE
+    if values.get("status") in ("failed", "unreachable"):
+        values.setdefault("failed_at", datetime.now(UTC))  # a bulletin's chart counts it then
     if gone and body.get("ephemeral"):  # the goodbye to a forgotten person: nothing stays
         return {"delete": True}
     if (
@@ -446,8 +448,10 @@ class StatusRecorder:
             else:
                 row.status = "failed"
                 outcome = "failed"
-            if row.status in ("failed", "unreachable") and quotes_content(row.body):
-                row.body = {}  # it will not be sent again
+            if row.status in ("failed", "unreachable"):
+                row.failed_at = now
+                if quotes_content(row.body):
+                    row.body = {}  # it will not be sent again
         if self.wake is not None and verdict == "outside the window":
             self.wake(event.channel)  # the bulletin goes again, as its template
         return outcome

@@ -22,6 +22,7 @@ KINDS = frozenset(
         "bool",
         "language",
         "place",
+        "places",
         "count",
         "needs",
         "need",

@@ -128,6 +128,16 @@ def place_name(pcode: str | None) -> str:
     return found.name(current_locale()) if found else _("I do not know")
 
 
+def places_text(places: Any) -> str:
+    """Governorates' names (P-codes separated by spaces, or a list) in the current locale, in
+    the reader's list style; all of Iraq for none."""
+    codes = places.split() if isinstance(places, str) else list(places or [])
+    if not codes:
+        return _("All of Iraq")
+    comma = "، " if is_rtl() else ", "
+    return comma.join(place_name(code) for code in codes)
+
+
 def needs_text(needs: Any) -> str:
     """The needs named in the current locale, in the reader's list style."""
     # The comma of the reader's script: an Arabic comma would show in English text.

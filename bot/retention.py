@@ -14,12 +14,14 @@ from sqlalchemy import (
     JSON,
     Column,
     Row,
+    String,
     Table,
     Text,
     bindparam,
     cast,
     delete,
     inspect,
+    literal,
     select,
     type_coerce,
     update,
@@ -27,10 +29,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import crypto
+from bot.bulletins import UPLOAD
 from bot.config import Settings
 from bot.db import Database
 from bot.models import (
     Base,
+    Bulletin,
+    BulletinPicture,
     Conversation,
     OutboxMessage,
     ProcessedInbound,
@@ -112,6 +117,18 @@ async def purge(
             None,
         ),
         ("console sessions ended", WebSession, (WebSession.expires_at <= now,), None),
+        (
+            # A photo uploaded on the bulletin desk for a bulletin never saved.
+            "unused bulletin photos deleted",
+            BulletinPicture,
+            (
+                BulletinPicture.created_at < now - timedelta(days=1),
+                ~select(Bulletin.id)
+                .where(Bulletin.image == literal(UPLOAD) + cast(BulletinPicture.id, String))
+                .exists(),
+            ),
+            None,
+        ),
         (
             # Kept a day after they were made, for the hourly limit and then nothing else.
             "sign-in links deleted",

@@ -224,6 +224,7 @@ class BulletinScheduler:
                 copy = Bulletin(
                     texts=dict(bulletin.texts),
                     image=bulletin.image,
+                    places=list(bulletin.places or []),
                     created_by=bulletin.created_by,
                     parent_id=bulletin.id,
                     created_at=now,

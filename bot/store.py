@@ -51,6 +51,7 @@ def new_contact(address: str, channel: str, now: datetime, wrote: bool) -> dict[
         "declaration_read": None,
         "subscribed": False,
         "subscribed_at": None,
+        "bulletin_places": None,
     }
 
 

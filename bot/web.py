@@ -218,6 +218,8 @@ def picture_route(
     async def take(reference: str) -> tuple[bytes, str] | None:
         """The picture's bytes and type from the platform it came from (None: not here)."""
         source = bulletins.picture_source(reference)
+        if source == "upload":  # uploaded on the console's bulletin desk: in the database
+            return await bulletins.uploaded_picture(db, reference)
         if source == "telegram" and telegram is not None:
             return await telegram.picture(reference)
         if source == "whatsapp" and whatsapp is not None:

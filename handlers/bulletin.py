@@ -7,11 +7,13 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, select
 
-from bot import bulletins
+from bot import bulletins, gazetteer
 from bot.flows import MENU, Action, Ctx, Flow, Step, Transition, goto, nav_buttons, retry
-from bot.i18n import _, format_datetime, format_number, isolate
+from bot.forms import multi
+from bot.i18n import N_, _, current_locale, format_datetime, format_number, isolate
 from bot.messages import Button
 from bot.models import Bulletin
+from bot.reports import places_text
 
 PAGE = 5
 # Unsubscribe words that work in any state, as the whole message, in the three languages.
@@ -38,16 +40,25 @@ async def ask_home(ctx: Ctx) -> None:
     toggle = (
         Button(_("Unsubscribe"), "bul:off") if subscribed else Button(_("Subscribe"), "bul:on")
     )
+    text = _(
+        "The Initiative's information bulletin tells what is happening, without "
+        "falsification. Subscribe to receive it here, in your language."
+    )
+    places = []
+    if subscribed:
+        text = "\n".join(
+            [
+                _("You receive the bulletin here, in your language."),
+                _("News about: %(places)s") % {"places": places_text(ctx.contact.bulletin_places)},
+            ]
+        )
+        places = [[Button(_("Choose governorates"), "bul:places")]]
     ctx.say(
-        _("You receive the bulletin here, in your language.")
-        if subscribed
-        else _(
-            "The Initiative's information bulletin tells what is happening, without "
-            "falsification. Subscribe to receive it here, in your language."
-        ),
+        text,
         title=_("Bulletin"),
         buttons=[
             [toggle],
+            *places,
             [Button(_("Latest bulletin"), "bul:latest")],
             [Button(_("Archive"), "bul:archive")],
             [Button(_("Is this genuine?"), "bul:check")],
@@ -63,6 +74,9 @@ async def on_home(ctx: Ctx) -> Transition:
         ctx.contact.subscribed_at = ctx.now
         ctx.say(_("You are subscribed. Send \u201cstop\u201d at any time to unsubscribe."))
         return goto("home")
+    if ctx.choice == "bul:places":
+        ctx.data["places"] = (ctx.contact.bulletin_places or "").split()
+        return goto("places")
     if ctx.choice == "bul:off":
         return await unsubscribe(ctx, "")
     if ctx.choice == "bul:latest":
@@ -197,10 +211,69 @@ async def on_check(ctx: Ctx) -> Transition:
     return goto("home")
 
 
+def governorate_names(_ctx: Ctx) -> dict[str, str]:
+    """The 18 governorates by P-code, named in the reader's language."""
+    return {g.pcode: g.name(current_locale()) for g in gazetteer.GOVERNORATES}
+
+
+PLACES_PROMPT = N_(
+    "Which governorates do you want news about? Choose one or more, then press Done. "
+    "Choose none to receive the news about all of Iraq."
+)
+# Several governorates, chosen as the report's needs are: each button chooses or unchooses one,
+# several may be typed at once ("Duhok, Erbil").
+PLACES = multi("places", PLACES_PROMPT, governorate_names, prefix="gov", at_least_one=None)
+
+
+def ask_governorates(ctx: Ctx, prompt: str, everyone: str) -> None:
+    """Ask for several governorates (those chosen marked), with `everyone` first and Done last
+    (`prompt` and `everyone` in the reader's language)."""
+    chosen = ctx.data.get("places", [])
+    options = [
+        Button(("✅ " if code in chosen else "") + name, f"gov:{code}")
+        for code, name in governorate_names(ctx).items()
+    ]
+    ctx.ask(
+        prompt,
+        [Button(everyone, "gov:all"), *options, Button(_("Done"), "gov:done")],
+        columns=2,
+    )
+
+
+async def choose_governorates(ctx: Ctx) -> list[str] | Transition:
+    """The governorates chosen once the person is done (none: all), or the step to go on."""
+    if ctx.choice == "gov:all":
+        ctx.data.pop("places", None)
+        return []
+    step = await PLACES.answer(ctx)
+    if step is not None:
+        return step
+    return bulletins.clean_places(ctx.data.pop("places", []))
+
+
+async def ask_places(ctx: Ctx) -> None:
+    """All of Iraq, then the governorates (those chosen marked), then Done."""
+    ask_governorates(ctx, _(PLACES_PROMPT), _("All of Iraq"))
+
+
+async def on_places(ctx: Ctx) -> Transition:
+    """Choose or unchoose one; All of Iraq or Done keeps the choice."""
+    chosen = await choose_governorates(ctx)
+    if not isinstance(chosen, list):
+        return chosen
+    ctx.contact.bulletin_places = bulletins.stored_places(chosen)
+    ctx.say(
+        _("You will receive the news about: %(places)s")
+        % {"places": places_text(ctx.contact.bulletin_places)}
+    )
+    return goto("home")
+
+
 FLOW = Flow(
     "bulletin",
     {
         "home": Step(ask_home, on_home),
+        "places": Step(ask_places, on_places, accepts_text=True),
         "archive": Step(ask_archive, on_archive),
         "check": Step(ask_check, on_check, accepts_text=True),
     },

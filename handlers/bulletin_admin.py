@@ -41,7 +41,9 @@ from bot.i18n import (
 )
 from bot.messages import Button, Outbound
 from bot.models import Bulletin
+from bot.reports import places_text
 from bot.when import parse_time, parse_when
+from handlers.bulletin import ask_governorates, choose_governorates
 
 WEEKDAYS = (
     N_("Monday"),
@@ -249,6 +251,7 @@ def draft(ctx: Ctx) -> Bulletin:
     return Bulletin(
         texts=dict(texts(ctx)),
         image=ctx.data.get("image"),
+        places=list(ctx.data.get("targets", [])),
         created_by=str(ctx.address),
         created_at=ctx.now,
         published_at=ctx.now,
@@ -269,18 +272,22 @@ async def ask_preview(ctx: Ctx) -> None:
         shown = bulletins.render(bulletin, ctx.address, locale, ctx.settings.timezone)
         # A reply, not a broadcast: the previews must come before the question that follows.
         ctx.replies.append(dataclasses.replace(shown, priority="reply"))
+    goes_to = target_line(bulletin.places)
+    targeting = Button(_("Choose governorates"), "go:places")
     if edited:
         ctx.ask(
-            _("Save these changes? The bulletin keeps its schedule."),
+            "\n".join([goes_to, _("Save these changes? The bulletin keeps its schedule.")]),
             [
                 Button(_("Save the changes"), "go:save"),
                 Button(_("Discard the changes"), "go:discard"),
+                targeting,
             ],
         )
         return
     ctx.ask(
-        _("Send it now, or choose when."),
+        "\n".join([goes_to, _("Send it now, or choose when.")]),
         [
+            targeting,
             Button(_("Send now"), "go:now"),
             Button(_("Schedule"), "go:later"),
             Button(_("Every day"), "go:daily"),
@@ -304,8 +311,42 @@ async def on_preview(ctx: Ctx) -> Transition:
         return to_menu()
     if ctx.choice == "go:now":
         return goto("confirm")
+    if ctx.choice == "go:places":
+        ctx.data["places"] = list(ctx.data.get("targets", []))
+        return goto("places")
     ctx.data["recurrence"] = {"go:daily": "daily", "go:weekly": "weekly"}.get(ctx.choice or "")
     return goto("time" if ctx.data["recurrence"] else "when")
+
+
+def target_line(places: list[str]) -> str:
+    """To whom a bulletin goes, in the coordinators' words."""
+    if not places:
+        return _("It goes to every subscriber.")
+    return _(
+        "It goes to the subscribers of %(places)s, and to those who receive the news about "
+        "all of Iraq."
+    ) % {"places": places_text(places)}
+
+
+async def ask_places(ctx: Ctx) -> None:
+    """Every subscriber, or the governorates chosen (marked), then Done."""
+    ask_governorates(
+        ctx,
+        _(
+            "Which governorates is this bulletin about? Its subscribers get it, and those who "
+            "receive the news about all of Iraq. Choose, then press Done; none: everyone."
+        ),
+        _("Every subscriber"),
+    )
+
+
+async def on_places(ctx: Ctx) -> Transition:
+    """Choose or unchoose one; Every subscriber or Done goes back to the preview."""
+    chosen = await choose_governorates(ctx)
+    if not isinstance(chosen, list):
+        return chosen
+    ctx.data["targets"] = chosen
+    return goto("preview")
 
 
 def audience_lines(found: bulletins.Audience) -> list[str]:
@@ -327,13 +368,26 @@ def audience_lines(found: bulletins.Audience) -> list[str]:
             )
             % {"count": isolate(format_number(found.fallback))}
         )
+    if found.outside_window:
+        lines.append(
+            ngettext(
+                "%(count)s of them on WhatsApp have not written in 24 hours: they get the "
+                "approved template, and the text once they answer.",
+                "%(count)s of them on WhatsApp have not written in 24 hours: they get the "
+                "approved template, and the text once they answer.",
+                found.outside_window,
+            )
+            % {"count": isolate(format_number(found.outside_window))}
+        )
     return lines
 
 
 async def ask_confirm(ctx: Ctx) -> None:
     """To how many people it goes now, by channel and language; then a last word."""
-    found = await bulletins.audience(ctx.session, list(draft(ctx).texts))
+    bulletin = draft(ctx)
+    found = await bulletins.audience(ctx.session, list(bulletin.texts), bulletin.places, ctx.now)
     lines = [
+        target_line(bulletin.places),
         ngettext(
             "Sent now, this bulletin goes to %(count)s subscriber:",
             "Sent now, this bulletin goes to %(count)s subscribers:",
@@ -407,7 +461,14 @@ async def save_edit(ctx: Ctx) -> Transition:
         ctx.data.clear()
         ctx.say(refusal(bulletin))
         return to_menu()
-    entry = bulletins.edit(bulletin, texts(ctx), ctx.data.get("image"), str(ctx.address), ctx.now)
+    entry = bulletins.edit(
+        bulletin,
+        texts(ctx),
+        ctx.data.get("image"),
+        str(ctx.address),
+        ctx.now,
+        places=list(ctx.data.get("targets", [])),
+    )
     ctx.data.clear()
     if entry is None:
         ctx.say(_("Nothing was changed."))
@@ -610,6 +671,7 @@ async def ask_item(ctx: Ctx) -> None:
         _("Title: %(title)s") % {"title": title_of(bulletin)},
         _("Languages: %(languages)s")
         % {"languages": ", ".join(LANGUAGE_NAMES[loc] for loc in bulletin.texts)},
+        target_line(list(bulletin.places or [])),
     ]
     if (bulletin.scheduled_at and bulletin.status == "scheduled") or bulletin.recurrence:
         lines.append(schedule_line(bulletin, zone))
@@ -654,7 +716,11 @@ async def on_item(ctx: Ctx) -> Transition:
         kept: dict[str, Any] = {k: ctx.data[k] for k in ("list", "bulletin") if k in ctx.data}
         ctx.data.clear()
         ctx.data.update(
-            kept, edit=bulletin.id, texts=copy.deepcopy(bulletin.texts), image=bulletin.image
+            kept,
+            edit=bulletin.id,
+            texts=copy.deepcopy(bulletin.texts),
+            image=bulletin.image,
+            targets=list(bulletin.places or []),
         )
         return goto("lang")
     if ctx.choice == "it:cancel" and bulletin.status in bulletins.EDITABLE:
@@ -682,6 +748,7 @@ FLOW = Flow(
         "image": Step(ask_image, on_image, accepts_media=True),
         "preview": Step(ask_preview, on_preview),
         "confirm": Step(ask_confirm, on_confirm),
+        "places": Step(ask_places, on_places, accepts_text=True),
         "when": Step(ask_when, on_when, accepts_text=True, numbers_are_answers=True),
         "time": Step(ask_time, on_time, accepts_text=True, numbers_are_answers=True),
         "weekday": Step(ask_weekday, on_weekday),

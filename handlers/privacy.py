@@ -32,6 +32,7 @@ from bot.reports import (
     need_text,
     needs_text,
     place_name,
+    places_text,
     shelter_text,
     when_text,
 )
@@ -80,6 +81,7 @@ def formatters(ctx: Ctx) -> dict[str, Callable[[Any], str]]:
         "bool": _yes_no,
         "language": lambda v: LANGUAGE_NAMES.get(str(v), "-"),
         "place": place_name,
+        "places": places_text,
         "count": lambda v: isolate(format_number(int(v))),
         "needs": needs_text,
         "need": lambda v: need_text(v) or "-",

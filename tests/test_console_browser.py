@@ -214,6 +214,13 @@ async def test_a_coordinator_signs_in_and_filters_reports_on_a_phone(
         await asyncio.to_thread(walk)
 
 
+def signed_in(browser: Any, link: str) -> None:
+    """Open a sign-in link in English and press Sign in."""
+    browser.get(link + "?lang=en")
+    wait_for(browser, "button.primary").click()
+    wait_for(browser, ".who")
+
+
 def no_sideways_scroll(browser: Any) -> None:
     """The page fits the phone's width (a table may scroll inside its own box)."""
     wide, seen = browser.execute_script(
@@ -292,3 +299,184 @@ async def test_a_coordinator_triages_a_report_and_verifies_a_signature(
         await asyncio.to_thread(read_reply_and_verify)
     async with db.transaction() as session:
         assert await session.scalar(select(Signature.status)) == "verified"
+
+
+async def test_an_editor_composes_schedules_and_edits_a_bulletin_on_a_phone(
+    db: Database, settings: Settings, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from bot.models import Bulletin, Contact
+
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:503", "editor", "test", name="Huda")
+        session.add_all(
+            [
+                Contact(
+                    address="telegram:81",
+                    channel="telegram",
+                    locale="ar",
+                    subscribed=True,
+                    bulletin_places="IQG09",
+                ),
+                Contact(
+                    address="telegram:82",
+                    channel="telegram",
+                    locale="ckb",
+                    subscribed=True,
+                    bulletin_places="IQG02",
+                ),
+                Contact(address="telegram:83", channel="telegram", locale="en", subscribed=True),
+            ]
+        )
+    with Server(dataclasses.replace(settings, map_tiles_url="")) as server:
+        settings_here = Settings(database_url=settings.database_url, port=server.port)
+        async with db.transaction() as session:
+            link = await signin.new_link(session, settings_here, "telegram:503")
+
+        def compose_and_schedule() -> None:
+            """Write in two languages, watch the live preview, target, schedule."""
+            signed_in(browser, link)
+            browser.get(server.url + "/console/bulletins/new")
+            browser.find_element(By.NAME, "title_ar").send_keys("توزيع البطانيات")
+            browser.find_element(By.NAME, "text_ar").send_keys("يبدأ التوزيع يوم الأحد.")
+            browser.find_element(By.NAME, "title_en").send_keys("Blankets")
+            browser.find_element(By.NAME, "text_en").send_keys("Given out on Sunday.")
+            # The script asks the server for the previews as the editor types.
+            WebDriverWait(browser, WAIT).until(
+                lambda b: "Given out on Sunday." in b.find_element(By.ID, "live").text
+            )
+            live = browser.find_element(By.ID, "live")
+            assert "<b>" not in live.text  # Telegram's bold is shown as bold, not as a tag
+            bold = live.find_elements(By.CSS_SELECTOR, ".telegram b")
+            assert "Blankets" in [b.text for b in bold]
+            assert "*Blankets*" in live.text  # WhatsApp's bold
+            assert "No text in this language" in live.text  # the Sorani readers
+            total = browser.find_element(By.ID, "audience-total")
+            assert total.get_attribute("data-total") == "3"
+            for code in ("IQG09", "IQG15"):
+                browser.find_element(
+                    By.CSS_SELECTOR, f'input[name="place"][value="{code}"]'
+                ).click()
+            WebDriverWait(browser, WAIT).until(
+                lambda b: (
+                    b.find_element(By.ID, "audience-total").get_attribute("data-total") == "2"
+                )
+            )
+            no_sideways_scroll(browser)
+            shot(browser, "bulletin-compose")
+            when = browser.find_element(By.NAME, "when")
+            browser.execute_script("arguments[0].value = '2030-01-02T09:30'", when)
+            browser.find_element(By.CSS_SELECTOR, 'button[value="schedule"]').click()
+            WebDriverWait(browser, WAIT).until(lambda b: "done=scheduled" in b.current_url)
+            assert "Scheduled" in browser.find_element(By.ID, "status").text
+            no_sideways_scroll(browser)
+            shot(browser, "bulletin-scheduled")
+
+        await asyncio.to_thread(compose_and_schedule)
+        async with db.transaction() as session:
+            [bulletin] = (await session.scalars(select(Bulletin))).all()
+        assert bulletin.status == "scheduled"
+        assert bulletin.places == ["IQG09", "IQG15"]
+        assert set(bulletin.texts) == {"ar", "en"}
+
+        def edit() -> None:
+            """Change the English title and the time, on the bulletin's edit page."""
+            browser.find_element(By.LINK_TEXT, "Edit").click()
+            title = wait_for(browser, 'input[name="title_en"]')
+            title.clear()
+            title.send_keys("Blankets and stoves")
+            when = browser.find_element(By.NAME, "when")
+            assert when.get_attribute("value") == "2030-01-02T09:30"
+            browser.execute_script("arguments[0].value = '2030-01-04T08:00'", when)
+            browser.find_element(By.CSS_SELECTOR, 'button[value="save"]').click()
+            WebDriverWait(browser, WAIT).until(lambda b: "done=saved" in b.current_url)
+            shot(browser, "bulletin-edited")
+            browser.get(server.url + "/console/bulletins?lang=ckb")
+            assert browser.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
+            waiting = browser.find_element(By.CSS_SELECTOR, "table.waiting").text
+            assert "توزيع البطانيات" in waiting  # its title in its first language
+            assert "دهۆک" in waiting  # the governorates, in Sorani
+            no_sideways_scroll(browser)
+            shot(browser, "bulletins-ckb")
+
+        await asyncio.to_thread(edit)
+        async with db.transaction() as session:
+            [bulletin] = (await session.scalars(select(Bulletin))).all()
+        assert bulletin.texts["en"]["title"] == "Blankets and stoves"
+        assert bulletin.scheduled_at is not None
+        assert bulletin.scheduled_at.isoformat() == "2030-01-04T05:00:00+00:00"
+
+
+async def test_the_delivery_chart_in_the_browser(
+    db: Database, settings: Settings, browser: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from selenium.webdriver.common.by import By
+
+    from bot.models import Bulletin, OutboxMessage
+
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:504", "admin", "test")
+        bulletin = Bulletin(
+            texts={"en": {"title": "Stoves", "text": "Stoves arrive."}},
+            created_by="telegram:504",
+            status="sent",
+            public_id="B-CHART2",
+            published_at=start,
+        )
+        session.add(bulletin)
+        await session.flush()
+        for n in range(6):  # the ledger: five sent over five minutes, three delivered, one failed
+            failed = n == 5
+            session.add(
+                OutboxMessage(
+                    channel="whatsapp",
+                    address=f"whatsapp:+96477030000{n}",
+                    priority=2,
+                    body={"bulletin": bulletin.id, "locale": "en"},
+                    status="failed" if failed else "sent",
+                    error="undelivered (63024)" if failed else None,
+                    bulletin_id=bulletin.id,
+                    locale="en",
+                    sent_at=None if failed else start + timedelta(minutes=n),
+                    delivered_at=start + timedelta(minutes=n + 1) if n < 3 else None,
+                    failed_at=start + timedelta(minutes=4) if failed else None,
+                )
+            )
+        ident = bulletin.id
+    with Server(dataclasses.replace(settings, map_tiles_url="")) as server:
+        settings_here = Settings(database_url=settings.database_url, port=server.port)
+        async with db.transaction() as session:
+            link = await signin.new_link(session, settings_here, "telegram:504")
+
+        def look() -> None:
+            """The chart and the table of a bulletin's delivery."""
+            signed_in(browser, link)
+            browser.get(f"{server.url}/console/bulletins/{ident}?lang=en")
+            chart = wait_for(browser, "#delivery-chart")
+            assert chart.size["width"] > 200  # drawn, at the phone's width
+            lines = browser.find_elements(By.CSS_SELECTOR, "#delivery-chart polyline")
+            assert [line.get_attribute("class") for line in lines] == [
+                "line sent",
+                "line delivered",
+                "line failed",
+            ]
+            # The sent line climbs to the top: its last point is the highest of the chart.
+            last = lines[0].get_attribute("points").split()[-1]
+            assert float(last.split(",")[1]) == 12.0
+            legend = browser.find_element(By.CSS_SELECTOR, "figure.chart .legend").text
+            assert "Sent: 5" in legend
+            assert "Delivered: 3" in legend
+            assert "Failed: 1" in legend
+            assert (
+                "undelivered (63024)"
+                in browser.find_element(By.CSS_SELECTOR, "table.figures").text
+            )
+            no_sideways_scroll(browser)
+            shot(browser, "bulletin-delivery")
+
+        await asyncio.to_thread(look)

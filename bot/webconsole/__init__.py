@@ -62,6 +62,7 @@ from bot.outbox import enqueue
 from bot.personal import personal_columns
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
+from bot.webconsole.bulletins import routes as bulletin_routes
 from bot.webconsole.organizations import routes as organization_routes
 from handlers.report import FORM as REPORT_FORM
 
@@ -157,6 +158,7 @@ PAGES = (
     Page("/console/map", "map", N_("Map")),
     Page("/console/signatures", "signatures", N_("Signatures")),
     Page("/console/organizations", "organizations", N_("Organizations")),
+    Page("/console/bulletins", "bulletins", N_("Bulletins")),
     Page("/console/people", "people", N_("People and roles")),
     Page("/console/audit", "audit", N_("Audit log")),
 )
@@ -237,6 +239,7 @@ class Console:
             Route("/console/people", self.people, methods=["GET"]),
             Route("/console/people", self.change_people, methods=["POST"]),
             *organization_routes(self),
+            *bulletin_routes(self),
             Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
