@@ -348,6 +348,7 @@ def _utcnow() -> datetime:
 
 
 _Row = tuple[int, str, int, dict[str, object]]  # outbox id, address, attempts, body
+_Due = tuple[int, str, int, int, dict[str, object], int]  # ... priority, attempts, body, turn
 
 
 class ChannelWorker:
@@ -369,6 +370,8 @@ class ChannelWorker:
     LANES = FLOOR
     # Seconds an outcome waits, at most, for others to be written with it (see _send).
     GATHER = 0.05
+    # Rows of a full batch still to be booked when the next one is read (see pass_once).
+    READ_AHEAD = 100
 
     def __init__(
         self,
@@ -456,6 +459,7 @@ class ChannelWorker:
         self.again = True
         self.after_all = False
         self.flushing = 0  # callers waiting in flush()
+        self.ahead: asyncio.Future[tuple[list[_Due], bool]] | None = None  # the next batch
         self.retry_at: float | None = None  # (clock) the first retry postponed by this worker
 
     @property
@@ -576,6 +580,10 @@ class ChannelWorker:
     async def finish(self, grace: float) -> None:
         """After run() ended: let the sends under way end (`grace` seconds at most), write
         their outcomes, and give up the claims on the rows not sent (they stay pending)."""
+        if self.ahead is not None:
+            self.ahead.cancel()
+            await asyncio.gather(self.ahead, return_exceptions=True)
+            self.ahead = None
         while not self.ready.empty():
             _priority, _booked, row = self.ready.get_nowait()
             self.ready.task_done()
@@ -604,28 +612,16 @@ class ChannelWorker:
         """
         self._start_lanes()
         self.again = self.after_all = False
-        now_utc = self.utcnow()
-        # The rows under way are pending still, and come first in this order: they are read
-        # again, and left out here (naming them in the query cost more than reading them).
-        limit = self.batch + len(self.in_flight)
-        values: dict[str, object] = {"channel": self.channel, "now": now_utc, "limit": limit}
-        one = self.only is not None
-        if one:
-            values["only"] = self.only
-        async with self.turn:
-            if self.claims:
-                values.update(
-                    claimant=self.claimant,
-                    until=now_utc + timedelta(seconds=self.claim_lease),
-                )
-                statement = self._statement(("claim", one), functools.partial(_claim_due, one))
-                found = await self.held.fetch(statement, values)
-                found.sort(key=lambda row: (row[2], row[5], row[0]))  # RETURNING: no order
-            else:
-                statement = self._statement(("due", one), functools.partial(_due, one))
-                found = await self.held.fetch(statement, values)
-        # Ids and priorities are plain integers: only the rows kept are converted (bodies).
-        rows = [statement.read(row) for row in found if row[0] not in self.in_flight]
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and self.urgent.is_set():
+            ahead.cancel()  # a reply came in: read again, so that it goes first
+            await asyncio.gather(ahead, return_exceptions=True)
+            ahead = None
+        rows, full = await (ahead if ahead is not None else self._read(frozenset()))
+        if ahead is not None and not rows:
+            # What the last batch left for later (a chat busy or paced) was not in this read.
+            ahead = None
+            rows, full = await self._read(frozenset())
         if not rows:
             if self.sending:
                 self.after_all = True  # look again when they are answered
@@ -646,7 +642,14 @@ class ChannelWorker:
             if unreachable or values.get("not_before") is not None
         )
         soonest: float | None = None
-        for row_id, address, priority, attempts, body, _turn in rows:
+        # The next batch is read while the last rows of this one are booked: read between
+        # bookings, it left the pace behind by the time it took (at 1,000 a second, tenths
+        # of the broadcast at 0.7 to 0.8 of the rate between tenths at 1.0).
+        read_ahead = len(rows) - self.READ_AHEAD if full else -1
+        for index, (row_id, address, priority, attempts, body, _turn) in enumerate(rows):
+            if index == read_ahead and self.ahead is None:
+                later = frozenset(row[0] for row in rows[index:])
+                self.ahead = asyncio.ensure_future(self._read(later))
             if priority > 0 and self.urgent.is_set():
                 return False, 0.0  # a reply came in: fetch again so it goes first
             if address in waiting:
@@ -674,7 +677,41 @@ class ChannelWorker:
             return False, soonest
         # A full batch: more may be due now. Rows left for a chat with a send under way go
         # when it is answered (`again`).
-        return False, 0.0 if len(found) >= limit else None
+        # After a batch read ahead, a pass reads again at once: rows of the last batch left
+        # for later were not in it.
+        return False, 0.0 if full or ahead is not None else None
+
+    async def _read(self, later: frozenset[int]) -> tuple[list[_Due], bool]:
+        """The due rows not under way, nor among `later` (rows of the batch still to be booked,
+        which come first in this order); and whether the batch was full (more may be due)."""
+        now_utc = self.utcnow()
+        # The rows under way are pending still, and come first in this order: they are read
+        # again, and left out here (naming them in the query cost more than reading them).
+        limit = self.batch + len(self.in_flight) + len(later)
+        values: dict[str, object] = {"channel": self.channel, "now": now_utc, "limit": limit}
+        one = self.only is not None
+        if one:
+            values["only"] = self.only
+        async with self.turn:
+            if self.claims:
+                values.update(
+                    claimant=self.claimant,
+                    until=now_utc + timedelta(seconds=self.claim_lease),
+                )
+                statement = self._statement(("claim", one), functools.partial(_claim_due, one))
+                found = await self.held.fetch(statement, values)
+                found.sort(key=lambda row: (row[2], row[5], row[0]))  # RETURNING: no order
+            else:
+                statement = self._statement(("due", one), functools.partial(_due, one))
+                found = await self.held.fetch(statement, values)
+            # Under the turn: a row whose outcome the recorder writes next is in flight still.
+            # Ids and priorities are plain integers: only the rows kept are converted (bodies).
+            rows = [
+                statement.read(row)
+                for row in found
+                if row[0] not in self.in_flight and row[0] not in later
+            ]
+        return rows, len(found) >= limit
 
     def _unclaimed(self, now_utc: datetime) -> ColumnElement[bool]:
         """Rows no other process holds: never claimed, claimed by us, or the claim lapsed."""
