@@ -195,11 +195,11 @@ class Engine:
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
     ) -> list[Outbound]:
         """Forget a person (bot.privacy.forget); send only the goodbye, which leaves no trace."""
-        await privacy.forget(session, contact, self.clock())
+        withdrawn = await privacy.forget(session, contact, self.clock())
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
         farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
-        await enqueue(session, farewell, None)
-        return farewell
+        await enqueue(session, farewell + withdrawn, None)
+        return farewell + withdrawn
 
     async def _slow_down(self, inbound: Inbound, *, tell: bool) -> list[Outbound]:
         """A message past the person's limit: recorded as handled (not read again when it is

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import crypto
+from bot import crypto, referrals
 from bot.config import Settings
 from bot.db import Database
 from bot.models import (
@@ -39,7 +39,7 @@ from bot.models import (
     SignInLink,
     WebSession,
 )
-from bot.outbox import GONE
+from bot.outbox import GONE, enqueue
 from bot.privacy import anonymize_reports
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ async def purge(
     one statement, a DELETE of 200,000 outbox rows held SQLite's lock (and, the driver running
     in the loop's thread, every conversation) for 0.67 s. A rule cut short goes on next time.
     """
+    async with db.transaction() as session:
+        # Referrals left unanswered past REFERRAL_ANSWER_HOURS: the coordinators are told.
+        expired = await referrals.expire(session, settings, now)
+        await enqueue(session, expired, None)
     async with db.transaction() as session:
         reports = await anonymize_reports(
             session,
@@ -120,7 +124,7 @@ async def purge(
             None,
         ),
     ]
-    counts = {"reports anonymized": len(reports)}
+    counts = {"reports anonymized": len(reports), "referral notices": len(expired)}
     for name, model, where, values in rules:
         counts[name] = await _in_batches(db, model, where, values, batch)
     logger.info("retention: %s", counts)

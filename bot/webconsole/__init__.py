@@ -1169,7 +1169,7 @@ class Console:
                 )
             elif action == "undo":
                 _signature, sent = await signatures.undo(
-                    session, signature_id, actor=who.address, now=now
+                    session, signature_id, actor=who.address, now=now, settings=self.settings
                 )
             else:
                 return self.bad_request(request, locale, who)
