@@ -40,7 +40,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import exports, gazetteer, reports, roles, signatures, signin
+from bot import exports, gazetteer, referrals, reports, roles, signatures, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
 from bot.flows import too_long
@@ -63,6 +63,8 @@ from bot.personal import personal_columns
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
 from bot.webconsole.organizations import routes as organization_routes
+from bot.webconsole.referrals import latest_referrals
+from bot.webconsole.referrals import routes as referral_routes
 from handlers.report import FORM as REPORT_FORM
 
 HERE = Path(__file__).resolve().parent
@@ -157,6 +159,7 @@ PAGES = (
     Page("/console/map", "map", N_("Map")),
     Page("/console/signatures", "signatures", N_("Signatures")),
     Page("/console/organizations", "organizations", N_("Organizations")),
+    Page("/console/referrals", "referrals", N_("Referrals")),
     Page("/console/people", "people", N_("People and roles")),
     Page("/console/audit", "audit", N_("Audit log")),
 )
@@ -237,6 +240,7 @@ class Console:
             Route("/console/people", self.people, methods=["GET"]),
             Route("/console/people", self.change_people, methods=["POST"]),
             *organization_routes(self),
+            *referral_routes(self),
             Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
@@ -890,12 +894,13 @@ class Console:
             contact = await session.get(Contact, report.contact_id) if report.contact_id else None
             family_locale = (contact.locale if contact else None) or report.locale
             messages = await reports.thread(session, report)
+            its_referrals = await latest_referrals(session, locale, self.settings.timezone, report)
             history = (
                 await session.scalars(
                     select(AuditEntry)
                     .where(
                         AuditEntry.report_id == report.id,
-                        AuditEntry.action.in_(("status", "note", "message")),
+                        AuditEntry.action.in_(("status", "note", "message", "referral")),
                     )
                     .order_by(AuditEntry.at, AuditEntry.id)
                 )
@@ -930,6 +935,7 @@ class Console:
                     "history": [self.history_line(entry) for entry in history],
                     "limit": reports.MESSAGE_LIMIT,
                     "problem": problem,
+                    "referrals": its_referrals,
                 }
                 if preview is not None:
                     status, note, tell = preview
@@ -964,6 +970,8 @@ class Console:
                 what += " · " + _("Note (%(told)s): %(note)s") % {"told": told, "note": note}
         elif entry.action == "note":
             what = _("Internal note: %(note)s") % {"note": str(detail.get("note", ""))}
+        elif entry.action == "referral":
+            what = referrals.history_text(detail)
         else:
             what = _("A message to the family")
         return {"when": when, "who": entry.actor, "what": what}
