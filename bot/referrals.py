@@ -93,10 +93,15 @@ class Suggestion:
 
     organization: Organization
     signature: Signature
-    in_district: bool  # its area names the report's district (or its whole governorate)
+    area: int  # bot.referrals.covers: 0 the district, 1 the whole governorate, 2 elsewhere in it
     needs: list[str]  # the report's needs it meets, the most urgent first
     urgent: bool  # it meets the most urgent need
     record: Record
+
+    @property
+    def in_district(self) -> bool:
+        """Whether its area covers the report's district (named, or its whole governorate)."""
+        return self.area < 2
 
     @property
     def name(self) -> str:
@@ -137,19 +142,23 @@ async def records(session: AsyncSession) -> dict[int, Record]:
     return found
 
 
-def covers(organization: Organization, report: Report) -> tuple[bool, bool]:
-    """Whether an organization works in the report's governorate, and in its district (named,
-    or the whole governorate: no district of it listed)."""
+def covers(organization: Organization, report: Report) -> int | None:
+    """How closely an organization's area covers a report: 0 names its district, 1 covers its
+    whole governorate (no district of it listed), 2 works elsewhere in the governorate; None
+    outside it."""
     if report.governorate not in organization.governorates:
-        return False, False
+        return None
     inside = [d for d in organization.districts if d.startswith(report.governorate)]
-    return True, not inside or (report.district is not None and report.district in inside)
+    if report.district is not None and report.district in inside:
+        return 0
+    return 1 if not inside else 2
 
 
 async def suggestions(session: AsyncSession, report: Report) -> list[Suggestion]:
     """The active organizations, with someone to receive, that meet a need of the report in
-    its governorate: those in its district first, then those meeting the most urgent need,
-    then the most needs; an organization that has it open already is left out."""
+    its governorate: those naming its district first, then those covering the whole
+    governorate, then the rest of the governorate; within each, those meeting the most urgent
+    need, then the most needs. An organization that has it open already is left out."""
     busy = set(
         await session.scalars(
             select(Referral.organization_id).where(
@@ -170,21 +179,21 @@ async def suggestions(session: AsyncSession, report: Report) -> list[Suggestion]
     for organization, signature in rows.all():
         if organization.id in busy or organization.id not in staffed:
             continue
-        in_governorate, in_district = covers(organization, report)
+        area = covers(organization, report)
         met = [n for n in wanted if n and n in organization.needs]
-        if not in_governorate or not met:
+        if area is None or not met:
             continue
         found.append(
             Suggestion(
                 organization,
                 signature,
-                in_district,
+                area,
                 met,
                 report.urgent in organization.needs,
                 found_records.get(organization.id, Record()),
             )
         )
-    found.sort(key=lambda s: (not s.in_district, not s.urgent, -len(s.needs)))
+    found.sort(key=lambda s: (s.area, not s.urgent, -len(s.needs)))
     return found
 
 
