@@ -5,12 +5,14 @@ Telegram (the addresses the channels give; tests/test_referral_loop.py runs the 
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,7 +34,10 @@ from bot.models import (
 from bot.retention import purge
 from tests.conftest import Person
 from tests.helpers import LANGS, choose_language, t
+from tests.test_console_web import ADDRESSES, CSRF, client, outbox_to, people, sign_in
 from tests.test_sign import sign
+
+__all__ = ["client", "people"]  # the console's fixtures, shared
 
 COORDINATOR = Address("telegram", "1000")  # an admin, from the test settings
 FAMILY = Address("whatsapp", "+9647501112222")
@@ -579,3 +584,70 @@ def test_suggestions_rank_the_district_then_the_most_urgent_need() -> None:
     assert referrals.covers(whole, report) == 1
     assert referrals.covers(elsewhere, report) == 2
     assert referrals.covers(Organization(governorates=["IQG15"], districts=[]), report) is None
+
+
+@pytest.mark.usefixtures("people")
+async def test_the_console_refers_and_shows_the_figures(
+    client: httpx.AsyncClient, db: Database, settings: Settings, engine: Engine
+) -> None:
+    family = Person(engine, FAMILY)
+    await choose_language(family, "ar")
+    reference = await family_report(family, "ar", share=False)
+    rep = await an_organization(engine, db, "5001", "ckb", "جمعية الأمل للتنمية")
+    await sign_in(client, db, settings, ADDRESSES["coordinator"])
+    page = await client.get(f"/console/reports/{reference}")
+    assert f'href="/console/reports/{reference}/refer"' in page.text
+    refer_page = await client.get(f"/console/reports/{reference}/refer")
+    assert refer_page.status_code == 200
+    assert "جمعية الأمل للتنمية" in refer_page.text
+    assert "did not agree to give its place and number" in refer_page.text
+    token = CSRF.search(refer_page.text)
+    assert token is not None
+    organization = await org_id(db, "جمعية الأمل للتنمية")
+
+    # Malformed or forged: 400, with the reason, and nothing referred.
+    for fields in (
+        {"organization": "x"},
+        {"organization": "999999"},
+        {"organization": str(organization), "note": "n" * 1001},
+    ):
+        bad = await client.post(
+            f"/console/reports/{reference}/refer", data={"csrf": token.group(1), **fields}
+        )
+        assert bad.status_code == 400, fields
+    assert "at most" in bad.text
+    assert await the_referrals(db) == []
+    no_token = await client.post(
+        f"/console/reports/{reference}/refer", data={"organization": str(organization)}
+    )
+    assert no_token.status_code == 400
+
+    done = await client.post(
+        f"/console/reports/{reference}/refer",
+        data={"csrf": token.group(1), "organization": str(organization), "note": "Call first"},
+    )
+    assert done.status_code == 303
+    [referral] = await the_referrals(db)
+    request = (await outbox_to(db, rep.address))[-1]
+    assert t("ckb", "Accept") in [b.label for b in request.options()]
+    assert "Call first" in request.text
+    assert referral.created_by == ADDRESSES["coordinator"]
+
+    await rep.press(f"ref:acc:{referral.id}")
+    report_page = await client.get(f"/console/reports/{reference}")
+    assert "Referred to جمعية الأمل للتنمية" in plain(html.unescape(report_page.text))
+    assert "accepted" in plain(html.unescape(report_page.text))
+
+    figures = await client.get("/console/referrals")
+    assert figures.status_code == 200
+    assert 'data-figure="accepted">1<' in figures.text
+    assert reference in figures.text  # the latest referrals, for a coordinator
+
+    # A viewer: the figures, not the referrals' list; no Refer page.
+    await client.post("/console/sign-out", data={"csrf": CSRF.search(figures.text).group(1)})  # type: ignore[union-attr]
+    await sign_in(client, db, settings, ADDRESSES["viewer"])
+    seen = await client.get("/console/referrals")
+    assert seen.status_code == 200
+    assert 'data-figure="accepted">1<' in seen.text
+    assert reference not in seen.text
+    assert (await client.get(f"/console/reports/{reference}/refer")).status_code == 403

@@ -40,7 +40,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from bot import exports, gazetteer, referrals, reports, roles, signatures, signin
+from bot import exports, gazetteer, reports, roles, signatures, signin
 from bot.config import NEEDS, Settings
 from bot.db import Database
 from bot.flows import too_long
@@ -60,6 +60,9 @@ from bot.messages import Outbound
 from bot.models import AuditEntry, Contact, Report, Signature, utcnow
 from bot.outbox import enqueue
 from bot.personal import personal_columns
+
+# Not "referrals": the package's module bot.webconsole.referrals takes that name here.
+from bot.referrals import history_text as referral_history
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
 from bot.webconsole.organizations import routes as organization_routes
@@ -971,7 +974,7 @@ class Console:
         elif entry.action == "note":
             what = _("Internal note: %(note)s") % {"note": str(detail.get("note", ""))}
         elif entry.action == "referral":
-            what = referrals.history_text(detail)
+            what = referral_history(detail)
         else:
             what = _("A message to the family")
         return {"when": when, "who": entry.actor, "what": what}
