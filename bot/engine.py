@@ -346,10 +346,14 @@ class Engine:
     async def run_step(self, ctx: Ctx) -> None:
         """Give the message to the current step's answer and follow where it leads."""
         step = self.registry.step(ctx.flow, ctx.step)
+        inbound = ctx.inbound
         if step is None:
+            # A standing button works without a conversation too: an organization's Accept
+            # may come after its member's idle conversation was deleted (bot.retention).
+            if inbound.payload is not None and await self.run_action(ctx, inbound.payload):
+                return
             await self.enter(ctx, "menu")  # a state left by an older version of the bot
             return
-        inbound = ctx.inbound
         ctx.text = clean_input(inbound.text)
         ctx.cut = len(inbound.text) > MAX_INPUT and len(ctx.text) == MAX_INPUT
         offered_payloads = {payload for payload, _label in ctx.offered}
