@@ -651,3 +651,23 @@ async def test_the_console_refers_and_shows_the_figures(
     assert 'data-figure="accepted">1<' in seen.text
     assert reference not in seen.text
     assert (await client.get(f"/console/reports/{reference}/refer")).status_code == 403
+
+
+async def test_my_organization_lists_its_open_requests(engine: Engine, db: Database) -> None:
+    family = Person(engine, FAMILY)
+    await choose_language(family, "en")
+    reference = await family_report(family, "en")
+    rep = await an_organization(engine, db, "5001", "ar", "جمعية الأمل للتنمية")
+    other = await an_organization(engine, db, "5002", "en", "منظمة النور")
+    coordinator = Person(engine, COORDINATOR)
+    await choose_language(coordinator, "en")
+    await refer_in_chat(coordinator, reference, await org_id(db, "جمعية الأمل للتنمية"))
+    await rep.send("/organization")
+    assert plain(t("ar", "Requests open with your organization: %(count)s") % {"count": 1}) in (
+        plain(rep.text())
+    )
+    await rep.tap(reference)
+    assert "Khanke camp" in rep.text()
+    assert t("ar", "Accept") in rep.labels()
+    await other.send("/organization")
+    assert reference not in other.labels()
