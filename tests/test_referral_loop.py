@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.messages import Address
 from bot.models import Contact, Referral, Report, Signature
-from bot.runtime import Bot, running
+from bot.runtime import Bot, running, telegram_people
 from bot.web import create_app
 from tests.conftest import Person
 from tests.fake_telegram import FakeTelegram
@@ -230,3 +231,24 @@ async def test_refer_accept_help_and_the_family_confirms_across_channels(
             "yes",
             "resolved",
         )
+
+
+async def test_the_command_menus_list_organization_and_referrals(
+    both: tuple[Bot, FakeTelegram], db: Database
+) -> None:
+    bot, telegram = both
+    await an_organization_on_telegram(db, "ar")
+    assert bot.telegram is not None
+    bot.telegram.people = await telegram_people(db)
+    await bot.telegram.publish_commands()
+    menus = {
+        json.loads(scope)["chat_id"]: {c["command"] for c in commands}
+        for (scope, _language), commands in telegram.scoped_commands.items()
+        if "chat" in scope
+    }
+    # The representative: their organization, no coordinator's tool.
+    assert "organization" in menus[ORG_CHAT]
+    assert not {"reports", "referrals"} & menus[ORG_CHAT]
+    # The coordinator: the referral figures, not an organization of their own.
+    assert {"reports", "referrals"} <= menus[502]
+    assert "organization" not in menus[502]

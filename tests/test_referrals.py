@@ -507,6 +507,11 @@ async def test_partly_goes_back_to_the_coordinators_with_an_alert(
     await rep.press("hn:food")
     await rep.press("hn:done")
     await rep.tap("Skip")
+    # Someone else cannot answer for the family, by button or by guessing the id.
+    stranger = Person(engine, Address("whatsapp", "+9647509998888"))
+    await choose_language(stranger, "en")
+    await stranger.press(f"ref:fam:{referral.id}:no")
+    assert (await the_referrals(db))[0].confirmed is None
     sent = await family.send(t("ckb", "Partly"))  # typed, as on WhatsApp
     assert "Alert" in text_to(sent, COORDINATOR)
     assert (await the_report(db, reference)).status == "verified"
