@@ -690,51 +690,85 @@ async def confirm(
     )
 
 
+# What coordinators and organizations are told when a referral ends without the organization's
+# answer (N_ messages with %(organization)s and %(reference)s); none: nobody is told.
+ENDINGS: dict[str, tuple[str | None, str]] = {
+    "expired": (
+        N_(
+            "%(organization)s did not answer report %(reference)s in time: it can be "
+            "referred again."
+        ),
+        N_(
+            "The request %(reference)s expired without an answer: it was given back to the "
+            "coordinators."
+        ),
+    ),
+    "cancelled": (
+        N_(
+            "%(organization)s is suspended: its request %(reference)s was taken back and can "
+            "be referred again."
+        ),
+        N_(
+            "The request %(reference)s was taken back: your organization's signature is no "
+            "longer verified."
+        ),
+    ),
+    "withdrawn": (
+        None,
+        N_(
+            "The request %(reference)s was withdrawn: there is nothing more to do for it. "
+            "Thank you."
+        ),
+    ),
+}
+
+
+async def _end(
+    session: AsyncSession,
+    settings: Settings | None,
+    referral: Referral,
+    report: Report,
+    status: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> list[Outbound]:
+    """End a referral without the organization's answer (ENDINGS): in the report's history,
+    the report back with the coordinators (with `settings`: they are told), and the
+    organization's members told only that the request is no longer theirs."""
+    organization = await session.get(Organization, referral.organization_id)
+    signature = await session.get(Signature, organization.signature_id) if organization else None
+    name = public_name(signature) if signature else "-"
+    referral.status, referral.closed_at = status, now
+    _history(session, report, status, actor, now, referral=referral.id, organization=name)
+    to_coordinators, to_members = ENDINGS[status]
+    words = {"organization": name, "reference": isolate(report.reference)}
+    found: list[Outbound] = []
+    if settings is not None:
+        await _back_to_seeking(session, report, actor, now)
+        if to_coordinators is not None:
+            text = to_coordinators
+            found += await _to_coordinators(session, settings, report, lambda: _(text) % words)
+    if organization is not None:
+        found += await _to_members(
+            session, organization, lambda: (_(to_members) % words, (), None)
+        )
+    return found
+
+
 async def expire(session: AsyncSession, settings: Settings, now: datetime) -> list[Outbound]:
     """Referrals not answered in REFERRAL_ANSWER_HOURS expire: the coordinators are told, the
     report goes back to them, and the organization hears that it may no longer answer."""
-    found: list[Outbound] = []
-    due = await session.scalars(
-        select(Referral)
+    due = await session.execute(
+        select(Referral, Report)
+        .join(Report, Report.id == Referral.report_id)
         .where(Referral.status == "sent", Referral.expires_at <= now)
         .order_by(Referral.id)
         .limit(500)
     )
-    for referral in list(due):
-        report = await session.get(Report, referral.report_id)
-        organization = await session.get(Organization, referral.organization_id)
-        assert report is not None
-        assert organization is not None
-        signature = await session.get(Signature, organization.signature_id)
-        name = public_name(signature) if signature else "-"
-        referral.status, referral.closed_at = "expired", now
-        _history(session, report, "expired", "bot", now, referral=referral.id, organization=name)
-        await _back_to_seeking(session, report, "bot", now)
-        found += await _to_coordinators(
-            session,
-            settings,
-            report,
-            lambda report=report, name=name: (
-                _(
-                    "%(organization)s did not answer report %(reference)s in time: it can be "
-                    "referred again."
-                )
-                % {"organization": name, "reference": isolate(report.reference)}
-            ),
-        )
-        found += await _to_members(
-            session,
-            organization,
-            lambda report=report: (
-                _(
-                    "The request %(reference)s expired without an answer: it was given back to "
-                    "the coordinators."
-                )
-                % {"reference": isolate(report.reference)},
-                (),
-                None,
-            ),
-        )
+    found: list[Outbound] = []
+    for referral, report in due.all():
+        found += await _end(session, settings, referral, report, "expired", actor="bot", now=now)
     if found:
         logger.info("referrals: %d message(s) about expired referrals", len(found))
     return found
@@ -752,23 +786,8 @@ async def withdraw_for_family(
     )
     found: list[Outbound] = []
     for referral, report in rows.all():
-        referral.status, referral.closed_at = "withdrawn", now
-        _history(session, report, "withdrawn", "forgotten", now, referral=referral.id)
-        organization = await session.get(Organization, referral.organization_id)
-        if organization is None:
-            continue
-        found += await _to_members(
-            session,
-            organization,
-            lambda report=report: (
-                _(
-                    "The request %(reference)s was withdrawn: there is nothing more to do "
-                    "for it. Thank you."
-                )
-                % {"reference": isolate(report.reference)},
-                (),
-                None,
-            ),
+        found += await _end(
+            session, None, referral, report, "withdrawn", actor="forgotten", now=now
         )
     return found
 
@@ -779,47 +798,15 @@ async def suspend(
     """An organization's signature no longer stands: the referrals it has not answered are
     cancelled and go back to the coordinators; those it accepted stay with it, to be finished
     (it can still say Helped or Could not help)."""
-    organization = await session.scalar(
-        select(Organization).where(Organization.signature_id == signature.id)
-    )
-    if organization is None:
-        return []
-    found: list[Outbound] = []
     rows = await session.execute(
         select(Referral, Report)
         .join(Report, Report.id == Referral.report_id)
-        .where(Referral.organization_id == organization.id, Referral.status == "sent")
+        .join(Organization, Organization.id == Referral.organization_id)
+        .where(Organization.signature_id == signature.id, Referral.status == "sent")
     )
-    name = public_name(signature)
+    found: list[Outbound] = []
     for referral, report in rows.all():
-        referral.status, referral.closed_at = "cancelled", now
-        _history(session, report, "cancelled", "bot", now, referral=referral.id, organization=name)
-        await _back_to_seeking(session, report, "bot", now)
-        found += await _to_coordinators(
-            session,
-            settings,
-            report,
-            lambda report=report: (
-                _(
-                    "%(organization)s is suspended: its request %(reference)s was taken back and "
-                    "can be referred again."
-                )
-                % {"organization": name, "reference": isolate(report.reference)}
-            ),
-        )
-        found += await _to_members(
-            session,
-            organization,
-            lambda report=report: (
-                _(
-                    "The request %(reference)s was taken back: your organization's signature "
-                    "is no longer verified."
-                )
-                % {"reference": isolate(report.reference)},
-                (),
-                None,
-            ),
-        )
+        found += await _end(session, settings, referral, report, "cancelled", actor="bot", now=now)
     return found
 
 

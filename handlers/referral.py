@@ -5,6 +5,9 @@ bot.referrals'."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from bot import organizations, referrals
 from bot.flows import (
     MENU,
@@ -22,13 +25,15 @@ from bot.flows import (
     too_long,
 )
 from bot.i18n import N_, _, isolate
-from bot.messages import Button
-from bot.models import Organization, Report, Signature
+from bot.messages import Button, Outbound
+from bot.models import Organization, Referral, Report, Signature
 from bot.organizations import Refused
 from bot.reports import NEED_LABELS, need_text, place_name
 from bot.signatures import public_name
 from handlers.coordinator import find_report
 
+# One of bot.referrals' answers: accept, decline, helped, not_helped.
+Answer = Callable[..., Awaitable[tuple[Referral, list[Outbound]]]]
 # What each refusal of bot.referrals says.
 REFUSALS: dict[str, str] = {
     "not_yours": N_("This request is not one of your organization's."),
@@ -79,12 +84,45 @@ async def open_one(ctx: Ctx, rest: str) -> Transition:
     return stay()
 
 
-async def accept(ctx: Ctx, rest: str) -> Transition:
-    """Accept a referral: the family is told."""
+async def answered(ctx: Ctx, answer: Answer, ident: int | None, *args: Any) -> Referral | None:
+    """Give one of bot.referrals' answers for this member's organization: queue the messages
+    it makes for others, or say why it was refused (None)."""
     try:
-        referral, told = await referrals.accept(
+        referral, told = await answer(
             ctx.session,
             ctx.settings,
+            await membership(ctx),
+            ident,
+            *args,
+            actor=str(ctx.address),
+            now=ctx.now,
+        )
+    except Refused as error:
+        ctx.say(refusal(error))
+        return None
+    ctx.extra += told
+    return referral
+
+
+async def accept(ctx: Ctx, rest: str) -> Transition:
+    """Accept a referral: the family is told."""
+    referral = await answered(ctx, referrals.accept, referrals.parse_id(rest))
+    if referral is not None:
+        ctx.say(
+            _(
+                "Thank you: you accepted this request. The family was told that an "
+                "organization has it. When you have helped, press \u201cWe helped\u201d."
+            ),
+            buttons=referrals.answer_buttons(referral),
+        )
+    return stay()
+
+
+async def waiting(ctx: Ctx, rest: str, status: str) -> tuple[Referral, Report] | None:
+    """The member's own referral, if it is in `status` (the answer needs it); else None, said."""
+    try:
+        referral, report = await referrals.for_member(
+            ctx.session,
             await membership(ctx),
             referrals.parse_id(rest),
             actor=str(ctx.address),
@@ -92,32 +130,17 @@ async def accept(ctx: Ctx, rest: str) -> Transition:
         )
     except Refused as error:
         ctx.say(refusal(error))
-        return stay()
-    ctx.extra += told
-    ctx.say(
-        _(
-            "Thank you: you accepted this request. The family was told that an organization "
-            "has it. When you have helped, press \u201cWe helped\u201d."
-        ),
-        buttons=referrals.answer_buttons(referral),
-    )
-    return stay()
+        return None
+    if referral.status != status:
+        ctx.say(_(REFUSALS["answered"]))
+        return None
+    return referral, report
 
 
 async def decline(ctx: Ctx, rest: str) -> Transition:
     """Decline a referral: ask why first."""
-    ident = referrals.parse_id(rest)
-    try:
-        referral, _report = await referrals.for_member(
-            ctx.session, await membership(ctx), ident, actor=str(ctx.address), now=ctx.now
-        )
-    except Refused as error:
-        ctx.say(refusal(error))
-        return stay()
-    if referral.status != "sent":
-        ctx.say(_(REFUSALS["answered"]))
-        return stay()
-    return start("referral_decline", {"id": referral.id})
+    found = await waiting(ctx, rest, "sent")
+    return stay() if found is None else start("referral_decline", {"id": found[0].id})
 
 
 async def ask_reason(ctx: Ctx) -> None:
@@ -131,39 +154,20 @@ async def ask_reason(ctx: Ctx) -> None:
 async def on_reason(ctx: Ctx) -> Transition:
     """Decline with the reason chosen; the coordinators are told."""
     reason = (ctx.choice or "").removeprefix("why:")
-    try:
-        _referral, told = await referrals.decline(
-            ctx.session,
-            ctx.settings,
-            await membership(ctx),
-            referrals.parse_id(str(ctx.data.get("id", ""))),
-            reason,
-            actor=str(ctx.address),
-            now=ctx.now,
-        )
-    except Refused as error:
-        if error.reason == "reason":
-            return retry(refusal(error))
-        ctx.say(refusal(error))
-        return to_menu()
-    ctx.extra += told
-    ctx.say(_("Thank you. The coordinators will look for another organization."))
+    if reason not in referrals.DECLINE_REASONS:
+        return retry(_(REFUSALS["reason"]))
+    ident = referrals.parse_id(str(ctx.data.get("id", "")))
+    if await answered(ctx, referrals.decline, ident, reason) is not None:
+        ctx.say(_("Thank you. The coordinators will look for another organization."))
     return to_menu()
 
 
 async def helped(ctx: Ctx, rest: str) -> Transition:
     """ "We helped": ask with which needs."""
-    ident = referrals.parse_id(rest)
-    try:
-        referral, report = await referrals.for_member(
-            ctx.session, await membership(ctx), ident, actor=str(ctx.address), now=ctx.now
-        )
-    except Refused as error:
-        ctx.say(refusal(error))
+    found = await waiting(ctx, rest, "accepted")
+    if found is None:
         return stay()
-    if referral.status != "accepted":
-        ctx.say(_(REFUSALS["answered"]))
-        return stay()
+    referral, report = found
     return start("referral_helped", {"id": referral.id, "ref": report.reference, "needs": []})
 
 
@@ -217,41 +221,17 @@ async def on_outcome_note(ctx: Ctx) -> Transition:
     note = "" if ctx.choice == "note:skip" else ctx.text
     if ctx.length(note) > referrals.NOTE_LIMIT:
         return retry(too_long(referrals.NOTE_LIMIT, ctx.length(note)))
-    try:
-        _referral, told = await referrals.helped(
-            ctx.session,
-            ctx.settings,
-            await membership(ctx),
-            referrals.parse_id(str(ctx.data.get("id", ""))),
-            [str(n) for n in ctx.data.get("needs", [])],
-            note,
-            actor=str(ctx.address),
-            now=ctx.now,
-        )
-    except Refused as error:
-        ctx.say(refusal(error))
-        return to_menu()
-    ctx.extra += told
-    ctx.say(_("Thank you. The family will be asked whether the help came."))
+    ident = referrals.parse_id(str(ctx.data.get("id", "")))
+    needs = [str(n) for n in ctx.data.get("needs", [])]
+    if await answered(ctx, referrals.helped, ident, needs, note) is not None:
+        ctx.say(_("Thank you. The family will be asked whether the help came."))
     return to_menu()
 
 
 async def failed(ctx: Ctx, rest: str) -> Transition:
     """ "Could not help": the coordinators are told."""
-    try:
-        _referral, told = await referrals.not_helped(
-            ctx.session,
-            ctx.settings,
-            await membership(ctx),
-            referrals.parse_id(rest),
-            actor=str(ctx.address),
-            now=ctx.now,
-        )
-    except Refused as error:
-        ctx.say(refusal(error))
-        return stay()
-    ctx.extra += told
-    ctx.say(_("Thank you for saying so. The coordinators will look for other help."))
+    if await answered(ctx, referrals.not_helped, referrals.parse_id(rest)) is not None:
+        ctx.say(_("Thank you for saying so. The coordinators will look for other help."))
     return stay()
 
 
