@@ -70,6 +70,16 @@ async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
         select(Report).where(Report.contact_id == contact.id).order_by(Report.id)
     ):
         found.append(Holding("reports", report.reference, _values(Report, report)))
+        # What was written about the family when its report was referred (bot.referrals).
+        for referral in await session.scalars(
+            select(Referral)
+            .where(
+                Referral.report_id == report.id,
+                or_(Referral.note.is_not(None), Referral.outcome_note.is_not(None)),
+            )
+            .order_by(Referral.id)
+        ):
+            found.append(Holding("referrals", report.reference, _values(Referral, referral)))
         for message in await session.scalars(
             select(ReportMessage)
             .where(ReportMessage.report_id == report.id)

@@ -676,3 +676,21 @@ async def test_my_organization_lists_its_open_requests(engine: Engine, db: Datab
     assert t("ar", "Accept") in rep.labels()
     await other.send("/organization")
     assert reference not in other.labels()
+
+
+async def test_my_data_shows_what_was_written_about_the_family_in_a_referral(
+    engine: Engine, db: Database
+) -> None:
+    family = Person(engine, FAMILY)
+    await choose_language(family, "en")
+    reference = await family_report(family, "en")
+    await an_organization(engine, db, "5001", "en", "جمعية الأمل للتنمية")
+    coordinator = Person(engine, COORDINATOR)
+    await choose_language(coordinator, "en")
+    await refer_in_chat(
+        coordinator, reference, await org_id(db, "جمعية الأمل للتنمية"), "Mother is ill"
+    )
+    await family.send("/mydata")
+    shown = plain(family.text())
+    assert f"Report {reference}, passed to a relief organization" in shown
+    assert "Note to the relief organization: Mother is ill" in shown
