@@ -779,16 +779,22 @@ async def withdraw_for_family(
 ) -> list[Outbound]:
     """The family asked to be forgotten: its open referrals are withdrawn, and each
     organization hears only that the request was withdrawn (nothing about the family)."""
+    return await withdraw(session, Report.contact_id == contact.id, now, actor="forgotten")
+
+
+async def withdraw(
+    session: AsyncSession, where: Any, now: datetime, *, actor: str = "bot"
+) -> list[Outbound]:
+    """Withdraw the open referrals of the reports matched by `where` (their family's data is
+    going: deleted, or past its retention); each organization is told only that."""
     rows = await session.execute(
         select(Referral, Report)
         .join(Report, Report.id == Referral.report_id)
-        .where(Report.contact_id == contact.id, Referral.status.in_(OPEN))
+        .where(where, Referral.status.in_(OPEN))
     )
     found: list[Outbound] = []
     for referral, report in rows.all():
-        found += await _end(
-            session, None, referral, report, "withdrawn", actor="forgotten", now=now
-        )
+        found += await _end(session, None, referral, report, "withdrawn", actor=actor, now=now)
     return found
 
 

@@ -68,11 +68,13 @@ async def purge(
         expired = await referrals.expire(session, settings, now)
         await enqueue(session, expired, None)
     async with db.transaction() as session:
-        reports = await anonymize_reports(
-            session,
-            Report.created_at < now - timedelta(days=settings.report_retention_days),
-            now,
+        old_reports = Report.created_at < now - timedelta(days=settings.report_retention_days)
+        # An organization no longer works on a request whose family's data is going.
+        withdrawn = await referrals.withdraw(
+            session, old_reports & Report.anonymized_at.is_(None), now
         )
+        await enqueue(session, withdrawn, None)
+        reports = await anonymize_reports(session, old_reports, now)
     rules: list[tuple[str, Any, Any, dict[str, Any] | None]] = [
         (
             # A WhatsApp message waits for its delivery to be confirmed before its text is
@@ -124,7 +126,10 @@ async def purge(
             None,
         ),
     ]
-    counts = {"reports anonymized": len(reports), "referral notices": len(expired)}
+    counts = {
+        "reports anonymized": len(reports),
+        "referral notices": len(expired) + len(withdrawn),
+    }
     for name, model, where, values in rules:
         counts[name] = await _in_batches(db, model, where, values, batch)
     logger.info("retention: %s", counts)

@@ -694,3 +694,23 @@ async def test_my_data_shows_what_was_written_about_the_family_in_a_referral(
     shown = plain(family.text())
     assert f"Report {reference}, passed to a relief organization" in shown
     assert "Note to the relief organization: Mother is ill" in shown
+
+
+async def test_retention_withdraws_the_referrals_of_reports_it_anonymizes(
+    engine: Engine, db: Database, settings: Settings
+) -> None:
+    family = Person(engine, FAMILY)
+    await choose_language(family, "en")
+    reference = await family_report(family, "en")
+    rep = await an_organization(engine, db, "5001", "en", "جمعية الأمل للتنمية")
+    coordinator = Person(engine, COORDINATOR)
+    await choose_language(coordinator, "en")
+    await refer_in_chat(coordinator, reference, await org_id(db, "جمعية الأمل للتنمية"))
+    [referral] = await the_referrals(db)
+    await rep.press(f"ref:acc:{referral.id}")
+    later = datetime.now(UTC) + timedelta(days=settings.report_retention_days + 1)
+    await purge(db, settings, later)
+    [withdrawn] = await the_referrals(db)
+    assert withdrawn.status == "withdrawn"
+    told = [m.text for m in await outbox_to(db, rep.address)]
+    assert any("was withdrawn" in text and reference in text for text in told)

@@ -102,7 +102,9 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(post, Response):
             return post
         who, locale, fields = post.who, post.locale, post.fields
-        note = clean_input(fields.get("note", ""), limit=referrals.NOTE_LIMIT + 1)
+        from bot.webconsole import FORM_LIMIT  # this module is imported by that one
+
+        note = clean_input(fields.get("note", ""), limit=FORM_LIMIT)
         ident = referrals.parse_id(fields.get("organization", ""))
         with use_locale(locale):
             if len(note) > referrals.NOTE_LIMIT:
