@@ -47,7 +47,7 @@ STATUS_LABELS: dict[str, str] = {
     "expired": N_("No answer in time"),
     "helped": N_("Helped"),
     "not_helped": N_("Could not help"),
-    "withdrawn": N_("Withdrawn by the family"),
+    "withdrawn": N_("Withdrawn: the family's data was deleted"),
     "cancelled": N_("Cancelled: the organization is suspended"),
 }
 DECLINE_REASONS: dict[str, str] = {
@@ -824,7 +824,9 @@ HISTORY: dict[str, str] = {
     "helped": N_("%(organization)s helped with: %(needs)s"),
     "not_helped": N_("%(organization)s could not help"),
     "confirmed": N_("The family says the help came: %(answer)s"),
-    "withdrawn": N_("The family deleted its data: the referral was withdrawn"),
+    # By "Delete my data", or by retention (REPORT_RETENTION_DAYS): the history says which by
+    # its actor ("forgotten", "bot").
+    "withdrawn": N_("The family's data was deleted: the referral was withdrawn"),
     "cancelled": N_("%(organization)s was suspended: the referral was taken back"),
 }
 
