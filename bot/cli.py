@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     signatures.add_argument(
         "-o", "--output", help="write to this file (default, or -: standard output)"
     )
+    referrals = export_what.add_parser(
+        "referrals", help="reports referred to relief organizations, one row each (HXL 3W)"
+    )
+    referrals.add_argument("--format", default="csv", choices=["csv", "hxl", "json"])
+    referrals.add_argument(
+        "--private",
+        action="store_true",
+        help="include the notes (the coordinator's, the organization's); audited",
+    )
+    referrals.add_argument(
+        "-o", "--output", help="write to this file (default, or -: standard output)"
+    )
     return parser
 
 
@@ -137,7 +149,7 @@ def output(path: str | None) -> Iterator[TextIO]:
 
 
 async def run_export(settings: Settings, args: argparse.Namespace) -> int:
-    """`icssi-bot export reports|signatures ...`; 2 on a bad option value."""
+    """`icssi-bot export reports|signatures|referrals ...`; 2 on a bad option value."""
     import getpass
     from datetime import datetime
     from zoneinfo import ZoneInfo
@@ -155,6 +167,17 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await db.close()
         print(f"icssi-bot: exported {plural(count, 'signature')}", file=sys.stderr)
+        return 0
+    if args.what == "referrals":
+        db = Database(settings.database_url)
+        try:
+            with output(args.output) as out:
+                count = await exports.export_referrals(
+                    db, args.format, out, private=args.private, actor=actor
+                )
+        finally:
+            await db.close()
+        print(f"icssi-bot: exported {plural(count, 'referral')}", file=sys.stderr)
         return 0
     since = None
     if args.since:

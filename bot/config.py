@@ -75,6 +75,7 @@ class Settings:
     reports_per_day: int = 3
     conversation_idle_days: int = 7
     console_session_hours: int = 12  # how long a console sign-in lasts
+    referral_answer_hours: int = 72  # how long an organization has to answer a referral
     # The console map's background: a tile URL template ("" for none) and its credit line.
     map_tiles_url: str = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
     map_tiles_attribution: str = "© OpenStreetMap contributors"
@@ -401,6 +402,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "console_session_hours",
         _hours,
         "hours from 1 to 168: how long a console sign-in lasts",
+    )
+    take(
+        "REFERRAL_ANSWER_HOURS",
+        "referral_answer_hours",
+        _hours,
+        "hours from 1 to 168: how long an organization has to answer a referral",
     )
     take(
         "MAP_TILES_URL",

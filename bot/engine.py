@@ -195,11 +195,11 @@ class Engine:
         self, session: AsyncSession, contact: Contact, goodbye: list[Outbound]
     ) -> list[Outbound]:
         """Forget a person (bot.privacy.forget); send only the goodbye, which leaves no trace."""
-        await privacy.forget(session, contact, self.clock())
+        withdrawn = await privacy.forget(session, contact, self.clock())
         # Only the confirmation, without buttons: the menu would recreate what was deleted.
         farewell = [dataclasses.replace(m, buttons=(), ephemeral=True) for m in goodbye[:1]]
-        await enqueue(session, farewell, None)
-        return farewell
+        await enqueue(session, farewell + withdrawn, None)
+        return farewell + withdrawn
 
     async def _slow_down(self, inbound: Inbound, *, tell: bool) -> list[Outbound]:
         """A message past the person's limit: recorded as handled (not read again when it is
@@ -346,10 +346,14 @@ class Engine:
     async def run_step(self, ctx: Ctx) -> None:
         """Give the message to the current step's answer and follow where it leads."""
         step = self.registry.step(ctx.flow, ctx.step)
+        inbound = ctx.inbound
         if step is None:
+            # A standing button works without a conversation too: an organization's Accept
+            # may come after its member's idle conversation was deleted (bot.retention).
+            if inbound.payload is not None and await self.run_action(ctx, inbound.payload):
+                return
             await self.enter(ctx, "menu")  # a state left by an older version of the bot
             return
-        inbound = ctx.inbound
         ctx.text = clean_input(inbound.text)
         ctx.cut = len(inbound.text) > MAX_INPUT and len(ctx.text) == MAX_INPUT
         offered_payloads = {payload for payload, _label in ctx.offered}

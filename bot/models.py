@@ -617,3 +617,54 @@ class OrganizationInvitation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+class Referral(Base):
+    """A family's report passed to a signatory organization (#22), and how the loop closed:
+    the organization's answer, what it did, and whether the family says help came.
+
+    The notes may speak of the family (a coordinator's note to the organization, the
+    organization's note on what it did): personal, encrypted, blanked when the family asks to
+    be forgotten. The rest is about the organization's work, kept for the figures.
+    """
+
+    __tablename__ = "referrals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, info=internal("row id"))
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), index=True, info=internal("the report")
+    )
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        index=True,
+        info=internal("the organization's"),
+    )
+    # sent -> accepted -> helped | not_helped; sent -> declined | expired; any open one ->
+    # withdrawn (the family deleted its data) or cancelled (the organization was suspended).
+    status: Mapped[str] = mapped_column(
+        String(20), default="sent", index=True, info=internal("the organization's answer")
+    )
+    created_by: Mapped[str] = mapped_column(String(100), info=internal("the coordinator"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, info=internal("bookkeeping"))
+    expires_at: Mapped[datetime] = mapped_column(index=True, info=internal("bookkeeping"))
+    note: Mapped[str | None] = mapped_column(
+        Encrypted, info=personal(N_("Note to the relief organization"))
+    )
+    answered_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+    # no_capacity, outside_area or other
+    decline_reason: Mapped[str | None] = mapped_column(
+        String(20), info=internal("the organization's")
+    )
+    outcome_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+    helped_needs: Mapped[list[Any]] = mapped_column(
+        default=list, info=internal("the organization's work, for the figures")
+    )
+    outcome_note: Mapped[str | None] = mapped_column(
+        Encrypted, info=personal(N_("What the relief organization wrote"))
+    )
+    # yes, partly or no: whether the family says the help came
+    confirmed: Mapped[str | None] = mapped_column(
+        String(10), info=internal("the family's yes or no, for the figures")
+    )
+    confirmed_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+    closed_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))

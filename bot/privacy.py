@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.messages import Outbound
 from bot.models import (
     AuditEntry,
     Base,
@@ -21,6 +22,7 @@ from bot.models import (
     Organization,
     OrganizationMember,
     OutboxMessage,
+    Referral,
     Report,
     ReportMessage,
     Signature,
@@ -29,7 +31,9 @@ from bot.personal import blanks, shown_columns
 
 # What an audit entry about a forgotten person keeps: who acted, what, when, and these keys of
 # its detail (a status before and after, which signature); not a note, not a reason.
-AUDIT_KEEPS = frozenset({"before", "after", "signature", "receipt"})
+AUDIT_KEEPS = frozenset(
+    {"before", "after", "signature", "receipt", "step", "referral", "organization", "answer"}
+)
 FORGOTTEN_ACTOR = "forgotten"
 
 
@@ -66,6 +70,16 @@ async def holdings(session: AsyncSession, contact: Contact) -> list[Holding]:
         select(Report).where(Report.contact_id == contact.id).order_by(Report.id)
     ):
         found.append(Holding("reports", report.reference, _values(Report, report)))
+        # What was written about the family when its report was referred (bot.referrals).
+        for referral in await session.scalars(
+            select(Referral)
+            .where(
+                Referral.report_id == report.id,
+                or_(Referral.note.is_not(None), Referral.outcome_note.is_not(None)),
+            )
+            .order_by(Referral.id)
+        ):
+            found.append(Holding("referrals", report.reference, _values(Referral, referral)))
         for message in await session.scalars(
             select(ReportMessage)
             .where(ReportMessage.report_id == report.id)
@@ -113,17 +127,29 @@ async def anonymize_reports(session: AsyncSession, where: Any, now: datetime) ->
     return list(result.scalars().all())
 
 
-async def forget(session: AsyncSession, contact: Contact, now: datetime) -> None:
+async def forget(session: AsyncSession, contact: Contact, now: datetime) -> list[Outbound]:
     """Forget a person, in this transaction: the contact, its conversation and messages go;
     the personal fields of its reports and signatures are blanked; audit entries about them
     keep who acted and what, not the content.
 
     A verified signature stays as the organization's, its representative's fields blank; a
     pending one is withdrawn: nobody would be left to answer the coordinators about it.
+
+    Open referrals of its reports are withdrawn (bot.referrals): the notices to return tell
+    each organization only that the request was withdrawn.
     """
+    from bot import referrals  # bot.referrals reads reports, which read the flows
+
+    withdrawn = await referrals.withdraw_for_family(session, contact, now)
     await anonymize_reports(session, Report.contact_id == contact.id, now)
     report_ids = list(
         await session.scalars(select(Report.id).where(Report.contact_id == contact.id))
+    )
+    # What the coordinators and the organizations wrote about the family in its referrals.
+    await session.execute(
+        update(Referral)
+        .where(Referral.report_id.in_(report_ids))
+        .values(**blanks(_table(Referral)))
     )
     signature_ids = list(
         await session.scalars(select(Signature.id).where(Signature.contact_id == contact.id))
@@ -153,6 +179,7 @@ async def forget(session: AsyncSession, contact: Contact, now: datetime) -> None
     )
     await session.delete(contact)  # the conversation goes with it (ON DELETE CASCADE)
     await session.flush()
+    return withdrawn
 
 
 async def _forget_in_audit(

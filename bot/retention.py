@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import crypto
+from bot import crypto, referrals
 from bot.bulletins import UPLOAD
 from bot.config import Settings
 from bot.db import Database
@@ -44,7 +44,7 @@ from bot.models import (
     SignInLink,
     WebSession,
 )
-from bot.outbox import GONE
+from bot.outbox import GONE, enqueue
 from bot.privacy import anonymize_reports
 
 logger = logging.getLogger(__name__)
@@ -69,11 +69,17 @@ async def purge(
     in the loop's thread, every conversation) for 0.67 s. A rule cut short goes on next time.
     """
     async with db.transaction() as session:
-        reports = await anonymize_reports(
-            session,
-            Report.created_at < now - timedelta(days=settings.report_retention_days),
-            now,
+        # Referrals left unanswered past REFERRAL_ANSWER_HOURS: the coordinators are told.
+        expired = await referrals.expire(session, settings, now)
+        await enqueue(session, expired, None)
+    async with db.transaction() as session:
+        old_reports = Report.created_at < now - timedelta(days=settings.report_retention_days)
+        # An organization no longer works on a request whose family's data is going.
+        withdrawn = await referrals.withdraw(
+            session, old_reports & Report.anonymized_at.is_(None), now
         )
+        await enqueue(session, withdrawn, None)
+        reports = await anonymize_reports(session, old_reports, now)
     rules: list[tuple[str, Any, Any, dict[str, Any] | None]] = [
         (
             # A WhatsApp message waits for its delivery to be confirmed before its text is
@@ -137,7 +143,10 @@ async def purge(
             None,
         ),
     ]
-    counts = {"reports anonymized": len(reports)}
+    counts = {
+        "reports anonymized": len(reports),
+        "referral notices": len(expired) + len(withdrawn),
+    }
     for name, model, where, values in rules:
         counts[name] = await _in_batches(db, model, where, values, batch)
     logger.info("retention: %s", counts)

@@ -39,16 +39,18 @@ PERMISSIONS: dict[str, frozenset[str]] = {
             "personal",
             "signatures",
             "organizations",
+            "referrals",
             "exports",
             "bulletins",
             "map",
         }
     ),
     "coordinator": frozenset(
-        {"reports", "personal", "signatures", "organizations", "exports", "map"}
+        {"reports", "personal", "signatures", "organizations", "referrals", "exports", "map"}
     ),
     "editor": frozenset({"bulletins", "map"}),
-    "viewer": frozenset({"map"}),
+    # "referrals": the referral figures, which hold no personal field
+    "viewer": frozenset({"map", "referrals"}),
 }
 NAME_LIMIT = 100
 

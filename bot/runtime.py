@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot import crypto, outbox, retention, roles
@@ -19,6 +20,7 @@ from bot.bulletins import Renderer
 from bot.config import Settings
 from bot.db import Database, DatabaseInUse
 from bot.engine import Engine
+from bot.models import Contact, OrganizationMember
 from bot.notify import Listener, Notifier
 from bot.scheduler import BulletinScheduler
 from bot.sender import Sender, Transport
@@ -165,14 +167,26 @@ async def running(
 
 
 async def telegram_people(db: Database) -> dict[str, frozenset[str]]:
-    """The Telegram chats of the people with a role, with their permissions (their menus)."""
+    """The Telegram chats of the people with a role, with their permissions, and of the
+    members of signatory organizations (their menus list /organization)."""
+    from bot.channels.telegram import MEMBER
+
     async with db.transaction() as session:
         found = await roles.everyone(session)
-    return {
+        members = await session.scalars(
+            select(Contact.address)
+            .join(OrganizationMember, OrganizationMember.contact_id == Contact.id)
+            .where(Contact.address.like("telegram:%"))
+        )
+        member_chats = {address.removeprefix("telegram:") for address in members}
+    people = {
         person.address.removeprefix("telegram:"): roles.PERMISSIONS.get(person.role, frozenset())
         for person in found
         if person.address.startswith("telegram:")
     }
+    for chat in member_chats:
+        people[chat] = people.get(chat, frozenset()) | {MEMBER}
+    return people
 
 
 async def adopt_coordinators(db: Database, settings: Settings) -> None:

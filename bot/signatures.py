@@ -165,7 +165,18 @@ async def withdraw(
         return None, []
     signature.status = "withdrawn"
     signature.withdrawn_at = now
-    return signature, await notices(session, settings, signature, "withdrawn")
+    return signature, await notices(session, settings, signature, "withdrawn") + await _suspend(
+        session, settings, signature, now
+    )
+
+
+async def _suspend(
+    session: AsyncSession, settings: Settings, signature: Signature, now: datetime
+) -> list[Outbound]:
+    """A signature that no longer stands suspends its organization's referrals."""
+    from bot import referrals  # bot.referrals names organizations through this module
+
+    return await referrals.suspend(session, settings, signature, now)
 
 
 async def decide(
@@ -258,10 +269,16 @@ REJECT_REASONS: dict[str, str] = {
 
 
 async def undo(
-    session: AsyncSession, signature_id: int, *, actor: str, now: datetime
+    session: AsyncSession,
+    signature_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    settings: Settings | None = None,
 ) -> tuple[Signature | None, list[Outbound]]:
     """Take back a verification or a rejection: the signature is pending again, audited, and
-    its representative told; None when it was not decided (any more)."""
+    its representative told; None when it was not decided (any more). A verification taken
+    back suspends the organization's referrals (with `settings`, the coordinators are told)."""
     signature = await session.get(Signature, signature_id, with_for_update=True)
     if signature is None or signature.status not in ("verified", "rejected"):
         return None, []
@@ -277,14 +294,20 @@ async def undo(
             detail={"signature": signature.id, "receipt": signature.receipt, "before": before},
         )
     )
+    suspended = (
+        await _suspend(session, settings, signature, now)
+        if before == "verified" and settings is not None
+        else []
+    )
     contact = await session.get(Contact, signature.contact_id) if signature.contact_id else None
     if contact is None:
-        return signature, []
+        return signature, suspended
     with use_locale(contact.locale or signature.locale):
         text = _(
             "The decision on your organization's signature (%(receipt)s) was taken back. The "
             "coordinators will look at it again and write to you."
         ) % {"receipt": isolate(signature.receipt)}
         return signature, [
-            Outbound(address=Address.parse(contact.address), text=direct(text), priority="notice")
+            Outbound(address=Address.parse(contact.address), text=direct(text), priority="notice"),
+            *suspended,
         ]

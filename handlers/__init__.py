@@ -13,6 +13,7 @@ from handlers import (
     menu,
     organization,
     privacy,
+    referral,
     reply,
     report,
     sign,
@@ -44,6 +45,11 @@ def build_registry() -> Registry:
             reply.FLOW,  # a family's answer to the coordinators' message
             organization.FLOW,  # a verified signatory organization and its colleagues
             organization.JOIN,
+            referral.REFER,  # coordinators only: a report to an organization, and the figures
+            referral.FIGURES,
+            referral.DECLINE,  # an organization's member answers a referral
+            referral.HELPED,
+            referral.CONFIRM,  # the family says whether the help came
         ],
         deep_links={
             "declaration": "declaration",
@@ -64,7 +70,13 @@ def build_registry() -> Registry:
             "console": "console",
             "organization": "organization",
             "join": "join",
+            "referrals": "referrals",
         },
-        actions={**coordinator.ACTIONS, **signatures.ACTIONS, **reply.ACTIONS},
+        actions={
+            **coordinator.ACTIONS,
+            **signatures.ACTIONS,
+            **reply.ACTIONS,
+            **referral.ACTIONS,
+        },
         keywords=bulletin.KEYWORDS,
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from bot import exports, gazetteer, reports
+from bot import exports, gazetteer, referrals, reports
 from bot.config import NEEDS, PROJECT_DIR
 from bot.flows import (
     MENU,
@@ -250,6 +250,11 @@ async def ask_show(ctx: Ctx) -> None:
                 if earlier
                 else []
             ),
+            *(
+                [[Button(_("Refer to an organization"), "show:refer")]]
+                if report.anonymized_at is None and report.contact_id is not None
+                else []
+            ),
             [Button(_("Reports"), "show:list")],
             nav_buttons(MENU),
         ],
@@ -305,15 +310,20 @@ def report_text(
 
 
 async def report_history(ctx: Ctx, report: Report) -> list[str]:
-    """Each status change of a report: when, by whom, from what to what, and its note."""
+    """Each status change of a report (when, by whom, from what to what, and its note) and
+    each step of its referrals."""
     entries = await ctx.session.scalars(
         select(AuditEntry)
-        .where(AuditEntry.report_id == report.id, AuditEntry.action == "status")
+        .where(AuditEntry.report_id == report.id, AuditEntry.action.in_(("status", "referral")))
         .order_by(AuditEntry.at, AuditEntry.id)
     )
     lines = []
     for entry in entries:
         detail = entry.detail
+        if entry.action == "referral":
+            when = isolate(format_datetime(entry.at, ctx.settings.timezone))
+            lines.append(f"• {when}: {referrals.history_text(detail)}")
+            continue
         line = _("%(when)s, %(who)s: %(before)s \u2192 %(after)s") % {
             "when": isolate(format_datetime(entry.at, ctx.settings.timezone)),
             "who": isolate(entry.actor),
@@ -334,6 +344,8 @@ async def on_show(ctx: Ctx) -> Transition:
     """A status button: ask for a note first. Or back to the list."""
     if ctx.choice == "show:list":
         return start("reports", {"filters": {}})
+    if ctx.choice == "show:refer" and "ref" in ctx.data:
+        return start("refer", {"ref": ctx.data["ref"]})
     status = (ctx.choice or "").removeprefix("st:")
     if status not in STATUS_LABELS or "ref" not in ctx.data:
         return retry()

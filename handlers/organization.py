@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import organizations
+from bot import organizations, referrals
 from bot.flows import (
     MENU,
     Ctx,
@@ -124,6 +124,17 @@ async def ask_home(ctx: Ctx) -> None:
         % {"answer": _("Yes") if org.disclose_name else _("No")},
     ]
     buttons: list[list[Button]] = []
+    waiting = await referrals.open_for(ctx.session, found)
+    if waiting:
+        # Its own open referrals only (bot.referrals.open_for); each opens by a standing button.
+        lines += [
+            "",
+            _("Requests open with your organization: %(count)s") % {"count": len(waiting)},
+        ]
+        buttons += [
+            [Button(report.reference, f"{referrals.OPEN_ONE}{referral.id}")]
+            for referral, report in waiting[:8]
+        ]
     if not found.active:
         lines += [
             "",

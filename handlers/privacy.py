@@ -139,6 +139,13 @@ async def ask_mydata(ctx: Ctx) -> None:
                 % {"reference": isolate(holding.heading)},
             ]
             lines += holding_lines(holding, show)
+        elif holding.table == "referrals":
+            lines += [
+                "",
+                _("Report %(reference)s, passed to a relief organization")
+                % {"reference": isolate(holding.heading)},
+            ]
+            lines += holding_lines(holding, show)
         elif holding.table == "signatures":
             lines += ["", _("Signature %(receipt)s") % {"receipt": isolate(holding.heading)}]
             lines += holding_lines(holding, show)

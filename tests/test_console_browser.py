@@ -480,3 +480,44 @@ async def test_the_delivery_chart_in_the_browser(
             shot(browser, "bulletin-delivery")
 
         await asyncio.to_thread(look)
+
+
+async def test_a_coordinator_refers_a_report_to_an_organization(
+    db: Database, engine: Any, settings: Settings, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.test_referrals import an_organization, family_report
+
+    family = Person(engine, Address("whatsapp", "+9647501112222"))
+    await choose_language(family, "ar")
+    reference = await family_report(family, "ar")
+    member = await an_organization(engine, db, "6002", "ckb", "جمعية الأمل للتنمية")
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:501", "coordinator", "test", name="Sara")
+    with Server(dataclasses.replace(settings, map_tiles_url="")) as server:
+        settings_here = Settings(database_url=settings.database_url, port=server.port)
+        async with db.transaction() as session:
+            link = await signin.new_link(session, settings_here, "telegram:501")
+
+        def refer() -> None:
+            """From the report's page, Refer: pick the suggested organization, add a note."""
+            browser.get(link + "?lang=ar")
+            wait_for(browser, "button.primary").click()
+            wait_for(browser, ".who")
+            browser.get(f"{server.url}/console/reports/{reference}?lang=ar")
+            wait_for(browser, f'a[href="/console/reports/{reference}/refer"]').click()
+            choice = wait_for(browser, 'input[name="organization"]')
+            assert choice.is_selected()  # the best suggestion, chosen already
+            assert "جمعية الأمل للتنمية" in browser.find_element(By.TAG_NAME, "table").text
+            no_sideways_scroll(browser)
+            shot(browser, "refer-ar")
+            browser.find_element(By.NAME, "note").send_keys("Call before noon")
+            browser.find_element(By.CSS_SELECTOR, 'button[value="refer"]').click()
+            assert "جمعية الأمل للتنمية" in wait_for(browser, ".referrals li").text
+            shot(browser, "report-referred")
+
+        await asyncio.to_thread(refer)
+    [request] = [m for m in await outbox_to(db, member.address) if "Call before noon" in m.text]
+    assert request.locale == "ckb"
+    assert t("ckb", "Accept") in [b.label for b in request.options()]

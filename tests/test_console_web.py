@@ -94,6 +94,7 @@ ROUTES = [
     ("/console/reports.csv", {"admin", "coordinator"}),
     ("/console/signatures", {"admin", "coordinator"}),
     ("/console/organizations", {"admin", "coordinator"}),
+    ("/console/referrals", {"admin", "coordinator", "viewer"}),
 ]
 
 

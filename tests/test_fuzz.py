@@ -47,7 +47,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot import gazetteer, organizations
+from bot import gazetteer, organizations, referrals
 from bot.bulletins import TEXT_LIMIT, TITLE_LIMIT
 from bot.config import NEEDS, Settings
 from bot.db import Database, upgrade
@@ -496,6 +496,7 @@ async def seed(world: World) -> None:
             )
         )
     await representative.press("nav:menu")
+    await seed_referrals(world, representative)
 
     for go in ("go:now", "go:later"):
         await coordinator.send("/bulletin")
@@ -516,6 +517,60 @@ async def seed(world: World) -> None:
 
     citizen = Recorder(world, CITIZEN)
     await choose_language(citizen, "en")
+
+
+# The seed's referrals (#22), by id: one waiting for the organization's answer, one it accepted,
+# one it helped with (the family's conversation waits on "Did you receive this help?").
+SENT_REFERRAL, ACCEPTED_REFERRAL, HELPED_REFERRAL = 1, 2, 3
+HELPED_REPORT = "R-FUZZ3"
+
+
+async def seed_referrals(world: World, representative: Recorder) -> None:
+    """The organization's relief in Duhok, two more reports of the family (copies of its
+    first, made in the database: the daily limit is 1 here), a referral of each."""
+    now = datetime.now(UTC)
+    async with world.db.transaction() as session:
+        organization = await session.scalar(select(Organization))
+        first = await session.scalar(select(Report).order_by(Report.id))
+        assert organization is not None
+        assert first is not None
+        await organizations.set_capacity(
+            session,
+            organization,
+            "cli:fuzz",
+            now,
+            needs=["food", "protection"],
+            governorates=["IQG09"],
+            disclose_name=True,
+        )
+        copied = {
+            column.key: getattr(first, column.key)
+            for column in Report.__table__.columns
+            if column.key not in ("id", "reference", "duplicate_of")
+        }
+        reports = [first]
+        for reference in ("R-FUZZ2", HELPED_REPORT):
+            report = Report(reference=reference, **copied)
+            session.add(report)
+            reports.append(report)
+        await session.flush()
+        for report in reports:
+            await referrals.refer(
+                session,
+                world.engine.settings,
+                report,
+                organization.id,
+                actor=str(COORDINATOR),
+                note="",
+                now=now,
+            )
+    for ident in (ACCEPTED_REFERRAL, HELPED_REFERRAL):
+        await representative.press(f"{referrals.ACCEPT}{ident}")
+    await representative.press(f"{referrals.HELPED}{HELPED_REFERRAL}")
+    await representative.press("hn:food")
+    await representative.press("hn:done")
+    await representative.press("note:skip")
+    await representative.press("nav:menu")
 
 
 async def view_of(world: World, address: Address) -> View | None:
@@ -565,6 +620,10 @@ def trials(view: View, root: bool) -> Iterator[list[Move]]:
             *(text(f"/{name}") for name in REGISTRY.commands),
             *(text(f"/start {link}") for link in REGISTRY.deep_links),
             press(REPLY + "R-22222"),
+            # An organization's answers to its referrals work at any time too (#22).
+            press(f"{referrals.DECLINE}{SENT_REFERRAL}"),
+            press(f"{referrals.HELPED}{ACCEPTED_REFERRAL}"),
+            text(f"/report {HELPED_REPORT}"),  # a report that may be referred again
         ]
     if step is not None and step.accepts_text:
         yield [text(word) for word in GENERIC_WORDS]
@@ -660,9 +719,16 @@ async def build(world: World) -> None:
     found: dict[tuple[str, str], Snapshot] = {}
     representative = await view_of(world, REPRESENTATIVE)
     assert representative is not None
+    # The family waits on the seed's question (bot.referrals); a state the explorer cannot make
+    # again, as that question is asked once: the seed's own.
+    family = await view_of(world, FAMILY)
+    assert family is not None
+    assert (family.flow, family.step) == ("referral_confirm", "answer")
+    found[("referral_confirm", "answer")] = Snapshot(world.path, family, ())
     for view, flows in (
-        (citizen, public),
-        (representative, {"organization"}),  # a representative's own steps
+        (citizen, public - {"referral_confirm"}),
+        # A representative's own steps, and the answers to the organization's referrals.
+        (representative, {"organization", "referral_decline", "referral_helped"}),
         (coordinator, COORDINATOR_FLOWS),
     ):
         targets = {s for s in STEPS if s[0] in flows} - found.keys()

@@ -20,6 +20,7 @@ from bot.models import (
     Contact,
     Conversation,
     OrganizationMember,
+    Referral,
     Report,
     ReportMark,
     ReportMessage,
@@ -33,7 +34,15 @@ from tests.coordinator_helpers import report_left_half_way, report_to_the_distri
 from tests.helpers import choose_language
 from tests.test_report import send_quick_report
 
-PERSON_TABLES = [Contact, Conversation, Report, ReportMessage, Signature, OrganizationMember]
+PERSON_TABLES = [
+    Contact,
+    Conversation,
+    Report,
+    ReportMessage,
+    Signature,
+    OrganizationMember,
+    Referral,
+]
 
 
 @pytest.mark.parametrize("model", PERSON_TABLES, ids=lambda m: m.__tablename__)

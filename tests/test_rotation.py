@@ -25,6 +25,8 @@ EXPECTED_COLUMNS = {
     "audit_log.detail",
     "conversations.data",
     "outbox.body",
+    "referrals.note",
+    "referrals.outcome_note",
     "report_messages.body",
     "reports.exact_point",
     "reports.notes",

@@ -77,6 +77,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("help", N_("Help")),
     ("cancel", N_("Cancel what you are doing")),
 ]
+MEMBER = "organization-member"  # in TelegramChannel.people: a member of an organization
 # A chat of someone with a role lists these too (a menu of its own, BotCommandScopeChat),
 # each where the role has the permission it names (bot.roles; None: any role).
 COORDINATOR_COMMANDS: list[tuple[str, str, str | None]] = [
@@ -86,8 +87,11 @@ COORDINATOR_COMMANDS: list[tuple[str, str, str | None]] = [
     ("bulletin", N_("Write and follow bulletins"), "bulletins"),
     ("export", N_("The reports as a file"), "exports"),
     ("console", N_("Coordinators' console"), None),
+    ("referrals", N_("Referrals to relief organizations: the figures"), "reports"),
+    # Not a role's: the members of a signatory organization (bot.runtime.telegram_people).
+    ("organization", N_("My organization: its relief and its requests"), MEMBER),
 ]
-EVERY_PERMISSION = frozenset(p for _name, _text, p in COORDINATOR_COMMANDS if p)
+EVERY_PERMISSION = frozenset(p for _name, _text, p in COORDINATOR_COMMANDS if p and p != MEMBER)
 
 
 def to_inbound(update: Update) -> Inbound | None:

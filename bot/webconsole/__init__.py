@@ -60,10 +60,15 @@ from bot.messages import Outbound
 from bot.models import AuditEntry, Contact, Report, Signature, utcnow
 from bot.outbox import enqueue
 from bot.personal import personal_columns
+
+# Not "referrals": the package's module bot.webconsole.referrals takes that name here.
+from bot.referrals import history_text as referral_history
 from bot.reports import NEED_LABELS, STATUS_LABELS
 from bot.text import ascii_digits, clean_input
 from bot.webconsole.bulletins import routes as bulletin_routes
 from bot.webconsole.organizations import routes as organization_routes
+from bot.webconsole.referrals import latest_referrals
+from bot.webconsole.referrals import routes as referral_routes
 from handlers.report import FORM as REPORT_FORM
 
 HERE = Path(__file__).resolve().parent
@@ -159,6 +164,7 @@ PAGES = (
     Page("/console/signatures", "signatures", N_("Signatures")),
     Page("/console/organizations", "organizations", N_("Organizations")),
     Page("/console/bulletins", "bulletins", N_("Bulletins")),
+    Page("/console/referrals", "referrals", N_("Referrals")),
     Page("/console/people", "people", N_("People and roles")),
     Page("/console/audit", "audit", N_("Audit log")),
 )
@@ -240,6 +246,7 @@ class Console:
             Route("/console/people", self.change_people, methods=["POST"]),
             *organization_routes(self),
             *bulletin_routes(self),
+            *referral_routes(self),
             Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ]
 
@@ -893,12 +900,13 @@ class Console:
             contact = await session.get(Contact, report.contact_id) if report.contact_id else None
             family_locale = (contact.locale if contact else None) or report.locale
             messages = await reports.thread(session, report)
+            its_referrals = await latest_referrals(session, locale, self.settings.timezone, report)
             history = (
                 await session.scalars(
                     select(AuditEntry)
                     .where(
                         AuditEntry.report_id == report.id,
-                        AuditEntry.action.in_(("status", "note", "message")),
+                        AuditEntry.action.in_(("status", "note", "message", "referral")),
                     )
                     .order_by(AuditEntry.at, AuditEntry.id)
                 )
@@ -933,6 +941,7 @@ class Console:
                     "history": [self.history_line(entry) for entry in history],
                     "limit": reports.MESSAGE_LIMIT,
                     "problem": problem,
+                    "referrals": its_referrals,
                 }
                 if preview is not None:
                     status, note, tell = preview
@@ -967,6 +976,8 @@ class Console:
                 what += " · " + _("Note (%(told)s): %(note)s") % {"told": told, "note": note}
         elif entry.action == "note":
             what = _("Internal note: %(note)s") % {"note": str(detail.get("note", ""))}
+        elif entry.action == "referral":
+            what = referral_history(detail)
         else:
             what = _("A message to the family")
         return {"when": when, "who": entry.actor, "what": what}
@@ -1172,7 +1183,7 @@ class Console:
                 )
             elif action == "undo":
                 _signature, sent = await signatures.undo(
-                    session, signature_id, actor=who.address, now=now
+                    session, signature_id, actor=who.address, now=now, settings=self.settings
                 )
             else:
                 return self.bad_request(request, locale, who)

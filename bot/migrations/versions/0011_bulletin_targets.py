@@ -2,7 +2,7 @@
 photos uploaded on the console's bulletin desk; when a delivery failed
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07 01:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from bot.models import UTCDateTime
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
