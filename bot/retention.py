@@ -59,6 +59,15 @@ ROTATE_BATCH = 500
 PURGE_BATCH = 2_000
 
 
+async def expire_referrals(db: Database, settings: Settings, now: datetime) -> int:
+    """Referrals left unanswered past REFERRAL_ANSWER_HOURS expire, and the coordinators are
+    told; returns the notices queued. Run with the rules below, and every few minutes."""
+    async with db.transaction() as session:
+        notices = await referrals.expire(session, settings, now)
+        await enqueue(session, notices, None)
+    return len(notices)
+
+
 async def purge(
     db: Database, settings: Settings, now: datetime, *, batch: int = PURGE_BATCH
 ) -> dict[str, int]:
@@ -68,10 +77,7 @@ async def purge(
     one statement, a DELETE of 200,000 outbox rows held SQLite's lock (and, the driver running
     in the loop's thread, every conversation) for 0.67 s. A rule cut short goes on next time.
     """
-    async with db.transaction() as session:
-        # Referrals left unanswered past REFERRAL_ANSWER_HOURS: the coordinators are told.
-        expired = await referrals.expire(session, settings, now)
-        await enqueue(session, expired, None)
+    expired = await expire_referrals(db, settings, now)
     async with db.transaction() as session:
         old_reports = Report.created_at < now - timedelta(days=settings.report_retention_days)
         # An organization no longer works on a request whose family's data is going.
@@ -145,7 +151,7 @@ async def purge(
     ]
     counts = {
         "reports anonymized": len(reports),
-        "referral notices": len(expired) + len(withdrawn),
+        "referral notices": expired + len(withdrawn),
     }
     for name, model, where, values in rules:
         counts[name] = await _in_batches(db, model, where, values, batch)

@@ -127,6 +127,13 @@ async def running(
     purger = (
         asyncio.create_task(keep_purging(db, settings), name="retention") if schedules else None
     )
+    # A referral's expiry is a promise to the family (their request goes back to the
+    # coordinators in time): looked at every few minutes, not with the six-hourly rules.
+    expirer = (
+        asyncio.create_task(keep_expiring(db, settings), name="referral expiry")
+        if schedules
+        else None
+    )
     try:
         if sends:
             if whatsapp is not None:
@@ -145,8 +152,9 @@ async def running(
         logger.info("running as %s", role)
         yield bot
     finally:
-        if purger is not None:
-            purger.cancel()
+        for task in (purger, expirer):
+            if task is not None:
+                task.cancel()
         for waking in (listener, notifier):
             if waking is not None:
                 await waking.close()
@@ -210,6 +218,16 @@ async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600
         except Exception:  # a database away for a moment: try again next time
             logger.exception("retention failed")
         await asyncio.sleep(every)
+
+
+async def keep_expiring(db: Database, settings: Settings, every: float = 300) -> None:
+    """Expire the referrals left unanswered, every `every` seconds (the first after one)."""
+    while True:
+        await asyncio.sleep(every)  # at start, keep_purging does it
+        try:
+            await retention.expire_referrals(db, settings, datetime.now(UTC))
+        except Exception:  # a database away for a moment: try again next time
+            logger.exception("referral expiry failed")
 
 
 async def serve(settings: Settings, role: Role = "all") -> None:

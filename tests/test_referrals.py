@@ -5,6 +5,7 @@ Telegram (the addresses the channels give; tests/test_referral_loop.py runs the 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import io
 import json
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import exports, organizations, referrals, signatures
@@ -714,3 +715,33 @@ async def test_retention_withdraws_the_referrals_of_reports_it_anonymizes(
     assert withdrawn.status == "withdrawn"
     told = [m.text for m in await outbox_to(db, rep.address)]
     assert any("was withdrawn" in text and reference in text for text in told)
+
+
+async def test_the_running_bot_expires_referrals_within_minutes(
+    engine: Engine, db: Database, settings: Settings
+) -> None:
+    """Expiry does not wait for the six-hourly retention rules: the bot's own loop does it."""
+    from bot.models import Referral
+    from bot.runtime import keep_expiring
+
+    family = Person(engine, FAMILY)
+    await choose_language(family, "en")
+    reference = await family_report(family, "en")
+    await an_organization(engine, db, "5002", "en", "جمعية الأمل للتنمية")
+    coordinator = Person(engine, COORDINATOR)
+    await choose_language(coordinator, "en")
+    await refer_in_chat(coordinator, reference, await org_id(db, "جمعية الأمل للتنمية"))
+    async with db.transaction() as session:  # its hours ran out a minute ago
+        await session.execute(
+            update(Referral).values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    looking = asyncio.create_task(keep_expiring(db, settings, every=0.05))
+    try:
+        for _ in range(400):  # 20 s at most
+            if (await the_referrals(db))[0].status == "expired":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        looking.cancel()
+    assert (await the_referrals(db))[0].status == "expired"
+    assert (await the_report(db, reference)).status == "verified"
