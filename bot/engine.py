@@ -478,4 +478,7 @@ def help_text(coordinator: bool = False) -> str:
             "/bulletin: write, schedule and follow bulletins\n"
             "/export: the reports as a file"
         )
+        # Apart from the text above, so that its translations stand as they were reviewed.
+        text += "\n" + _("/referrals: referrals to relief organizations, the figures")
+        text += "\n" + _("/console: a sign-in link to the coordinators' console on the web")
     return text
