@@ -9,8 +9,6 @@ Each token is rate-limited (429 with Retry-After) and each use audited, a minute
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import csv
 import io
@@ -41,7 +39,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-FLUSH_EVERY = 60.0  # seconds between writes of the finished minutes' usage
+FLUSH_EVERY = 60.0
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # seconds between writes of the finished minutes' usage
 GOVERNORATES = tuple(g.pcode for g in gazetteer.GOVERNORATES)
 # The signatories' public fields (bot.exports) and their HXL hashtags.
 SIGNATORY_TAGS = {
@@ -131,31 +130,29 @@ def _limit(query: Mapping[str, str]) -> int:
 
 
 def cursor_of(row_id: int) -> str:
-    """The opaque cursor that follows a row."""
-    return base64.urlsafe_b64encode(f"after:{row_id}".encode()).decode().rstrip("=")
+    """The cursor that follows a row: the row's id (keyset paging: a page never shifts when
+    reports are added meanwhile)."""
+    return str(row_id)
 
 
 def _after(query: Mapping[str, str]) -> int:
-    """The row id a ?cursor= follows (0 for none); Refused for a cursor we did not make."""
+    """The row id a ?cursor= follows (0 for none); Refused for anything but a number."""
     raw = query.get("cursor")
     if raw is None:
         return 0
-    try:
-        if len(raw) > 40:
-            raise ValueError(raw)
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
-        kind, _sep, number = text.partition(":")
-        if kind != "after" or not number.isdigit() or len(number) > 12:
-            raise ValueError(raw)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Refused(400, "bad_request", "cursor: not a cursor this API gave") from None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise Refused(400, "bad_request", "cursor: the next_cursor of a page, a number")
+    return int(raw)
 
 
 def report_filters(query: Mapping[str, str], timezone: str) -> list[ColumnElement[bool]]:
     """The reports' conditions of ?since=&until=&governorate=&need=, checked (400), read by the
     console's filters (bot.webconsole.ReportFilters), so both filter alike."""
     since, until = _day(query, "since"), _day(query, "until")
+    # Days at the calendar's ends bound nothing (no report is that old or new), and would
+    # overflow once moved into UTC.
+    since = since if since is not None and since.year > 1970 else None
+    until = until if until is not None and until < date(9999, 12, 1) else None
     governorate = query.get("governorate")
     if governorate is not None and governorate not in GOVERNORATES:
         raise Refused(400, "bad_request", "governorate: expected a P-code from IQG01 to IQG18")
@@ -197,7 +194,8 @@ class PartnerApi:
             Route(f"{PREFIX}/reports", self.reports, methods=["GET"]),
             Route(f"{PREFIX}/figures", self.figures, methods=["GET"]),
             Route(f"{PREFIX}/signatories", self.signatories, methods=["GET"]),
-            Route(PREFIX + "/{rest:path}", self.unknown),
+            # Anything else under the prefix, any method: a JSON answer, not Starlette's text.
+            Route(PREFIX + "/{rest:path}", self.unknown, methods=list(ANY_METHOD)),
         ]
 
     async def close(self) -> None:
@@ -292,7 +290,12 @@ class PartnerApi:
     async def unknown(self, request: Request) -> Response:
         """A JSON 404 (or 405) for anything else under /api/v1/."""
         if request.method not in ("GET", "HEAD"):
-            return error(405, "method_not_allowed", "the API is read-only: GET only")
+            return error(
+                405,
+                "method_not_allowed",
+                "the API is read-only: GET only",
+                {"Allow": "GET, HEAD"},
+            )
         return error(404, "not_found", "no such route; see /api/v1/openapi.json")
 
     def page(
@@ -493,7 +496,11 @@ def openapi_document(base: str) -> dict[str, Any]:
         parameter("need", {"type": "string", "enum": list(NEEDS)}, "a sector"),
     ]
     paging = [
-        parameter("cursor", {"type": "string"}, "the next_cursor of the previous page"),
+        parameter(
+            "cursor",
+            {"type": "string", "pattern": "^[0-9]{1,12}$"},
+            "the next_cursor of the previous page",
+        ),
         parameter(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
