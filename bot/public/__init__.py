@@ -127,11 +127,11 @@ class PublicSite:
     """The public pages' routes, bound to a database and the settings."""
 
     def __init__(
-        self, db: Database, settings: Settings, cache_seconds: float = CACHE_SECONDS
+        self, db: Database, settings: Settings, cache_seconds: float | None = None
     ) -> None:
         self.db = db
         self.settings = settings
-        self.cache_seconds = cache_seconds
+        self.cache_seconds = CACHE_SECONDS if cache_seconds is None else cache_seconds
         self.env = _environment(HERE / "templates")
         self.cache: OrderedDict[tuple[str, ...], Rendered] = OrderedDict()
         # One rendering per page at a time, however many ask for it at once.

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-FLUSH_EVERY = 60.0
-ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # seconds between writes of the finished minutes' usage
+FLUSH_EVERY = 60.0  # seconds between writes of the finished minutes' usage
+ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 GOVERNORATES = tuple(g.pcode for g in gazetteer.GOVERNORATES)
 # The signatories' public fields (bot.exports) and their HXL hashtags.
 SIGNATORY_TAGS = {
