@@ -44,6 +44,47 @@ ORGANIZATIONS = 2_000
 BULLETINS = 500
 PAGES = 10  # readers ask for one of the first PAGES pages
 LOCALES = ("ar", "ckb", "en")
+EN_WORDS = [
+    "the",
+    "water",
+    "food",
+    "camp",
+    "families",
+    "Duhok",
+    "Sunday",
+    "distribution",
+    "tents",
+    "health",
+    "begins",
+    "in",
+    "of",
+]
+AR_WORDS = [
+    "المياه",
+    "الغذاء",
+    "المخيم",
+    "العائلات",
+    "دهوك",
+    "الأحد",
+    "توزيع",
+    "الخيام",
+    "الصحة",
+    "يبدأ",
+    "في",
+]
+CKB_WORDS = [
+    "ئاو",
+    "خۆراک",
+    "کەمپ",
+    "خێزان",
+    "دهۆک",
+    "یەکشەممە",
+    "دابەشکردن",
+    "چادر",
+    "تەندروستی",
+    "دەست",
+    "لە",
+]
 
 
 async def fill(url: str) -> None:
@@ -163,6 +204,31 @@ async def load(base: str, path: str, rate: float, seconds: float) -> dict[str, f
     }
 
 
+def long_text(n: int, words: list[str]) -> str:
+    """A bulletin-sized text (about 1,500 characters) of `words`, different for each `n`."""
+    rng = random.Random(n)
+    return " ".join(rng.choice(words) for _ in range(220))
+
+
+async def verify_load(base: str, count: int) -> dict[str, list[float]]:
+    """`count` checks of a pasted text, one at a time, of each kind: a bulletin with a word
+    changed (compared with all 500), and a long text that is none (the most work)."""
+    times: dict[str, list[float]] = {}
+    tampered = f"Bulletin number 250\n\n{long_text(250, EN_WORDS)}".replace(" the ", " a ", 1)
+    unrelated = long_text(99_999, [*EN_WORDS[::-1], "bread", "price", "market"]) * 4
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for label, text in (
+            ("a word changed", tampered),
+            ("7,000 characters of no bulletin", unrelated),
+        ):
+            for _ in range(count):
+                began = time.perf_counter()
+                answer = await client.post("/bulletins/verify", data={"text": text[:7000]})
+                times.setdefault(label, []).append((time.perf_counter() - began) * 1000)
+                assert answer.status_code == 200, answer.status_code
+    return times
+
+
 async def main() -> None:
     """Fill a database, start the app's process, load each page for each run, summarize."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -170,6 +236,7 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache", type=float, default=10.0, help="bot.public.CACHE_SECONDS")
+    parser.add_argument("--checks", type=int, default=20, help="pasted texts checked, each kind")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{Path(folder) / 'public.db'}"
@@ -216,6 +283,7 @@ async def main() -> None:
                         f"p50 {found['p50']:6.1f} ms  p95 {found['p95']:6.1f} ms  "
                         f"p99 {found['p99']:6.1f} ms  failed {found['failures']:.0f}"
                     )
+            checks = await verify_load(base, args.checks)
             print("median (min–max) of the runs:")
             for path, runs in results.items():
                 summary = []
@@ -227,6 +295,12 @@ async def main() -> None:
                     )
                 failed = sum(r["failures"] for r in runs)
                 print(f"  {path:13s} " + "   ".join(summary) + f"   failed {failed:.0f}")
+            for label, times in checks.items():
+                print(
+                    f"  /bulletins/verify, {label}: one at a time, p50 "
+                    f"{statistics.median(times):.1f} ms  p95 {percentile(times, 0.95):.1f} ms  "
+                    f"max {max(times):.1f} ms ({len(times)} checks)"
+                )
         finally:
             server.send_signal(signal.SIGINT)
             try:

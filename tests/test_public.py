@@ -10,6 +10,7 @@ import html
 import io
 import json
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from typing import Any
@@ -358,3 +359,31 @@ async def test_the_check_refuses_what_it_cannot_read_in_the_readers_language(
         headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "x1"},
     )
     assert number.status_code == 400
+
+
+async def test_a_page_is_made_again_once_it_is_old_and_the_reader_never_waits_for_it(
+    db: Database, settings: Settings, seeded: dict[str, Any]
+) -> None:
+    from bot.public import PublicSite
+
+    site = PublicSite(db, settings, cache_seconds=0.2)
+    made: list[int] = []
+
+    async def make() -> tuple[bytes, str]:
+        made.append(len(made))
+        return f"version {len(made)}".encode(), "text/plain"
+
+    first = await site.cached(("test",), make)
+    assert first.body == b"version 1"
+    assert (await site.cached(("test",), make)).body == b"version 1"  # fresh: kept
+    assert made == [0]
+    # A second older than its age allows, on the cache's own clock.
+    site.cache[("test",)] = dataclasses.replace(first, made=first.made - 1.2)
+    deadline = time.monotonic() + WITHIN
+    # Old now: this reader gets it at once, and it is made again meanwhile.
+    assert (await site.cached(("test",), make)).body == b"version 1"
+    while not site.cache[("test",)].body.endswith(b"2"):
+        assert time.monotonic() < deadline, "the page was not made again"
+        await asyncio.sleep(0.01)
+    assert (await site.cached(("test",), make)).body == b"version 2"
+    assert made == [0, 1]

@@ -2,8 +2,9 @@
 
 Anyone may open them, without signing in, in Arabic, Sorani or English. An anonymous read
 takes no lock and writes nothing (Database.read); a page is rendered at most once every
-CACHE_SECONDS per language and query, answered with an ETag (304 when the browser has it), and
-carries a strict Content-Security-Policy (no script at all).
+CACHE_SECONDS per language and query (past that, the reader gets the page as it was while it is
+made again for the next), answered with an ETag (304 when the browser has it), and carries a
+strict Content-Security-Policy (no script at all).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.models import Bulletin, Signature
-from bot.public.verify import verify
+from bot.public.verify import Checker
 from bot.text import ascii_digits
 from bot.webconsole import LANG_COOKIE, LANGUAGE_NAMES, Console, _environment, request_locale
 
@@ -60,7 +61,7 @@ CACHE_SECONDS = 10.0  # a page is rendered at most this often per language and q
 CACHE_ENTRIES = 512  # pages kept rendered at most (the query is read before it is a key)
 MAX_AGE = 60  # seconds a browser or proxy may keep a page without asking again
 SIGNATORIES_PAGE = 50
-BULLETINS_PAGE = 20
+BULLETINS_PAGE = 10  # a bulletin is up to 3,500 characters in each of three languages
 FEED_ENTRIES = 50
 LAST_PAGE = 100_000
 VERIFY_LIMIT = 65_536  # bytes of a posted text to check, at most (a bulletin is under 8 KB)
@@ -137,6 +138,7 @@ class PublicSite:
         # One rendering per page at a time, however many ask for it at once.
         self.making: dict[tuple[str, ...], asyncio.Future[Rendered]] = {}
         self.secure = (settings.public_url or "").startswith("https://")
+        self.checker = Checker()
 
     def routes(self) -> list[BaseRoute]:
         """The routes to mount at the app's root."""
@@ -192,17 +194,27 @@ class PublicSite:
     ) -> Rendered:
         """The page under `key`, made again when it is older than cache_seconds."""
         found = self.cache.get(key)
-        now = time.monotonic()
-        if found is not None and now - found.made < self.cache_seconds:
+        if found is not None:
             self.cache.move_to_end(key)
-            return found
+            if time.monotonic() - found.made < self.cache_seconds:
+                return found
         under_way = self.making.get(key)
         if under_way is None:
             under_way = asyncio.ensure_future(self._make(key, make))
             self.making[key] = under_way
-            under_way.add_done_callback(lambda _f: self.making.pop(key, None))
+            under_way.add_done_callback(lambda done: self._made(key, done))
+        if found is not None and self.cache_seconds > 0:
+            # Stale by less than a render: this reader gets it now, and the page is made
+            # again meanwhile (readers do not queue behind every page's renewal at once).
+            return found
         # shield: one reader going away must not cancel what the others wait for
         return await asyncio.shield(under_way)
+
+    def _made(self, key: tuple[str, ...], done: asyncio.Future[Rendered]) -> None:
+        """Forget a finished rendering; log it if it failed (a renewal no reader waits for)."""
+        self.making.pop(key, None)
+        if not done.cancelled() and done.exception() is not None:
+            logger.warning("a public page could not be made: %r", done.exception())
 
     async def _make(
         self, key: tuple[str, ...], make: Callable[[], Awaitable[tuple[bytes, str]]]
@@ -618,7 +630,7 @@ class PublicSite:
             async with self.db.read() as connection:
                 reading = AsyncSession(bind=connection)
                 try:
-                    verdict = await verify(reading, pasted)
+                    verdict = await self.checker.verify(reading, pasted)
                     view = None
                     if verdict.bulletin is not None:
                         with use_locale(locale):
