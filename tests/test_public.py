@@ -387,3 +387,23 @@ async def test_a_page_is_made_again_once_it_is_old_and_the_reader_never_waits_fo
         await asyncio.sleep(0.01)
     assert (await site.cached(("test",), make)).body == b"version 2"
     assert made == [0, 1]
+
+
+async def test_without_the_database_the_pages_say_so_in_the_readers_language(
+    settings: Settings, tmp_path: Any
+) -> None:
+    gone = Database(f"sqlite+aiosqlite:///{tmp_path / 'no-such-folder' / 'bot.db'}")
+    app = create_app(gone, settings=dataclasses.replace(settings, database_url=gone.url))
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            for path in ("/signatories", "/bulletins", "/bulletins/B-ZZZZZZ", "/"):
+                answer = await client.get(f"{path}?lang=ckb")
+                assert answer.status_code == 503, path
+                assert t("ckb", "Not available right now") in answer.text
+                assert answer.headers["cache-control"] == "no-store"
+            api = await client.get("/api/v1/reports", headers={"Authorization": "Bearer icssi_x"})
+            assert api.status_code == 503
+            assert api.json()["error"] == "unavailable"
+    finally:
+        await gone.close()

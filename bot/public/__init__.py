@@ -562,7 +562,11 @@ class PublicSite:
             html = self.html(request, "bulletin.html", {"bulletin": view}, locale)
             return html, "text/html; charset=utf-8"
 
-        page = await self.cached(("bulletin", locale, public_id), make)
+        try:
+            page = await self.cached(("bulletin", locale, public_id), make)
+        except (DBAPIError, OSError):
+            logger.warning("a public page could not be read: the database is unavailable")
+            return self.problem(request, locale, 503, "unavailable.html")
         if page.media_type == "missing":
             return self.problem(request, locale, 404, "not_found.html")
         return self.send(request, page)
