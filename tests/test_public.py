@@ -160,11 +160,16 @@ async def test_pages_of_signatories_and_a_malformed_page_number(
     beyond = await client.get("/signatories?page=7&lang=en")
     assert beyond.status_code == 200
     assert "Al-Amal" not in beyond.text
-    for bad in ("abc", "0", "-1", "99999999999", "1.5"):
+    for bad in ("abc", "0", "-1", "99999999999", "1.5", "0000001" + "0" * 400, "٢x"):
         answer = await client.get(f"/signatories?page={bad}&lang=en")
         assert answer.status_code == 400, bad
         assert "This address is not right" in answer.text
         assert answer.headers["cache-control"] == "no-store"
+    # The language links of a page that is kept for other readers carry nothing of its first
+    # reader's query but the page number.
+    second = await client.get("/signatories?page=2&lang=en&utm_source=spam")
+    assert 'href="/signatories?page=2&amp;lang=ar"' in second.text
+    assert "spam" not in second.text
     arabic = await client.get("/bulletins?page=x&lang=ar")
     assert arabic.status_code == 400
     assert t("ar", "This address is not right") in arabic.text

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import phonenumbers
 import segno
@@ -52,7 +52,7 @@ from bot.i18n import (
 from bot.models import Bulletin, Signature
 from bot.public.verify import Checker
 from bot.text import ascii_digits
-from bot.webconsole import LANG_COOKIE, LANGUAGE_NAMES, Console, _environment, request_locale
+from bot.webconsole import LANG_COOKIE, LANGUAGE_NAMES, _environment, request_locale
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,9 @@ def page_number(query: Mapping[str, str]) -> int:
     if raw is None or raw == "":
         return 1
     digits = ascii_digits(raw).strip()
-    if not digits.isascii() or not digits.isdigit() or not 1 <= int(digits[:7]) <= LAST_PAGE:
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 6):
+        raise BadRequest("page")
+    if not 1 <= int(digits) <= LAST_PAGE:
         raise BadRequest("page")
     return int(digits)
 
@@ -161,6 +163,17 @@ class PublicSite:
         """The page's language: ?lang=, the cookie, the browser's, the default."""
         return request_locale(request, self.settings.default_locale)
 
+    @staticmethod
+    def _with_lang(request: Request, code: str) -> str:
+        """This page in another language: its page number kept, nothing else of the query (a
+        cached page must not carry what its first reader happened to add)."""
+        try:
+            number = page_number(request.query_params)
+        except BadRequest:
+            number = 1
+        query = {"page": str(number)} if number > 1 else {}
+        return request.url.path + "?" + urlencode({**query, "lang": code})
+
     def html(
         self, request: Request, template: str, context: Mapping[str, Any], locale: str
     ) -> bytes:
@@ -174,7 +187,7 @@ class PublicSite:
                     here=request.url.path,
                     limit=VERIFY_CHARACTERS,
                     languages=[
-                        (code, LANGUAGE_NAMES[code], Console._with_lang(request, code))
+                        (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
                         for code in LOCALES
                     ],
                     site_pages=[
