@@ -179,11 +179,22 @@ class Connections:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def get(self, target: str) -> int:
-        """GET `target`; the status (the body is read and dropped)."""
-        if self.idle:
+        """GET `target`; the status (the body is read and dropped). A kept connection the
+        server has closed meanwhile (uvicorn closes idle ones after 5 s) is replaced, as a
+        browser does."""
+        while self.idle:
             reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                return await self._ask(reader, writer, target)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return await self._ask(reader, writer, target)
+
+    async def _ask(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str
+    ) -> int:
+        """One request on one connection, kept for the next when it is done."""
         writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
