@@ -188,6 +188,10 @@ async def test_reports_have_exactly_the_public_exports_fields_and_filter_and_pag
     assert rows[0] == names
     assert rows[1] == [tag for _name, tag in exports.columns(False)]
     assert len(rows) == 5
+    # A cursor past any row id (on PostgreSQL, past a 32-bit integer): an empty page.
+    beyond = await api.get("/api/v1/reports?cursor=999999999999", headers=token)
+    assert beyond.status_code == 200
+    assert beyond.json()["data"] == []
     paged = await api.get("/api/v1/reports?limit=2", headers=token)
     assert paged.headers["link"].endswith('rel="next"')
     for bad in (

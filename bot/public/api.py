@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
 DEFAULT_LIMIT = 100
+LARGEST_ID = 2**31 - 1
 MAX_LIMIT = 1000
 FLUSH_EVERY = 60.0  # seconds between writes of the finished minutes' usage
 ANY_METHOD = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -142,7 +143,9 @@ def _after(query: Mapping[str, str]) -> int:
         return 0
     if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
         raise Refused(400, "bad_request", "cursor: the next_cursor of a page, a number")
-    return int(raw)
+    # Row ids are 32-bit integers on PostgreSQL, which refuses a larger value: past the
+    # largest there is no row, and the page is empty all the same.
+    return min(int(raw), LARGEST_ID)
 
 
 def report_filters(query: Mapping[str, str], timezone: str) -> list[ColumnElement[bool]]:
