@@ -12,7 +12,7 @@ from typing import TextIO
 
 from sqlalchemy.engine import make_url
 
-from bot import bulletin_cli, crypto, logs, people_cli, runtime
+from bot import apitoken_cli, bulletin_cli, crypto, logs, people_cli, runtime
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database, at_head, upgrade
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("keygen", help="print a new key for DATA_ENCRYPTION_KEY")
     bulletin_cli.add_parser(commands)
     people_cli.add_parsers(commands)
+    apitoken_cli.add_parser(commands)
     export = commands.add_parser("export", help="export data for relief coordination")
     export_what = export.add_subparsers(dest="what", required=True)
     reports = export_what.add_parser("reports", help="displaced-family reports")
@@ -269,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.log_format,
     )
     try:
-        if args.command in ("run", "chat", "serve", "worker", "people", "web"):
+        if args.command in ("run", "chat", "serve", "worker", "people", "web", "api-token"):
             if make_url(settings.database_url).get_backend_name() == "sqlite":
                 upgrade(settings.database_url)  # the embedded default: made or migrated here
             elif not asyncio.run(at_head(settings.database_url)):
@@ -285,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(bulletin_cli.run(settings, args))
         elif args.command in ("people", "web"):
             return asyncio.run(people_cli.run(settings, args))
+        elif args.command == "api-token":
+            return asyncio.run(apitoken_cli.run(settings, args))
         elif args.command == "export":
             return asyncio.run(run_export(settings, args))
         elif args.command == "db" and args.db_command in ("purge", "rotate-keys"):

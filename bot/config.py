@@ -84,6 +84,10 @@ class Settings:
     report_alert_needs: frozenset[str] = frozenset({"protection", "health"})
     bulletin_grace_minutes: int = 60
     telegram_channel_id: str | None = None
+    # The bot's @username without the @: the public home page's t.me link and QR code.
+    telegram_bot_username: str | None = None
+    # Requests one partner API token may make in a minute (per web process); past it, 429.
+    api_requests_per_minute: int = 120
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_whatsapp_from: str | None = None  # "whatsapp:+E164"
@@ -247,6 +251,21 @@ def _channel(value: str) -> str:
     if not re.fullmatch(r"@[A-Za-z][A-Za-z0-9_]{4,31}|-100[0-9]{5,15}", channel):
         raise ValueError(value)
     return channel
+
+
+def _bot_username(value: str) -> str:
+    name = value.strip().removeprefix("@")
+    # Telegram's rule for a bot's username: 5 to 32 letters, digits and _, ending in "bot".
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{3,30}[Bb][Oo][Tt]", name):
+        raise ValueError(value)
+    return name
+
+
+def _per_minute(value: str) -> int:
+    count = int(ascii_digits(value.strip()))
+    if not 1 <= count <= 100_000:
+        raise ValueError(value)
+    return count
 
 
 def _account_sid(value: str) -> str:
@@ -433,6 +452,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "telegram_channel_id",
         _channel,
         "a channel's @username or numeric id (-100...)",
+    )
+    take(
+        "TELEGRAM_BOT_USERNAME",
+        "telegram_bot_username",
+        _bot_username,
+        "the bot's username from @BotFather, e.g. icssi_bot (it ends in bot)",
+    )
+    take(
+        "API_REQUESTS_PER_MINUTE",
+        "api_requests_per_minute",
+        _per_minute,
+        "a number from 1 to 100000: requests one partner API token may make a minute",
     )
     take(
         "TWILIO_ACCOUNT_SID",

@@ -76,6 +76,7 @@ class Query:
     # More conditions (the console's filters), and how the audit log names them.
     conditions: tuple[ColumnElement[bool], ...] = ()
     described: tuple[tuple[str, str], ...] = ()
+    limit: int | None = None  # at most this many (the partner API's pages)
 
 
 def neutralize(value: Any) -> Any:
@@ -168,6 +169,8 @@ async def reports(session: AsyncSession, query: Query) -> AsyncIterator[Report]:
     if query.governorate:
         statement = statement.where(Report.governorate == query.governorate)
     statement = statement.where(*query.conditions)
+    if query.limit is not None:
+        statement = statement.limit(query.limit)
     stream = await session.stream_scalars(statement.execution_options(yield_per=BATCH))
     count = 0
     async for report in stream:

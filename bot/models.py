@@ -668,3 +668,18 @@ class Referral(Base):
     )
     confirmed_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
     closed_at: Mapped[datetime | None] = mapped_column(info=internal("bookkeeping"))
+
+
+class ApiToken(Base):
+    """A partner's bearer token for the read-only API (/api/v1/): only its SHA-256 is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))  # the partner, as the admin named it
+    scope: Mapped[str] = mapped_column(String(20))  # reports, figures or signatories
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]  # to the minute: written with the minute's audit line

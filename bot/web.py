@@ -111,6 +111,7 @@ def create_app(
     """The Starlette app, with the webhook of every channel that receives by webhook; with
     `settings`, the coordinators' console under /console/ too."""
     late: set[asyncio.Task[Any]] = set()  # work that outlived its request's answer
+    closing: list[Callable[[], Awaitable[None]]] = []  # called when the app stops
 
     def finished(task: asyncio.Task[Any]) -> None:
         """Forget late work once it is done; log it if it failed."""
@@ -136,6 +137,8 @@ def create_app(
         yield
         if late:  # let updates still being handled finish before the database is closed
             await asyncio.wait(set(late), timeout=30)
+        for close in closing:
+            await close()
 
     async def healthz(_request: Request) -> JSONResponse:
         """200 when the database answers, 503 when it does not (or not in time)."""
@@ -150,6 +153,13 @@ def create_app(
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     if settings is not None:
         routes += Console(db, settings, wake).routes()
+        # The public pages and the partner API: anyone may read them, nothing is written.
+        from bot.public import PublicSite
+        from bot.public.api import PartnerApi
+
+        api = PartnerApi(db, settings)
+        routes += PublicSite(db, settings).routes() + api.routes()
+        closing.append(api.close)
 
     if telegram is not None and telegram.webhook:
         channel = telegram

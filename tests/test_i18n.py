@@ -61,7 +61,11 @@ def extracted_from_code() -> set[tuple[str | None, str]]:
     """What pybabel would extract now, with the Makefile's keywords (and its default pgettext)."""
     found: set[tuple[str | None, str]] = set()
     keywords = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
-    methods = [("**.py", "python"), ("bot/webconsole/templates/**.html", "jinja2")]
+    methods = [
+        ("**.py", "python"),
+        ("bot/webconsole/templates/**.html", "jinja2"),
+        ("bot/public/templates/**.html", "jinja2"),
+    ]
     for folder in ("bot", "handlers"):
         for _file, _line, message, _comments, context in extract_from_dir(
             ROOT / folder,

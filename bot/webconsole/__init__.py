@@ -170,10 +170,29 @@ PAGES = (
 )
 
 
-def _environment() -> Environment:
-    """The Jinja2 environment, translating with the bot's catalogs in the current locale."""
+def request_locale(request: Request, default: str, preferred: str | None = None) -> str:
+    """A page's language: ?lang=, the cookie, `preferred` (a person's chat language), the
+    browser's Accept-Language, else `default`."""
+    for candidate in (
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        preferred,
+    ):
+        if candidate in LOCALES:
+            return candidate
+    for part in request.headers.get("accept-language", "")[:500].split(","):
+        tag = part.split(";")[0].strip().lower().replace("_", "-")
+        for locale in LOCALES:
+            if tag == locale or tag.startswith(locale + "-"):
+                return locale
+    return default
+
+
+def _environment(folder: Path = HERE / "templates") -> Environment:
+    """The Jinja2 environment of the templates in `folder`, translating with the bot's catalogs
+    in the current locale."""
     env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
+        loader=FileSystemLoader(folder),
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
         trim_blocks=True,
@@ -252,19 +271,7 @@ class Console:
 
     def locale_of(self, request: Request, preferred: str | None = None) -> str:
         """The page's language: ?lang=, the cookie, the person's chat language, the browser's."""
-        for candidate in (
-            request.query_params.get("lang"),
-            request.cookies.get(LANG_COOKIE),
-            preferred,
-        ):
-            if candidate in LOCALES:
-                return candidate
-        for part in request.headers.get("accept-language", "").split(","):
-            tag = part.split(";")[0].strip().lower().replace("_", "-")
-            for locale in LOCALES:
-                if tag == locale or tag.startswith(locale + "-"):
-                    return locale
-        return self.settings.default_locale
+        return request_locale(request, self.settings.default_locale, preferred)
 
     def render(
         self,
