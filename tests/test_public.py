@@ -412,3 +412,40 @@ async def test_without_the_database_the_pages_say_so_in_the_readers_language(
             assert api.json()["error"] == "unavailable"
     finally:
         await gone.close()
+
+
+async def test_one_client_flooding_the_check_is_slowed_and_others_are_not(
+    client: httpx.AsyncClient, db: Database, settings: Settings, seeded: dict[str, Any]
+) -> None:
+    """A check costs the process that answers the webhooks: past 20 a minute from one client,
+    429 in the reader's language; another client's check still goes through."""
+    from bot.public import VERIFY_PER_CLIENT
+
+    text = {"text": seeded["public_id"]}
+    for _ in range(VERIFY_PER_CLIENT):
+        answer = await client.post("/bulletins/verify?lang=en", data=text)
+        assert answer.status_code == 200
+    flooded = await client.post("/bulletins/verify?lang=ckb", data=text)
+    assert flooded.status_code == 429
+    assert flooded.headers["retry-after"] == "60"
+    refusal = t(
+        "ckb",
+        "Many texts were checked from your connection in the last minute. "
+        "Please try again in a minute.",
+    )
+    assert refusal in text_of(flooded)
+    # Without a trusted proxy, a forwarded address is not believed: the same client still.
+    spoofed = {"x-forwarded-for": "203.0.113.9"}
+    assert (await client.post("/bulletins/verify", data=text, headers=spoofed)).status_code == 429
+    # Behind a trusted proxy, each reader is counted apart.
+    proxied = dataclasses.replace(settings, trust_proxy=True)
+    transport = httpx.ASGITransport(app=create_app(db, settings=proxied))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as site:
+        one = {"x-forwarded-for": "198.51.100.1, 10.0.0.1"}
+        for _ in range(VERIFY_PER_CLIENT):
+            await site.post("/bulletins/verify", data=text, headers=one)
+        assert (await site.post("/bulletins/verify", data=text, headers=one)).status_code == 429
+        another = {"x-forwarded-for": "198.51.100.2"}
+        answer = await site.post("/bulletins/verify?lang=en", data=text, headers=another)
+        assert answer.status_code == 200
+        assert "Genuine" in text_of(answer)

@@ -49,6 +49,7 @@ from bot.i18n import (
     ngettext,
     use_locale,
 )
+from bot.limits import InboundLimit
 from bot.models import Bulletin, Signature
 from bot.public.verify import Checker
 from bot.text import ascii_digits
@@ -66,6 +67,11 @@ FEED_ENTRIES = 50
 LAST_PAGE = 100_000
 VERIFY_LIMIT = 65_536  # bytes of a posted text to check, at most (a bulletin is under 8 KB)
 VERIFY_CHARACTERS = 2 * (bulletins.TEXT_LIMIT + bulletins.TITLE_LIMIT)
+# A check costs tens of milliseconds of the process that also answers the platforms' webhooks:
+# one client's flood of checks must not delay the families' replies. Per client a minute, and
+# for everyone together (a flood from many addresses).
+VERIFY_PER_CLIENT = 20
+VERIFY_PER_MINUTE = 600
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -141,6 +147,8 @@ class PublicSite:
         self.making: dict[tuple[str, ...], asyncio.Future[Rendered]] = {}
         self.secure = (settings.public_url or "").startswith("https://")
         self.checker = Checker()
+        self.checks = InboundLimit(VERIFY_PER_CLIENT)
+        self.all_checks = InboundLimit(VERIFY_PER_MINUTE)
 
     def routes(self) -> list[BaseRoute]:
         """The routes to mount at the app's root."""
@@ -643,6 +651,13 @@ class PublicSite:
             return self._verify_refused(request, locale, 400, "empty")
         if len(pasted) > VERIFY_CHARACTERS:
             return self._verify_refused(request, locale, 413, "too_long")
+        client = request.client.host if request.client else "?"
+        if self.settings.trust_proxy:  # the proxy's own address would be everyone's
+            client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+        if self.checks.check(client) != "read" or self.all_checks.check("*") != "read":
+            refused = self._verify_refused(request, locale, 429, "too_many")
+            refused.headers["Retry-After"] = "60"
+            return refused
         try:
             async with self.db.read() as connection:
                 reading = AsyncSession(bind=connection)
