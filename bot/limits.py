@@ -55,3 +55,34 @@ class InboundLimit:
         for address in idle:
             del self.read[address]
             self.told.pop(address, None)
+
+
+class Failures:
+    """Counts each client's failed attempts over the last minute (in this process), so that a
+    client past `per_minute` of them is turned away before any work is done for it."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.failed: dict[str, deque[float]] = {}
+
+    def over(self, client: str) -> bool:
+        """Whether `client` failed `per_minute` times in the last minute."""
+        times = self.failed.get(client)
+        if times is None:
+            return False
+        now = self.clock()
+        while times and times[0] <= now - WINDOW:
+            times.popleft()
+        if not times:
+            del self.failed[client]
+        return len(times) >= self.per_minute
+
+    def note(self, client: str) -> None:
+        """Count one failed attempt of `client`, now."""
+        now = self.clock()
+        if client not in self.failed and len(self.failed) >= REMEMBERED:
+            # A spray of addresses must not grow this for ever: forget the quiet ones.
+            for quiet in [c for c, t in self.failed.items() if not t or t[-1] <= now - WINDOW]:
+                del self.failed[quiet]
+        self.failed.setdefault(client, deque()).append(now)

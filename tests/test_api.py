@@ -271,6 +271,29 @@ async def test_a_token_past_its_rate_gets_429_with_retry_after(
         assert (await client.get("/api/v1/figures", headers=other)).status_code == 200
 
 
+async def test_a_client_guessing_tokens_is_turned_away_before_any_read(
+    db: Database, settings: Settings, seeded: dict[str, Any]
+) -> None:
+    from bot.public.api import FAILURES_PER_MINUTE
+
+    token = bearer(await new_token(db, "figures"))
+    proxied = dataclasses.replace(settings, trust_proxy=True)
+    transport = httpx.ASGITransport(app=create_app(db, settings=proxied))
+    guesser = {"x-forwarded-for": "198.51.100.7"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for n in range(FAILURES_PER_MINUTE):
+            wrong = {**guesser, "Authorization": f"Bearer icssi_guess{n}"}
+            assert (await client.get("/api/v1/figures", headers=wrong)).status_code == 401
+        # Past the count, even a good token from that client waits: nothing is read for it.
+        turned = await client.get("/api/v1/figures", headers={**guesser, **token})
+        assert turned.status_code == 429
+        assert turned.json()["error"] == "too_many_failures"
+        assert turned.headers["retry-after"] == "60"
+        # Another partner, elsewhere, is not held up.
+        elsewhere = {**token, "x-forwarded-for": "198.51.100.8"}
+        assert (await client.get("/api/v1/figures", headers=elsewhere)).status_code == 200
+
+
 def test_the_rate_limit_lets_requests_through_again_as_the_minute_slides() -> None:
     limit = apitokens.RateLimit(2)
     assert limit.wait(1, now=100.0) == 0

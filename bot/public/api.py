@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 from bot import apitokens, exports, gazetteer
 from bot.config import NEEDS, Settings
 from bot.db import Database
+from bot.limits import Failures
 from bot.models import Report, Signature
 from bot.public import CSP
 from bot.webconsole import ReportFilters
@@ -180,6 +181,10 @@ def rows_csv(names: list[str], tags: list[str] | None, rows: list[dict[str, Any]
     return out.getvalue()
 
 
+# Unknown or revoked tokens a client may send in a minute before it is turned away unread.
+FAILURES_PER_MINUTE = 30
+
+
 class PartnerApi:
     """The API's routes, bound to a database and the settings."""
 
@@ -187,6 +192,8 @@ class PartnerApi:
         self.db = db
         self.settings = settings
         self.limits = apitokens.RateLimit(settings.api_requests_per_minute)
+        # Unknown and revoked tokens, per client: a client guessing tokens costs a read each.
+        self.strangers = Failures(FAILURES_PER_MINUTE)
         self.usage = apitokens.Usage()
         self.flusher: asyncio.Task[None] | None = None
 
@@ -228,8 +235,20 @@ class PartnerApi:
         challenge = {"WWW-Authenticate": 'Bearer realm="icssi"'}
         if scheme.lower() != "bearer" or not token.strip():
             raise Refused(401, "unauthorized", "send a token: Authorization: Bearer …", challenge)
+        client = request.client.host if request.client else "?"
+        if self.settings.trust_proxy:  # the proxy's own address would be everyone's
+            client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+        if self.strangers.over(client):
+            raise Refused(
+                429,
+                "too_many_failures",
+                f"more than {FAILURES_PER_MINUTE} tokens refused in a minute",
+                {"Retry-After": "60"},
+            )
         async with self.db.read() as connection:
             holder = await apitokens.holder(connection, token.strip())
+        if holder is None or holder.revoked:
+            self.strangers.note(client)
         if holder is None:
             raise Refused(401, "invalid_token", "this token is not known", challenge)
         if holder.revoked:
