@@ -57,8 +57,13 @@ async def both(
             telegram_api_base_url=telegram.base_url,
             telegram_file_base_url=telegram.base_file_url,
             telegram_webhook_secret=SECRET,
+            telegram_chat_rate=50.0,
         )
         async with running(configured) as started:
+            # One a second to a person on WhatsApp (after five) and on Telegram: the loop
+            # would wait most of its time for the pace (tests/test_sender.py keeps it).
+            assert started.whatsapp is not None
+            started.whatsapp.transport.chat_rate = 50.0
             # The app as `icssi-bot serve` makes it: webhooks and the console.
             app = create_app(
                 started.db,

@@ -69,6 +69,11 @@ async def bot(fake: FakeTwilio, settings: Settings, db: Database) -> AsyncIterat
         twilio_template_bulletin_en=TEMPLATE_EN,
     )
     async with listening(configured, port) as started:
+        # A person's replies go at WhatsApp's pace of one a second after a burst of five: a
+        # conversation of twenty steps waited a second at each (a minute and a half of this
+        # file on each database). The pace itself is the sender's (tests/test_sender.py).
+        assert started.whatsapp is not None
+        started.whatsapp.transport.chat_rate = 50.0
         yield started
 
 

@@ -162,6 +162,7 @@ class WhatsAppTransport:
         self.http_client = http_client or (lambda: AsyncTwilioHttpClient(timeout=20))
         self.settings = settings
         self.rate = settings.twilio_rate
+        self.chat_rate, self.chat_burst = CHAT_RATE, CHAT_BURST  # one person's pace
         self.sender_number = settings.twilio_whatsapp_from or ""
         self.templates = {
             "ar": settings.twilio_template_bulletin_ar,
@@ -192,7 +193,7 @@ class WhatsAppTransport:
 
     def chat_limit(self, address: str) -> tuple[float, int]:
         """A short burst of replies to one person, then about one a second."""
-        return CHAT_RATE, CHAT_BURST
+        return self.chat_rate, self.chat_burst
 
     async def deliver(self, message: Outbound) -> str | None:
         """Send one Outbound (in parts when long), the window being open; WindowClosed if
