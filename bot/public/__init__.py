@@ -439,10 +439,7 @@ class PublicSite:
                 "governorates": governorates,
                 "kinds": kinds,
                 "counted": counted,
-                "page": number,
-                "pages": pages,
-                "previous": f"?page={number - 1}" if number > 1 else None,
-                "next": f"?page={number + 1}" if number < pages else None,
+                **_paging(number, pages),
             }
             html = self.html(request, "signatories.html", context, locale)
             return html, "text/html; charset=utf-8"
@@ -524,10 +521,7 @@ class PublicSite:
             context = {
                 "bulletins": items,
                 "counted": counted,
-                "page": number,
-                "pages": pages,
-                "previous": f"?page={number - 1}" if number > 1 else None,
-                "next": f"?page={number + 1}" if number < pages else None,
+                **_paging(number, pages),
             }
             html = self.html(request, "bulletins.html", context, locale)
             return html, "text/html; charset=utf-8"
@@ -686,6 +680,16 @@ class PublicSite:
         response.headers["Cache-Control"] = "no-store"
         self.protect(response)
         return response
+
+
+def _paging(number: int, pages: int) -> dict[str, Any]:
+    """A listing's page number, page count and links to the pages either side."""
+    return {
+        "page": number,
+        "pages": pages,
+        "previous": f"?page={number - 1}" if number > 1 else None,
+        "next": f"?page={number + 1}" if number < pages else None,
+    }
 
 
 def _published() -> tuple[Any, ...]:
