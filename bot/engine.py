@@ -27,6 +27,7 @@ from bot.flows import (
     MENU,
     NAV_PAYLOADS,
     Ctx,
+    Later,
     Registry,
     Transition,
     resolve_choice,
@@ -35,7 +36,7 @@ from bot.flows import (
 )
 from bot.i18n import _, direct, use_locale
 from bot.limits import InboundLimit, Verdict
-from bot.messages import Button, Inbound, Outbound
+from bot.messages import Address, Button, Inbound, Outbound
 from bot.models import Contact
 from bot.outbox import Wakeup, enqueue
 from bot.store import ConversationStore, Stored
@@ -64,6 +65,12 @@ def media_hint() -> str:
         "Thank you, but I cannot use a photo, file or location here. "
         "Please choose one of the options below."
     )
+
+
+def sorry(address: Address, buttons: tuple[tuple[Button, ...], ...] = ()) -> Outbound:
+    """Our apology for a failure on our side, in the current locale."""
+    text = _("Sorry, something went wrong on our side. Please try again in a moment.")
+    return Outbound(address=address, text=direct(text), buttons=buttons)
 
 
 class Engine:
@@ -159,7 +166,28 @@ class Engine:
             if ctx.forget:
                 return await self._forget(session, contact, ctx.replies)
             await self._leave(session, contact.id, saved, ctx)
+            contact_id, locale = contact.id, contact.locale or self.settings.default_locale
+        if not ctx.after:
             return ctx.replies + ctx.extra
+        with use_locale(locale):
+            later = await self._afterwards(contact_id, inbound, ctx.after)
+        return ctx.replies + ctx.extra + later
+
+    async def _afterwards(
+        self, contact_id: int, inbound: Inbound, jobs: list[Later]
+    ) -> list[Outbound]:
+        """Run the work the steps left for after the transaction; queue what it says back (an
+        apology if it failed: the conversation itself was saved)."""
+        messages: list[Outbound] = []
+        try:
+            for job in jobs:
+                messages += await job(self.db)
+        except Exception:
+            logger.exception("work after a %s message failed", inbound.address.channel)
+            messages.append(sorry(inbound.address))
+        async with self.db.transaction(behind=True) as session:
+            await enqueue(session, messages, contact_id)
+        return messages
 
     async def _arrive(
         self, session: AsyncSession, inbound: Inbound
@@ -232,13 +260,8 @@ class Engine:
             contact, saved, _role = arrived
             offered = saved.offered if saved else []
             with use_locale(contact.locale or self.settings.default_locale):
-                reply = Outbound(
-                    address=inbound.address,
-                    text=direct(
-                        _("Sorry, something went wrong on our side. Please try again in a moment.")
-                    ),
-                    buttons=tuple((Button(label, payload),) for payload, label in offered),
-                )
+                buttons = tuple((Button(label, payload),) for payload, label in offered)
+                reply = sorry(inbound.address, buttons)
             await enqueue(session, [reply], contact.id)
             return [reply]
 

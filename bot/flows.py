@@ -6,7 +6,7 @@ import copy
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +26,14 @@ from bot.i18n import (
 from bot.messages import Address, Button, Inbound, Outbound, Priority
 from bot.models import Contact
 from bot.text import ascii_digits, match_key, parse_int, strip_bidi
+
+if TYPE_CHECKING:
+    from bot.db import Database
+
+# Work a step leaves for after its message's transaction (a long read, such as an export, must
+# not hold SQLite's write turn while every other person waits): it gets the database and gives
+# the messages for this person that the engine then queues.
+Later = Callable[["Database"], Awaitable[list[Outbound]]]
 
 # Payloads of the global escapes; they work from every step, pressed or typed.
 MENU, BACK, CANCEL, HELP, LANGUAGE = "nav:menu", "nav:back", "nav:cancel", "nav:help", "nav:lang"
@@ -175,6 +183,7 @@ class Ctx:
     cut: bool = False  # whether the typed text was longer than `text` holds
     replies: list[Outbound] = field(default_factory=list)
     extra: list[Outbound] = field(default_factory=list)  # messages to other people
+    after: list[Later] = field(default_factory=list)  # run once the transaction is committed
     forget: bool = False  # set by "Delete my data": the contact goes once the message is handled
     # The person's role (bot.roles), loaded with the contact; None for everyone without one.
     role: str | None = None

@@ -7,7 +7,7 @@ unknown input. Every view and change of a report is written to the audit log.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
@@ -40,6 +40,9 @@ from bot.reports import (
     shelter_text,
     when_text,
 )
+
+if TYPE_CHECKING:
+    from bot.db import Database
 
 PAGE = 8
 
@@ -471,30 +474,30 @@ async def ask_export(ctx: Ctx) -> None:
 
 
 async def on_export(ctx: Ctx) -> Transition:
-    """Write the file and send it; audited."""
+    """Write the file and send it, once the message's transaction is over; audited."""
     fmt = (ctx.choice or "").removeprefix("x:")
     if fmt not in EXTENSIONS:
         return retry()
-    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
     stamp = ctx.now.strftime("%Y%m%d-%H%M")
     # HXL is a CSV: "….hxl.csv"; a CSV is "….csv", not "….csv.csv".
     kind = "" if fmt == EXTENSIONS[fmt] else f".{fmt}"
     path = EXPORT_DIR / f"icssi-reports-{stamp}-{secrets.token_hex(4)}{kind}.{EXTENSIONS[fmt]}"
-    query = exports.Query(private=False)
-    # A blocking file is fine: it is local and written in one go by this one message.
-    with path.open("w", encoding="utf-8", newline="") as out:
-        count = await exports.write(ctx.session, query, fmt, out)
-    ctx.session.add(exports.audit_entry(str(ctx.address), query, fmt, count))
-    ctx.replies.append(
-        Outbound(
-            address=ctx.address,
-            text=direct(
-                ngettext("%(count)s report", "%(count)s reports", count)
-                % {"count": isolate(format_number(count))}
-            ),
-            document=str(path),
-        )
-    )
+    address = ctx.address
+
+    async def export(db: Database) -> list[Outbound]:
+        # A read of its own, after the transaction: the export no longer holds SQLite's write
+        # turn while every other person's message waits for it.
+        EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+        query = exports.Query(private=False)
+        # A blocking file is fine: it is local, and the read gives others a turn between batches.
+        with path.open("w", encoding="utf-8", newline="") as out:
+            count = await exports.export(db, query, fmt, out, actor=str(address))
+        text = ngettext("%(count)s report", "%(count)s reports", count) % {
+            "count": isolate(format_number(count))
+        }
+        return [Outbound(address=address, text=direct(text), document=str(path))]
+
+    ctx.after.append(export)
     return to_menu()
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -83,3 +87,22 @@ async def count(db: Database, model: type[OutboxMessage] | type[ProcessedInbound
     """How many rows a table holds."""
     async with db.transaction() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def until(
+    check: Callable[[], Awaitable[bool] | bool],
+    what: str,
+    every: float = 0.05,
+    wait: float = 60.0,
+) -> None:
+    """Wait until `check()` holds, polling every `every` s; fail naming `what` after `wait` s."""
+    deadline = time.monotonic() + wait
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {wait} s: {what}")
+        await asyncio.sleep(every)

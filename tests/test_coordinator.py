@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ from bot.engine import Engine
 from bot.i18n import FSI, PDI, direct
 from bot.messages import Address
 from bot.models import AuditEntry
+from handlers.coordinator import EXPORT_DIR
 from handlers.report import STATUS_NOTICES
-from tests.conftest import Person
-from tests.helpers import choose_language, menu_labels, t
+from tests.conftest import ON_POSTGRES, Person
+from tests.helpers import choose_language, menu_labels, t, until
 from tests.test_report import by_buttons_to_summary_with_needs, reports
 
 
@@ -258,6 +260,49 @@ async def test_a_csv_export_from_the_chat_is_named_once(
     assert name.endswith(".csv")
     assert not name.endswith(".csv.csv")
     Path(file.document or "").unlink()
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="PostgreSQL has no write turn to hold")
+async def test_a_long_export_from_the_chat_lets_others_write_meanwhile(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """The export reads after the coordinator's transaction: a family is answered while the
+    file is still being written (in the transaction, it waited for the whole export)."""
+    from sqlalchemy import insert
+
+    from bot.models import Report
+
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Report),
+            [
+                {
+                    "reference": f"R-{n:05}",
+                    "locale": "ar",
+                    "governorate": "IQG09",
+                    "people": 3,
+                    "shelter": "camp",
+                    "displaced": "week",
+                    "needs": ["food"],
+                    "urgent": "food",
+                }
+                for n in range(20_000)
+            ],
+        )
+    await coordinator.send("/export")
+    export = asyncio.create_task(coordinator.press("x:csv"))
+    family = Person(engine, Address("whatsapp", "+9647700000001"))
+    # The family writes once the export is under way: its file has begun.
+    before = set(EXPORT_DIR.glob("*"))
+    await until(lambda: bool(set(EXPORT_DIR.glob("*")) - before), "the export's file", every=0.005)
+    await family.send("/start")
+    assert [b.payload for b in family.options()][:1] == ["lang:ar"]
+    assert not export.done(), "the family waited for the whole export"
+    await asyncio.wait_for(export, 60)
+    [file] = [m for m in coordinator.replies if m.document]
+    path = Path(file.document or "")
+    assert len(path.read_text("utf-8").splitlines()) == 20_001  # the header and each report
+    path.unlink()
 
 
 async def test_an_unknown_filter_is_said_not_dropped(

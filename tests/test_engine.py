@@ -7,13 +7,14 @@ import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.config import Settings
 from bot.db import Database
 from bot.engine import Engine
 from bot.flows import Ctx, Flow, Registry, Step, Transition, stay
-from bot.messages import Address, Inbound, Media
-from bot.models import OutboxMessage, ProcessedInbound
+from bot.messages import Address, Inbound, Media, Outbound
+from bot.models import Conversation, OutboxMessage, ProcessedInbound
 from handlers import build_registry, declaration, language, menu
 from handlers.declaration import pages
 from tests.conftest import Person
@@ -162,6 +163,50 @@ async def test_a_nested_change_on_the_same_step_is_saved(db: Database, settings:
     await person.send("one")
     await person.send("two")
     assert (await state(db, ME))["data"] == {"seen": {"words": ["one", "two"]}}
+
+
+async def test_work_after_the_transaction_is_queued_and_its_failure_apologized(
+    db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Work a step leaves for after its transaction sends what it returns; if it fails, the
+    person is told in their language and the conversation stays where the step put it."""
+
+    async def ask(ctx: Ctx) -> None:
+        ctx.ask("Q", [])
+
+    async def answer(ctx: Ctx) -> Transition:
+        async def later(db: Database) -> list[Outbound]:
+            if ctx.text == "fail":
+                raise RuntimeError("bug after the step")
+            async with db.transaction() as session:  # the step's transaction is over
+                count = await session.scalar(select(func.count()).select_from(Conversation))
+            return [Outbound(address=ctx.address, text=f"later {count}")]
+
+        ctx.data["said"] = ctx.text
+        ctx.say("now")
+        ctx.after.append(later)
+        return stay()
+
+    afterwards = Flow("afterwards", {"q": Step(ask, answer, accepts_text=True)})
+    person = await in_flow(afterwards, db, settings, "کوردی (سۆرانی)")
+
+    async def queued() -> int:
+        async with db.transaction() as session:
+            mine = OutboxMessage.address == str(ME)
+            return int(await session.scalar(select(func.count()).where(mine)) or 0)
+
+    before = await queued()
+    replies = await person.send("fine")
+    assert [m.text.strip().lstrip("\u200f") for m in replies] == ["now", "later 1"]
+    assert await queued() == before + 2  # the later message is in the outbox too
+    with caplog.at_level(logging.ERROR):
+        replies = await person.send("fail")
+    assert replies[-1].text.strip().lstrip("\u200f") == t(
+        "ckb", "Sorry, something went wrong on our side. Please try again in a moment."
+    )
+    assert "bug after the step" in caplog.text
+    assert await queued() == before + 4
+    assert (await state(db, ME))["data"] == {"said": "fail"}  # the step's work was kept
 
 
 BAD_INPUTS = [

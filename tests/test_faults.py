@@ -9,14 +9,12 @@ received, as the fake recorded it, and on what the database holds.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import signal
 import sqlite3
 import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +29,7 @@ from bot.models import Contact, OutboxMessage, Report
 from bot.sender import ChannelWorker
 from tests.conftest import ON_POSTGRES, user_url
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import LANGS, t
+from tests.helpers import LANGS, t, until
 from tests.net import free_port
 from tests.test_telegram_process import SECRET
 
@@ -155,24 +153,6 @@ async def migrated(db_url: str) -> Database:
     db = Database(db_url)
     await upgrade_async(db.url)
     return db
-
-
-async def until(
-    check: Callable[[], Awaitable[bool] | bool],
-    what: str,
-    every: float = 0.05,
-) -> None:
-    """Wait until `check()` holds, polling every `every` s; fail naming `what` after WAIT s."""
-    deadline = time.monotonic() + WAIT
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT} s: {what}")
-        await asyncio.sleep(every)
 
 
 async def subscribe(db: Database, first_chat: int, count: int) -> dict[int, str]:

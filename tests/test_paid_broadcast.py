@@ -23,7 +23,8 @@ from bot.inflight import bound
 from bot.models import Bulletin, OutboxMessage
 from bot.runtime import running
 from tests.fake_telegram import FakeTelegram
-from tests.test_faults import subscribe, until
+from tests.helpers import until
+from tests.test_faults import subscribe
 from tests.test_telegram import TelegramUser
 
 FIRST = 5_000_000  # the subscribers' chats

@@ -27,6 +27,7 @@ from bot.scheduler import BulletinScheduler
 from bot.sender import ChannelWorker, Sender
 from handlers import build_registry
 from tests.conftest import ON_POSTGRES, Person
+from tests.helpers import until
 from tests.test_sender import FakePlatform, HangingPlatform, queue, rows
 
 postgres_only = pytest.mark.skipif(
@@ -47,15 +48,6 @@ async def bulletin_statuses(db: Database) -> list[str]:
     """The status of each bulletin, in order."""
     async with db.transaction() as session:
         return list((await session.scalars(select(Bulletin.status).order_by(Bulletin.id))).all())
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait until `condition()` holds (checked every 50 ms), 30 s at most."""
-    for _ in range(600):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("still not so after 30 s")
 
 
 async def all_done(db: Database, *senders: Sender) -> None:
@@ -189,8 +181,11 @@ async def test_one_scheduler_runs_and_another_takes_over_when_its_process_dies(
                     " WHERE datname = current_database())"
                 )
             )
-        await until(lambda: second.leading)
-        await until(lambda: jobs(second) == [f"bulletin-{bulletin_id}"])
+        await until(lambda: second.leading, "the second scheduler to lead")
+        await until(
+            lambda: jobs(second) == [f"bulletin-{bulletin_id}"],
+            "the second scheduler to hold the bulletin's job",
+        )
 
         # Had the first lived on without its lock, its jobs would not fire any more.
         await first.fire(bulletin_id)
@@ -218,8 +213,11 @@ async def test_a_scheduler_that_stops_hands_over(db: Database, settings: Setting
         await second.start()
         assert (first.leading, second.leading) == (True, False)
         await first.stop()
-        await until(lambda: second.leading)
-        await until(lambda: jobs(second) == [f"bulletin-{bulletin_id}"])
+        await until(lambda: second.leading, "the second scheduler to lead")
+        await until(
+            lambda: jobs(second) == [f"bulletin-{bulletin_id}"],
+            "the second scheduler to hold the bulletin's job",
+        )
     finally:
         await second.stop()
         await other.close()
@@ -296,15 +294,19 @@ async def test_a_slow_batch_keeps_its_claim_to_the_end(db: Database, settings: S
     second = Sender(other, [fast], claim_lease=1.0, poll_every=0.05)  # looks all the time
     try:
         first.start()
-        await until(lambda: len(slow.texts()) == 1)  # the first has claimed them all
+        await until(
+            lambda: len(slow.texts()) == 1, "the slow worker's first message"
+        )  # the first has claimed them all
         second.start()
-        await until(lambda: len(slow.texts() + fast.texts()) >= 6)
+        await until(
+            lambda: len(slow.texts() + fast.texts()) >= 6, "six messages between the two workers"
+        )
         # A later message: a pass that sends it has passed over the six before it, so a second
         # copy of one of them would be out by then.
         await queue(db, ("99", "later", "broadcast"))
         first.wake("telegram")
         second.wake("telegram")
-        await until(lambda: "later" in slow.texts() + fast.texts())
+        await until(lambda: "later" in slow.texts() + fast.texts(), "the later message")
     finally:
         await first.stop()
         await second.stop()
