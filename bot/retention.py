@@ -78,14 +78,7 @@ async def purge(
     in the loop's thread, every conversation) for 0.67 s. A rule cut short goes on next time.
     """
     expired = await expire_referrals(db, settings, now)
-    async with db.transaction() as session:
-        old_reports = Report.created_at < now - timedelta(days=settings.report_retention_days)
-        # An organization no longer works on a request whose family's data is going.
-        withdrawn = await referrals.withdraw(
-            session, old_reports & Report.anonymized_at.is_(None), now
-        )
-        await enqueue(session, withdrawn, None)
-        reports = await anonymize_reports(session, old_reports, now)
+    reports, withdrawn = await _anonymize_old_reports(db, settings, now, batch)
     rules: list[tuple[str, Any, Any, dict[str, Any] | None]] = [
         (
             # A WhatsApp message waits for its delivery to be confirmed before its text is
@@ -150,13 +143,38 @@ async def purge(
         ),
     ]
     counts = {
-        "reports anonymized": len(reports),
-        "referral notices": expired + len(withdrawn),
+        "reports anonymized": reports,
+        "referral notices": expired + withdrawn,
     }
     for name, model, where, values in rules:
         counts[name] = await _in_batches(db, model, where, values, batch)
     logger.info("retention: %s", counts)
     return counts
+
+
+async def _anonymize_old_reports(
+    db: Database, settings: Settings, now: datetime, batch: int
+) -> tuple[int, int]:
+    """Blank the personal fields of reports past their retention, `batch` reports to a
+    transaction, their open referrals withdrawn first; return the reports and the notices."""
+    old = Report.created_at < now - timedelta(days=settings.report_retention_days)
+    reports = notices = 0
+    while True:
+        async with db.transaction() as session:
+            ids = list(
+                await session.scalars(
+                    select(Report.id).where(old, Report.anonymized_at.is_(None)).limit(batch)
+                )
+            )
+            these = Report.id.in_(ids)
+            # An organization no longer works on a request whose family's data is going.
+            withdrawn = await referrals.withdraw(session, these, now)
+            await enqueue(session, withdrawn, None)
+            reports += len(await anonymize_reports(session, these, now))
+            notices += len(withdrawn)
+        if len(ids) < batch:
+            return reports, notices
+        await asyncio.sleep(0)  # a conversation's turn between two batches (see _in_batches)
 
 
 async def _in_batches(

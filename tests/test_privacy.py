@@ -97,6 +97,25 @@ async def test_retention_blanks_old_reports_only(
     assert old.people == 5
 
 
+async def test_retention_blanks_old_reports_a_batch_at_a_time(
+    engine: Engine, db: Database, settings: Settings
+) -> None:
+    """Reports past retention are anonymized in short transactions, each a batch, until none
+    is left; a newer one keeps its fields."""
+    family = Person(engine, Address("console", "old"))
+    await choose_language(family, "en")
+    for _ in range(3):  # the daily limit
+        await send_full_report(family, "en")
+    async with db.transaction() as session:
+        for report in (await session.scalars(select(Report).order_by(Report.id))).all()[:2]:
+            report.created_at = datetime.now(UTC) - timedelta(days=400)
+    limited = dataclasses.replace(settings, report_retention_days=365)
+    counts = await purge(db, limited, datetime.now(UTC), batch=1)
+    assert counts["reports anonymized"] == 2
+    assert [r.place for r in await reports(db)] == [None, None, "Khanke camp"]
+    assert (await purge(db, limited, datetime.now(UTC), batch=1))["reports anonymized"] == 0
+
+
 async def test_the_purge_command_applies_every_rule(
     engine: Engine, db: Database, db_url: str
 ) -> None:
