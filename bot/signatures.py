@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import declaration
 from bot.config import Settings
@@ -60,12 +60,44 @@ def type_text(value: Any) -> str:
     return _(TYPE_LABELS.get(str(value), "Other"))
 
 
-def public_name(signature: Signature) -> str:
+def public_name(signature: Named) -> str:
     """The organization's name in the reader's script where it has one."""
     names = [signature.name_ar, signature.name_en]
     if current_locale() == "en":
         names.reverse()
     return isolate(next(n for n in names if n)) if any(names) else "-"
+
+
+VERIFIED = Signature.status == "verified"
+
+
+class Named(Protocol):
+    """What has an organization's names: a signature, or a row of its public fields."""
+
+    name_ar: str | None
+    name_en: str | None
+
+
+async def signatories(
+    reader: AsyncSession | AsyncConnection, offset: int, limit: int
+) -> tuple[int, Sequence[Any]]:
+    """How many organizations are verified, and a page of their public fields (names, kind,
+    governorate, city: never a representative), in the order they were verified."""
+    total = await reader.scalar(select(func.count()).select_from(Signature).where(VERIFIED))
+    rows = await reader.execute(
+        select(
+            Signature.name_ar,
+            Signature.name_en,
+            Signature.org_type,
+            Signature.governorate,
+            Signature.city,
+        )
+        .where(VERIFIED)
+        .order_by(Signature.decided_at, Signature.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), rows.all()
 
 
 async def active_signature(session: AsyncSession, contact_id: int) -> Signature | None:

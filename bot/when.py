@@ -1,4 +1,5 @@
-"""Reading a date and time as coordinators type it: "2026-12-01 09:00", "tomorrow 9:00"."""
+"""Reading dates as people type them: a time ("2026-12-01 09:00", "tomorrow 9:00") and a
+past month ("3/2024")."""
 
 from __future__ import annotations
 
@@ -65,3 +66,21 @@ def parse_when(text: str, now: datetime, timezone: str) -> datetime | None:
     if local <= local_now:
         return None
     return local.astimezone(UTC)
+
+
+def parse_month(text: str, now: datetime) -> str | None:
+    """'3/2024', '2024-03', '٠٣/٢٠٢٤' -> '2024-03'; None if not a past month since 2003."""
+    cleaned = ascii_digits(text).strip()
+    match = re.fullmatch(r"(\d{1,2})\s*[/\-.]\s*(\d{4})", cleaned, re.ASCII)
+    if match:
+        month, year = int(match.group(1)), int(match.group(2))
+    else:
+        match = re.fullmatch(r"(\d{4})\s*[/\-.]\s*(\d{1,2})", cleaned, re.ASCII)
+        if not match:
+            return None
+        year, month = int(match.group(1)), int(match.group(2))
+    if not 1 <= month <= 12 or not 2003 <= year <= now.year:
+        return None
+    if (year, month) > (now.year, now.month):
+        return None
+    return f"{year:04d}-{month:02d}"

@@ -7,13 +7,11 @@ limit, references, duplicates, alerts) are bot.reports'.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from bot import gazetteer, reports
+from bot import gazetteer, reports, when
 from bot.flows import (
     MENU,
     Ctx,
@@ -34,12 +32,10 @@ from bot.forms import (
     chosen_number,
     coded_buttons,
     governorate,
-    governorate_buttons,
     multi,
     number_buttons,
     phone,
     pick_place,
-    valid_phone,
     yes_no,
 )
 from bot.i18n import N_, _, current_locale, format_date, format_number, isolate, ngettext
@@ -50,24 +46,9 @@ from bot.reports import (
     NEED_BUTTONS,
     NEED_LABELS,
     SHELTER_LABELS,
-    STATUS_LABELS,
-    STATUS_NOTICES,
     WHEN_LABELS,
     place_name,
 )
-from bot.text import ascii_digits
-
-# Their home is bot.reports and bot.forms; tests and older callers find them here too.
-__all__ = [
-    "NEED_BUTTONS",
-    "NEED_LABELS",
-    "SHELTER_LABELS",
-    "STATUS_LABELS",
-    "STATUS_NOTICES",
-    "WHEN_LABELS",
-    "governorate_buttons",
-    "valid_phone",
-]
 
 PLACE_LIMIT = 200
 NOTES_LIMIT = 1000
@@ -81,11 +62,6 @@ COUNTS: dict[str, tuple[str, str]] = {
         N_("Pregnant or breastfeeding women"),
     ),
 }
-
-
-def describe(data: dict[str, Any], step: str) -> str:
-    """An answer as the summary shows it, in the current locale."""
-    return FORM[step].words(data)
 
 
 async def ask_consent(ctx: Ctx) -> None:
@@ -238,30 +214,12 @@ async def on_precision(ctx: Ctx) -> Transition | None:
     return None
 
 
-def parse_month(text: str, now: datetime) -> str | None:
-    """'3/2024', '2024-03', '٠٣/٢٠٢٤' -> '2024-03'; None if not a past month since 2003."""
-    cleaned = ascii_digits(text).strip()
-    match = re.fullmatch(r"(\d{1,2})\s*[/\-.]\s*(\d{4})", cleaned, re.ASCII)
-    if match:
-        month, year = int(match.group(1)), int(match.group(2))
-    else:
-        match = re.fullmatch(r"(\d{4})\s*[/\-.]\s*(\d{1,2})", cleaned, re.ASCII)
-        if not match:
-            return None
-        year, month = int(match.group(1)), int(match.group(2))
-    if not 1 <= month <= 12 or not 2003 <= year <= now.year:
-        return None
-    if (year, month) > (now.year, now.month):
-        return None
-    return f"{year:04d}-{month:02d}"
-
-
 async def on_when(ctx: Ctx) -> Transition | None:
     """Store the period or the month."""
     if ctx.choice and ctx.choice.startswith("when:"):
         ctx.data["when"] = ctx.choice[5:]
         return None
-    month = parse_month(ctx.text, ctx.now)
+    month = when.parse_month(ctx.text, ctx.now)
     if month is None:
         return retry(
             _("Please choose one of the answers, or type a past month and year, like 3/2024.")

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, select
-
 from bot import declaration, gazetteer, signatures
 from bot.flows import (
     MENU,
@@ -31,8 +29,6 @@ from bot.messages import Button
 from bot.models import Signature
 from bot.signatures import STATUS_LABELS, TYPE_LABELS, is_arabic_script, public_name
 from bot.text import organization_key
-
-__all__ = ["STATUS_LABELS", "TYPE_LABELS"]  # their home is bot.signatures
 
 NAME_LIMIT = 200
 CITY_LIMIT = 100
@@ -426,25 +422,15 @@ FLOW = FORM.flow()
 async def ask_signed(ctx: Ctx) -> None:
     """The verified signatories, paged: name, kind, governorate; never the representative."""
     page = int(ctx.data.get("page", 0))
-    verified = Signature.status == "verified"
-    total = int(await ctx.session.scalar(select(func.count(Signature.id)).where(verified)) or 0)
-    rows = (
-        await ctx.session.scalars(
-            select(Signature)
-            .where(verified)
-            .order_by(Signature.decided_at, Signature.id)
-            .offset(page * PAGE)
-            .limit(PAGE)
-        )
-    ).all()
+    total, rows = await signatures.signatories(ctx.session, page * PAGE, PAGE)
     lines = [
         _("%(count)s organizations have signed the declaration and been verified.")
         % {"count": isolate(format_number(total))}
     ]
-    for number, signature in enumerate(rows, start=page * PAGE + 1):
+    for number, row in enumerate(rows, start=page * PAGE + 1):
         lines.append(
-            f"{isolate(str(number))}. {public_name(signature)} · "
-            f"{signatures.type_text(signature.org_type)} · {place_name(signature.governorate)}"
+            f"{isolate(str(number))}. {public_name(row)} · "
+            f"{signatures.type_text(row.org_type)} · {place_name(row.governorate)}"
         )
     pager = []
     if page > 0:

@@ -13,8 +13,8 @@ from bot.engine import Engine
 from bot.i18n import FSI, PDI, direct
 from bot.messages import Address
 from bot.models import AuditEntry
+from bot.reports import STATUS_NOTICES
 from handlers.coordinator import EXPORT_DIR
-from handlers.report import STATUS_NOTICES
 from tests.conftest import ON_POSTGRES, Person
 from tests.helpers import choose_language, menu_labels, t, until
 from tests.test_report import by_buttons_to_summary_with_needs, reports

@@ -53,6 +53,7 @@ from bot.config import NEEDS, Settings
 from bot.db import Database, upgrade
 from bot.engine import Engine
 from bot.flows import COMMANDS, NAV_PAYLOADS, NAV_WORDS
+from bot.forms import valid_phone
 from bot.i18n import LANGUAGE_NAMES, LOCALES, locales_dir, translate_in
 from bot.messages import SHARE_LOCATION, SHARE_PHONE, Address, Inbound, Location, Media, Outbound
 from bot.models import (
@@ -65,23 +66,17 @@ from bot.models import (
     Report,
     Signature,
 )
-from bot.reports import REPLY
+from bot.reports import REPLY, SHELTER_LABELS, WHEN_LABELS
+from bot.reports import STATUS_LABELS as REPORT_STATUS
+from bot.signatures import STATUS_LABELS as SIGNATURE_STATUS
+from bot.signatures import TYPE_LABELS
 from bot.text import clean_input, organization_key, parse_command
 from handlers import build_registry
 from handlers.bulletin import STOP_WORDS
 from handlers.bulletin_admin import STATUS as BULLETIN_STATUS
 from handlers.language import ALIASES, CHOOSE
-from handlers.report import (
-    MAX_PEOPLE,
-    NOTES_LIMIT,
-    PLACE_LIMIT,
-    SHELTER_LABELS,
-    WHEN_LABELS,
-    valid_phone,
-)
-from handlers.report import STATUS_LABELS as REPORT_STATUS
-from handlers.sign import CITY_LIMIT, EMAIL, NAME_LIMIT, PERSON_LIMIT, TYPE_LABELS
-from handlers.sign import STATUS_LABELS as SIGNATURE_STATUS
+from handlers.report import MAX_PEOPLE, NOTES_LIMIT, PLACE_LIMIT
+from handlers.sign import CITY_LIMIT, EMAIL, NAME_LIMIT, PERSON_LIMIT
 from tests.conftest import Person
 from tests.helpers import choose_language, t
 

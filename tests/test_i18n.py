@@ -282,7 +282,7 @@ def test_sorani_dates_read_day_month_year_then_time() -> None:
 
 
 def test_status_notices_say_what_the_status_means() -> None:
-    from handlers.report import STATUS_LABELS, STATUS_NOTICES
+    from bot.reports import STATUS_LABELS, STATUS_NOTICES
 
     assert set(STATUS_NOTICES) == set(STATUS_LABELS)
     ar = {k: v[0] for k, v in translations("ar").items()}
@@ -296,8 +296,8 @@ def test_status_notices_say_what_the_status_means() -> None:
 @pytest.mark.parametrize("locale", LOCALES)
 def test_half_width_buttons_are_short(locale: str) -> None:
     from bot import gazetteer
-    from handlers.report import NEED_BUTTONS
-    from handlers.sign import TYPE_LABELS
+    from bot.reports import NEED_BUTTONS
+    from bot.signatures import TYPE_LABELS
 
     with use_locale(locale):
         from bot.i18n import _
@@ -310,10 +310,11 @@ def test_half_width_buttons_are_short(locale: str) -> None:
 
 
 def test_the_summary_keeps_the_full_wording_of_the_needs() -> None:
-    from handlers.report import NEED_LABELS, describe
+    from bot.reports import NEED_LABELS
+    from handlers.report import FORM
 
     with use_locale("en"):
-        assert describe({"needs": ["legal"]}, "needs") == "Civil documents and legal help"
+        assert FORM["needs"].words({"needs": ["legal"]}) == "Civil documents and legal help"
     assert NEED_LABELS["legal"] == "Civil documents and legal help"
 
 

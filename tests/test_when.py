@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from bot.when import parse_time, parse_when
+from bot.when import parse_month, parse_time, parse_when
 
 # 1 December 2026, 10:00 in Baghdad (UTC+3).
 NOW = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
@@ -108,3 +108,25 @@ def test_what_is_not_a_future_moment(typed: str) -> None:
 def test_the_zone_decides_the_moment() -> None:
     assert parse_when("2026-12-05 09:00", NOW, "UTC") == datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
     assert parse_when("2026-12-05 09:00", NOW, ZONE) == datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("typed", "month"),
+    [
+        ("3/2024", "2024-03"),
+        ("2024-03", "2024-03"),
+        ("٠٣/٢٠٢٤", "2024-03"),
+        ("۳ / ۲۰۲۴", "2024-03"),
+        ("12.2003", "2003-12"),
+        ("11/2026", "2026-11"),
+        ("12/2026", "2026-12"),  # this month
+        ("1/2027", None),  # to come
+        ("13/2024", None),
+        ("0/2024", None),
+        ("3/2002", None),  # before 2003
+        ("March 2024", None),
+        ("", None),
+    ],
+)
+def test_a_past_month_as_families_type_it(typed: str, month: str | None) -> None:
+    assert parse_month(typed, datetime(2026, 12, 7, 9, tzinfo=UTC)) == month

@@ -317,9 +317,7 @@ class PublicSite:
         async def make() -> tuple[bytes, str]:
             async with self.db.read() as connection:
                 signed = await connection.scalar(
-                    select(func.count())
-                    .select_from(Signature)
-                    .where(Signature.status == "verified")
+                    select(func.count()).select_from(Signature).where(signatures.VERIFIED)
                 )
             telegram = None
             if self.settings.telegram_bot_username:
@@ -377,11 +375,8 @@ class PublicSite:
             return self.problem(request, locale, 400, "bad_request.html")
 
         async def make() -> tuple[bytes, str]:
-            verified = Signature.status == "verified"
+            verified = signatures.VERIFIED
             async with self.db.read() as connection:
-                total = await connection.scalar(
-                    select(func.count()).select_from(Signature).where(verified)
-                )
                 by_governorate = (
                     await connection.execute(
                         select(Signature.governorate, func.count())
@@ -396,22 +391,9 @@ class PublicSite:
                         .group_by(Signature.org_type)
                     )
                 ).all()
-                rows = (
-                    await connection.execute(
-                        select(
-                            Signature.name_ar,
-                            Signature.name_en,
-                            Signature.org_type,
-                            Signature.governorate,
-                            Signature.city,
-                        )
-                        .where(verified)
-                        .order_by(Signature.decided_at, Signature.id)
-                        .limit(SIGNATORIES_PAGE)
-                        .offset((number - 1) * SIGNATORIES_PAGE)
-                    )
-                ).all()
-            total = total or 0
+                total, rows = await signatures.signatories(
+                    connection, (number - 1) * SIGNATORIES_PAGE, SIGNATORIES_PAGE
+                )
             pages = max(1, -(-total // SIGNATORIES_PAGE))
             with use_locale(locale):
                 organizations = [
