@@ -285,6 +285,25 @@ def too_long(limit: int, given: int) -> str:
     }
 
 
+def note_step(prompt: str, limit: int, then: Callable[[Ctx, str], Awaitable[Transition]]) -> Step:
+    """An optional note: typed, or Skip ("" to `then`). A note over `limit` characters is
+    asked for again, with its length: nothing typed is cut short. (A photo, or a text of
+    nothing but spaces and marks, gets the engine's answer before this step sees it.)"""
+
+    async def ask(ctx: Ctx) -> None:
+        ctx.ask(_(prompt), [Button(_("Skip"), "note:skip")])
+
+    async def answer(ctx: Ctx) -> Transition:
+        if ctx.choice == "note:skip":
+            return await then(ctx, "")
+        note = ctx.text.strip()
+        if ctx.length(note) > limit:
+            return retry(too_long(limit, ctx.length(note)))
+        return await then(ctx, note)
+
+    return Step(ask, answer, accepts_text=True)
+
+
 def nav_buttons(*payloads: str) -> list[Button]:
     """Buttons for global escapes, labelled in the current locale."""
     return [Button(_(NAV_LABELS[p]), p) for p in payloads]

@@ -22,12 +22,13 @@ from bot.flows import (
     Transition,
     goto,
     nav_buttons,
+    note_step,
     retry,
     start,
     to_menu,
 )
 from bot.forms import governorate_buttons
-from bot.i18n import _, direct, format_datetime, format_number, isolate, ngettext
+from bot.i18n import N_, _, direct, format_datetime, format_number, isolate, ngettext
 from bot.messages import Button, Outbound
 from bot.models import AuditEntry, Report
 from bot.reports import (
@@ -356,17 +357,8 @@ async def on_show(ctx: Ctx) -> Transition:
     return goto("note")
 
 
-async def ask_note(ctx: Ctx) -> None:
-    """A note for the record with the status change."""
-    ctx.ask(
-        _("Add a short note for the record (what was done, by whom), or press Skip."),
-        [Button(_("Skip"), "note:skip")],
-    )
-
-
-async def on_note(ctx: Ctx) -> Transition:
+async def noted(ctx: Ctx, note: str) -> Transition:
     """With a note the family could read, ask whether to send it; else change the status."""
-    note = "" if ctx.choice == "note:skip" else ctx.text.strip()[:1000]
     report = await find_report(ctx, str(ctx.data.get("ref", "")))
     status = str(ctx.data.get("status", ""))
     if report is None or status not in STATUS_LABELS:
@@ -442,7 +434,11 @@ DETAIL = Flow(
     "report_detail",
     {
         "show": Step(ask_show, on_show),
-        "note": Step(ask_note, on_note, accepts_text=True),
+        "note": note_step(
+            N_("Add a short note for the record (what was done, by whom), or press Skip."),
+            reports.MESSAGE_LIMIT,  # the console's limit for the same note
+            noted,
+        ),
         "tell": Step(ask_tell, on_tell),
     },
     coordinators_only=True,

@@ -18,11 +18,11 @@ from bot.flows import (
     Transition,
     goto,
     nav_buttons,
+    note_step,
     retry,
     start,
     stay,
     to_menu,
-    too_long,
 )
 from bot.i18n import N_, _, isolate
 from bot.messages import Button, Outbound
@@ -208,19 +208,8 @@ async def on_needs(ctx: Ctx) -> Transition:
     return goto("needs")
 
 
-async def ask_outcome_note(ctx: Ctx) -> None:
-    """An optional note on what was done, for the coordinators."""
-    ctx.ask(
-        _("Add a short note for the coordinators on what you did, or press Skip."),
-        [Button(_("Skip"), "note:skip")],
-    )
-
-
-async def on_outcome_note(ctx: Ctx) -> Transition:
+async def outcome_noted(ctx: Ctx, note: str) -> Transition:
     """Record the help; the family is asked whether it came."""
-    note = "" if ctx.choice == "note:skip" else ctx.text
-    if ctx.length(note) > referrals.NOTE_LIMIT:
-        return retry(too_long(referrals.NOTE_LIMIT, ctx.length(note)))
     ident = referrals.parse_id(str(ctx.data.get("id", "")))
     needs = [str(n) for n in ctx.data.get("needs", [])]
     if await answered(ctx, referrals.helped, ident, needs, note) is not None:
@@ -343,19 +332,8 @@ async def on_pick(ctx: Ctx) -> Transition:
     return goto("note")
 
 
-async def ask_refer_note(ctx: Ctx) -> None:
-    """An optional note for the organization."""
-    ctx.ask(
-        _("Add a note for the organization (it reads it with the request), or press Skip."),
-        [Button(_("Skip"), "note:skip")],
-    )
-
-
-async def on_refer_note(ctx: Ctx) -> Transition:
+async def refer_noted(ctx: Ctx, note: str) -> Transition:
     """Refer the report; the organization's members get it in their language."""
-    note = "" if ctx.choice == "note:skip" else ctx.text
-    if ctx.length(note) > referrals.NOTE_LIMIT:
-        return retry(too_long(referrals.NOTE_LIMIT, ctx.length(note)))
     report = await find_report(ctx, str(ctx.data.get("ref", "")))
     if report is None:
         return start("reports", {"filters": {}})
@@ -426,7 +404,11 @@ HELPED = Flow(
     "referral_helped",
     {
         "needs": Step(ask_needs, on_needs),
-        "note": Step(ask_outcome_note, on_outcome_note, accepts_text=True),
+        "note": note_step(
+            N_("Add a short note for the coordinators on what you did, or press Skip."),
+            referrals.NOTE_LIMIT,
+            outcome_noted,
+        ),
     },
 )
 CONFIRM = Flow("referral_confirm", {"answer": Step(ask_confirm, on_confirm)})
@@ -434,7 +416,11 @@ REFER = Flow(
     "refer",
     {
         "pick": Step(ask_pick, on_pick),
-        "note": Step(ask_refer_note, on_refer_note, accepts_text=True),
+        "note": note_step(
+            N_("Add a note for the organization (it reads it with the request), or press Skip."),
+            referrals.NOTE_LIMIT,
+            refer_noted,
+        ),
     },
     coordinators_only=True,
     permission="reports",

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from bot.db import Database
 from bot.engine import Engine
 from bot.i18n import FSI, PDI, direct
-from bot.messages import Address
+from bot.messages import Address, Inbound, Media
 from bot.models import AuditEntry
 from bot.reports import STATUS_NOTICES
+from bot.text import ascii_digits
 from handlers.coordinator import EXPORT_DIR
 from tests.conftest import ON_POSTGRES, Person
 from tests.helpers import choose_language, menu_labels, t, until
@@ -93,6 +94,47 @@ async def test_open_verify_and_the_family_is_told_in_its_language(
     # The note stays with the report, for the next coordinator who opens it.
     assert "اتصلنا بالعائلة" in coordinator.text()
     assert rows[1].report_id == stored.id
+
+
+async def test_a_status_note_too_long_or_not_a_text_is_asked_again(
+    engine: Engine, db: Database, coordinator: Person
+) -> None:
+    """Nothing typed is cut short: 1,001 characters are refused with the count, 1,000 are kept
+    whole; a photo or a blank text is asked again. The status stays until the note is taken."""
+    family = await family_report(engine, "en")
+    [report] = await reports(db)
+    alerts = [m for m in family.sent if m.address == coordinator.address]
+    await coordinator.press(alerts[0].options()[0].payload)
+    await coordinator.tap(t("ar", "Verified"))
+    await coordinator.send("ن" * 1001)
+    assert (
+        t("ar", "Please keep it shorter: at most %(limit)s characters (yours has %(given)s).")[:10]
+        in coordinator.text()
+    )
+    assert "1001" in ascii_digits(coordinator.text()).replace("٬", "").replace(",", "")
+    await coordinator.deliver(
+        Inbound(
+            coordinator.address,
+            "photo-1",
+            kind="photo",
+            media=(Media("photo", "file-1", "image/jpeg"),),
+        )
+    )
+    assert t("ar", "Add a short note for the record (what was done, by whom), or press Skip.") in (
+        coordinator.text()
+    )  # the engine's answer to a photo, and the question again
+    await coordinator.send("\u200f \u2066 ")  # nothing but marks and spaces
+    assert t("ar", "Add a short note for the record (what was done, by whom), or press Skip.") in (
+        coordinator.text()
+    )
+    assert (await reports(db))[0].status == "new"
+    await coordinator.send("ن" * 1000)
+    await coordinator.tap(t("ar", "No, only for the record"))
+    [stored] = await reports(db)
+    assert stored.status == "verified"
+    [change] = [r for r in await audit_rows(db) if r.action == "status"]
+    assert change.detail["note"] == "ن" * 1000
+    assert report.reference == stored.reference
 
 
 async def test_a_note_sent_to_the_family_and_the_history_of_a_report(
