@@ -494,6 +494,9 @@ async def on_export(ctx: Ctx) -> Transition:
         return [Outbound(address=address, text=direct(text), document=str(path))]
 
     ctx.after.append(export)
+    # Said in the message's own transaction: were the process to stop before the file is
+    # written, the coordinator knows it was asked for and can ask again.
+    ctx.say(_("Preparing the file: it comes in a moment."))
     return to_menu()
 
 

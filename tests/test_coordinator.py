@@ -281,6 +281,8 @@ async def test_an_export_from_the_chat(engine: Engine, db: Database, coordinator
     await family_report(engine, "en")
     await coordinator.send("/export")
     await coordinator.press("x:hxl")
+    said = [m.text for m in coordinator.replies]
+    assert any(t("ar", "Preparing the file: it comes in a moment.") in text for text in said)
     [file] = [m for m in coordinator.replies if m.document]
     path = Path(file.document or "")
     lines = path.read_text("utf-8").splitlines()
