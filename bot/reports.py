@@ -321,6 +321,19 @@ def coordinator_alert(address: Address, report: Report) -> Outbound:
     )
 
 
+def change_words(detail: dict[str, Any]) -> tuple[str, str, str]:
+    """A recorded status change (its audit detail) in the current locale: the status before,
+    the status after, and its note with whether the family was told ("" without a note); for
+    the report's history in the chat and in the console."""
+    before, after = (
+        _(STATUS_LABELS.get(str(detail.get(k)), "Received")) for k in ("before", "after")
+    )
+    if not detail.get("note"):
+        return before, after, ""
+    told = _("sent to the family") if detail.get("told") else _("for the record")
+    return before, after, _("Note (%(told)s): %(note)s") % {"told": told, "note": detail["note"]}
+
+
 def status_notice(
     report: Report, address: Address, locale: str, note: str | None = None
 ) -> Outbound:

@@ -328,19 +328,14 @@ async def report_history(ctx: Ctx, report: Report) -> list[str]:
             when = isolate(format_datetime(entry.at, ctx.settings.timezone))
             lines.append(f"• {when}: {referrals.history_text(detail)}")
             continue
+        before, after, note = reports.change_words(detail)
         line = _("%(when)s, %(who)s: %(before)s \u2192 %(after)s") % {
             "when": isolate(format_datetime(entry.at, ctx.settings.timezone)),
             "who": isolate(entry.actor),
-            "before": _(STATUS_LABELS.get(str(detail.get("before")), "Received")),
-            "after": _(STATUS_LABELS.get(str(detail.get("after")), "Received")),
+            "before": before,
+            "after": after,
         }
-        if detail.get("note"):
-            told = _("sent to the family") if detail.get("told") else _("for the record")
-            line += "\n  " + _("Note (%(told)s): %(note)s") % {
-                "told": told,
-                "note": detail["note"],
-            }
-        lines.append(f"• {line}")
+        lines.append(f"• {line}" + (f"\n  {note}" if note else ""))
     return lines
 
 

@@ -973,14 +973,10 @@ class Console:
         detail = entry.detail
         when = format_datetime(entry.at, self.settings.timezone)
         if entry.action == "status":
-            what = _("Status: %(before)s → %(after)s") % {
-                "before": _(STATUS_LABELS.get(str(detail.get("before")), "Received")),
-                "after": _(STATUS_LABELS.get(str(detail.get("after")), "Received")),
-            }
-            note = str(detail.get("note") or "")
+            before, after, note = reports.change_words(detail)
+            what = _("Status: %(before)s → %(after)s") % {"before": before, "after": after}
             if note:
-                told = _("sent to the family") if detail.get("told") else _("for the record")
-                what += " · " + _("Note (%(told)s): %(note)s") % {"told": told, "note": note}
+                what += " · " + note
         elif entry.action == "note":
             what = _("Internal note: %(note)s") % {"note": str(detail.get("note", ""))}
         elif entry.action == "referral":
