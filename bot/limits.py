@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 Verdict = Literal["read", "tell", "drop"]
@@ -28,6 +28,29 @@ class InboundLimit:
         self.clock = clock
         self.read: dict[str, deque[float]] = {}  # address -> when its messages read came
         self.told: dict[str, float] = {}  # address -> when it was told to slow down
+        self.roles: dict[str, tuple[float, bool]] = {}  # address -> (when asked, has a role)
+
+    async def verdict(self, address: str, has_role: Callable[[str], Awaitable[bool]]) -> Verdict:
+        """`check`, except that a person with a role is always read.
+
+        Only a message the limit would refuse asks `has_role` (a database read), and its answer
+        holds for a minute: everyone else's messages cost nothing more, and a flood costs one
+        read a minute. A role given or taken counts within that minute.
+        """
+        verdict = self.check(address)
+        if verdict == "read":
+            return verdict
+        now = self.clock()
+        known = self.roles.get(address)
+        if known is None or known[0] <= now - WINDOW:
+            if address not in self.roles and len(self.roles) >= REMEMBERED:
+                for stale in [a for a, (at, _role) in self.roles.items() if at <= now - WINDOW]:
+                    del self.roles[stale]
+            known = self.roles[address] = (now, await has_role(address))
+        if not known[1]:
+            return verdict
+        self.told.pop(address, None)  # told nothing: should the role go, they will be
+        return "read"
 
     def check(self, address: str) -> Verdict:
         """Count a message from `address` arriving now and say what to do with it."""
