@@ -5,12 +5,25 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 Verdict = Literal["read", "tell", "drop"]
 
 WINDOW = 60.0  # seconds: the limit is per minute, counted over the last one at each message
 REMEMBERED = 10_000  # people counted at once; beyond, those idle for a minute are forgotten
+
+
+def client_of(request: Request, trust_proxy: bool) -> str:
+    """Who a web request comes from, as the limits count clients: the connection's address, or
+    behind our own proxy (TRUST_PROXY) the first of X-Forwarded-For, since the proxy's own
+    address would be everyone's."""
+    client = request.client.host if request.client else "?"
+    if trust_proxy:
+        client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+    return client
 
 
 class InboundLimit:
@@ -81,31 +94,36 @@ class InboundLimit:
 
 
 class Failures:
-    """Counts each client's failed attempts over the last minute (in this process), so that a
-    client past `per_minute` of them is turned away before any work is done for it."""
+    """Counts each client's failed attempts over the last `window` seconds (in this process), so
+    that a client with `most` of them is turned away before any work is done for it."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
+    def __init__(
+        self, most: int, clock: Callable[[], float] = time.monotonic, *, window: float = WINDOW
+    ) -> None:
+        self.most = most
         self.clock = clock
+        self.window = window
         self.failed: dict[str, deque[float]] = {}
 
     def over(self, client: str) -> bool:
-        """Whether `client` failed `per_minute` times in the last minute."""
+        """Whether `client` failed `most` times in the last `window` seconds."""
         times = self.failed.get(client)
         if times is None:
             return False
         now = self.clock()
-        while times and times[0] <= now - WINDOW:
+        while times and times[0] <= now - self.window:
             times.popleft()
         if not times:
             del self.failed[client]
-        return len(times) >= self.per_minute
+        return len(times) >= self.most
 
     def note(self, client: str) -> None:
         """Count one failed attempt of `client`, now."""
         now = self.clock()
         if client not in self.failed and len(self.failed) >= REMEMBERED:
-            # A spray of addresses must not grow this for ever: forget the quiet ones.
-            for quiet in [c for c, t in self.failed.items() if not t or t[-1] <= now - WINDOW]:
-                del self.failed[quiet]
+            # A spray of addresses must not grow this for ever: forget the quiet ones (and only
+            # them: a guesser's count must outlive the spray).
+            quiet = [c for c, t in self.failed.items() if not t or t[-1] <= now - self.window]
+            for client_gone in quiet:
+                del self.failed[client_gone]
         self.failed.setdefault(client, deque()).append(now)

@@ -18,6 +18,7 @@ from bot import reports, roles, signin
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import use_locale
+from bot.limits import REMEMBERED, Failures
 from bot.messages import Address, Outbound
 from bot.models import (
     AuditEntry,
@@ -31,7 +32,7 @@ from bot.models import (
 )
 from bot.models import Person as RolePerson
 from bot.web import create_app
-from bot.webconsole import COOKIE, REDEEM_TRIES
+from bot.webconsole import COOKIE, REDEEM_TRIES, Console
 from tests.conftest import Person
 from tests.coordinator_helpers import send_full_report
 from tests.helpers import choose_language, t
@@ -181,6 +182,57 @@ async def test_guessing_links_is_stopped(
     blocked = await client.post(path)
     assert blocked.status_code == 429
     assert "Too many attempts" in blocked.text
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_guesser_is_held_ten_minutes_and_only_that_client(
+    db: Database, settings: Settings
+) -> None:
+    from starlette.applications import Starlette
+
+    # Behind our own proxy (TRUST_PROXY), clients are told apart by X-Forwarded-For, as the
+    # partner API and the bulletin check tell them.
+    console = Console(db, dataclasses.replace(settings, trust_proxy=True))
+    now = [1000.0]
+    console.failures.clock = lambda: now[0]
+    transport = httpx.ASGITransport(app=Starlette(routes=console.routes()))
+    guesser = {"x-forwarded-for": "198.51.100.7"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://bot.test", headers={"accept-language": "en"}
+    ) as client:
+        for n in range(REDEEM_TRIES):
+            guess = await client.post(f"/console/sign-in/guess{n}", headers=guesser)
+            assert guess.status_code == 400
+        blocked = await client.post(
+            await link_for(db, settings, ADDRESSES["admin"]), headers=guesser
+        )
+        assert blocked.status_code == 429
+        assert "Too many attempts" in blocked.text
+        # Someone else behind the same proxy signs in.
+        elsewhere = {"x-forwarded-for": "198.51.100.8"}
+        path = await link_for(db, settings, ADDRESSES["viewer"])
+        assert (await client.post(path, headers=elsewhere)).status_code == 303
+        now[0] += 599  # still within the ten minutes
+        path = await link_for(db, settings, ADDRESSES["admin"])
+        assert (await client.post(path, headers=guesser)).status_code == 429
+        now[0] += 2  # ten minutes after the last failure
+        assert (await client.post(path, headers=guesser)).status_code == 303
+
+
+def test_failures_count_over_their_window_and_outlive_a_spray_of_addresses() -> None:
+    now = [0.0]
+    failures = Failures(3, clock=lambda: now[0], window=600.0)
+    for _ in range(3):
+        failures.note("198.51.100.7")
+    assert failures.over("198.51.100.7")
+    assert not failures.over("198.51.100.8")
+    now[0] = 300.0
+    for n in range(REMEMBERED + 10):  # a spray of other addresses, one failure each
+        failures.note(f"10.0.{n // 250}.{n % 250}")
+    assert failures.over("198.51.100.7")  # the guesser's count was not forgotten for them
+    now[0] = 600.5
+    assert not failures.over("198.51.100.7")
+    assert len(failures.failed) <= REMEMBERED + 10
 
 
 async def test_only_people_with_a_role_get_a_link(db: Database, settings: Settings) -> None:

@@ -49,7 +49,7 @@ from bot.i18n import (
     ngettext,
     use_locale,
 )
-from bot.limits import InboundLimit
+from bot.limits import InboundLimit, client_of
 from bot.models import Bulletin, Signature
 from bot.public.verify import Checker
 from bot.text import ascii_digits
@@ -645,9 +645,7 @@ class PublicSite:
             return self._verify_refused(request, locale, 400, "empty")
         if len(pasted) > VERIFY_CHARACTERS:
             return self._verify_refused(request, locale, 413, "too_long")
-        client = request.client.host if request.client else "?"
-        if self.settings.trust_proxy:  # the proxy's own address would be everyone's
-            client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+        client = client_of(request, self.settings.trust_proxy)
         if self.checks.check(client) != "read" or self.all_checks.check("*") != "read":
             refused = self._verify_refused(request, locale, 429, "too_many")
             refused.headers["Retry-After"] = "60"

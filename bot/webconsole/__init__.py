@@ -13,8 +13,6 @@ import contextlib
 import json
 import socket
 import tempfile
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -56,6 +54,7 @@ from bot.i18n import (
     translate_in,
     use_locale,
 )
+from bot.limits import Failures, client_of
 from bot.messages import Outbound
 from bot.models import AuditEntry, Contact, Report, Signature, utcnow
 from bot.outbox import enqueue
@@ -232,7 +231,7 @@ class Console:
         self.wake = wake
         self.env = _environment()
         self.secure = (settings.public_url or "").startswith("https://")
-        self.failures: dict[str, deque[float]] = {}
+        self.failures = Failures(REDEEM_TRIES, window=REDEEM_WINDOW)
         tiles = urlsplit(settings.map_tiles_url)
         # The map's tiles are the only images from elsewhere.
         self.images = "'self' data:" + (
@@ -444,17 +443,6 @@ class Console:
             locale=locale,
         )
 
-    def _too_many_tries(self, request: Request) -> bool:
-        """Whether this client failed to sign in too often lately."""
-        client = request.client.host if request.client else "?"
-        now = time.monotonic()
-        tries = self.failures.setdefault(client, deque())
-        while tries and tries[0] < now - REDEEM_WINDOW:
-            tries.popleft()
-        if len(self.failures) > 10_000:  # a spray of addresses must not grow this forever
-            self.failures = {client: tries}
-        return len(tries) >= REDEEM_TRIES
-
     async def sign_in_page(self, request: Request) -> Response:
         """A button that signs in: a GET never uses the link (chat apps fetch links to preview
         them, and that must not spend it)."""
@@ -465,7 +453,8 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         """Use a link: a session cookie and the overview, or why not."""
         locale = self.locale_of(request)
-        if self._too_many_tries(request):
+        client = client_of(request, self.settings.trust_proxy)
+        if self.failures.over(client):
             return self.render(
                 request, "link_refused.html", {"busy": True}, locale=locale, status=429
             )
@@ -474,8 +463,7 @@ class Console:
         async with self.db.transaction() as session:
             cookie = await signin.redeem(session, self.settings, request.path_params["token"])
         if cookie is None:
-            client = request.client.host if request.client else "?"
-            self.failures.setdefault(client, deque()).append(time.monotonic())
+            self.failures.note(client)
             return self.render(
                 request, "link_refused.html", {"busy": False}, locale=locale, status=400
             )
