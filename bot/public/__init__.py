@@ -41,6 +41,7 @@ from bot.db import Database
 from bot.i18n import (
     LOCALES,
     N_,
+    SHORT_LANGUAGE_NAMES,
     _,
     format_datetime,
     format_number,
@@ -53,7 +54,7 @@ from bot.limits import InboundLimit, client_of
 from bot.models import Bulletin, Signature
 from bot.public.verify import Checker
 from bot.text import ascii_digits
-from bot.webconsole import LANG_COOKIE, LANGUAGE_NAMES, _environment, request_locale
+from bot.webconsole import LANG_COOKIE, _environment, request_locale
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class PublicSite:
                     here=request.url.path,
                     limit=VERIFY_CHARACTERS,
                     languages=[
-                        (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
+                        (code, SHORT_LANGUAGE_NAMES[code], self._with_lang(request, code))
                         for code in LOCALES
                     ],
                     site_pages=[
@@ -355,7 +356,7 @@ class PublicSite:
             texts = [
                 {
                     "locale": code,
-                    "name": LANGUAGE_NAMES[code],
+                    "name": SHORT_LANGUAGE_NAMES[code],
                     "dir": "rtl" if is_rtl(code) else "ltr",
                     "text": long_text("declaration", code),
                     "sha256": declaration.sha256(code),
@@ -540,7 +541,7 @@ class PublicSite:
             "texts": [
                 {
                     "locale": code,
-                    "name": LANGUAGE_NAMES[code],
+                    "name": SHORT_LANGUAGE_NAMES[code],
                     "dir": "rtl" if is_rtl(code) else "ltr",
                     "title": texts[code]["title"].strip(),
                     "text": texts[code]["text"].strip(),

@@ -45,6 +45,7 @@ from bot.flows import too_long
 from bot.i18n import (
     LOCALES,
     N_,
+    SHORT_LANGUAGE_NAMES,
     _,
     current_locale,
     format_datetime,
@@ -96,7 +97,6 @@ COOKIE = "icssi_console"
 LANG_COOKIE = "icssi_lang"
 PAGE_SIZE = 50
 FORM_LIMIT = 16_384  # bytes of a posted form, at most
-LANGUAGE_NAMES = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
 # Failed sign-in attempts one client may make in REDEEM_WINDOW seconds: a guessed link is
 # 256 random bits, but nobody should be able to hammer the database with guesses.
 REDEEM_TRIES = 20
@@ -297,7 +297,7 @@ class Console:
                 menu=menu,
                 here=request.url.path,
                 languages=[
-                    (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
+                    (code, SHORT_LANGUAGE_NAMES[code], self._with_lang(request, code))
                     for code in LOCALES
                 ],
                 **context,
