@@ -235,6 +235,25 @@ def test_failures_count_over_their_window_and_outlive_a_spray_of_addresses() -> 
     assert len(failures.failed) <= REMEMBERED + 10
 
 
+def test_codes_in_a_shown_message_are_set_whole_and_left_to_right() -> None:
+    from markupsafe import Markup
+
+    from bot.webconsole import codes
+
+    def kept(code: str) -> str:
+        return f'<bdi class="code" dir="ltr">{code}</bdi>'
+
+    # A plain text (WhatsApp's, a family's notice) is escaped first.
+    assert codes("<b>B-7K3M9Q</b> & R-7K3M9") == (
+        f"&lt;b&gt;{kept('B-7K3M9Q')}&lt;/b&gt; &amp; {kept('R-7K3M9')}"
+    )
+    # Telegram's HTML keeps its tags; a code inside a tag's attribute is left as it is.
+    link = Markup('<a href="/bulletins/B-7K3M9Q">S-23456789</a>')
+    assert codes(link) == f'<a href="/bulletins/B-7K3M9Q">{kept("S-23456789")}</a>'
+    # Not codes: inside a word, or with letters no code has (0, O, 1, I, L).
+    assert codes("AB-7K3M9Q R-0O1IL") == "AB-7K3M9Q R-0O1IL"
+
+
 async def test_only_people_with_a_role_get_a_link(db: Database, settings: Settings) -> None:
     async with db.transaction() as session:
         with pytest.raises(signin.NoRole):
@@ -606,7 +625,10 @@ async def test_a_status_change_with_a_preview_in_the_familys_language(
     assert preview.status_code == 200
     with use_locale("ckb"):
         expected = reports.notice_text(reference, "verified", "Food parcels on Sunday")
-    assert html.escape(expected, quote=False).split("\n")[0] in preview.text
+    # As the family reads it, the reference kept whole and left to right in the Sorani line.
+    kept = f'<bdi class="code" dir="ltr">{reference}</bdi>'
+    shown = html.escape(expected, quote=False).replace(reference, kept)
+    assert shown.split("\n")[0] in preview.text
     assert 'lang="ckb" dir="rtl"' in preview.text
     async with db.transaction() as session:
         report = await session.scalar(select(Report).where(Report.reference == reference))

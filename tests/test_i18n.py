@@ -336,7 +336,9 @@ def test_the_names_of_the_languages_have_one_home() -> None:
         """The strings of a dict's value: a constant, or what _() or N_() is given."""
         if isinstance(node, ast.Call) and node.args:
             node = node.args[0]
-        return {node.value} if isinstance(node, ast.Constant) else set()
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        return set()
 
     # A table of language names anywhere else (the console had its own short one) would have
     # to be kept in step by whoever adds a language: bot/i18n.py is the only place.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -23,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from sqlalchemy import String, Table, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -201,7 +203,37 @@ def _environment(folder: Path = HERE / "templates") -> Environment:
         gettext=_, ngettext=ngettext, newstyle=True
     )
     env.filters["number"] = format_number
+    env.filters["code"] = code
+    env.filters["codes"] = codes
     return env
+
+
+# A code a person reads or types: a bulletin's id (B-…), a report's reference (R-…), a receipt
+# (S-…).
+CODE = re.compile(rf"\b[BRS]-[{reports.CODE_ALPHABET}]{{5,8}}\b")
+CODE_HTML = Markup('<bdi class="code" dir="ltr">{}</bdi>')
+TAG = re.compile(r"(<[^>]*>)")
+
+
+def code(value: object) -> Markup:
+    """A code inside a sentence, kept whole on one line and left to right (class "code"): a
+    right-to-left line would break "B-HCFFNF" at its hyphen, and may draw it backwards."""
+    return CODE_HTML.format(value)
+
+
+def codes(text: str) -> Markup:
+    """A text, escaped unless it is Markup already, with each code in it set as `code` sets
+    one (the codes in a message shown as the family or the reader gets it)."""
+    if not isinstance(text, Markup):
+        text = escape(text)
+    # Only the text between tags: a code in an attribute stays as it is.
+    parts = TAG.split(str(text))
+    return Markup(
+        "".join(
+            part if part.startswith("<") else CODE.sub(lambda m: str(code(m.group(0))), part)
+            for part in parts
+        )
+    )
 
 
 @dataclass(frozen=True)
