@@ -10,9 +10,8 @@ import asyncio
 import dataclasses
 import logging
 import re
-import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from bot.web import create_app
 from handlers.declaration import pages
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import LANGS, count, menu_labels, t
+from tests.test_processes import until
 
 USER = 4242
 SECRET = "s3cret-webhook-token_0123456789"
@@ -222,15 +222,6 @@ async def test_commands_menus_per_language(polling: Bot, fake: FakeTelegram) -> 
         assert t(locale, "The main menu") in default[1]["description"]
 
 
-async def until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Wait until `condition()` holds, or fail naming `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_a_chats_menu_follows_its_role_without_a_restart(
     settings: Settings,
     fake: FakeTelegram,
@@ -248,7 +239,7 @@ async def test_a_chats_menu_follows_its_role_without_a_restart(
         async with db.transaction() as session:
             await roles.set_role(session, "telegram:1000", "viewer", "telegram:500")
             await roles.set_role(session, "telegram:1001", "editor", "telegram:500")
-        await until(lambda: fake.menu_calls(1001) != [], "the editor's menu")
+        await until(lambda: fake.menu_calls(1001) != [])
         [(method, names)] = fake.menu_calls(1001)
         assert method == "setMyCommands"
         assert {"start", "menu", "console", "bulletin"} <= set(names)
@@ -259,16 +250,16 @@ async def test_a_chats_menu_follows_its_role_without_a_restart(
         # A new role: a new menu, with the reports.
         async with db.transaction() as session:
             await roles.set_role(session, "telegram:1001", "coordinator", "telegram:500")
-        await until(lambda: len(fake.menu_calls(1001)) == 2, "the coordinator's menu")
+        await until(lambda: len(fake.menu_calls(1001)) == 2)
         assert {"reports", "report", "signatures", "console"} <= set(fake.menu_calls(1001)[1][1])
         # The role taken away: the chat's own menu is deleted (the default one shows again).
         async with db.transaction() as session:
             await roles.remove(session, "telegram:1001", "telegram:500")
-        await until(lambda: len(fake.menu_calls(1001)) == 3, "the menu's deletion")
+        await until(lambda: len(fake.menu_calls(1001)) == 3)
         assert fake.menu_calls(1001)[2] == ("deleteMyCommands", [])
         assert not [scope for scope, _lang in fake.scoped_commands if '"chat_id": 1001' in scope]
         refused = len(fake.menu_calls(1000))
-        await until(lambda: len(fake.menu_calls(1000)) > refused + 2, "more rounds")
+        await until(lambda: len(fake.menu_calls(1000)) > refused + 2)
     # Only what changed was sent: the admin's menu once, at start; the editor's three calls.
     assert [method for method, _names in fake.menu_calls(500)] == ["setMyCommands"]
     assert len(fake.menu_calls(1001)) == 3
