@@ -62,7 +62,8 @@ class InboundLimit:
             known = self.roles[address] = (now, await has_role(address))
         if not known[1]:
             return verdict
-        self.told.pop(address, None)  # told nothing: should the role go, they will be
+        # Never told to slow down: should the role go, the notice comes with the next refusal.
+        self.told.pop(address, None)
         return "read"
 
     def check(self, address: str) -> Verdict:
@@ -124,6 +125,6 @@ class Failures:
             # A spray of addresses must not grow this for ever: forget the quiet ones (and only
             # them: a guesser's count must outlive the spray).
             quiet = [c for c, t in self.failed.items() if not t or t[-1] <= now - self.window]
-            for client_gone in quiet:
-                del self.failed[client_gone]
+            for forgotten in quiet:
+                del self.failed[forgotten]
         self.failed.setdefault(client, deque()).append(now)
