@@ -26,7 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import gazetteer, outbox
 from bot.db import Database
-from bot.i18n import LOCALES, _, direct, format_datetime, isolate, use_locale
+from bot.i18n import (
+    LANGUAGE_NAMES_TRANSLATED,
+    LOCALES,
+    _,
+    direct,
+    format_datetime,
+    isolate,
+    use_locale,
+)
 from bot.messages import Address, Outbound
 from bot.models import AuditEntry, Bulletin, BulletinPicture, Contact, OutboxMessage
 from bot.text import ascii_digits, fold, strip_bidi
@@ -394,7 +402,7 @@ def render(
 def fallback_note(shown: str) -> str:
     """What a subscriber reads above a bulletin given in another language, in the current
     locale."""
-    language = {"ar": _("Arabic"), "en": _("English"), "ckb": _("Kurdish")}[shown]
+    language = _(LANGUAGE_NAMES_TRANSLATED[shown])
     return _("This bulletin is not available in your language; here it is in %(language)s.") % {
         "language": language
     }

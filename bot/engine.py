@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
-from bot import outbox, privacy
+from bot import outbox, privacy, roles
 from bot.config import Settings
 from bot.db import Database
 from bot.flows import (
@@ -104,9 +104,9 @@ class Engine:
         """Handle one inbound message; return the replies queued for it (none if a duplicate)."""
         key = str(inbound.address)
         verdict: Verdict = "read"
-        # A restart's resume is not the person writing; coordinators are trusted with more.
+        # A restart's resume is not the person writing; people with a role are trusted with more.
         if inbound.kind != "resume" and not self.settings.is_coordinator(inbound.address):
-            verdict = self.limit.check(key)
+            verdict = await self.limit.verdict(key, self._has_role)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
@@ -128,6 +128,11 @@ class Engine:
         # Replies, or messages held for this person, to send.
         self.queued(inbound.address.channel, urgent=bool(replies))
         return replies
+
+    async def _has_role(self, address: str) -> bool:
+        """Whether the person has a role in the database (read without the write lock)."""
+        async with self.db.read() as connection, AsyncSession(bind=connection) as session:
+            return await roles.role_of(session, address) is not None
 
     async def _handle_once(self, inbound: Inbound) -> list[Outbound]:
         # Behind: under a crowd of messages, the sender still gets every other turn at SQLite.

@@ -23,9 +23,6 @@ from babel.support import NullTranslations, Translations
 
 LOCALES: tuple[str, ...] = ("ar", "ckb", "en")
 RTL_LOCALES = frozenset({"ar", "ckb"})
-# Each language named in its own script, as the language picker shows it; Kurdish says which
-# Kurdish (Sorani), so that Badini (Kurmanji) speakers are not surprised.
-LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
 
 FSI, PDI, RLM = "\u2068", "\u2069", "\u200f"
 
@@ -119,6 +116,21 @@ def pgettext(context: str, message: str) -> str:
 def N_(message: str) -> str:
     """Mark a message for extraction without translating it yet (translate with `_` later)."""
     return message
+
+
+# The names of the languages, for the chat, the console and the public pages alike: the one
+# table of them (a new language adds its line to each).
+# In its own script, as the chat's language picker says it; Kurdish says which Kurdish
+# (Sorani), so that Badini (Kurmanji) speakers are not surprised.
+LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی (سۆرانی)", "en": "English"}
+# In its own script, where room is short: the web pages' language switch, a text's label.
+SHORT_LANGUAGE_NAMES: dict[str, str] = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
+# In the reader's language (translate with `_`): "here it is in Arabic".
+LANGUAGE_NAMES_TRANSLATED: dict[str, str] = {
+    "ar": N_("Arabic"),
+    "ckb": N_("Kurdish"),
+    "en": N_("English"),
+}
 
 
 def translate_in(locale: str, message: str) -> str:

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Seconds between two looks at who has a role, for the Telegram menus: a role given or taken
+# on the People page or with `icssi-bot people` shows in the person's menu within this time.
+MENUS_EVERY = 30.0
+
 
 @dataclass
 class Bot:
@@ -134,6 +138,7 @@ async def running(
         if schedules
         else None
     )
+    menus: asyncio.Task[None] | None = None
     try:
         if sends:
             if whatsapp is not None:
@@ -149,10 +154,12 @@ async def running(
                 await scheduler.start()
         if telegram is not None:
             await (telegram.start() if receives else telegram.connect())
+            if receives:  # the process that published the menus keeps them in step
+                menus = asyncio.create_task(keep_menus(db, telegram), name="command menus")
         logger.info("running as %s", role)
         yield bot
     finally:
-        for task in (purger, expirer):
+        for task in (purger, expirer, menus):
             if task is not None:
                 task.cancel()
         for waking in (listener, notifier):
@@ -228,6 +235,17 @@ async def keep_expiring(db: Database, settings: Settings, every: float = 300) ->
             await retention.expire_referrals(db, settings, datetime.now(UTC))
         except Exception:  # a database away for a moment: try again next time
             logger.exception("referral expiry failed")
+
+
+async def keep_menus(db: Database, telegram: TelegramChannel) -> None:
+    """Every MENUS_EVERY seconds, give the Telegram chats whose role (or membership of an
+    organization) changed their new command menu, or take it away."""
+    while True:
+        await asyncio.sleep(MENUS_EVERY)  # at start, TelegramChannel.start published them
+        try:
+            await telegram.follow_people(await telegram_people(db))
+        except Exception:  # a database away for a moment: try again next time
+            logger.exception("command menus not brought up to date")
 
 
 async def serve(settings: Settings, role: Role = "all") -> None:

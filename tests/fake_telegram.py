@@ -1290,14 +1290,23 @@ class FakeTelegram:
             raise _bad_request("invalid language code specified")
         return language
 
-    @staticmethod
-    def _scope_key(params: dict[str, Any]) -> str | None:
-        """None for the default command scope, else a stable key of the scope."""
+    def _scope_key(self, params: dict[str, Any]) -> str | None:
+        """None for the default command scope, else a stable key of the scope.
+
+        A chat's scope names a chat Telegram knows: one that is gone (or was never opened,
+        `forget`) gets "chat not found".
+        """
         scope = params.get("scope")
         if scope in (None, "") or (isinstance(scope, dict) and scope.get("type") == "default"):
             return None
         if not isinstance(scope, dict) or not isinstance(scope.get("type"), str):
             raise _bad_request("can't parse BotCommandScope JSON object")
+        if scope["type"] in ("chat", "chat_administrators", "chat_member"):
+            chat_id = scope.get("chat_id")
+            if not isinstance(chat_id, int | str) or chat_id == "":
+                raise _bad_request("can't parse BotCommandScope JSON object")
+            if chat_id in self._gone:
+                raise ApiError(400, CHAT_NOT_FOUND)
         return json.dumps(scope, sort_keys=True)
 
     async def _set_my_commands(self, params: dict[str, Any]) -> Any:
@@ -1614,6 +1623,20 @@ class FakeTelegram:
         self._gone.add(chat_id)
 
     # ----------------------------------------------------------------- inspection
+
+    def menu_calls(self, chat_id: int) -> list[tuple[str, list[str]]]:
+        """The setMyCommands and deleteMyCommands calls for `chat_id`'s own scope, in order, as
+        (method, command names; none for a deletion), refused ones included."""
+        found = []
+        for call in self.calls:
+            scope = call.params.get("scope")
+            if call.method in ("setMyCommands", "deleteMyCommands") and scope == {
+                "type": "chat",
+                "chat_id": chat_id,
+            }:
+                commands = call.params.get("commands") or []
+                found.append((call.method, [c["command"] for c in commands]))
+        return found
 
     def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         """Messages sent successfully, as they were when sent, in order (optionally to a chat)."""

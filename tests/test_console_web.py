@@ -18,6 +18,7 @@ from bot import reports, roles, signin
 from bot.config import Settings
 from bot.db import Database
 from bot.i18n import use_locale
+from bot.limits import REMEMBERED, Failures
 from bot.messages import Address, Outbound
 from bot.models import (
     AuditEntry,
@@ -31,7 +32,7 @@ from bot.models import (
 )
 from bot.models import Person as RolePerson
 from bot.web import create_app
-from bot.webconsole import COOKIE, REDEEM_TRIES
+from bot.webconsole import COOKIE, REDEEM_TRIES, Console
 from tests.conftest import Person
 from tests.coordinator_helpers import send_full_report
 from tests.helpers import choose_language, t
@@ -181,6 +182,76 @@ async def test_guessing_links_is_stopped(
     blocked = await client.post(path)
     assert blocked.status_code == 429
     assert "Too many attempts" in blocked.text
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_guesser_is_held_ten_minutes_and_only_that_client(
+    db: Database, settings: Settings
+) -> None:
+    from starlette.applications import Starlette
+
+    # Behind our own proxy (TRUST_PROXY), clients are told apart by X-Forwarded-For, as the
+    # partner API and the bulletin check tell them.
+    console = Console(db, dataclasses.replace(settings, trust_proxy=True))
+    now = [1000.0]
+    console.failures.clock = lambda: now[0]
+    transport = httpx.ASGITransport(app=Starlette(routes=console.routes()))
+    guesser = {"x-forwarded-for": "198.51.100.7"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://bot.test", headers={"accept-language": "en"}
+    ) as client:
+        for n in range(REDEEM_TRIES):
+            guess = await client.post(f"/console/sign-in/guess{n}", headers=guesser)
+            assert guess.status_code == 400
+        blocked = await client.post(
+            await link_for(db, settings, ADDRESSES["admin"]), headers=guesser
+        )
+        assert blocked.status_code == 429
+        assert "Too many attempts" in blocked.text
+        # Someone else behind the same proxy signs in.
+        elsewhere = {"x-forwarded-for": "198.51.100.8"}
+        path = await link_for(db, settings, ADDRESSES["viewer"])
+        assert (await client.post(path, headers=elsewhere)).status_code == 303
+        now[0] += 599  # still within the ten minutes
+        path = await link_for(db, settings, ADDRESSES["admin"])
+        assert (await client.post(path, headers=guesser)).status_code == 429
+        now[0] += 2  # ten minutes after the last failure
+        assert (await client.post(path, headers=guesser)).status_code == 303
+
+
+def test_failures_count_over_their_window_and_outlive_a_spray_of_addresses() -> None:
+    now = [0.0]
+    failures = Failures(3, clock=lambda: now[0], window=600.0)
+    for _ in range(3):
+        failures.note("198.51.100.7")
+    assert failures.over("198.51.100.7")
+    assert not failures.over("198.51.100.8")
+    now[0] = 300.0
+    for n in range(REMEMBERED + 10):  # a spray of other addresses, one failure each
+        failures.note(f"10.0.{n // 250}.{n % 250}")
+    assert failures.over("198.51.100.7")  # the guesser's count was not forgotten for them
+    now[0] = 600.5
+    assert not failures.over("198.51.100.7")
+    assert len(failures.failed) <= REMEMBERED + 10
+
+
+def test_codes_in_a_shown_message_are_set_whole_and_left_to_right() -> None:
+    from markupsafe import Markup
+
+    from bot.webconsole import codes
+
+    def kept(code: str) -> str:
+        return f'<bdi class="code" dir="ltr">{code}</bdi>'
+
+    # A plain text (WhatsApp's, a family's notice) is escaped first.
+    assert codes("<b>B-7K3M9Q</b> & R-7K3M9") == (
+        f"&lt;b&gt;{kept('B-7K3M9Q')}&lt;/b&gt; &amp; {kept('R-7K3M9')}"
+    )
+    # Telegram's HTML keeps its tags; a code inside a tag's attribute is left as it is.
+    link = Markup('<a href="/bulletins/B-7K3M9Q">S-23456789</a>')
+    assert codes(link) == f'<a href="/bulletins/B-7K3M9Q">{kept("S-23456789")}</a>'
+    # Not codes: inside a word, or with letters no code has (0, O, 1, I, L).
+    assert codes("AB-7K3M9Q R-0O1IL") == "AB-7K3M9Q R-0O1IL"
 
 
 async def test_only_people_with_a_role_get_a_link(db: Database, settings: Settings) -> None:
@@ -554,7 +625,10 @@ async def test_a_status_change_with_a_preview_in_the_familys_language(
     assert preview.status_code == 200
     with use_locale("ckb"):
         expected = reports.notice_text(reference, "verified", "Food parcels on Sunday")
-    assert html.escape(expected, quote=False).split("\n")[0] in preview.text
+    # As the family reads it, the reference kept whole and left to right in the Sorani line.
+    kept = f'<bdi class="code" dir="ltr">{reference}</bdi>'
+    shown = html.escape(expected, quote=False).replace(reference, kept)
+    assert shown.split("\n")[0] in preview.text
     assert 'lang="ckb" dir="rtl"' in preview.text
     async with db.transaction() as session:
         report = await session.scalar(select(Report).where(Report.reference == reference))

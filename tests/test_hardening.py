@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot import bulletins
+from bot import bulletins, roles
 from bot.db import Database
 from bot.engine import enqueue as engine_enqueue
 from bot.limits import InboundLimit
@@ -363,6 +363,54 @@ async def test_past_the_inbound_limit_one_notice_then_nothing(
     assert notice not in later
 
 
+async def test_a_role_in_the_database_lifts_the_inbound_limit_for_one_read_a_minute(
+    webhook: tuple[Bot, httpx.AsyncClient],
+    fake: FakeTelegram,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bot, client = webhook
+    notice = t("ar", SLOW_DOWN)
+    staff, stranger = USER + 10, USER + 11
+    async with db.transaction() as session:  # given on the People page, not in COORDINATORS
+        await roles.set_role(session, f"telegram:{staff}", "viewer", "telegram:1000")
+    assert not bot.settings.is_coordinator(Address("telegram", str(staff)))
+    asked: list[str] = []
+    has_role = bot.engine._has_role
+
+    async def counted(address: str) -> bool:
+        asked.append(address)  # the read is the engine's own; only counted here
+        return await has_role(address)
+
+    monkeypatch.setattr(bot.engine, "_has_role", counted)
+
+    async def post(update: dict[str, Any]) -> None:
+        response = await client.post("/telegram", json=update, headers=HEADERS)
+        assert response.status_code == 200
+
+    for person in (staff, stranger):
+        await post(fake.text_update(person, "/start"))
+        [picker] = await fake.wait_for_sent(1, chat_id=person)
+        await post(fake.callback_update(person, "lang:ar", message_id=picker["message_id"]))
+    await bot.sender.flush("telegram")
+    before = {person: len(fake.sent(person)) for person in (staff, stranger)}
+    assert asked == []  # under the limit nobody's role is read
+    for number in range(40):  # 18 within the limit, 22 past it
+        for person in (staff, stranger):
+            await post(fake.text_update(person, f"/menu {number}"))
+    await bot.sender.flush("telegram")
+    answered = [m["plain"] for m in fake.sent(staff)[before[staff] :]]
+    limited = [m["plain"] for m in fake.sent(stranger)[before[stranger] :]]
+    # The viewer is answered to the last message; the stranger is told once, then dropped.
+    assert notice not in answered
+    assert len(answered) >= 40
+    assert limited.count(notice) == 1
+    assert limited[-1] == notice
+    assert len(limited) == 19
+    # One read each for 22 messages past the limit: the answer holds for the minute.
+    assert sorted(asked) == [f"telegram:{staff}", f"telegram:{stranger}"]
+
+
 def test_the_inbound_limit_counts_each_person_over_the_last_minute() -> None:
     now = [0.0]
     limit = InboundLimit(3, clock=lambda: now[0])
@@ -378,6 +426,35 @@ def test_the_inbound_limit_counts_each_person_over_the_last_minute() -> None:
     assert limit.check("telegram:1") == "read"
     assert limit.check("telegram:1") == "tell"  # full again: told again, once
     assert limit.check("telegram:1") == "drop"
+
+
+async def test_the_inbound_limit_asks_for_a_role_only_past_it_once_a_minute() -> None:
+    now = [50.0]
+    limit = InboundLimit(2, clock=lambda: now[0])
+    role = {"telegram:1": True}
+    asked: list[str] = []
+
+    async def has_role(address: str) -> bool:
+        asked.append(address)
+        return role.get(address, False)
+
+    said = [await limit.verdict("telegram:1", has_role) for _ in range(5)]
+    assert said == ["read"] * 5
+    assert asked == ["telegram:1"]  # past the limit, one question for the minute
+    assert [await limit.verdict("telegram:2", has_role) for _ in range(4)] == [
+        "read",
+        "read",
+        "tell",
+        "drop",
+    ]
+    assert asked == ["telegram:1", "telegram:2"]
+    role["telegram:1"] = False  # the role is taken away
+    now[0] = 109.0
+    assert await limit.verdict("telegram:1", has_role) == "read"  # the answer holds a minute
+    now[0] = 110.5
+    said = [await limit.verdict("telegram:1", has_role) for _ in range(4)]
+    assert said == ["read", "read", "tell", "drop"]  # asked again: now limited like anyone
+    assert asked == ["telegram:1", "telegram:2", "telegram:1"]
 
 
 async def test_after_a_restart_the_first_send_goes_out_at_once(

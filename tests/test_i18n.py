@@ -324,6 +324,35 @@ def test_the_picker_says_which_kurdish() -> None:
     assert LANGUAGE_NAMES["ckb"] == "کوردی (سۆرانی)"
 
 
+def test_the_names_of_the_languages_have_one_home() -> None:
+    import ast
+
+    from bot import i18n
+
+    tables = (i18n.LANGUAGE_NAMES, i18n.SHORT_LANGUAGE_NAMES, i18n.LANGUAGE_NAMES_TRANSLATED)
+    assert all(set(table) == set(LOCALES) for table in tables)
+    names = {name for table in tables for name in table.values()} | {"Arabic", "Kurdish"}
+
+    def words(node: ast.expr | None) -> set[str]:
+        """The strings of a dict's value: a constant, or what _() or N_() is given."""
+        if isinstance(node, ast.Call) and node.args:
+            node = node.args[0]
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        return set()
+
+    # A table of language names anywhere else (the console had its own short one) would have
+    # to be kept in step by whoever adds a language: bot/i18n.py is the only place.
+    found = []
+    for path in sorted([*(ROOT / "bot").rglob("*.py"), *(ROOT / "handlers").rglob("*.py")]):
+        if path == ROOT / "bot" / "i18n.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Dict) and any(words(value) & names for value in node.values):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []
+
+
 def test_right_to_left_catalogs_isolate_every_left_to_right_run() -> None:
     from bot.i18n import isolate_runs, translate_in
 

@@ -106,3 +106,64 @@ async def test_every_public_page_in_every_language_on_a_phone(
             shot(chromium, "public-verify-genuine-ar")
 
         await asyncio.to_thread(walk)
+
+
+# Where a code stands in the page, as the reader sees it: how many boxes it is drawn in (two when
+# a line breaks inside it), its direction, and where each of its letters is drawn.
+CODE_LAYOUT = """
+const el = arguments[0];
+const text = el.firstChild;
+const letter = (i) => {
+  const range = document.createRange();
+  range.setStart(text, i);
+  range.setEnd(text, i + 1);
+  return range.getBoundingClientRect().left;
+};
+return {
+  rects: el.getClientRects().length,
+  direction: getComputedStyle(el).direction,
+  text: el.textContent,
+  lefts: Array.from(text.textContent, (_c, i) => letter(i)),
+};
+"""
+
+
+@pytest.mark.timeout(180)
+async def test_a_bulletins_id_stays_whole_and_left_to_right_in_a_right_to_left_sentence(
+    db: Database, engine: Engine, settings: Settings, chromium: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    seeded = await seed(db, engine)
+    public_id = seeded["public_id"]
+    with Server(settings) as server:
+
+        def check(selector: str, locale: str, name: str) -> None:
+            """The code at `selector`: one box, drawn left to right, in a sentence of `locale`."""
+            code = wait_for(chromium, selector)
+            layout = chromium.execute_script(CODE_LAYOUT, code)
+            assert layout["text"] == public_id, (name, layout)
+            assert layout["rects"] == 1, (name, layout)  # not "B-" on one line, the rest below
+            assert layout["direction"] == "ltr", (name, layout)
+            lefts = layout["lefts"]
+            assert lefts == sorted(lefts), (name, layout)  # each letter right of the one before
+            assert chromium.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
+            no_sideways_scroll(chromium)
+            shot(chromium, f"public-code-{name}-{locale}")
+
+        def walk() -> None:
+            """The verdicts and the bulletin's page in Arabic and Sorani, at 360 px."""
+            for locale in ("ar", "ckb"):
+                chromium.get(f"{server.url}/bulletins/verify?lang={locale}")
+                wait_for(chromium, "textarea#text").send_keys(public_id)
+                chromium.find_element(By.CSS_SELECTOR, "form button.primary").click()
+                check("#verdict.genuine p bdi.code", locale, "genuine")
+                chromium.get(f"{server.url}/bulletins/verify?lang={locale}")
+                pasted = NEWS["ar"]["title"] + "\n\n" + NEWS["ar"]["text"] + " تغيير"
+                wait_for(chromium, "textarea#text").send_keys(pasted)
+                chromium.find_element(By.CSS_SELECTOR, "form button.primary").click()
+                check("#verdict p.problem bdi.code", locale, "near")
+                chromium.get(f"{server.url}/bulletins/{public_id}?lang={locale}")
+                check("h1 bdi.code", locale, "page")
+
+        await asyncio.to_thread(walk)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import unicodedata
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import select
 from telegram import Update
 
+from bot import roles, runtime
 from bot.channels.telegram import TelegramTransport, to_inbound
 from bot.config import Settings
 from bot.db import Database
@@ -31,6 +33,7 @@ from bot.web import create_app
 from handlers.declaration import pages
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import LANGS, count, menu_labels, t
+from tests.test_processes import until
 
 USER = 4242
 SECRET = "s3cret-webhook-token_0123456789"
@@ -217,6 +220,52 @@ async def test_commands_menus_per_language(polling: Bot, fake: FakeTelegram) -> 
     # The default menu serves Sorani speakers too: it carries all three languages.
     for locale in LANGS:
         assert t(locale, "The main menu") in default[1]["description"]
+
+
+async def test_a_chats_menu_follows_its_role_without_a_restart(
+    settings: Settings,
+    fake: FakeTelegram,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(runtime, "MENUS_EVERY", 0.05)
+    async with db.transaction() as session:
+        await roles.set_role(session, "telegram:500", "admin", "test")
+    fake.forget(1000)  # someone who never wrote to the bot: Telegram knows no such chat
+    async with running(telegram_settings(settings, fake)):
+        assert [method for method, _names in fake.menu_calls(500)] == ["setMyCommands"]
+        # The People page (or `icssi-bot people add`) gives two people a role.
+        async with db.transaction() as session:
+            await roles.set_role(session, "telegram:1000", "viewer", "telegram:500")
+            await roles.set_role(session, "telegram:1001", "editor", "telegram:500")
+        await until(lambda: fake.menu_calls(1001) != [])
+        [(method, names)] = fake.menu_calls(1001)
+        assert method == "setMyCommands"
+        assert {"start", "menu", "console", "bulletin"} <= set(names)
+        assert not {"reports", "report", "signatures", "export"} & set(names)
+        # The chat Telegram refused was tried and said in the log, and held nobody up.
+        assert fake.menu_calls(1000)[0][0] == "setMyCommands"
+        assert "no command menu for a chat with a role" in caplog.text
+        # A new role: a new menu, with the reports.
+        async with db.transaction() as session:
+            await roles.set_role(session, "telegram:1001", "coordinator", "telegram:500")
+        await until(lambda: len(fake.menu_calls(1001)) == 2)
+        assert {"reports", "report", "signatures", "console"} <= set(fake.menu_calls(1001)[1][1])
+        # The role taken away: the chat's own menu is deleted (the default one shows again).
+        async with db.transaction() as session:
+            await roles.remove(session, "telegram:1001", "telegram:500")
+        await until(lambda: len(fake.menu_calls(1001)) == 3)
+        assert fake.menu_calls(1001)[2] == ("deleteMyCommands", [])
+        assert not [scope for scope, _lang in fake.scoped_commands if '"chat_id": 1001' in scope]
+        refused = len(fake.menu_calls(1000))
+        await until(lambda: len(fake.menu_calls(1000)) > refused + 2)
+    # Only what changed was sent: the admin's menu once, at start; the editor's three calls.
+    assert [method for method, _names in fake.menu_calls(500)] == ["setMyCommands"]
+    assert len(fake.menu_calls(1001)) == 3
+    # The refused chat is tried again each round, but said in the log once.
+    said = [r for r in caplog.records if "no command menu" in r.getMessage()]
+    assert [r.levelno for r in said if r.levelno >= logging.WARNING] == [logging.WARNING]
 
 
 async def test_a_group_gets_one_short_invitation(polling: Bot, fake: FakeTelegram) -> None:

@@ -94,6 +94,22 @@ COORDINATOR_COMMANDS: list[tuple[str, str, str | None]] = [
 EVERY_PERMISSION = frozenset(p for _name, _text, p in COORDINATOR_COMMANDS if p and p != MEMBER)
 
 
+def listed(name: str, text: str) -> BotCommand:
+    """A command of a menu every language shares: its description in the three, joined."""
+    return BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
+
+
+def menu_of(permissions: frozenset[str]) -> list[BotCommand]:
+    """The menu of a private chat with these permissions: everyone's commands, then theirs
+    (in three languages: their choice of language is in the database, which this adapter does
+    not read)."""
+    return [listed(name, text) for name, text in COMMANDS] + [
+        listed(name, text)
+        for name, text, permission in COORDINATOR_COMMANDS
+        if permission is None or permission in permissions
+    ]
+
+
 def to_inbound(update: Update) -> Inbound | None:
     """Turn an update into an Inbound; None for updates the bot does not act on."""
     chat = update.effective_chat
@@ -351,6 +367,10 @@ class TelegramChannel:
             for address in settings.coordinators
             if address.channel == "telegram"
         }
+        # The chats' own menus as Telegram has them (chat -> permissions), and the chats whose
+        # last call was refused (said once in the log).
+        self.menus: dict[str, frozenset[str]] = {}
+        self.unmenued: set[str] = set()
         # The sender's pace for calls outside the outbox (Sender.paced), when a sender runs in
         # this process: the runtime sets it.
         self.paced: Callable[[str], AbstractAsyncContextManager[None]] | None = None
@@ -395,32 +415,54 @@ class TelegramChannel:
         await self.app.shutdown()
 
     async def publish_commands(self) -> None:
-        """setMyCommands for ar and en, and a three-language default menu."""
+        """setMyCommands for ar and en, a three-language default menu, and each role's menu."""
         bot = self.app.bot
         for locale in ("ar", "en"):
             commands = [BotCommand(name, translate_in(locale, text)) for name, text in COMMANDS]
             await bot.set_my_commands(commands, language_code=locale)
-
-        def listed(name: str, text: str) -> BotCommand:
-            return BotCommand(name, " · ".join(translate_in(loc, text) for loc in LOCALES)[:256])
-
         everyone = [listed(name, text) for name, text in COMMANDS]
         await bot.set_my_commands(everyone, scope=BotCommandScopeDefault())
-        # The private chat of each person with a role lists their commands as well (in three
-        # languages: their choice of language is in the database, which this adapter does not
-        # read).
-        for chat, permissions in sorted(self.people.items()):
-            if not chat.lstrip("-").isdigit():
-                continue
-            theirs = [
-                listed(name, text)
-                for name, text, permission in COORDINATOR_COMMANDS
-                if permission is None or permission in permissions
-            ]
-            try:
-                await bot.set_my_commands(everyone + theirs, scope=BotCommandScopeChat(int(chat)))
-            except TelegramError as exc:  # a coordinator who has never written to the bot
-                logger.warning("no command menu for a coordinator's chat: %s", exc)
+        self.menus.clear()
+        await self.follow_people(self.people)
+
+    async def follow_people(self, people: dict[str, frozenset[str]]) -> None:
+        """Make the chats' own menus follow `people` (chat -> permissions): a new or changed
+        chat gets its menu, a chat no longer there loses it (back to the default menu).
+
+        Only what differs from the menus already published is sent; a chat whose call failed
+        is tried again at the next call.
+        """
+        self.people = people
+        changed = {
+            chat: permissions
+            for chat, permissions in sorted(people.items())
+            if self.menus.get(chat) != permissions and chat.lstrip("-").isdigit()
+        }
+        gone = sorted(chat for chat in self.menus if chat not in people)
+        for chat, permissions in changed.items():
+            if await self._menu_call(chat, permissions):
+                self.menus[chat] = permissions
+        for chat in gone:
+            if await self._menu_call(chat, None):
+                del self.menus[chat]
+
+    async def _menu_call(self, chat: str, permissions: frozenset[str] | None) -> bool:
+        """Set one private chat's menu (its permissions' commands), or delete it (None);
+        whether Telegram took it. A refusal is logged, never raised: the others go on."""
+        scope = BotCommandScopeChat(int(chat))
+        try:
+            if permissions is None:
+                await self.app.bot.delete_my_commands(scope=scope)
+            else:
+                await self.app.bot.set_my_commands(menu_of(permissions), scope=scope)
+        except TelegramError as exc:  # someone who has never written to the bot, a flood wait
+            # Said once a chat, not at every try: the next rounds try again quietly.
+            level = logging.DEBUG if chat in self.unmenued else logging.WARNING
+            logger.log(level, "no command menu for a chat with a role: %s", exc)
+            self.unmenued.add(chat)
+            return False
+        self.unmenued.discard(chat)
+        return True
 
     @staticmethod
     def answer_in_response(update: Update) -> dict[str, str] | None:

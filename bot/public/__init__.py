@@ -41,6 +41,7 @@ from bot.db import Database
 from bot.i18n import (
     LOCALES,
     N_,
+    SHORT_LANGUAGE_NAMES,
     _,
     format_datetime,
     format_number,
@@ -49,11 +50,11 @@ from bot.i18n import (
     ngettext,
     use_locale,
 )
-from bot.limits import InboundLimit
+from bot.limits import InboundLimit, client_of
 from bot.models import Bulletin, Signature
 from bot.public.verify import Checker
 from bot.text import ascii_digits
-from bot.webconsole import LANG_COOKIE, LANGUAGE_NAMES, _environment, request_locale
+from bot.webconsole import LANG_COOKIE, _environment, request_locale
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class PublicSite:
                     here=request.url.path,
                     limit=VERIFY_CHARACTERS,
                     languages=[
-                        (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
+                        (code, SHORT_LANGUAGE_NAMES[code], self._with_lang(request, code))
                         for code in LOCALES
                     ],
                     site_pages=[
@@ -353,7 +354,7 @@ class PublicSite:
             texts = [
                 {
                     "locale": code,
-                    "name": LANGUAGE_NAMES[code],
+                    "name": SHORT_LANGUAGE_NAMES[code],
                     "dir": "rtl" if is_rtl(code) else "ltr",
                     "text": long_text("declaration", code),
                     "sha256": declaration.sha256(code),
@@ -522,7 +523,7 @@ class PublicSite:
             "texts": [
                 {
                     "locale": code,
-                    "name": LANGUAGE_NAMES[code],
+                    "name": SHORT_LANGUAGE_NAMES[code],
                     "dir": "rtl" if is_rtl(code) else "ltr",
                     "title": texts[code]["title"].strip(),
                     "text": texts[code]["text"].strip(),
@@ -627,9 +628,7 @@ class PublicSite:
             return self._verify_refused(request, locale, 400, "empty")
         if len(pasted) > VERIFY_CHARACTERS:
             return self._verify_refused(request, locale, 413, "too_long")
-        client = request.client.host if request.client else "?"
-        if self.settings.trust_proxy:  # the proxy's own address would be everyone's
-            client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+        client = client_of(request, self.settings.trust_proxy)
         if self.checks.check(client) != "read" or self.all_checks.check("*") != "read":
             refused = self._verify_refused(request, locale, 429, "too_many")
             refused.headers["Retry-After"] = "60"

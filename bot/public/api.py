@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from bot import apitokens, exports, gazetteer
 from bot.config import NEEDS, Settings
 from bot.db import Database
-from bot.limits import Failures
+from bot.limits import Failures, client_of
 from bot.models import Report, Signature
 from bot.public import CSP
 from bot.webconsole import ReportFilters
@@ -235,9 +235,7 @@ class PartnerApi:
         challenge = {"WWW-Authenticate": 'Bearer realm="icssi"'}
         if scheme.lower() != "bearer" or not token.strip():
             raise Refused(401, "unauthorized", "send a token: Authorization: Bearer …", challenge)
-        client = request.client.host if request.client else "?"
-        if self.settings.trust_proxy:  # the proxy's own address would be everyone's
-            client = request.headers.get("x-forwarded-for", client).split(",")[0].strip()
+        client = client_of(request, self.settings.trust_proxy)
         if self.strangers.over(client):
             raise Refused(
                 429,

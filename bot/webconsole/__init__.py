@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import tempfile
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 from sqlalchemy import String, Table, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -47,6 +47,7 @@ from bot.flows import too_long
 from bot.i18n import (
     LOCALES,
     N_,
+    SHORT_LANGUAGE_NAMES,
     _,
     current_locale,
     format_datetime,
@@ -56,6 +57,7 @@ from bot.i18n import (
     translate_in,
     use_locale,
 )
+from bot.limits import Failures, client_of
 from bot.messages import Outbound
 from bot.models import AuditEntry, Contact, Report, Signature, utcnow
 from bot.outbox import enqueue
@@ -97,7 +99,6 @@ COOKIE = "icssi_console"
 LANG_COOKIE = "icssi_lang"
 PAGE_SIZE = 50
 FORM_LIMIT = 16_384  # bytes of a posted form, at most
-LANGUAGE_NAMES = {"ar": "العربية", "ckb": "کوردی", "en": "English"}
 # Failed sign-in attempts one client may make in REDEEM_WINDOW seconds: a guessed link is
 # 256 random bits, but nobody should be able to hammer the database with guesses.
 REDEEM_TRIES = 20
@@ -202,7 +203,37 @@ def _environment(folder: Path = HERE / "templates") -> Environment:
         gettext=_, ngettext=ngettext, newstyle=True
     )
     env.filters["number"] = format_number
+    env.filters["code"] = code
+    env.filters["codes"] = codes
     return env
+
+
+# A code a person reads or types: a bulletin's id (B-…), a report's reference (R-…), a receipt
+# (S-…).
+CODE = re.compile(rf"\b[BRS]-[{reports.CODE_ALPHABET}]{{5,8}}\b")
+CODE_HTML = Markup('<bdi class="code" dir="ltr">{}</bdi>')
+TAG = re.compile(r"(<[^>]*>)")
+
+
+def code(value: object) -> Markup:
+    """A code inside a sentence, kept whole on one line and left to right (class "code"): a
+    right-to-left line would break "B-HCFFNF" at its hyphen, and may draw it backwards."""
+    return CODE_HTML.format(value)
+
+
+def codes(text: str) -> Markup:
+    """A text, escaped unless it is Markup already, with each code in it set as `code` sets
+    one (the codes in a message shown as the family or the reader gets it)."""
+    if not isinstance(text, Markup):
+        text = escape(text)
+    # Only the text between tags: a code in an attribute stays as it is.
+    parts = TAG.split(str(text))
+    return Markup(
+        "".join(
+            part if part.startswith("<") else CODE.sub(lambda m: str(code(m.group(0))), part)
+            for part in parts
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -232,7 +263,7 @@ class Console:
         self.wake = wake
         self.env = _environment()
         self.secure = (settings.public_url or "").startswith("https://")
-        self.failures: dict[str, deque[float]] = {}
+        self.failures = Failures(REDEEM_TRIES, window=REDEEM_WINDOW)
         tiles = urlsplit(settings.map_tiles_url)
         # The map's tiles are the only images from elsewhere.
         self.images = "'self' data:" + (
@@ -298,7 +329,7 @@ class Console:
                 menu=menu,
                 here=request.url.path,
                 languages=[
-                    (code, LANGUAGE_NAMES[code], self._with_lang(request, code))
+                    (code, SHORT_LANGUAGE_NAMES[code], self._with_lang(request, code))
                     for code in LOCALES
                 ],
                 **context,
@@ -444,17 +475,6 @@ class Console:
             locale=locale,
         )
 
-    def _too_many_tries(self, request: Request) -> bool:
-        """Whether this client failed to sign in too often lately."""
-        client = request.client.host if request.client else "?"
-        now = time.monotonic()
-        tries = self.failures.setdefault(client, deque())
-        while tries and tries[0] < now - REDEEM_WINDOW:
-            tries.popleft()
-        if len(self.failures) > 10_000:  # a spray of addresses must not grow this forever
-            self.failures = {client: tries}
-        return len(tries) >= REDEEM_TRIES
-
     async def sign_in_page(self, request: Request) -> Response:
         """A button that signs in: a GET never uses the link (chat apps fetch links to preview
         them, and that must not spend it)."""
@@ -465,7 +485,8 @@ class Console:
     async def sign_in(self, request: Request) -> Response:
         """Use a link: a session cookie and the overview, or why not."""
         locale = self.locale_of(request)
-        if self._too_many_tries(request):
+        client = client_of(request, self.settings.trust_proxy)
+        if self.failures.over(client):
             return self.render(
                 request, "link_refused.html", {"busy": True}, locale=locale, status=429
             )
@@ -474,8 +495,7 @@ class Console:
         async with self.db.transaction() as session:
             cookie = await signin.redeem(session, self.settings, request.path_params["token"])
         if cookie is None:
-            client = request.client.host if request.client else "?"
-            self.failures.setdefault(client, deque()).append(time.monotonic())
+            self.failures.note(client)
             return self.render(
                 request, "link_refused.html", {"busy": False}, locale=locale, status=400
             )
