@@ -32,8 +32,7 @@ from bot.text import split_text
 from bot.web import create_app
 from handlers.declaration import pages
 from tests.fake_telegram import FakeTelegram
-from tests.helpers import LANGS, count, menu_labels, t
-from tests.test_processes import until
+from tests.helpers import LANGS, count, menu_labels, t, until
 
 USER = 4242
 SECRET = "s3cret-webhook-token_0123456789"
@@ -239,7 +238,7 @@ async def test_a_chats_menu_follows_its_role_without_a_restart(
         async with db.transaction() as session:
             await roles.set_role(session, "telegram:1000", "viewer", "telegram:500")
             await roles.set_role(session, "telegram:1001", "editor", "telegram:500")
-        await until(lambda: fake.menu_calls(1001) != [])
+        await until(lambda: fake.menu_calls(1001) != [], "the editor's menu")
         [(method, names)] = fake.menu_calls(1001)
         assert method == "setMyCommands"
         assert {"start", "menu", "console", "bulletin"} <= set(names)
@@ -250,16 +249,18 @@ async def test_a_chats_menu_follows_its_role_without_a_restart(
         # A new role: a new menu, with the reports.
         async with db.transaction() as session:
             await roles.set_role(session, "telegram:1001", "coordinator", "telegram:500")
-        await until(lambda: len(fake.menu_calls(1001)) == 2)
+        await until(lambda: len(fake.menu_calls(1001)) == 2, "the promoted menu")
         assert {"reports", "report", "signatures", "console"} <= set(fake.menu_calls(1001)[1][1])
         # The role taken away: the chat's own menu is deleted (the default one shows again).
         async with db.transaction() as session:
             await roles.remove(session, "telegram:1001", "telegram:500")
-        await until(lambda: len(fake.menu_calls(1001)) == 3)
+        await until(lambda: len(fake.menu_calls(1001)) == 3, "the menu deleted")
         assert fake.menu_calls(1001)[2] == ("deleteMyCommands", [])
         assert not [scope for scope, _lang in fake.scoped_commands if '"chat_id": 1001' in scope]
         refused = len(fake.menu_calls(1000))
-        await until(lambda: len(fake.menu_calls(1000)) > refused + 2)
+        await until(
+            lambda: len(fake.menu_calls(1000)) > refused + 2, "the refused chat tried again"
+        )
     # Only what changed was sent: the admin's menu once, at start; the editor's three calls.
     assert [method for method, _names in fake.menu_calls(500)] == ["setMyCommands"]
     assert len(fake.menu_calls(1001)) == 3
