@@ -256,20 +256,20 @@ async def queue_deliveries(
             bulletin = await session.get(Bulletin, bulletin_id)
             if bulletin is None or bulletin.status != "sending":
                 return queued
-            already = select(OutboxMessage.contact_id).where(
-                OutboxMessage.bulletin_id == bulletin_id,
-                OutboxMessage.contact_id == Contact.id,
-            )
-            rows = (
+            batch = (
                 await session.execute(
                     select(Contact.id, Contact.address, Contact.channel, Contact.locale)
-                    .where(Contact.id > last, *recipients(bulletin.places), ~already.exists())
+                    .where(Contact.id > last, *recipients(bulletin.places))
                     .order_by(Contact.id)
                     .limit(BATCH)
                 )
             ).all()
-            # Plain rows, not ORM objects: 100,000 of them for a large broadcast.
-            await outbox.add_deliveries(
+            # Plain rows, not ORM objects: 100,000 of them for a large broadcast. Those who have
+            # theirs already (a run cut short) are skipped by the unique (bulletin, contact),
+            # not looked for: a NOT EXISTS over the ledger was planned on PostgreSQL from the
+            # statistics of an outbox still empty, and read all of the bulletin's rows at each
+            # batch (a first broadcast to 100,000 took 22 to 26 s instead of 8).
+            queued += await outbox.add_deliveries(
                 session,
                 [
                     outbox.delivery(
@@ -280,15 +280,14 @@ async def queue_deliveries(
                         language_for(bulletin, row.locale or "ar"),
                         row.locale,
                     )
-                    for row in rows
+                    for row in batch
                 ],
             )
-            queued += len(rows)
-            if len(rows) < BATCH:
+            if len(batch) < BATCH:
                 bulletin.status = "sent"
                 bulletin.finished_at = now
                 return queued
-            last = rows[-1].id
+            last = batch[-1].id
         # SQLite's lock goes to whoever asks when it is free, and the others poll for it (every
         # 0.1 s once they have waited a while): batches back to back would keep people's
         # messages and the sender waiting until every subscriber is queued.

@@ -176,10 +176,20 @@ def delivery(
     }
 
 
-async def add_deliveries(session: AsyncSession, deliveries: list[dict[str, Any]]) -> None:
-    """Queue a bulletin's deliveries (made by delivery()), in one statement."""
-    if deliveries:
-        await session.execute(insert(OutboxMessage), deliveries)
+async def add_deliveries(session: AsyncSession, deliveries: list[dict[str, Any]]) -> int:
+    """Queue a bulletin's deliveries (made by delivery()) in one statement, but not to a
+    contact who has theirs already; return how many were queued."""
+    if not deliveries:
+        return 0
+    postgres = session.get_bind().dialect.name == "postgresql"
+    upsert = postgresql_insert if postgres else sqlite_insert
+    added = await session.execute(
+        upsert(OutboxMessage)
+        .on_conflict_do_nothing(index_elements=["bulletin_id", "contact_id"])
+        .returning(OutboxMessage.id),
+        deliveries,
+    )
+    return len(added.all())
 
 
 async def delivered_to(session: AsyncSession, bulletin_id: int, address: str) -> bool:
