@@ -376,3 +376,40 @@ def test_isolating_runs_only_adds_marks_and_is_done_once(text: str) -> None:
     once = isolate_runs(text)
     assert strip_bidi(once) == strip_bidi(text)
     assert isolate_runs(once) == once
+
+
+# The review of the entries added after #18: one word for one thing, as the reviewed entries say.
+
+ONE_WORD = [
+    ("ar", r"تيليجرام", "تيليغرام"),  # Telegram
+    ("ar", r"(?<!رو)بوت", "روبوت"),  # the bot: «روبوت المحادثة», not the loanword «البوت»
+    ("ar", r"يُ?رجى", "من فضلك"),  # please
+    ("ckb", r"ڕێکخەر", "هەماهەنگکار"),  # coordinator («ڕێکخەر» is next to «ڕێکخراو»)
+    ("ckb", r"واتساپ|واتسئاپ", "واتسئەپ"),  # WhatsApp
+    ("ckb", r"لاپەڕە", "پەڕە"),  # page
+    ("ckb", r"ڕاگەیەندراو|ڕاگەیاندنەکە", "بەیاننامە"),  # the declaration
+    ("ckb", r"قبووڵ", "پەسەند"),  # accept (received is «وەرگیرا», in the same tables)
+]
+
+
+@pytest.mark.parametrize(("locale", "other", "word"), ONE_WORD)
+def test_one_word_for_one_thing(locale: str, other: str, word: str) -> None:
+    texts = [s for v in translations(locale).values() for s in v]
+    assert any(word in s for s in texts)
+    offenders = [s for s in texts if re.search(other, s)]
+    assert not offenders, offenders
+
+
+def test_arabic_writes_the_tanween_of_fath_one_way() -> None:
+    # «أولًا», «جدًا»: the fathatan on the letter before the alef, never on the alef («أولاً»).
+    texts = [s for v in translations("ar").values() for s in v]
+    assert any("ًا" in s for s in texts)
+    assert not [s for s in texts if "اً" in s]
+
+
+def test_no_sorani_suffix_hangs_after_a_placeholder() -> None:
+    # «داواکاریی %(reference)s ی ڕەت کردەوە»: the reference is isolated on screen, so a clitic
+    # after it stands alone; the sentence puts it on the verb («ڕەتی کردەوە») instead.
+    hanging = re.compile(r"%\(\w+\)s [یە](?=[\s،.:؛]|$)")
+    offenders = [s for v in translations("ckb").values() for s in v if hanging.search(s)]
+    assert not offenders, offenders
