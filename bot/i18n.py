@@ -40,7 +40,9 @@ def locales_dir() -> Path:
 _LTR_TOKEN = r"(?:%\(\w+\)s|/[a-z]\w*|[A-Za-z0-9](?:[A-Za-z0-9._:/@+,-]*[A-Za-z0-9])?)"
 # An isolate already there (LRI or FSI ... PDI) is kept as it is: isolating twice changes nothing.
 _ISOLATED = r"([\u2066\u2068][^\u2066\u2068\u2069]*\u2069)"
-_LTR_RUN = re.compile(rf"{_ISOLATED}|(?<![/A-Za-z0-9_]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
+# Not a token glued to the end of another (or of an isolate: "/a/a" is isolated once as
+# "⁨/a⁩/a", and its second "/a" must stay as it is when isolated again).
+_LTR_RUN = re.compile(rf"{_ISOLATED}|(?<![/A-Za-z0-9_\u2069]){_LTR_TOKEN}(?: {_LTR_TOKEN})*")
 
 
 def isolate_runs(text: str) -> str:

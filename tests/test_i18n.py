@@ -413,3 +413,22 @@ def test_no_sorani_suffix_hangs_after_a_placeholder() -> None:
     hanging = re.compile(r"%\(\w+\)s [یە](?=[\s،.:؛]|$)")
     offenders = [s for v in translations("ckb").values() for s in v if hanging.search(s)]
     assert not offenders, offenders
+
+
+def test_the_consoles_when_is_a_time_not_the_familys_displacement() -> None:
+    """ "When" in a report is the time of displacement («وقت النزوح»); a page's column of
+    times asks for the word in the context "time"."""
+    from tests.helpers import t, tc
+
+    folders = [ROOT / "bot/webconsole/templates", ROOT / "bot/public/templates"]
+    bare = [p.name for f in folders for p in f.glob("*.html") if '_("When")' in p.read_text()]
+    assert bare == []
+    assert t("ar", "When") != tc("ar", "time", "When")
+    assert tc("ar", "time", "When") == "الوقت"
+
+
+def test_isolating_twice_a_token_glued_to_another() -> None:
+    """Found by the property test: "/a/a" isolated twice came out with a second isolate."""
+    from bot.i18n import isolate_runs
+
+    assert isolate_runs(isolate_runs("/a/a")) == isolate_runs("/a/a") == f"{FSI}/a{PDI}/a"

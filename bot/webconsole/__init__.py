@@ -54,6 +54,7 @@ from bot.i18n import (
     format_number,
     is_rtl,
     ngettext,
+    pgettext,
     translate_in,
     use_locale,
 )
@@ -200,7 +201,7 @@ def _environment(folder: Path = HERE / "templates") -> Environment:
         lstrip_blocks=True,
     )
     env.install_gettext_callables(  # type: ignore[attr-defined]
-        gettext=_, ngettext=ngettext, newstyle=True
+        gettext=_, ngettext=ngettext, pgettext=pgettext, newstyle=True
     )
     env.filters["number"] = format_number
     env.filters["code"] = code
