@@ -38,7 +38,7 @@ async def ask_main(ctx: Ctx) -> None:
             for label, payload, permission in COORDINATOR_ITEMS
             if permission is None or ctx.may(permission)
         ]
-        text += "\n" + _("As a coordinator, you also have your tools, after My data.")
+        text += "\n" + _("Your tools for the Initiative's work come after My data.")
     ctx.ask(text, [*items, *nav_buttons(LANGUAGE, HELP)], title=_("Main menu"), nav=False)
 
 

@@ -830,6 +830,9 @@ async def test_the_chat_follows_the_roles_in_the_database(
     assert "I do not know that command" not in editor.text()
     await viewer.send("/menu")
     assert "Coordinators' console" in viewer.labels()
+    # A viewer is not told they are a coordinator.
+    assert "Your tools for the Initiative's work come after My data." in viewer.text()
+    assert "coordinator" not in viewer.text().lower()
     assert "Bulletin desk" not in viewer.labels()
     await viewer.send("/console")
     assert "within 10 minutes" in viewer.text()
