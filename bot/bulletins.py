@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, inspect, literal, or_, select
@@ -562,8 +562,20 @@ class Figures:
     reasons: dict[str, int] = field(default_factory=dict)  # why they failed or were unreachable
 
 
-async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
-    """A bulletin's deliveries per channel and language: sent, delivered, failed and why."""
+COUNTS = ("recipients", "sent", "delivered", "waiting", "held", "failed", "unreachable", "stopped")
+# A reason may quote its address (Twilio: "The 'To' number whatsapp:+964... is not a valid
+# phone number"): a run of seven digits or more (a phone number, a Telegram chat id) is shown
+# and kept as "…", an error code (five digits) as it is.
+_NUMBER = re.compile(r"\+?\d(?:[ \-]?\d){6,}")
+
+
+def reason(status: str, error: str | None) -> str:
+    """Why a delivery failed or its person is unreachable, as the figures show it."""
+    return _NUMBER.sub("…", error or status)[:80]
+
+
+async def _counted(session: AsyncSession, where: Sequence[Any]) -> dict[tuple[str, str], Figures]:
+    """The deliveries among the outbox rows matching `where`, per channel and language."""
     rows = await session.execute(
         select(
             OutboxMessage.channel,
@@ -573,7 +585,7 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
             func.count(OutboxMessage.id),
             func.count(OutboxMessage.delivered_at),
         )
-        .where(OutboxMessage.bulletin_id == bulletin_id)
+        .where(*where)
         .group_by(
             OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status, OutboxMessage.error
         )
@@ -596,9 +608,203 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
                 item.unreachable += count
             else:
                 item.failed += count
-            reason = (error or status)[:80]
-            item.reasons[reason] = item.reasons.get(reason, 0) + count
+            why = reason(status, error)
+            item.reasons[why] = item.reasons.get(why, 0) + count
+    return found
+
+
+def _tallied(tally: dict[str, Any]) -> dict[tuple[str, str], Figures]:
+    """The figures a bulletin's tally holds, per channel and language."""
+    found: dict[tuple[str, str], Figures] = {}
+    for stored in tally.get("figures", []):
+        item = Figures(
+            str(stored["channel"]),
+            str(stored["locale"]),
+            **{name: int(stored.get(name, 0)) for name in COUNTS},
+            reasons={str(k): int(v) for k, v in stored.get("reasons", {}).items()},
+        )
+        found[(item.channel, item.locale)] = item
+    return found
+
+
+def _added(
+    found: dict[tuple[str, str], Figures], more: dict[tuple[str, str], Figures]
+) -> dict[tuple[str, str], Figures]:
+    """`found` with `more` counted in."""
+    for key, extra in more.items():
+        item = found.setdefault(key, Figures(*key))
+        for name in COUNTS:
+            setattr(item, name, getattr(item, name) + getattr(extra, name))
+        for why, count in extra.reasons.items():
+            item.reasons[why] = item.reasons.get(why, 0) + count
+    return found
+
+
+async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
+    """A bulletin's deliveries per channel and language: sent, delivered, failed and why.
+
+    The tally (the rows retention has deleted) and the outbox rows still there: a row is in
+    one or the other, never both, as it is counted and deleted in one transaction.
+    """
+    tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
+    found = _added(
+        _tallied(tally or {}),
+        await _counted(session, [OutboxMessage.bulletin_id == bulletin_id]),
+    )
     return [found[key] for key in sorted(found)]
+
+
+@dataclass
+class Timeline:
+    """A bulletin's deliveries over time: sent, delivered and failed by each of BUCKETS
+    moments, cumulative, from `start` to `end`."""
+
+    start: datetime
+    end: datetime
+    sent: list[int]
+    delivered: list[int]
+    failed: list[int]
+
+    def __add__(self, other: Timeline) -> Timeline:
+        """Both counted together (the same moments)."""
+        return Timeline(
+            self.start,
+            self.end,
+            [a + b for a, b in zip(self.sent, other.sent, strict=True)],
+            [a + b for a, b in zip(self.delivered, other.delivered, strict=True)],
+            [a + b for a, b in zip(self.failed, other.failed, strict=True)],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """As a tally keeps it."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> Timeline:
+        """As a tally kept it."""
+        return cls(
+            datetime.fromisoformat(stored["start"]),
+            datetime.fromisoformat(stored["end"]),
+            [int(n) for n in stored["sent"]],
+            [int(n) for n in stored["delivered"]],
+            [int(n) for n in stored["failed"]],
+        )
+
+
+BUCKETS = 24  # points of the delivery chart
+_MOMENTS = (OutboxMessage.sent_at, OutboxMessage.delivered_at, OutboxMessage.failed_at)
+
+
+async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime, datetime] | None:
+    """The first and last moment anything happened to the rows matching `where`; None before
+    any."""
+    bounds = (
+        await session.execute(
+            select(*(func.min(c) for c in _MOMENTS), *(func.max(c) for c in _MOMENTS)).where(
+                *where
+            )
+        )
+    ).one()
+    moments = [moment for moment in bounds if moment is not None]
+    if not moments:
+        return None
+    start, end = min(moments), max(moments)
+    return start, max(end, start + timedelta(minutes=1))
+
+
+async def _series(
+    session: AsyncSession, where: Sequence[Any], start: datetime, end: datetime
+) -> Timeline:
+    """Sent, delivered and failed among the rows matching `where` by each of BUCKETS moments
+    from `start` to `end`; a moment after the end counts at the end."""
+    step = (end - start) / BUCKETS
+    edges = [start + step * (n + 1) for n in range(BUCKETS - 1)]
+    # Comparisons only: the same statement on SQLite and PostgreSQL. The last point counts
+    # every moment, so that a row the tally's moments did not foresee is counted all the same.
+    counts = (
+        await session.execute(
+            select(
+                *(
+                    count
+                    for column in _MOMENTS
+                    for count in (
+                        *(func.count(case((column <= edge, 1))) for edge in edges),
+                        func.count(column),
+                    )
+                )
+            ).where(*where)
+        )
+    ).one()
+    found = [int(n) for n in counts]
+    return Timeline(
+        start, end, found[:BUCKETS], found[BUCKETS : 2 * BUCKETS], found[2 * BUCKETS :]
+    )
+
+
+async def timeline(session: AsyncSession, bulletin_id: int) -> Timeline | None:
+    """A bulletin's deliveries over time; None before any.
+
+    Counted by the database (a bulletin to 100,000 people has as many rows, too many to bring
+    over for a page). Once retention has folded some of its rows into the tally, the tally's
+    series fixes the moments (chosen over all the bulletin's rows when the first of them were
+    folded) and the rows still there are counted at those moments and added: one rule, right
+    whether none, some or all of the rows are gone.
+    """
+    tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
+    mine = [OutboxMessage.bulletin_id == bulletin_id]
+    return await _chart(session, tally or {}, mine, mine)
+
+
+async def _chart(
+    session: AsyncSession, tally: dict[str, Any], rows: Sequence[Any], every: Sequence[Any]
+) -> Timeline | None:
+    """The tally's series with the outbox rows matching `rows` added; without a series yet,
+    theirs at moments spanning all the rows matching `every`. None: nothing to show."""
+    if tally.get("chart"):
+        stored = Timeline.from_json(tally["chart"])
+        return stored + await _series(session, rows, stored.start, stored.end)
+    bounds = await _bounds(session, every)
+    return None if bounds is None else await _series(session, rows, *bounds)
+
+
+async def fold_deliveries(session: AsyncSession, ids: Sequence[int]) -> int:
+    """Count the bulletin deliveries among the outbox rows `ids` into their bulletins' tallies,
+    for the caller to delete the rows in the same transaction; return how many bulletins.
+
+    Counted and deleted at once, a row is counted once: a crash undoes both.
+    """
+    chosen = OutboxMessage.id.in_(ids)
+    touched = sorted(
+        int(ident)
+        for ident in await session.scalars(
+            select(OutboxMessage.bulletin_id)
+            .where(chosen, OutboxMessage.bulletin_id.is_not(None))
+            .distinct()
+        )
+        if ident is not None
+    )
+    # One bulletin after another, in order (a lock order): a batch holds the rows of a few.
+    for bulletin_id in touched:
+        bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
+        if bulletin is None:
+            continue
+        mine = [chosen, OutboxMessage.bulletin_id == bulletin_id]
+        tally = dict(bulletin.tally or {})
+        counted = _added(_tallied(tally), await _counted(session, mine))
+        # A first series spans the moments of all its rows: those folded later fall within.
+        chart = await _chart(session, tally, mine, [OutboxMessage.bulletin_id == bulletin_id])
+        # A new dict, not changed in place: the JSON column only notices a new value.
+        bulletin.tally = {
+            "figures": [dataclasses.asdict(counted[key]) for key in sorted(counted)],
+            "chart": None if chart is None else chart.to_json(),
+        }
+    return len(touched)
 
 
 # A public id as people type or paste it (B-7K3M9Q), in any case.

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import crypto, referrals
+from bot import bulletins, crypto, referrals
 from bot.bulletins import UPLOAD
 from bot.config import Settings
 from bot.db import Database
@@ -48,6 +48,10 @@ from bot.outbox import GONE, enqueue
 from bot.privacy import anonymize_reports
 
 logger = logging.getLogger(__name__)
+
+# What a rule does to its rows: None deletes them; values are set on them; a function is given
+# each batch's keys before they are deleted, in the same transaction.
+Values = dict[str, Any] | Callable[[AsyncSession, Sequence[int]], Awaitable[Any]] | None
 
 # Sent messages are blanked once gone (bot.outbox); the rows are kept a while for the figures.
 OUTBOX_DAYS = 14
@@ -79,7 +83,7 @@ async def purge(
     """
     expired = await expire_referrals(db, settings, now)
     reports, withdrawn = await _anonymize_old_reports(db, settings, now, batch)
-    rules: list[tuple[str, Any, Any, dict[str, Any] | None]] = [
+    rules: list[tuple[str, Any, Any, Values]] = [
         (
             # A WhatsApp message waits for its delivery to be confirmed before its text is
             # blanked (bot.outbox); one never confirmed is blanked here, a day after.
@@ -94,13 +98,15 @@ async def purge(
             {"body": {}},
         ),
         (
+            # They hold the recipients' addresses; a bulletin's deliveries are counted into its
+            # tally first, in the same transaction, for its figures and chart to stay.
             "outbox rows deleted",
             OutboxMessage,
             (
                 OutboxMessage.status != "pending",
                 OutboxMessage.created_at < now - timedelta(days=OUTBOX_DAYS),
             ),
-            None,
+            bulletins.fold_deliveries,
         ),
         (
             "processed ids deleted",
@@ -178,23 +184,31 @@ async def _anonymize_old_reports(
 
 
 async def _in_batches(
-    db: Database, model: Any, where: Sequence[Any], values: dict[str, Any] | None, batch: int
+    db: Database, model: Any, where: Sequence[Any], values: Values, batch: int
 ) -> int:
     """Delete the rows of `model` that match `where` (or set `values` on them, which must make
-    them match no more), `batch` of them to a transaction; return how many."""
+    them match no more; or, given a function, run it on the batch's keys first), `batch` of
+    them to a transaction; return how many."""
     key = inspect(model).primary_key[0]
     # The rows of one batch, by primary key: portable (SQLite and PostgreSQL), and the outer
     # statement finds each of them by its index.
-    chosen = select(key).where(*where).limit(batch).scalar_subquery()
+    chosen = select(key).where(*where).limit(batch)
     statement = (
-        delete(model).where(key.in_(chosen))
-        if values is None
-        else update(model).where(key.in_(chosen)).values(values)
+        update(model).where(key.in_(chosen.scalar_subquery())).values(values)
+        if isinstance(values, dict)
+        else delete(model).where(key.in_(chosen.scalar_subquery()))
     )
     total = 0
     while True:
         async with db.transaction() as session:
-            result = await session.execute(statement)
+            if callable(values):
+                # The batch's keys read first, locked (PostgreSQL), for the function to see
+                # exactly the rows then deleted, in this transaction.
+                ids = list(await session.scalars(chosen.with_for_update()))
+                await values(session, ids)
+                result = await session.execute(delete(model).where(key.in_(ids)))
+            else:
+                result = await session.execute(statement)
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         total += count
         if count < batch:
