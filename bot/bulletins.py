@@ -8,6 +8,7 @@ crash harmless. The sender renders each row in its recipient's language when it 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import functools
 import hashlib
@@ -18,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, case, func, inspect, literal, or_, select
 from sqlalchemy.exc import DBAPIError
@@ -574,10 +575,14 @@ def reason(status: str, error: str | None) -> str:
     return _NUMBER.sub("…", error or status)[:80]
 
 
-async def _counted(session: AsyncSession, where: Sequence[Any]) -> dict[tuple[str, str], Figures]:
-    """The deliveries among the outbox rows matching `where`, per channel and language."""
+async def _counted(
+    session: AsyncSession, where: Sequence[Any]
+) -> dict[int, dict[tuple[str, str], Figures]]:
+    """The deliveries among the outbox rows matching `where`, per bulletin, channel and
+    language (one read for a batch of rows of several bulletins)."""
     rows = await session.execute(
         select(
+            OutboxMessage.bulletin_id,
             OutboxMessage.channel,
             OutboxMessage.locale,
             OutboxMessage.status,
@@ -585,14 +590,19 @@ async def _counted(session: AsyncSession, where: Sequence[Any]) -> dict[tuple[st
             func.count(OutboxMessage.id),
             func.count(OutboxMessage.delivered_at),
         )
-        .where(*where)
+        .where(*where, OutboxMessage.bulletin_id.is_not(None))
         .group_by(
-            OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status, OutboxMessage.error
+            OutboxMessage.bulletin_id,
+            OutboxMessage.channel,
+            OutboxMessage.locale,
+            OutboxMessage.status,
+            OutboxMessage.error,
         )
     )
-    found: dict[tuple[str, str], Figures] = {}
-    for channel, locale, status, error, count, delivered in rows:
-        item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
+    found: dict[int, dict[tuple[str, str], Figures]] = {}
+    for bulletin_id, channel, locale, status, error, count, delivered in rows:
+        mine = found.setdefault(cast(int, bulletin_id), {})  # not None: the query says
+        item = mine.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
         item.recipients += count
         if status == "sent":
             item.sent += count
@@ -647,10 +657,8 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
     one or the other, never both, as it is counted and deleted in one transaction.
     """
     tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
-    found = _added(
-        _tallied(tally or {}),
-        await _counted(session, [OutboxMessage.bulletin_id == bulletin_id]),
-    )
+    live = await _counted(session, [OutboxMessage.bulletin_id == bulletin_id])
+    found = _added(_tallied(tally or {}), live.get(bulletin_id, {}))
     return [found[key] for key in sorted(found)]
 
 
@@ -718,13 +726,29 @@ async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime
     return start, max(end, start + timedelta(minutes=1))
 
 
+def _edges(start: datetime, end: datetime) -> list[datetime]:
+    """The chart's moments from `start` to `end` but the last, which counts every moment."""
+    step = (end - start) / BUCKETS
+    return [start + step * (n + 1) for n in range(BUCKETS - 1)]
+
+
+def _bucketed(moments: Sequence[Sequence[datetime | None]], stored: Timeline) -> Timeline:
+    """The tally's series with a batch's (sent, delivered, failed) moments added, counted as
+    _series counts them in the database."""
+    edges = _edges(stored.start, stored.end)
+    series: list[list[int]] = []
+    for column in range(len(_MOMENTS)):
+        ordered = sorted(moment for row in moments if (moment := row[column]) is not None)
+        series.append([bisect.bisect_right(ordered, edge) for edge in edges] + [len(ordered)])
+    return stored + Timeline(stored.start, stored.end, *series)
+
+
 async def _series(
     session: AsyncSession, where: Sequence[Any], start: datetime, end: datetime
 ) -> Timeline:
     """Sent, delivered and failed among the rows matching `where` by each of BUCKETS moments
     from `start` to `end`; a moment after the end counts at the end."""
-    step = (end - start) / BUCKETS
-    edges = [start + step * (n + 1) for n in range(BUCKETS - 1)]
+    edges = _edges(start, end)
     # Comparisons only: the same statement on SQLite and PostgreSQL. The last point counts
     # every moment, so that a row the tally's moments did not foresee is counted all the same.
     counts = (
@@ -758,53 +782,52 @@ async def timeline(session: AsyncSession, bulletin_id: int) -> Timeline | None:
     """
     tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
     mine = [OutboxMessage.bulletin_id == bulletin_id]
-    return await _chart(session, tally or {}, mine, mine)
-
-
-async def _chart(
-    session: AsyncSession, tally: dict[str, Any], rows: Sequence[Any], every: Sequence[Any]
-) -> Timeline | None:
-    """The tally's series with the outbox rows matching `rows` added; without a series yet,
-    theirs at moments spanning all the rows matching `every`. None: nothing to show."""
-    if tally.get("chart"):
+    if tally and tally.get("chart"):
         stored = Timeline.from_json(tally["chart"])
-        return stored + await _series(session, rows, stored.start, stored.end)
-    bounds = await _bounds(session, every)
-    return None if bounds is None else await _series(session, rows, *bounds)
+        return stored + await _series(session, mine, stored.start, stored.end)
+    bounds = await _bounds(session, mine)
+    return None if bounds is None else await _series(session, mine, *bounds)
 
 
 async def fold_deliveries(session: AsyncSession, ids: Sequence[int]) -> int:
     """Count the bulletin deliveries among the outbox rows `ids` into their bulletins' tallies,
     for the caller to delete the rows in the same transaction; return how many bulletins.
 
-    Counted and deleted at once, a row is counted once: a crash undoes both.
+    Counted and deleted at once, a row is counted once: a crash undoes both. Two reads for the
+    batch (its counts, and its moments, bucketed here: a batch is a few thousand rows), then
+    each bulletin's tally is written.
     """
     chosen = OutboxMessage.id.in_(ids)
-    touched = sorted(
-        int(ident)
-        for ident in await session.scalars(
-            select(OutboxMessage.bulletin_id)
-            .where(chosen, OutboxMessage.bulletin_id.is_not(None))
-            .distinct()
+    counted = await _counted(session, [chosen])
+    moments: dict[int, list[Sequence[datetime | None]]] = {}
+    for bulletin_id, *when in await session.execute(
+        select(OutboxMessage.bulletin_id, *_MOMENTS).where(
+            chosen, OutboxMessage.bulletin_id.is_not(None)
         )
-        if ident is not None
-    )
-    # One bulletin after another, in order (a lock order): a batch holds the rows of a few.
-    for bulletin_id in touched:
+    ):
+        moments.setdefault(cast(int, bulletin_id), []).append(when)
+    # One bulletin after another, in order (a lock order).
+    for bulletin_id in sorted(counted):
         bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
         if bulletin is None:
             continue
-        mine = [chosen, OutboxMessage.bulletin_id == bulletin_id]
         tally = dict(bulletin.tally or {})
-        counted = _added(_tallied(tally), await _counted(session, mine))
-        # A first series spans the moments of all its rows: those folded later fall within.
-        chart = await _chart(session, tally, mine, [OutboxMessage.bulletin_id == bulletin_id])
+        chart = tally.get("chart")
+        if not chart:
+            # The first series spans the moments of all the bulletin's rows, those counted
+            # later too: they then fall within it.
+            bounds = await _bounds(session, [OutboxMessage.bulletin_id == bulletin_id])
+            if bounds is not None:
+                chart = Timeline(*bounds, *([0] * BUCKETS for _n in range(3))).to_json()
+        figured = _added(_tallied(tally), counted[bulletin_id])
         # A new dict, not changed in place: the JSON column only notices a new value.
         bulletin.tally = {
-            "figures": [dataclasses.asdict(counted[key]) for key in sorted(counted)],
-            "chart": None if chart is None else chart.to_json(),
+            "figures": [dataclasses.asdict(figured[key]) for key in sorted(figured)],
+            "chart": None
+            if not chart
+            else _bucketed(moments.get(bulletin_id, []), Timeline.from_json(chart)).to_json(),
         }
-    return len(touched)
+    return len(counted)
 
 
 # A public id as people type or paste it (B-7K3M9Q), in any case.
