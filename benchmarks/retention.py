@@ -45,14 +45,19 @@ async def as_deliveries(db: Database, count: int, now: datetime) -> None:
     """Make the old outbox rows the deliveries of `count` bulletins, sent a minute apart, a
     tenth of them failed."""
     async with db.transaction() as session:
+        sent = now - timedelta(days=21)
         made = [
-            Bulletin(texts={"ar": {"title": "t", "text": "x"}}, created_by="b", status="sent")
+            Bulletin(
+                texts={"ar": {"title": "t", "text": "x"}},
+                created_by="b",
+                status="sent",
+                published_at=sent,
+            )
             for _n in range(count)
         ]
         session.add_all(made)
         await session.flush()
         first = made[0].id
-        sent = now - timedelta(days=21)
         await session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.status != "pending")

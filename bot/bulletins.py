@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, inspect, literal, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import gazetteer, outbox
 from bot.db import Database
@@ -575,14 +575,34 @@ def reason(status: str, error: str | None) -> str:
     return _NUMBER.sub("…", error or status)[:80]
 
 
-async def _counted(
-    session: AsyncSession, where: Sequence[Any]
-) -> dict[int, dict[tuple[str, str], Figures]]:
-    """The deliveries among the outbox rows matching `where`, per bulletin, channel and
-    language (one read for a batch of rows of several bulletins)."""
+def _count(found: dict[tuple[str, str], Figures], row: Sequence[Any]) -> None:
+    """Count into `found` a group of deliveries: (channel, locale, status, error, how many,
+    how many delivered)."""
+    channel, locale, status, error, count, delivered = row
+    item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
+    item.recipients += count
+    if status == "sent":
+        item.sent += count
+        item.delivered += delivered
+    elif status == "pending":
+        item.waiting += count
+    elif status == "held":
+        item.held += count
+    elif status == "cancelled":
+        item.stopped += count
+    else:  # failed, unreachable
+        if status == "unreachable":
+            item.unreachable += count
+        else:
+            item.failed += count
+        why = reason(status, error)
+        item.reasons[why] = item.reasons.get(why, 0) + count
+
+
+async def _counted(session: AsyncSession, bulletin_id: int) -> dict[tuple[str, str], Figures]:
+    """A bulletin's deliveries still in the outbox, per channel and language."""
     rows = await session.execute(
         select(
-            OutboxMessage.bulletin_id,
             OutboxMessage.channel,
             OutboxMessage.locale,
             OutboxMessage.status,
@@ -590,36 +610,14 @@ async def _counted(
             func.count(OutboxMessage.id),
             func.count(OutboxMessage.delivered_at),
         )
-        .where(*where, OutboxMessage.bulletin_id.is_not(None))
+        .where(OutboxMessage.bulletin_id == bulletin_id)
         .group_by(
-            OutboxMessage.bulletin_id,
-            OutboxMessage.channel,
-            OutboxMessage.locale,
-            OutboxMessage.status,
-            OutboxMessage.error,
+            OutboxMessage.channel, OutboxMessage.locale, OutboxMessage.status, OutboxMessage.error
         )
     )
-    found: dict[int, dict[tuple[str, str], Figures]] = {}
-    for bulletin_id, channel, locale, status, error, count, delivered in rows:
-        mine = found.setdefault(cast(int, bulletin_id), {})  # not None: the query says
-        item = mine.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
-        item.recipients += count
-        if status == "sent":
-            item.sent += count
-            item.delivered += delivered
-        elif status == "pending":
-            item.waiting += count
-        elif status == "held":
-            item.held += count
-        elif status == "cancelled":
-            item.stopped += count
-        else:  # failed, unreachable
-            if status == "unreachable":
-                item.unreachable += count
-            else:
-                item.failed += count
-            why = reason(status, error)
-            item.reasons[why] = item.reasons.get(why, 0) + count
+    found: dict[tuple[str, str], Figures] = {}
+    for row in rows:
+        _count(found, row)
     return found
 
 
@@ -657,8 +655,10 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
     one or the other, never both, as it is counted and deleted in one transaction.
     """
     tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
-    live = await _counted(session, [OutboxMessage.bulletin_id == bulletin_id])
-    found = _added(_tallied(tally or {}), live.get(bulletin_id, {}))
+    found = _added(_tallied(tally or {}), await _counted(session, bulletin_id))
+    for item in found.values():
+        # The most frequent first, then by name: the same order however they were counted.
+        item.reasons = dict(sorted(item.reasons.items(), key=lambda pair: (-pair[1], pair[0])))
     return [found[key] for key in sorted(found)]
 
 
@@ -709,9 +709,9 @@ BUCKETS = 24  # points of the delivery chart
 _MOMENTS = (OutboxMessage.sent_at, OutboxMessage.delivered_at, OutboxMessage.failed_at)
 
 
-async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime, datetime] | None:
-    """The first and last moment anything happened to the rows matching `where`; None before
-    any."""
+async def _span(session: AsyncSession | AsyncConnection, where: Sequence[Any]) -> list[datetime]:
+    """The first and last moment anything happened to the rows matching `where` (none before
+    any)."""
     bounds = (
         await session.execute(
             select(*(func.min(c) for c in _MOMENTS), *(func.max(c) for c in _MOMENTS)).where(
@@ -720,10 +720,20 @@ async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime
         )
     ).one()
     moments = [moment for moment in bounds if moment is not None]
+    return [min(moments), max(moments)] if moments else []
+
+
+def _stretched(moments: Sequence[datetime]) -> tuple[datetime, datetime] | None:
+    """The chart's first and last moments for these moments: a minute at least."""
     if not moments:
         return None
-    start, end = min(moments), max(moments)
-    return start, max(end, start + timedelta(minutes=1))
+    start = min(moments)
+    return start, max(max(moments), start + timedelta(minutes=1))
+
+
+async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime, datetime] | None:
+    """The chart's first and last moments for the rows matching `where`; None before any."""
+    return _stretched(await _span(session, where))
 
 
 def _edges(start: datetime, end: datetime) -> list[datetime]:
@@ -789,23 +799,93 @@ async def timeline(session: AsyncSession, bulletin_id: int) -> Timeline | None:
     return None if bounds is None else await _series(session, mine, *bounds)
 
 
-async def fold_deliveries(session: AsyncSession, ids: Sequence[int]) -> int:
-    """Count the bulletin deliveries among the outbox rows `ids` into their bulletins' tallies,
-    for the caller to delete the rows in the same transaction; return how many bulletins.
+def _unfilled(bounds: tuple[datetime, datetime] | None) -> dict[str, Any] | None:
+    """A tally's chart from `bounds` with nothing counted yet; None: nothing to chart."""
+    if bounds is None:
+        return None
+    return Timeline(*bounds, *([0] * BUCKETS for _n in range(3))).to_json()
 
-    Counted and deleted at once, a row is counted once: a crash undoes both. Two reads for the
-    batch (its counts, and its moments, bucketed here: a batch is a few thousand rows), then
-    each bulletin's tally is written.
+
+async def prepare_charts(db: Database, before: datetime, chunk: int) -> int:
+    """Fix the chart's moments in the tally of each bulletin published before `before` that
+    has none yet, for fold_deliveries; return how many were fixed.
+
+    The moments span all its rows: those counted later fall within. They are read `chunk`
+    rows at a time, with a turn for others between two reads: on SQLite a read holds the
+    loop, and a bulletin to 200,000 people has as many rows (0.17 s in one read).
     """
-    chosen = OutboxMessage.id.in_(ids)
-    counted = await _counted(session, [chosen])
-    moments: dict[int, list[Sequence[datetime | None]]] = {}
-    for bulletin_id, *when in await session.execute(
-        select(OutboxMessage.bulletin_id, *_MOMENTS).where(
-            chosen, OutboxMessage.bulletin_id.is_not(None)
+    async with db.read() as connection:
+        tallies = (
+            await connection.execute(
+                select(Bulletin.id, Bulletin.tally).where(
+                    Bulletin.published_at < before, Bulletin.status.in_(PUBLISHED)
+                )
+            )
+        ).all()
+    fixed = 0
+    for bulletin_id, tally in tallies:
+        if "chart" in (tally or {}):
+            continue
+        mine = OutboxMessage.bulletin_id == bulletin_id
+        async with db.read() as connection:
+            low, high = (
+                await connection.execute(
+                    select(func.min(OutboxMessage.id), func.max(OutboxMessage.id)).where(mine)
+                )
+            ).one()
+        moments: list[datetime] = []
+        for start in range(low or 0, (high or -1) + 1, chunk):
+            async with db.read() as connection:
+                moments += await _span(
+                    connection, [mine, OutboxMessage.id >= start, OutboxMessage.id < start + chunk]
+                )
+            await asyncio.sleep(0)
+        bounds = _stretched(moments)
+        async with db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
+            if bulletin is None or "chart" in bulletin.tally:
+                continue
+            # None: nothing to chart yet (fold_deliveries then reads the moments itself).
+            bulletin.tally = {**bulletin.tally, "chart": _unfilled(bounds)}
+            fixed += 1
+    return fixed
+
+
+async def fold_deliveries(
+    session: AsyncSession, where: Sequence[Any], limit: int | None = None
+) -> list[int]:
+    """Count the bulletin deliveries among the outbox rows matching `where` (`limit` of them at
+    most) into their bulletins' tallies; return all those rows' ids, for the caller to delete
+    in the same transaction.
+
+    Counted and deleted at once, a row is counted once: a crash undoes both. One read for the
+    batch (locked on PostgreSQL: what is counted is what is deleted), counted here, then each
+    bulletin's tally is written.
+    """
+    chosen = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.bulletin_id,
+            OutboxMessage.channel,
+            OutboxMessage.locale,
+            OutboxMessage.status,
+            OutboxMessage.error,
+            *_MOMENTS,
         )
-    ):
-        moments.setdefault(cast(int, bulletin_id), []).append(when)
+        .where(*where)
+        .limit(limit)
+        .with_for_update()
+    )
+    # On the connection: plain rows, without the ORM's work for each (a batch has thousands).
+    rows = (await (await session.connection()).execute(chosen)).all()
+    counted: dict[int, dict[tuple[str, str], Figures]] = {}
+    moments: dict[int, list[Sequence[datetime | None]]] = {}
+    for _id, bulletin_id, channel, locale, status, error, sent, delivered, failed in rows:
+        if bulletin_id is None:
+            continue
+        found = counted.setdefault(bulletin_id, {})
+        _count(found, (channel, locale, status, error, 1, int(delivered is not None)))
+        moments.setdefault(bulletin_id, []).append((sent, delivered, failed))
     # One bulletin after another, in order (a lock order).
     for bulletin_id in sorted(counted):
         bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
@@ -815,19 +895,17 @@ async def fold_deliveries(session: AsyncSession, ids: Sequence[int]) -> int:
         chart = tally.get("chart")
         if not chart:
             # The first series spans the moments of all the bulletin's rows, those counted
-            # later too: they then fall within it.
-            bounds = await _bounds(session, [OutboxMessage.bulletin_id == bulletin_id])
-            if bounds is not None:
-                chart = Timeline(*bounds, *([0] * BUCKETS for _n in range(3))).to_json()
+            # later too: they then fall within it (read here when prepare_charts found none).
+            chart = _unfilled(await _bounds(session, [OutboxMessage.bulletin_id == bulletin_id]))
         figured = _added(_tallied(tally), counted[bulletin_id])
         # A new dict, not changed in place: the JSON column only notices a new value.
         bulletin.tally = {
             "figures": [dataclasses.asdict(figured[key]) for key in sorted(figured)],
             "chart": None
             if not chart
-            else _bucketed(moments.get(bulletin_id, []), Timeline.from_json(chart)).to_json(),
+            else _bucketed(moments[bulletin_id], Timeline.from_json(chart)).to_json(),
         }
-    return len(counted)
+    return [row[0] for row in rows]
 
 
 # A public id as people type or paste it (B-7K3M9Q), in any case.

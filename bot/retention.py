@@ -49,9 +49,10 @@ from bot.privacy import anonymize_reports
 
 logger = logging.getLogger(__name__)
 
-# What a rule does to its rows: None deletes them; values are set on them; a function is given
-# each batch's keys before they are deleted, in the same transaction.
-Values = dict[str, Any] | Callable[[AsyncSession, Sequence[int]], Awaitable[Any]] | None
+# What a rule does to its rows: None deletes them; values are set on them; a function chooses
+# each batch, (where, how many), and returns its keys, which are then deleted in the same
+# transaction.
+Values = dict[str, Any] | Callable[[AsyncSession, Sequence[Any], int], Awaitable[list[int]]] | None
 
 # Sent messages are blanked once gone (bot.outbox); the rows are kept a while for the figures.
 OUTBOX_DAYS = 14
@@ -148,6 +149,8 @@ async def purge(
             None,
         ),
     ]
+    # The charts of the bulletins whose rows go get their moments first, read in steps.
+    await bulletins.prepare_charts(db, now - timedelta(days=OUTBOX_DAYS), batch * 5)
     counts = {
         "reports anonymized": reports,
         "referral notices": expired + withdrawn,
@@ -192,20 +195,17 @@ async def _in_batches(
     key = inspect(model).primary_key[0]
     # The rows of one batch, by primary key: portable (SQLite and PostgreSQL), and the outer
     # statement finds each of them by its index.
-    chosen = select(key).where(*where).limit(batch)
+    chosen = select(key).where(*where).limit(batch).scalar_subquery()
     statement = (
-        update(model).where(key.in_(chosen.scalar_subquery())).values(values)
+        update(model).where(key.in_(chosen)).values(values)
         if isinstance(values, dict)
-        else delete(model).where(key.in_(chosen.scalar_subquery()))
+        else delete(model).where(key.in_(chosen))
     )
     total = 0
     while True:
         async with db.transaction() as session:
             if callable(values):
-                # The batch's keys read first, locked (PostgreSQL), for the function to see
-                # exactly the rows then deleted, in this transaction.
-                ids = list(await session.scalars(chosen.with_for_update()))
-                await values(session, ids)
+                ids = await values(session, where, batch)
                 result = await session.execute(delete(model).where(key.in_(ids)))
             else:
                 result = await session.execute(statement)

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import bulletins, retention, roles
+from bot import bulletins, privacy, retention, roles
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Bulletin, OutboxMessage
+from bot.models import Bulletin, Contact, OutboxMessage
 from bot.runtime import Bot
 from bot.scheduler import BulletinScheduler
 from bot.web import create_app
@@ -274,4 +274,62 @@ async def test_a_purge_cut_short_counts_every_row_once(db: Database, settings: S
     assert await seen(db, ids) == before
     stored = await raw_bulletin(db, ids[0])
     assert "9647702000013" not in stored
+    assert "96477090" not in stored
+
+
+async def test_a_person_who_deletes_their_data_stays_counted_not_named(
+    db: Database, settings: Settings
+) -> None:
+    now = datetime.now(UTC)
+    ids = await old_deliveries(db, now)
+    before = await seen(db, ids)
+    # A Telegram reader who got the first bulletin, a WhatsApp reader whose message failed (the
+    # reason quotes the number), and the Sorani reader whose message still waits.
+    async with db.transaction() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.bulletin_id == ids[0])
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+        people = [
+            next(row.address for row in rows if row.status == status)
+            for status in ("sent", "failed", "pending")
+        ]
+        for address in people:
+            contact = Contact(address=address, channel=address.split(":")[0], subscribed=True)
+            session.add(contact)
+            await session.flush()
+            await privacy.forget(session, contact, now)
+    async with db.read() as connection:
+        left = (await connection.execute(select(OutboxMessage.address))).scalars().all()
+        errors = (
+            (
+                await connection.execute(
+                    select(OutboxMessage.error).where(OutboxMessage.address == privacy.FORGOTTEN)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for address in people:
+        assert address not in left
+    assert left.count(privacy.FORGOTTEN) == 2
+    assert sorted(map(str, errors)) == [
+        "None",
+        "Twilio 21612: The 'To' phone number: whatsapp:…, is not currently reachable usin",
+    ]
+    after = await seen(db, ids)
+    assert after[1] == before[1]
+    assert after[0][1] == before[0][1]  # the chart: their messages went all the same
+    # Every figure as before, but the message that waited for the Sorani reader: it will not
+    # go, and it is not counted.
+    assert before[0][0][1].locale == "ckb"
+    assert after[0][0] == [before[0][0][0], *before[0][0][2:]]
+
+    # And once retention has deleted the rows, the same.
+    await retention.purge(db, settings, now)
+    assert await seen(db, ids) == after
+    stored = await raw_bulletin(db, ids[0])
     assert "96477090" not in stored
