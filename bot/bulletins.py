@@ -785,10 +785,10 @@ async def timeline(session: AsyncSession, bulletin_id: int) -> Timeline | None:
     """A bulletin's deliveries over time; None before any.
 
     Counted by the database (a bulletin to 100,000 people has as many rows, too many to bring
-    over for a page). Once retention has folded some of its rows into the tally, the tally's
-    series fixes the moments (chosen over all the bulletin's rows when the first of them were
-    folded) and the rows still there are counted at those moments and added: one rule, right
-    whether none, some or all of the rows are gone.
+    over for a page). Once retention has begun with its rows, the tally's series fixes the
+    moments (spanning all the bulletin's rows then: prepare_charts) and the rows still there
+    are counted at those moments and added: one rule, right whether none, some or all of the
+    rows are gone (a moment after the last, from a late delivery, counts at the last).
     """
     tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
     mine = [OutboxMessage.bulletin_id == bulletin_id]
