@@ -54,7 +54,8 @@ logger = logging.getLogger(__name__)
 # transaction.
 Values = dict[str, Any] | Callable[[AsyncSession, Sequence[Any], int], Awaitable[list[int]]] | None
 
-# Sent messages are blanked once gone (bot.outbox); the rows are kept a while for the figures.
+# Sent messages are blanked once gone (bot.outbox); the rows are kept a while, for the sender
+# and the status callbacks; a bulletin's figures outlive them in its tally.
 OUTBOX_DAYS = 14
 PROCESSED_IDS_DAYS = 30
 # The daily report limit looks back one day; a mark older than that serves nothing.
@@ -190,8 +191,8 @@ async def _in_batches(
     db: Database, model: Any, where: Sequence[Any], values: Values, batch: int
 ) -> int:
     """Delete the rows of `model` that match `where` (or set `values` on them, which must make
-    them match no more; or, given a function, run it on the batch's keys first), `batch` of
-    them to a transaction; return how many."""
+    them match no more; or, given a function, let it choose and count each batch first),
+    `batch` of them to a transaction; return how many."""
     key = inspect(model).primary_key[0]
     # The rows of one batch, by primary key: portable (SQLite and PostgreSQL), and the outer
     # statement finds each of them by its index.
