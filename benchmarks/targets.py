@@ -30,13 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inbound import database  # beside this script
 from sqlalchemy import delete, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import bulletins, gazetteer
 from bot.config import Settings, load_settings
 from bot.db import Database, upgrade_async
 from bot.models import Bulletin, Contact, OutboxMessage
-from bot.webconsole import Console
-from bot.webconsole.bulletins import timeline
 
 BATCH = 5_000
 TWO = ["IQG09", "IQG15"]  # Duhok and Ninewa
@@ -146,11 +145,12 @@ async def run(kind: str, url: str, subscribers: int, runs: int) -> None:
                 .where(OutboxMessage.id % 3 == 0)
                 .values(delivered_at=now + timedelta(seconds=30))
             )
-        console = Console(db, settings)
-        line(
-            "delivery chart, every subscriber's row",
-            await timed(runs, lambda: timeline(console, ident)),
-        )
+
+        async def chart() -> None:
+            async with db.read() as connection, AsyncSession(bind=connection) as session:
+                await bulletins.timeline(session, ident)
+
+        line("delivery chart, every subscriber's row", await timed(runs, chart))
     finally:
         await db.close()
 

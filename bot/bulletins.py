@@ -8,6 +8,7 @@ crash harmless. The sender renders each row in its recipient's language when it 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import functools
 import hashlib
@@ -17,12 +18,12 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, inspect, literal, or_, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot import gazetteer, outbox
 from bot.db import Database
@@ -569,8 +570,44 @@ class Figures:
     reasons: dict[str, int] = field(default_factory=dict)  # why they failed or were unreachable
 
 
-async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
-    """A bulletin's deliveries per channel and language: sent, delivered, failed and why."""
+COUNTS = ("recipients", "sent", "delivered", "waiting", "held", "failed", "unreachable", "stopped")
+# A reason may quote its address (Twilio: "The 'To' number whatsapp:+964... is not a valid
+# phone number"): a run of seven digits or more (a phone number, a Telegram chat id) is shown
+# and kept as "…", an error code (five digits) as it is.
+_NUMBER = re.compile(r"\+?\d(?:[ \-]?\d){6,}")
+
+
+def reason(status: str, error: str | None) -> str:
+    """Why a delivery failed or its person is unreachable, as the figures show it."""
+    return _NUMBER.sub("…", error or status)[:80]
+
+
+def _count(found: dict[tuple[str, str], Figures], row: Sequence[Any]) -> None:
+    """Count into `found` a group of deliveries: (channel, locale, status, error, how many,
+    how many delivered)."""
+    channel, locale, status, error, count, delivered = row
+    item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
+    item.recipients += count
+    if status == "sent":
+        item.sent += count
+        item.delivered += delivered
+    elif status == "pending":
+        item.waiting += count
+    elif status == "held":
+        item.held += count
+    elif status == "cancelled":
+        item.stopped += count
+    else:  # failed, unreachable
+        if status == "unreachable":
+            item.unreachable += count
+        else:
+            item.failed += count
+        why = reason(status, error)
+        item.reasons[why] = item.reasons.get(why, 0) + count
+
+
+async def _counted(session: AsyncSession, bulletin_id: int) -> dict[tuple[str, str], Figures]:
+    """A bulletin's deliveries still in the outbox, per channel and language."""
     rows = await session.execute(
         select(
             OutboxMessage.channel,
@@ -586,26 +623,296 @@ async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
         )
     )
     found: dict[tuple[str, str], Figures] = {}
-    for channel, locale, status, error, count, delivered in rows:
-        item = found.setdefault((channel, locale or "-"), Figures(channel, locale or "-"))
-        item.recipients += count
-        if status == "sent":
-            item.sent += count
-            item.delivered += delivered
-        elif status == "pending":
-            item.waiting += count
-        elif status == "held":
-            item.held += count
-        elif status == "cancelled":
-            item.stopped += count
-        else:  # failed, unreachable
-            if status == "unreachable":
-                item.unreachable += count
-            else:
-                item.failed += count
-            reason = (error or status)[:80]
-            item.reasons[reason] = item.reasons.get(reason, 0) + count
+    for row in rows:
+        _count(found, row)
+    return found
+
+
+def _tallied(tally: dict[str, Any]) -> dict[tuple[str, str], Figures]:
+    """The figures a bulletin's tally holds, per channel and language."""
+    found: dict[tuple[str, str], Figures] = {}
+    for stored in tally.get("figures", []):
+        item = Figures(
+            str(stored["channel"]),
+            str(stored["locale"]),
+            **{name: int(stored.get(name, 0)) for name in COUNTS},
+            reasons={str(k): int(v) for k, v in stored.get("reasons", {}).items()},
+        )
+        found[(item.channel, item.locale)] = item
+    return found
+
+
+def _added(
+    found: dict[tuple[str, str], Figures], more: dict[tuple[str, str], Figures]
+) -> dict[tuple[str, str], Figures]:
+    """`found` with `more` counted in."""
+    for key, extra in more.items():
+        item = found.setdefault(key, Figures(*key))
+        for name in COUNTS:
+            setattr(item, name, getattr(item, name) + getattr(extra, name))
+        for why, count in extra.reasons.items():
+            item.reasons[why] = item.reasons.get(why, 0) + count
+    return found
+
+
+async def figures(session: AsyncSession, bulletin_id: int) -> list[Figures]:
+    """A bulletin's deliveries per channel and language: sent, delivered, failed and why.
+
+    The tally (the rows retention has deleted) and the outbox rows still there: a row is in
+    one or the other, never both, as it is counted and deleted in one transaction.
+    """
+    tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
+    found = _added(_tallied(tally or {}), await _counted(session, bulletin_id))
+    for item in found.values():
+        # The most frequent first, then by name: the same order however they were counted.
+        item.reasons = dict(sorted(item.reasons.items(), key=lambda pair: (-pair[1], pair[0])))
     return [found[key] for key in sorted(found)]
+
+
+@dataclass
+class Timeline:
+    """A bulletin's deliveries over time: sent, delivered and failed by each of BUCKETS
+    moments, cumulative, from `start` to `end`."""
+
+    start: datetime
+    end: datetime
+    sent: list[int]
+    delivered: list[int]
+    failed: list[int]
+
+    def __add__(self, other: Timeline) -> Timeline:
+        """Both counted together (the same moments)."""
+        return Timeline(
+            self.start,
+            self.end,
+            [a + b for a, b in zip(self.sent, other.sent, strict=True)],
+            [a + b for a, b in zip(self.delivered, other.delivered, strict=True)],
+            [a + b for a, b in zip(self.failed, other.failed, strict=True)],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """As a tally keeps it."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "failed": self.failed,
+        }
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> Timeline:
+        """As a tally kept it."""
+        return cls(
+            datetime.fromisoformat(stored["start"]),
+            datetime.fromisoformat(stored["end"]),
+            [int(n) for n in stored["sent"]],
+            [int(n) for n in stored["delivered"]],
+            [int(n) for n in stored["failed"]],
+        )
+
+
+BUCKETS = 24  # points of the delivery chart
+_MOMENTS = (OutboxMessage.sent_at, OutboxMessage.delivered_at, OutboxMessage.failed_at)
+
+
+async def _span(session: AsyncSession | AsyncConnection, where: Sequence[Any]) -> list[datetime]:
+    """The first and last moment anything happened to the rows matching `where` (none before
+    any)."""
+    bounds = (
+        await session.execute(
+            select(*(func.min(c) for c in _MOMENTS), *(func.max(c) for c in _MOMENTS)).where(
+                *where
+            )
+        )
+    ).one()
+    moments = [moment for moment in bounds if moment is not None]
+    return [min(moments), max(moments)] if moments else []
+
+
+def _stretched(moments: Sequence[datetime]) -> tuple[datetime, datetime] | None:
+    """The chart's first and last moments for these moments: a minute at least."""
+    if not moments:
+        return None
+    start = min(moments)
+    return start, max(max(moments), start + timedelta(minutes=1))
+
+
+async def _bounds(session: AsyncSession, where: Sequence[Any]) -> tuple[datetime, datetime] | None:
+    """The chart's first and last moments for the rows matching `where`; None before any."""
+    return _stretched(await _span(session, where))
+
+
+def _edges(start: datetime, end: datetime) -> list[datetime]:
+    """The chart's moments from `start` to `end` but the last, which counts every moment."""
+    step = (end - start) / BUCKETS
+    return [start + step * (n + 1) for n in range(BUCKETS - 1)]
+
+
+def _bucketed(moments: Sequence[Sequence[datetime | None]], stored: Timeline) -> Timeline:
+    """The tally's series with a batch's (sent, delivered, failed) moments added, counted as
+    _series counts them in the database."""
+    edges = _edges(stored.start, stored.end)
+    series: list[list[int]] = []
+    for column in range(len(_MOMENTS)):
+        ordered = sorted(moment for row in moments if (moment := row[column]) is not None)
+        series.append([bisect.bisect_right(ordered, edge) for edge in edges] + [len(ordered)])
+    return stored + Timeline(stored.start, stored.end, *series)
+
+
+async def _series(
+    session: AsyncSession, where: Sequence[Any], start: datetime, end: datetime
+) -> Timeline:
+    """Sent, delivered and failed among the rows matching `where` by each of BUCKETS moments
+    from `start` to `end`; a moment after the end counts at the end."""
+    edges = _edges(start, end)
+    # Comparisons only: the same statement on SQLite and PostgreSQL. The last point counts
+    # every moment, so that a row the tally's moments did not foresee is counted all the same.
+    counts = (
+        await session.execute(
+            select(
+                *(
+                    count
+                    for column in _MOMENTS
+                    for count in (
+                        *(func.count(case((column <= edge, 1))) for edge in edges),
+                        func.count(column),
+                    )
+                )
+            ).where(*where)
+        )
+    ).one()
+    found = [int(n) for n in counts]
+    return Timeline(
+        start, end, found[:BUCKETS], found[BUCKETS : 2 * BUCKETS], found[2 * BUCKETS :]
+    )
+
+
+async def timeline(session: AsyncSession, bulletin_id: int) -> Timeline | None:
+    """A bulletin's deliveries over time; None before any.
+
+    Counted by the database (a bulletin to 100,000 people has as many rows, too many to bring
+    over for a page). Once retention has begun with its rows, the tally's series fixes the
+    moments (spanning all the bulletin's rows then: prepare_charts) and the rows still there
+    are counted at those moments and added: one rule, right whether none, some or all of the
+    rows are gone (a moment after the last, from a late delivery, counts at the last).
+    """
+    tally = await session.scalar(select(Bulletin.tally).where(Bulletin.id == bulletin_id))
+    mine = [OutboxMessage.bulletin_id == bulletin_id]
+    if tally and tally.get("chart"):
+        stored = Timeline.from_json(tally["chart"])
+        return stored + await _series(session, mine, stored.start, stored.end)
+    bounds = await _bounds(session, mine)
+    return None if bounds is None else await _series(session, mine, *bounds)
+
+
+def _unfilled(bounds: tuple[datetime, datetime] | None) -> dict[str, Any] | None:
+    """A tally's chart from `bounds` with nothing counted yet; None: nothing to chart."""
+    if bounds is None:
+        return None
+    return Timeline(*bounds, *([0] * BUCKETS for _n in range(3))).to_json()
+
+
+async def prepare_charts(db: Database, before: datetime, chunk: int) -> int:
+    """Fix the chart's moments in the tally of each bulletin published before `before` that
+    has none yet, for fold_deliveries; return how many were fixed.
+
+    The moments span all its rows: those counted later fall within. They are read `chunk`
+    rows at a time, with a turn for others between two reads: on SQLite a read holds the
+    loop, and a bulletin to 200,000 people has as many rows (0.17 s in one read).
+    """
+    async with db.read() as connection:
+        tallies = (
+            await connection.execute(
+                select(Bulletin.id, Bulletin.tally).where(
+                    Bulletin.published_at < before, Bulletin.status.in_(PUBLISHED)
+                )
+            )
+        ).all()
+    fixed = 0
+    for bulletin_id, tally in tallies:
+        if "chart" in (tally or {}):
+            continue
+        mine = OutboxMessage.bulletin_id == bulletin_id
+        async with db.read() as connection:
+            low, high = (
+                await connection.execute(
+                    select(func.min(OutboxMessage.id), func.max(OutboxMessage.id)).where(mine)
+                )
+            ).one()
+        moments: list[datetime] = []
+        for start in range(low or 0, (high or -1) + 1, chunk):
+            async with db.read() as connection:
+                moments += await _span(
+                    connection, [mine, OutboxMessage.id >= start, OutboxMessage.id < start + chunk]
+                )
+            await asyncio.sleep(0)
+        bounds = _stretched(moments)
+        async with db.transaction() as session:
+            bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
+            if bulletin is None or "chart" in bulletin.tally:
+                continue
+            # None: nothing to chart yet (fold_deliveries then reads the moments itself).
+            bulletin.tally = {**bulletin.tally, "chart": _unfilled(bounds)}
+            fixed += 1
+    return fixed
+
+
+async def fold_deliveries(
+    session: AsyncSession, where: Sequence[Any], limit: int | None = None
+) -> list[int]:
+    """Count the bulletin deliveries among the outbox rows matching `where` (`limit` of them at
+    most) into their bulletins' tallies; return all those rows' ids, for the caller to delete
+    in the same transaction.
+
+    Counted and deleted at once, a row is counted once: a crash undoes both. One read for the
+    batch (locked on PostgreSQL: what is counted is what is deleted), counted here, then each
+    bulletin's tally is written.
+    """
+    chosen = (
+        select(
+            OutboxMessage.id,
+            OutboxMessage.bulletin_id,
+            OutboxMessage.channel,
+            OutboxMessage.locale,
+            OutboxMessage.status,
+            OutboxMessage.error,
+            *_MOMENTS,
+        )
+        .where(*where)
+        .limit(limit)
+        .with_for_update()
+    )
+    # On the connection: plain rows, without the ORM's work for each (a batch has thousands).
+    rows = (await (await session.connection()).execute(chosen)).all()
+    counted: dict[int, dict[tuple[str, str], Figures]] = {}
+    moments: dict[int, list[Sequence[datetime | None]]] = {}
+    for _id, bulletin_id, channel, locale, status, error, sent, delivered, failed in rows:
+        if bulletin_id is None:
+            continue
+        found = counted.setdefault(bulletin_id, {})
+        _count(found, (channel, locale, status, error, 1, int(delivered is not None)))
+        moments.setdefault(bulletin_id, []).append((sent, delivered, failed))
+    # One bulletin after another, in order (a lock order).
+    for bulletin_id in sorted(counted):
+        bulletin = await session.get(Bulletin, bulletin_id, with_for_update=True)
+        if bulletin is None:
+            continue
+        tally = dict(bulletin.tally or {})
+        chart = tally.get("chart")
+        if not chart:
+            # The first series spans the moments of all the bulletin's rows, those counted
+            # later too: they then fall within it (read here when prepare_charts found none).
+            chart = _unfilled(await _bounds(session, [OutboxMessage.bulletin_id == bulletin_id]))
+        figured = _added(_tallied(tally), counted[bulletin_id])
+        # A new dict, not changed in place: the JSON column only notices a new value.
+        bulletin.tally = {
+            "figures": [dataclasses.asdict(figured[key]) for key in sorted(figured)],
+            "chart": None
+            if not chart
+            else _bucketed(moments[bulletin_id], Timeline.from_json(chart)).to_json(),
+        }
+    return [row[0] for row in rows]
 
 
 # A public id as people type or paste it (B-7K3M9Q), in any case.

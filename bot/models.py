@@ -465,6 +465,10 @@ class Bulletin(Base):
     # The governorates' P-codes whose subscribers get it (and those who want all of Iraq's
     # news); empty: every subscriber.
     places: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
+    # Its deliveries counted as retention deletes their outbox rows, which hold the recipients'
+    # addresses (bot.bulletins.fold_deliveries): counts per channel and language and the
+    # chart's series, nothing of any person. bot.bulletins.figures adds the rows still there.
+    tally: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
 
 
 class BulletinPicture(Base):

@@ -13,6 +13,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import bulletins
 from bot.messages import Outbound
 from bot.models import (
     AuditEntry,
@@ -35,6 +36,8 @@ AUDIT_KEEPS = frozenset(
     {"before", "after", "signature", "receipt", "step", "referral", "organization", "answer"}
 )
 FORGOTTEN_ACTOR = "forgotten"
+# The address a forgotten person's bulletin deliveries keep for the figures: no one's.
+FORGOTTEN = "forgotten"
 
 
 @dataclass
@@ -171,6 +174,26 @@ async def forget(session: AsyncSession, contact: Contact, now: datetime) -> list
     # What the family and the coordinators wrote to each other about its reports.
     await session.execute(delete(ReportMessage).where(ReportMessage.report_id.in_(report_ids)))
     await _forget_in_audit(session, contact.address, report_ids, signature_ids)
+    # A bulletin that went to them stays counted, without them: its delivery row keeps only
+    # its outcome (an address that is no one's, no platform id, the reason without a number),
+    # and retention counts it into the bulletin's tally with the others' (bot.bulletins).
+    kept = OutboxMessage.bulletin_id.is_not(None) & (OutboxMessage.status != "pending")
+    outcomes = await session.execute(
+        select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.error).where(
+            OutboxMessage.address == contact.address, kept
+        )
+    )
+    for ident, status, error in outcomes.all():
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == ident)
+            .values(
+                address=FORGOTTEN,
+                contact_id=None,
+                platform_message_id=None,
+                error=None if error is None else bulletins.reason(status, error),
+            )
+        )
     # Messages to them, and copies of their data on their way to others.
     await session.execute(
         delete(OutboxMessage).where(

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot import crypto, referrals
+from bot import bulletins, crypto, referrals
 from bot.bulletins import UPLOAD
 from bot.config import Settings
 from bot.db import Database
@@ -49,7 +49,13 @@ from bot.privacy import anonymize_reports
 
 logger = logging.getLogger(__name__)
 
-# Sent messages are blanked once gone (bot.outbox); the rows are kept a while for the figures.
+# What a rule does to its rows: None deletes them; values are set on them; a function chooses
+# each batch, (where, how many), and returns its keys, which are then deleted in the same
+# transaction.
+Values = dict[str, Any] | Callable[[AsyncSession, Sequence[Any], int], Awaitable[list[int]]] | None
+
+# Sent messages are blanked once gone (bot.outbox); the rows are kept a while, for the sender
+# and the status callbacks; a bulletin's figures outlive them in its tally.
 OUTBOX_DAYS = 14
 PROCESSED_IDS_DAYS = 30
 # The daily report limit looks back one day; a mark older than that serves nothing.
@@ -79,7 +85,7 @@ async def purge(
     """
     expired = await expire_referrals(db, settings, now)
     reports, withdrawn = await _anonymize_old_reports(db, settings, now, batch)
-    rules: list[tuple[str, Any, Any, dict[str, Any] | None]] = [
+    rules: list[tuple[str, Any, Any, Values]] = [
         (
             # A WhatsApp message waits for its delivery to be confirmed before its text is
             # blanked (bot.outbox); one never confirmed is blanked here, a day after.
@@ -94,13 +100,15 @@ async def purge(
             {"body": {}},
         ),
         (
+            # They hold the recipients' addresses; a bulletin's deliveries are counted into its
+            # tally first, in the same transaction, for its figures and chart to stay.
             "outbox rows deleted",
             OutboxMessage,
             (
                 OutboxMessage.status != "pending",
                 OutboxMessage.created_at < now - timedelta(days=OUTBOX_DAYS),
             ),
-            None,
+            bulletins.fold_deliveries,
         ),
         (
             "processed ids deleted",
@@ -142,6 +150,8 @@ async def purge(
             None,
         ),
     ]
+    # The charts of the bulletins whose rows go get their moments first, read in steps.
+    await bulletins.prepare_charts(db, now - timedelta(days=OUTBOX_DAYS), batch * 5)
     counts = {
         "reports anonymized": reports,
         "referral notices": expired + withdrawn,
@@ -178,23 +188,28 @@ async def _anonymize_old_reports(
 
 
 async def _in_batches(
-    db: Database, model: Any, where: Sequence[Any], values: dict[str, Any] | None, batch: int
+    db: Database, model: Any, where: Sequence[Any], values: Values, batch: int
 ) -> int:
     """Delete the rows of `model` that match `where` (or set `values` on them, which must make
-    them match no more), `batch` of them to a transaction; return how many."""
+    them match no more; or, given a function, let it choose and count each batch first),
+    `batch` of them to a transaction; return how many."""
     key = inspect(model).primary_key[0]
     # The rows of one batch, by primary key: portable (SQLite and PostgreSQL), and the outer
     # statement finds each of them by its index.
     chosen = select(key).where(*where).limit(batch).scalar_subquery()
     statement = (
-        delete(model).where(key.in_(chosen))
-        if values is None
-        else update(model).where(key.in_(chosen)).values(values)
+        update(model).where(key.in_(chosen)).values(values)
+        if isinstance(values, dict)
+        else delete(model).where(key.in_(chosen))
     )
     total = 0
     while True:
         async with db.transaction() as session:
-            result = await session.execute(statement)
+            if callable(values):
+                ids = await values(session, where, batch)
+                result = await session.execute(delete(model).where(key.in_(ids)))
+            else:
+                result = await session.execute(statement)
         count = int(result.rowcount or 0)  # type: ignore[attr-defined]
         total += count
         if count < batch:

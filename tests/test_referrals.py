@@ -570,7 +570,9 @@ async def test_the_figures_and_the_export_read_back(
     async with db.transaction() as session:
         logged = list(
             await session.scalars(
-                select(AuditEntry).where(AuditEntry.action == "export:referrals")
+                select(AuditEntry)
+                .where(AuditEntry.action == "export:referrals")
+                .order_by(AuditEntry.id)  # in the order they were written, on PostgreSQL too
             )
         )
     assert [(e.actor, e.detail["private"]) for e in logged] == [

@@ -10,12 +10,12 @@ import email.parser
 import email.policy
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -38,7 +38,7 @@ from bot.i18n import (
     use_locale,
 )
 from bot.messages import Address, Outbound
-from bot.models import Bulletin, BulletinPicture, OutboxMessage, utcnow
+from bot.models import Bulletin, BulletinPicture, utcnow
 from bot.reports import places_text
 from bot.text import clean_input, split_text
 from bot.when import parse_time, parse_when
@@ -58,7 +58,6 @@ BODY_LIMIT = PHOTO_LIMIT + FIELDS_LIMIT
 PARTS_LIMIT = 60  # fields of a form, at most (it has about 40)
 CHANNELS = {"telegram": "Telegram", "whatsapp": "WhatsApp"}
 LISTED = 20  # bulletins of each list on the desk
-BUCKETS = 24  # points of the delivery chart
 # What the desk says after an action (?done=...), as N_ messages.
 DONE = {
     "scheduled": N_("Scheduled. It can still be edited or cancelled until it goes out."),
@@ -287,58 +286,7 @@ def title_of(bulletin: Bulletin) -> str:
     return str(first.get("title", "-"))
 
 
-@dataclass
-class Timeline:
-    """A bulletin's deliveries over time, cumulative, from the delivery ledger."""
-
-    start: datetime
-    end: datetime
-    sent: list[int]
-    delivered: list[int]
-    failed: list[int]
-
-
-async def timeline(console: Console, bulletin_id: int) -> Timeline | None:
-    """Sent, delivered and failed by the end of each of BUCKETS moments; None before any.
-
-    Counted by the database in two reads of the bulletin's rows (its first and last moments,
-    then every count at once): a bulletin to 100,000 people has as many rows, too many to
-    bring over for a page.
-    """
-    series = (OutboxMessage.sent_at, OutboxMessage.delivered_at, OutboxMessage.failed_at)
-    mine = OutboxMessage.bulletin_id == bulletin_id
-    async with console.db.read() as connection:
-        bounds = (
-            await connection.execute(
-                select(*(func.min(c) for c in series), *(func.max(c) for c in series)).where(mine)
-            )
-        ).one()
-        moments = [moment for moment in bounds if moment is not None]
-        if not moments:
-            return None
-        start, end = min(moments), max(moments)
-        end = max(end, start + timedelta(minutes=1))
-        step = (end - start) / BUCKETS
-        edges = [start + step * (n + 1) for n in range(BUCKETS - 1)] + [end]
-        # Comparisons only: the same statement on SQLite and PostgreSQL.
-        counts = (
-            await connection.execute(
-                select(
-                    *(func.count(case((column <= edge, 1))) for column in series for edge in edges)
-                ).where(mine)
-            )
-        ).one()
-    found = [int(n) for n in counts]
-    return Timeline(
-        start,
-        end,
-        found[:BUCKETS],
-        found[BUCKETS : 2 * BUCKETS],
-        found[2 * BUCKETS :],
-    )
-
-
-def chart(found: Timeline, timezone: str) -> dict[str, Any]:
+def chart(found: bulletins.Timeline, timezone: str) -> dict[str, Any]:
     """The chart's lines as SVG points (a 320 × 160 box), its scale and its labels."""
     top = max(found.sent[-1], found.delivered[-1], found.failed[-1], 1)
     left, right, high, low = 36.0, 312.0, 12.0, 132.0
@@ -616,7 +564,7 @@ def routes(console: Console) -> list[BaseRoute]:
             found_audience = await bulletins.audience(
                 session, list(bulletin.texts), list(bulletin.places or []), utcnow()
             )
-        line = await timeline(console, bulletin.id) if bulletin.public_id else None
+            line = await bulletins.timeline(session, bulletin.id) if bulletin.public_id else None
         with use_locale(locale):
             shown = Bulletin(
                 texts=bulletin.texts,
