@@ -36,6 +36,7 @@ from bot.i18n import (
     isolate,
     use_locale,
 )
+from bot.logs import redact
 from bot.messages import Address, Outbound
 from bot.models import AuditEntry, Bulletin, BulletinPicture, Contact, OutboxMessage
 from bot.text import ascii_digits, fold, strip_bidi
@@ -571,15 +572,13 @@ class Figures:
 
 
 COUNTS = ("recipients", "sent", "delivered", "waiting", "held", "failed", "unreachable", "stopped")
-# A reason may quote its address (Twilio: "The 'To' number whatsapp:+964... is not a valid
-# phone number"): a run of seven digits or more (a phone number, a Telegram chat id) is shown
-# and kept as "…", an error code (five digits) as it is.
-_NUMBER = re.compile(r"\+?\d(?:[ \-]?\d){6,}")
 
 
 def reason(status: str, error: str | None) -> str:
-    """Why a delivery failed or its person is unreachable, as the figures show it."""
-    return _NUMBER.sub("…", error or status)[:80]
+    """Why a delivery failed or its person is unreachable, as the figures show it: with the
+    address, phone number or chat id a platform's words may quote masked, as in the logs
+    (Twilio: "The 'To' number whatsapp:+964... is not a valid phone number")."""
+    return redact(error or status)[:80]
 
 
 def _count(found: dict[tuple[str, str], Figures], row: Sequence[Any]) -> None:

@@ -119,7 +119,7 @@ async def test_last_months_bulletin_still_shows_whom_it_reached(
         assert "Forbidden: bot was blocked by the user" in table
         assert "opted out (21610)" in table
         assert (
-            "Twilio 21612: Unable to create record: The &#39;To&#39; phone number: whatsapp:…,"
+            "Twilio 21612: Unable to create record: The &#39;To&#39; phone number: whatsapp:***,"
             in table
         )
         assert "9647702000013" not in table
@@ -236,7 +236,7 @@ async def test_a_purge_cut_short_counts_every_row_once(db: Database, settings: S
         ("whatsapp", "en", 1),
     ]
     assert first[3].reasons == {
-        "Twilio 21612: The 'To' phone number: whatsapp:…, is not currently reachable usin": 1
+        "Twilio 21612: The 'To' phone number: whatsapp:***, is not currently reachable us": 1
     }
 
     # The connection is lost at the third batch's DELETE, after its rows were counted: that
@@ -318,7 +318,7 @@ async def test_a_person_who_deletes_their_data_stays_counted_not_named(
     assert left.count(privacy.FORGOTTEN) == 2
     assert sorted(map(str, errors)) == [
         "None",
-        "Twilio 21612: The 'To' phone number: whatsapp:…, is not currently reachable usin",
+        "Twilio 21612: The 'To' phone number: whatsapp:***, is not currently reachable us",
     ]
     after = await seen(db, ids)
     assert after[1] == before[1]
