@@ -283,11 +283,16 @@ class Engine:
                 )
             )
             return
-        if ctx.contact.locale is None and ctx.flow != "language":
+        again = inbound.command == "start" and ctx.flow == "language"
+        if ctx.contact.locale is None and (ctx.flow != "language" or again):
             # First contact: the language comes first; a deep link waits until it is chosen.
+            # Start pressed again (people do) asks again, without a reproach, and keeps the
+            # deep link of the first one.
             data: dict[str, Any] = {}
             if inbound.command == "start" and inbound.args:
                 data["then"] = self.registry.deep_links.get(inbound.args[0])
+            elif again and isinstance(ctx.data.get("then"), str):
+                data["then"] = ctx.data["then"]
             await self.enter(ctx, "language", data)
             return
         if inbound.kind == "resume":

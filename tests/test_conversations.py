@@ -182,6 +182,21 @@ async def test_deep_link_waits_for_the_language(
     assert says in person.text()
 
 
+async def test_start_pressed_again_asks_again_without_a_reproach(
+    person: Person, db: Database
+) -> None:
+    """People press Start more than once: the question again, not "Please choose one of the
+    languages below", and the deep link of the first Start still waits."""
+    await person.send("/start sign")
+    first = person.text()
+    await person.send("/start")
+    assert person.text() == first
+    assert t("ar", "Please choose one of the languages below.") not in person.text()
+    await person.send("/start")
+    await person.tap("English")
+    assert (await state(db, "console:tester"))["flow"] == "sign"
+
+
 async def test_deep_link_for_a_known_person(person: Person, db: Database) -> None:
     await choose_language(person, "en")
     await person.send("/start declaration")
