@@ -211,6 +211,16 @@ class Database:
             finally:
                 await conn.rollback()
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session on a read() connection: queries without a turn at SQLite's write
+        lock, for pages, exports and checks that change nothing."""
+        async with (
+            self.read() as connection,
+            AsyncSession(bind=connection, expire_on_commit=False) as session,
+        ):
+            yield session
+
     async def ping(self) -> bool:
         """Whether the database answers."""
         try:

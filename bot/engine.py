@@ -131,7 +131,7 @@ class Engine:
 
     async def _has_role(self, address: str) -> bool:
         """Whether the person has a role in the database (read without the write lock)."""
-        async with self.db.read() as connection, AsyncSession(bind=connection) as session:
+        async with self.db.reading() as session:
             return await roles.role_of(session, address) is not None
 
     async def _handle_once(self, inbound: Inbound) -> list[Outbound]:

@@ -187,12 +187,8 @@ async def export(db: Database, query: Query, fmt: str, out: TextIO, actor: str =
     """Write the export to `out` from a read of its own; return the count. Audited."""
     # A read takes no turn at SQLite's write lock: a long export held it before, and every
     # message of every person waited for the export's end.
-    async with db.read() as connection:
-        reading = AsyncSession(bind=connection, expire_on_commit=False)
-        try:
-            count = await write(reading, query, fmt, out)
-        finally:
-            await reading.close()
+    async with db.reading() as reading:
+        count = await write(reading, query, fmt, out)
     async with db.transaction() as session:
         session.add(audit_entry(actor, query, fmt, count))
     return count
@@ -429,40 +425,36 @@ async def export_referrals(
     cols = [(n, tag) for n, tag, personal in REFERRAL_COLUMNS if private or not personal]
     names = [n for n, _tag in cols]
     count = 0
-    async with db.read() as connection:
-        reading = AsyncSession(bind=connection, expire_on_commit=False)
-        try:
-            statement = (
-                select(Referral, Report, Signature)
-                .join(Report, Report.id == Referral.report_id)
-                .join(Organization, Organization.id == Referral.organization_id)
-                .join(Signature, Signature.id == Organization.signature_id)
-                .order_by(Referral.id)
-                .execution_options(yield_per=BATCH)
-            )
-            rows = await reading.stream(statement)
-            writer = csv.writer(out) if fmt != "json" else None
+    async with db.reading() as reading:
+        statement = (
+            select(Referral, Report, Signature)
+            .join(Report, Report.id == Referral.report_id)
+            .join(Organization, Organization.id == Referral.organization_id)
+            .join(Signature, Signature.id == Organization.signature_id)
+            .order_by(Referral.id)
+            .execution_options(yield_per=BATCH)
+        )
+        rows = await reading.stream(statement)
+        writer = csv.writer(out) if fmt != "json" else None
+        if writer is not None:
+            writer.writerow(names)
+            if fmt == "hxl":
+                writer.writerow([tag for _n, tag in cols])
+        else:
+            out.write("[")
+        async for referral, report, signature in rows:
+            name = signature.name_en or signature.name_ar or ""
+            row = referral_record(referral, report, name, private)
             if writer is not None:
-                writer.writerow(names)
-                if fmt == "hxl":
-                    writer.writerow([tag for _n, tag in cols])
+                writer.writerow(csv_row(row, names))
             else:
-                out.write("[")
-            async for referral, report, signature in rows:
-                name = signature.name_en or signature.name_ar or ""
-                row = referral_record(referral, report, name, private)
-                if writer is not None:
-                    writer.writerow(csv_row(row, names))
-                else:
-                    item = json.dumps(row, ensure_ascii=False)
-                    out.write(("," if count else "") + "\n" + item)
-                count += 1
-                if count % BATCH == 0:
-                    await asyncio.sleep(0)  # others get a turn on SQLite
-            if writer is None:
-                out.write("\n]\n")
-        finally:
-            await reading.close()
+                item = json.dumps(row, ensure_ascii=False)
+                out.write(("," if count else "") + "\n" + item)
+            count += 1
+            if count % BATCH == 0:
+                await asyncio.sleep(0)  # others get a turn on SQLite
+        if writer is None:
+            out.write("\n]\n")
     async with db.transaction() as session:
         session.add(
             AuditEntry(

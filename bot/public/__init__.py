@@ -29,7 +29,6 @@ import segno
 from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -437,19 +436,13 @@ class PublicSite:
 
         async def make() -> tuple[bytes, str]:
             names = list(exports.PUBLIC_SIGNATURE_FIELDS)
-            async with self.db.read() as connection:
-                reading = AsyncSession(bind=connection)
-                try:
-                    found = (
-                        await reading.scalars(
-                            select(Signature)
-                            .where(Signature.status == "verified")
-                            .order_by(Signature.id)
-                        )
-                    ).all()
-                    rows = [exports.signature_record(s, {}, private=False) for s in found]
-                finally:
-                    await reading.close()
+            async with self.db.reading() as reading:
+                found = (
+                    await reading.scalars(
+                        select(Signature).where(signatures.VERIFIED).order_by(Signature.id)
+                    )
+                ).all()
+                rows = [exports.signature_record(s, {}, private=False) for s in found]
             if fmt == "json":
                 return (
                     json.dumps(rows, ensure_ascii=False, indent=1).encode("utf-8"),
@@ -634,16 +627,12 @@ class PublicSite:
             refused.headers["Retry-After"] = "60"
             return refused
         try:
-            async with self.db.read() as connection:
-                reading = AsyncSession(bind=connection)
-                try:
-                    verdict = await self.checker.verify(reading, pasted)
-                    view = None
-                    if verdict.bulletin is not None:
-                        with use_locale(locale):
-                            view = self._bulletin_view(verdict.bulletin, locale)
-                finally:
-                    await reading.close()
+            async with self.db.reading() as reading:
+                verdict = await self.checker.verify(reading, pasted)
+                view = None
+                if verdict.bulletin is not None:
+                    with use_locale(locale):
+                        view = self._bulletin_view(verdict.bulletin, locale)
         except (DBAPIError, OSError):
             return self.problem(request, locale, 503, "unavailable.html")
         context = {"verdict": verdict, "bulletin": view, "pasted": pasted}

@@ -21,7 +21,6 @@ from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -359,13 +358,9 @@ class PartnerApi:
             private=False, conditions=(*conditions, Report.id > after), limit=limit + 1
         )
         found: list[tuple[int, dict[str, Any]]] = []
-        async with self.db.read() as connection:
-            reading = AsyncSession(bind=connection)
-            try:
-                async for report in exports.reports(reading, wanted):
-                    found.append((report.id, exports.record(report, private=False)))
-            finally:
-                await reading.close()
+        async with self.db.reading() as reading:
+            async for report in exports.reports(reading, wanted):
+                found.append((report.id, exports.record(report, private=False)))
         more = len(found) > limit
         found = found[:limit]
         rows = [row for _id, row in found]
@@ -406,19 +401,15 @@ class PartnerApi:
         """The verified signatories' public fields, a page at a time."""
         query = request.query_params
         after, limit = _after(query), _limit(query)
-        async with self.db.read() as connection:
-            reading = AsyncSession(bind=connection)
-            try:
-                found = (
-                    await reading.scalars(
-                        select(Signature)
-                        .where(Signature.status == "verified", Signature.id > after)
-                        .order_by(Signature.id)
-                        .limit(limit + 1)
-                    )
-                ).all()
-            finally:
-                await reading.close()
+        async with self.db.reading() as reading:
+            found = (
+                await reading.scalars(
+                    select(Signature)
+                    .where(Signature.status == "verified", Signature.id > after)
+                    .order_by(Signature.id)
+                    .limit(limit + 1)
+                )
+            ).all()
         more = len(found) > limit
         found = found[:limit]
         rows = [exports.signature_record(s, {}, private=False) for s in found]

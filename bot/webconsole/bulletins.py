@@ -5,10 +5,9 @@ stop it, and follow its delivery. The rules are bot.bulletins'; the plumbing is 
 
 from __future__ import annotations
 
-import contextlib
 import email.parser
 import email.policy
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,6 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -310,13 +308,6 @@ def chart(found: bulletins.Timeline, timezone: str) -> dict[str, Any]:
     }
 
 
-@contextlib.asynccontextmanager
-async def reading(console: Console) -> AsyncIterator[AsyncSession]:
-    """A session that only reads: no turn at SQLite's write lock, as the console's pages read."""
-    async with console.db.read() as connection, AsyncSession(bind=connection) as session:
-        yield session
-
-
 def routes(console: Console) -> list[BaseRoute]:
     """The desk's routes, bound to the console."""
     zone = console.settings.timezone
@@ -377,7 +368,7 @@ def routes(console: Console) -> list[BaseRoute]:
         draft = draft_of(composed, "", utcnow())
         if bulletin is not None and bulletin.scheduled_at and bulletin.status == "scheduled":
             draft.published_at = bulletin.scheduled_at  # the date its readers will see
-        async with reading(console) as session:
+        async with console.db.reading() as session:
             found = await bulletins.audience(
                 session, list(composed.texts), composed.places, utcnow()
             )
@@ -418,7 +409,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(found, Response):
             return found
         who, locale = found
-        async with reading(console) as session:
+        async with console.db.reading() as session:
             waiting = (
                 await session.scalars(
                     select(Bulletin)
@@ -556,7 +547,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(opened, Response):
             return opened
         who, locale, ident = opened
-        async with reading(console) as session:
+        async with console.db.reading() as session:
             bulletin = await session.get(Bulletin, ident) if ident is not None else None
             if bulletin is None:
                 return not_found(request, who, locale)
@@ -666,7 +657,7 @@ def routes(console: Console) -> list[BaseRoute]:
         if isinstance(opened, Response):
             return opened
         who, locale, ident = opened
-        async with reading(console) as session:
+        async with console.db.reading() as session:
             bulletin = await session.get(Bulletin, ident) if ident is not None else None
         if bulletin is None:
             return not_found(request, who, locale)
