@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -217,35 +217,47 @@ async def adopt_coordinators(db: Database, settings: Settings) -> None:
             logger.info("COORDINATORS: %d address(es) made admins", len(adopted))
 
 
-async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600) -> None:
-    """Apply the retention rules at start and every `every` seconds."""
+async def repeatedly(
+    work: Callable[[], Awaitable[object]], every: float, what: str, *, at_start: bool
+) -> None:
+    """Run `work` every `every` seconds for ever, the first time at once or after `every`; a
+    failure is logged and tried again next time (a database away for a moment)."""
+    await asyncio.sleep(0 if at_start else every)
     while True:
         try:
-            await retention.purge(db, settings, datetime.now(UTC))
-        except Exception:  # a database away for a moment: try again next time
-            logger.exception("retention failed")
+            await work()
+        except Exception:
+            logger.exception("%s failed", what)
         await asyncio.sleep(every)
 
 
+async def keep_purging(db: Database, settings: Settings, every: float = 6 * 3600) -> None:
+    """Apply the retention rules at start and every `every` seconds."""
+    await repeatedly(
+        lambda: retention.purge(db, settings, datetime.now(UTC)), every, "retention", at_start=True
+    )
+
+
 async def keep_expiring(db: Database, settings: Settings, every: float = 300) -> None:
-    """Expire the referrals left unanswered, every `every` seconds (the first after one)."""
-    while True:
-        await asyncio.sleep(every)  # at start, keep_purging does it
-        try:
-            await retention.expire_referrals(db, settings, datetime.now(UTC))
-        except Exception:  # a database away for a moment: try again next time
-            logger.exception("referral expiry failed")
+    """Expire the referrals left unanswered, every `every` seconds (the first after one: at
+    start, keep_purging does it)."""
+    await repeatedly(
+        lambda: retention.expire_referrals(db, settings, datetime.now(UTC)),
+        every,
+        "referral expiry",
+        at_start=False,
+    )
 
 
 async def keep_menus(db: Database, telegram: TelegramChannel) -> None:
     """Every MENUS_EVERY seconds, give the Telegram chats whose role (or membership of an
-    organization) changed their new command menu, or take it away."""
-    while True:
-        await asyncio.sleep(MENUS_EVERY)  # at start, TelegramChannel.start published them
-        try:
-            await telegram.follow_people(await telegram_people(db))
-        except Exception:  # a database away for a moment: try again next time
-            logger.exception("command menus not brought up to date")
+    organization) changed their new command menu, or take it away (at start,
+    TelegramChannel.start published them)."""
+
+    async def follow() -> None:
+        await telegram.follow_people(await telegram_people(db))
+
+    await repeatedly(follow, MENUS_EVERY, "bringing the command menus up to date", at_start=False)
 
 
 async def serve(settings: Settings, role: Role = "all") -> None:
